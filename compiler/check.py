@@ -1,0 +1,324 @@
+"""Stage 2, check: :class:`SpecAST` -> :class:`CheckedSpec`.
+
+Resolves every name to a kind (hyperparameter, step, input, state, temporary), types every
+expression (number or bool; host or per element), merges ``extends``, and rejects what cannot
+mean anything: undefined names, assignment to a hyperparameter, unknown functions, defaults of
+the wrong type or outside their domain, duplicate definitions, use before definition. Errors are
+collected and reported together, each with its span.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+from typing import Callable
+
+from . import nodes as n
+from .errors import SpecError, SpecErrors
+from .functions import FUNCTIONS
+from .ir import CheckedSpec, Hyper, Interval, Kind, Level, Require, State, Statement, Symbol, Type
+
+#: Names every spec has: the parameter, its gradient and the 1-based step.
+BUILTIN_SYMBOLS = {
+    "p": Symbol("p", Kind.INPUT, Type.NUMBER, Level.ELEMENT),
+    "g": Symbol("g", Kind.INPUT, Type.NUMBER, Level.ELEMENT),
+    "t": Symbol("t", Kind.STEP, Type.NUMBER, Level.HOST),
+}
+RESERVED = set(BUILTIN_SYMBOLS) | set(FUNCTIONS) | {"inf", "true", "false"}
+#: Names the generated modules use for their own purposes.
+GENERATED_CODE_NAMES = {"math", "numpy", "numba", "np", "optgen"}
+
+Resolver = Callable[[str], n.SpecAST]
+
+
+def check(ast: n.SpecAST, resolve: Resolver | None = None) -> CheckedSpec:
+    """Check one parsed spec. ``resolve(name)`` parses the spec an ``extends`` names."""
+    return _Checker(ast, resolve).run()
+
+
+class _Checker:
+    def __init__(self, ast: n.SpecAST, resolve: Resolver | None):
+        self.ast = ast
+        self.resolve = resolve
+        self.errors: list[SpecError] = []
+        self.symbols: dict[str, Symbol] = dict(BUILTIN_SYMBOLS)
+        self.assigned_later: set[str] = set()
+
+    def error(self, message: str, span, hint: str | None = None) -> None:
+        self.errors.append(SpecError(message, span, hint=hint))
+
+    def run(self) -> CheckedSpec:
+        ast = self._merge_base(self.ast)
+        hypers = tuple(h for h in (self._hyper(d) for d in ast.hypers) if h is not None)
+        states = tuple(s for s in (self._state(d) for d in ast.states) if s is not None)
+        requires = tuple(self._require(d) for d in ast.requires)
+        statements = self._statements(ast.updates, ast.has_update_section)
+        if self.errors:
+            raise self.errors[0] if len(self.errors) == 1 else SpecErrors(self.errors)
+        return CheckedSpec(ast.name, ast.description, ast.base, hypers, states, requires,
+                           statements, dict(self.symbols))
+
+    # --- inheritance ----------------------------------------------------------------------
+
+    def _merge_base(self, ast: n.SpecAST) -> n.SpecAST:
+        """``optimizer b extends a``: a's declarations, with b's hypers overriding by name."""
+        if ast.base is None:
+            return ast
+        if self.resolve is None:
+            raise SpecError(f"cannot find spec {ast.base!r} to extend", ast.base_span)
+        try:
+            base = self.resolve(ast.base)
+        except FileNotFoundError:
+            raise SpecError(f"cannot find spec {ast.base!r} to extend", ast.base_span,
+                            hint="the base spec must sit in the same folder or the catalogue")
+        if base.base is not None:
+            raise SpecError(f"{ast.base!r} itself extends {base.base!r}; extend one level only",
+                            ast.base_span)
+        overrides = {h.name: h for h in ast.hypers}
+        base_names = {h.name for h in base.hypers}
+        hypers = []
+        for h in base.hypers:
+            mine = overrides.get(h.name)
+            if mine is None:
+                hypers.append(h)
+            else:  # keep the base's type, items, domain and doc unless restated
+                hypers.append(n.HyperDecl(
+                    mine.span, h.name, mine.type or h.type, mine.default, mine.default_span,
+                    mine.components or h.components, mine.domain or h.domain, mine.doc or h.doc))
+        hypers += [h for h in ast.hypers if h.name not in base_names]
+        return n.SpecAST(
+            ast.name, ast.name_span, ast.base, ast.base_span, ast.description or base.description,
+            tuple(hypers), base.states + ast.states, base.requires + ast.requires,
+            ast.updates if ast.has_update_section else base.updates,
+            ast.has_update_section or base.has_update_section)
+
+    # --- declarations ---------------------------------------------------------------------
+
+    def _declare(self, name: str, symbol: Symbol, span) -> bool:
+        if not self._allowed_name(name, span):
+            return False
+        if name in self.symbols:
+            self.error(f"'{name}' is already defined as a {self.symbols[name].kind.value}", span)
+            return False
+        self.symbols[name] = symbol
+        return True
+
+    def _allowed_name(self, name: str, span) -> bool:
+        if name in RESERVED:
+            self.error(f"'{name}' is a built-in name and cannot be declared", span)
+        elif name.startswith("_") or name in GENERATED_CODE_NAMES or keyword.iskeyword(name):
+            self.error(f"'{name}' is reserved for generated code", span,
+                       hint="names may not start with '_' or be Python keywords")
+        else:
+            return True
+        return False
+
+    def _hyper(self, decl: n.HyperDecl) -> Hyper | None:
+        default, kind = decl.default, decl.type
+        domain = None
+        if decl.domain is not None:
+            d = decl.domain
+            domain = Interval(d.low, d.high, d.low_closed, d.high_closed)
+            if d.low is not None and d.high is not None and d.low > d.high:
+                self.error(f"empty domain {domain}", d.span)
+                return None
+        if isinstance(default, tuple):
+            inferred = "tuple"
+        elif isinstance(default, bool):
+            inferred = "bool"
+        else:
+            inferred = "float"
+        if kind is None:
+            kind = inferred
+        elif kind == "int":
+            if inferred != "float" or not float(default).is_integer():
+                self.error(f"default of int hyperparameter '{decl.name}' must be an integer",
+                           decl.default_span)
+                return None
+            default = int(default)
+        elif kind != inferred:
+            self.error(f"default of {kind} hyperparameter '{decl.name}' is a {inferred}",
+                       decl.default_span)
+            return None
+        if kind == "float":
+            default = float(default)
+        if kind == "bool" and domain is not None:
+            self.error(f"bool hyperparameter '{decl.name}' cannot have a domain", decl.domain.span)
+        if kind == "tuple" and len(decl.components) != len(default):
+            self.error(f"tuple hyperparameter '{decl.name}' needs a name for each of its "
+                       f"{len(default)} items", decl.span,
+                       hint=f"hyper {decl.name} = {default} as ({', '.join(f'x{i}' for i in range(len(default)))})")
+            return None
+        if kind != "tuple" and decl.components:
+            self.error(f"only tuple hyperparameters name their items", decl.span)
+        values = default if kind == "tuple" else (default,)
+        if domain is not None:
+            for value in values:
+                if value not in domain:
+                    self.error(f"default {value!r} of '{decl.name}' is outside its domain {domain}",
+                               decl.default_span)
+                    return None
+        scalar_type = Type.BOOL if kind == "bool" else Type.NUMBER
+        if kind == "tuple":
+            if not self._declare(decl.name, Symbol(decl.name, Kind.HYPER, Type.NUMBER, Level.HOST),
+                                 decl.span):
+                return None
+            del self.symbols[decl.name]  # the tuple itself is not usable in expressions
+            for item in decl.components:
+                self._declare(item, Symbol(item, Kind.HYPER, Type.NUMBER, Level.HOST), decl.span)
+        elif not self._declare(decl.name, Symbol(decl.name, Kind.HYPER, scalar_type, Level.HOST),
+                               decl.span):
+            return None
+        return Hyper(decl.name, kind, default, decl.components, domain, decl.doc or "", decl.span)
+
+    def _state(self, decl: n.StateDecl) -> State | None:
+        self._expect(decl.init, Type.NUMBER, hyper_only=True, what="a state's initial value")
+        if decl.condition is not None:
+            self._expect(decl.condition, Type.BOOL, hyper_only=True,
+                         what="a state's condition")
+        if not self._declare(decl.name, Symbol(decl.name, Kind.STATE, Type.NUMBER, Level.ELEMENT),
+                             decl.span):
+            return None
+        return State(decl.name, decl.init, decl.condition, decl.span)
+
+    def _require(self, decl: n.RequireDecl) -> Require:
+        self._expect(decl.condition, Type.BOOL, hyper_only=True, what="a requirement")
+        return Require(decl.condition, decl.message, decl.span)
+
+    # --- the update section ---------------------------------------------------------------
+
+    def _statements(self, updates: tuple[n.Assign, ...], has_section: bool) -> tuple[Statement, ...]:
+        if not has_section:
+            self.error("the spec has no 'update:' section", self.ast.name_span)
+            return ()
+        out = []
+        assigns_p = False
+        self.assigned_later = {stmt.target for stmt in updates}
+        for stmt in updates:
+            if stmt.condition is not None:
+                self._expect(stmt.condition, Type.BOOL, what="a statement's condition")
+            value = self._expect(stmt.value, Type.NUMBER, what="an assigned value")
+            target = self.symbols.get(stmt.target)
+            if target is None:
+                if not self._allowed_name(stmt.target, stmt.target_span):
+                    continue
+                if stmt.condition is not None:
+                    self.error(f"'{stmt.target}' is first assigned under a condition and would be "
+                               f"undefined where it is false", stmt.target_span,
+                               hint=f"assign '{stmt.target}' unconditionally first")
+                    continue
+                level = value[1] if value else Level.ELEMENT
+                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, level)
+            elif target.kind in (Kind.HYPER, Kind.STEP):
+                self.error(f"cannot assign to {target.kind.value} '{stmt.target}'", stmt.target_span,
+                           hint="hyperparameters and t are read-only in the update section")
+                continue
+            elif target.kind is Kind.TEMP and value and value[1] is Level.ELEMENT:
+                # a temporary that became per-element stays per-element
+                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, Level.ELEMENT)
+            assigns_p |= stmt.target == "p"
+            out.append(Statement(stmt.target, stmt.value, stmt.condition, stmt.span))
+        if not assigns_p:
+            self.error("the update section never assigns 'p', so the optimizer would do nothing",
+                       self.ast.name_span)
+        return tuple(out)
+
+    # --- expressions ----------------------------------------------------------------------
+
+    def _expect(self, expr: n.Expr, want: Type, *, hyper_only: bool = False, what: str):
+        typed = self._type(expr, hyper_only)
+        if typed is None:
+            return None
+        if typed[0] is not want:
+            self.error(f"{what} must be a {want.value}, not a {typed[0].value}", expr.span)
+            return None
+        return typed
+
+    def _type(self, expr: n.Expr, hyper_only: bool) -> tuple[Type, Level] | None:
+        """(type, level) of ``expr``, or None after recording an error."""
+        match expr:
+            case n.Number():
+                return Type.NUMBER, Level.HOST
+            case n.Boolean():
+                return Type.BOOL, Level.HOST
+            case n.Name(id=name):
+                symbol = self.symbols.get(name)
+                if symbol is None:
+                    if name in self.assigned_later:
+                        self.error(f"'{name}' is used before it is assigned", expr.span)
+                    else:
+                        self.error(f"undefined name '{name}'", expr.span, hint=self._suggest(name))
+                    return None
+                if hyper_only and symbol.kind is not Kind.HYPER:
+                    self.error(f"only hyperparameters may appear here, not {symbol.kind.value} "
+                               f"'{name}'", expr.span)
+                    return None
+                return symbol.type, symbol.level
+            case n.Call(func=func, args=args):
+                spec = FUNCTIONS.get(func)
+                if spec is None:
+                    self.error(f"unknown function '{func}'", expr.span,
+                               hint=self._suggest(func, FUNCTIONS) or
+                               f"known functions: {', '.join(sorted(FUNCTIONS))}")
+                    return None
+                if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):
+                    count = (str(spec.min_args) if spec.max_args == spec.min_args
+                             else f"at least {spec.min_args}")
+                    self.error(f"{func}() takes {count} arguments, got {len(args)}", expr.span)
+                    return None
+                types = [self._type(a, hyper_only) for a in args]
+                if any(t is None for t in types):
+                    return None
+                wanted = [Type.BOOL] + [Type.NUMBER] * (len(args) - 1) if spec.takes_condition \
+                    else [Type.NUMBER] * len(args)
+                for arg, (got, _), want in zip(args, types, wanted):
+                    if got is not want:
+                        self.error(f"argument of {func}() must be a {want.value}", arg.span)
+                        return None
+                return Type.NUMBER, max((lv for _, lv in types), key=lambda lv: lv.value)
+            case n.Neg(operand=operand):
+                return self._numeric(expr, [operand], hyper_only, Type.NUMBER)
+            case n.Binary(left=left, right=right):
+                return self._numeric(expr, [left, right], hyper_only, Type.NUMBER)
+            case n.Compare(left=left, right=right):
+                return self._numeric(expr, [left, right], hyper_only, Type.BOOL)
+            case n.BoolOp(left=left, right=right):
+                return self._boolean(expr, [left, right], hyper_only)
+            case n.Not(operand=operand):
+                return self._boolean(expr, [operand], hyper_only)
+            case n.Ternary(condition=cond, then=then, otherwise=otherwise):
+                c = self._expect(cond, Type.BOOL, hyper_only=hyper_only, what="a condition")
+                a, b = self._type(then, hyper_only), self._type(otherwise, hyper_only)
+                if c is None or a is None or b is None:
+                    return None
+                if a[0] is not b[0]:
+                    self.error("both branches of '? :' must have the same type", expr.span)
+                    return None
+                return a[0], max(c[1], a[1], b[1], key=lambda lv: lv.value)
+        raise TypeError(f"unexpected node {expr!r}")  # pragma: no cover
+
+    def _numeric(self, expr, operands, hyper_only, result: Type):
+        types = [self._type(o, hyper_only) for o in operands]
+        if any(t is None for t in types):
+            return None
+        for operand, (got, _) in zip(operands, types):
+            if got is not Type.NUMBER:
+                self.error("a bool cannot be used as a number", operand.span,
+                           hint="use 'c ? a : b' to choose between numbers")
+                return None
+        return result, max((lv for _, lv in types), key=lambda lv: lv.value)
+
+    def _boolean(self, expr, operands, hyper_only):
+        types = [self._type(o, hyper_only) for o in operands]
+        if any(t is None for t in types):
+            return None
+        for operand, (got, _) in zip(operands, types):
+            if got is not Type.BOOL:
+                self.error("'and', 'or' and 'not' take bools", operand.span,
+                           hint="compare numbers first, e.g. 'x != 0'")
+                return None
+        return Type.BOOL, max((lv for _, lv in types), key=lambda lv: lv.value)
+
+    def _suggest(self, name: str, pool=None) -> str | None:
+        close = difflib.get_close_matches(name, list(pool if pool is not None else self.symbols), n=1)
+        return f"did you mean '{close[0]}'?" if close else None

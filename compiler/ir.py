@@ -1,0 +1,125 @@
+"""The checked spec: every name resolved to a kind, every expression typed, inheritance merged.
+
+This is what the check stage hands to ``lower``. Expressions are still the AST's nodes (they are
+immutable); what is new is that they are known to be well-formed, and :attr:`CheckedSpec.symbols`
+says what each name is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from . import nodes as n
+from .errors import Span
+
+
+class Kind(Enum):
+    HYPER = "hyperparameter"        # a scalar hyperparameter, or one item of a tuple one
+    STEP = "step"                   # t, the 1-based step count
+    INPUT = "input"                 # p (the parameter) and g (its gradient), per element
+    STATE = "state"                 # per-element optimizer state, kept between steps
+    TEMP = "temporary"              # a name assigned in the update section
+
+
+class Level(Enum):
+    """Where a value can be computed: once per step on the host, or per element."""
+
+    HOST = 0
+    ELEMENT = 1
+
+
+class Type(Enum):
+    NUMBER = "number"
+    BOOL = "bool"
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float | None   # None: -inf
+    high: float | None  # None: +inf
+    low_closed: bool
+    high_closed: bool
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_closed)):
+            return False
+        if self.high is not None and (value > self.high or (value == self.high and not self.high_closed)):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else _fmt(self.low)
+        high = "inf" if self.high is None else _fmt(self.high)
+        return f"{'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A hyperparameter. ``type`` is "float", "int", "bool" or "tuple" (of floats)."""
+
+    name: str
+    type: str
+    default: bool | int | float | tuple[float, ...]
+    components: tuple[str, ...]
+    domain: Interval | None
+    doc: str
+    span: Span
+
+    @property
+    def scalar_names(self) -> tuple[str, ...]:
+        """The names the update section sees: the tuple's items, or the hyper itself."""
+        return self.components if self.type == "tuple" else (self.name,)
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    init: n.Expr                    # host expression over hyperparameters
+    condition: n.Expr | None        # host condition over hyperparameters; None: always
+    span: Span
+
+
+@dataclass(frozen=True)
+class Require:
+    condition: n.Expr
+    message: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Statement:
+    target: str
+    value: n.Expr
+    condition: n.Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    kind: Kind
+    type: Type
+    level: Level
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    name: str
+    description: str
+    base: str | None
+    hypers: tuple[Hyper, ...]
+    states: tuple[State, ...]
+    requires: tuple[Require, ...]
+    statements: tuple[Statement, ...]
+    symbols: dict[str, Symbol]
+
+    def hyper(self, name: str) -> Hyper:
+        return next(h for h in self.hypers if h.name == name)

@@ -1,0 +1,158 @@
+"""Stage 3, lower: :class:`CheckedSpec` -> SymPy, in static single assignment form.
+
+Each assignment makes a new version of its target (``m`` read is ``m``, ``m`` written is
+``m_1``), so the update is a list of equations SymPy can reason about, and the final value of
+``p`` and of every state is one expression over the inputs (``p``, ``g``, the states as they were),
+the hyperparameters and ``t``. Symbols carry assumptions from the declared domains
+(``lr in [0, inf)`` makes ``lr`` nonnegative; ``t`` is a positive integer). Literals are exact
+rationals, so ``0.9`` is 9/10 to the verifier and ``0.9`` again in generated code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import nodes as n
+from .functions import FUNCTIONS
+from .ir import CheckedSpec, Hyper, Interval, Kind
+
+_COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One assignment of the update, in readable (non-SSA) form, for reports and docstrings."""
+
+    target: sp.Symbol
+    value: sp.Expr
+    condition: sp.Basic | None
+
+
+@dataclass(frozen=True)
+class LoweredSpec:
+    spec: CheckedSpec
+    hypers: dict[str, sp.Symbol]            # every scalar hyper name (tuple items too) -> symbol
+    t: sp.Symbol
+    p: sp.Symbol
+    g: sp.Symbol
+    states: dict[str, sp.Symbol]            # each state's value before the step
+    ssa: tuple[tuple[sp.Symbol, sp.Expr], ...]  # versioned assignments, in order
+    outputs: dict[str, sp.Expr]             # "p" and each state -> value after the step
+    state_inits: dict[str, sp.Expr]
+    state_conditions: dict[str, sp.Basic]   # only for conditional states
+    requires: tuple[tuple[sp.Basic, str], ...]
+    equations: tuple[Equation, ...]
+
+    @property
+    def hyper_args(self) -> tuple[sp.Symbol, ...]:
+        """The scalar hyperparameters in declaration order: the generated functions' arguments."""
+        return tuple(self.hypers[name] for h in self.spec.hypers for name in h.scalar_names)
+
+
+def hyper_symbol(name: str, hyper: Hyper) -> sp.Symbol:
+    """The SymPy symbol of a scalar hyper, with what its type and domain promise."""
+    if hyper.type == "bool":
+        return sp.Symbol(name)
+    assumptions = {"integer": True} if hyper.type == "int" else {"real": True}
+    assumptions.update(_domain_assumptions(hyper.domain))
+    return sp.Symbol(name, **assumptions)
+
+
+def _domain_assumptions(domain: Interval | None) -> dict[str, bool]:
+    if domain is None:
+        return {}
+    out = {}
+    if domain.low is not None and (domain.low > 0 or (domain.low == 0 and not domain.low_closed)):
+        out["positive"] = True
+    elif domain.low is not None and domain.low >= 0:
+        out["nonnegative"] = True
+    if domain.high is not None and (domain.high < 0 or (domain.high == 0 and not domain.high_closed)):
+        out["negative"] = True
+    elif domain.high is not None and domain.high <= 0:
+        out["nonpositive"] = True
+    return out
+
+
+def lower(spec: CheckedSpec) -> LoweredSpec:
+    hypers = {name: hyper_symbol(name, h) for h in spec.hypers for name in h.scalar_names}
+    t = sp.Symbol("t", integer=True, positive=True)
+    p, g = sp.Symbol("p", real=True), sp.Symbol("g", real=True)
+    states = {s.name: sp.Symbol(s.name, real=True) for s in spec.states}
+    plain = {**hypers, "t": t, "p": p, "g": g, **states}
+
+    # Readable equations: every name is its own symbol.
+    temps = {}
+    equations = []
+    for stmt in spec.statements:
+        env = {**plain, **temps}
+        if stmt.target not in env:
+            temps[stmt.target] = sp.Symbol(stmt.target, real=True)
+        target = {**plain, **temps}[stmt.target]
+        equations.append(Equation(
+            target, _expr(stmt.value, env),
+            _expr(stmt.condition, env) if stmt.condition is not None else None))
+
+    # SSA, and the final values with every temporary inlined.
+    current: dict[str, sp.Expr] = dict(plain)
+    versions: dict[str, int] = {}
+    ssa = []
+    for stmt in spec.statements:
+        value = _expr(stmt.value, current)
+        if stmt.condition is not None:
+            value = sp.Piecewise((value, _expr(stmt.condition, current)),
+                                 (current[stmt.target], True))
+        versions[stmt.target] = versions.get(stmt.target, 0) + 1
+        ssa.append((sp.Symbol(f"{stmt.target}_{versions[stmt.target]}", real=True), value))
+        current[stmt.target] = value
+    outputs = {"p": current["p"], **{name: current[name] for name in states}}
+
+    return LoweredSpec(
+        spec=spec, hypers=hypers, t=t, p=p, g=g, states=states, ssa=tuple(ssa),
+        outputs=outputs,
+        state_inits={s.name: _expr(s.init, hypers) for s in spec.states},
+        state_conditions={s.name: _expr(s.condition, hypers)
+                          for s in spec.states if s.condition is not None},
+        requires=tuple((_expr(r.condition, hypers), r.message) for r in spec.requires),
+        equations=tuple(equations),
+    )
+
+
+def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
+    """One expression node in SymPy, names looked up in ``env`` (already checked to exist)."""
+    match node:
+        case n.Number(text=text):
+            return sp.Rational(text)
+        case n.Boolean(value=value):
+            return sp.true if value else sp.false
+        case n.Name(id=name):
+            return env[name]
+        case n.Call(func=func, args=args):
+            return FUNCTIONS[func].to_sympy(*(_expr(a, env) for a in args))
+        case n.Neg(operand=operand):
+            return -_expr(operand, env)
+        case n.Binary(op=op, left=left, right=right):
+            a, b = _expr(left, env), _expr(right, env)
+            return {"+": sp.Add, "-": lambda x, y: x - y, "*": sp.Mul,
+                    "/": lambda x, y: x / y, "^": sp.Pow}[op](a, b)
+        case n.Compare(op=op, left=left, right=right):
+            return _COMPARE[op](_expr(left, env), _expr(right, env))
+        case n.BoolOp(op=op, left=left, right=right):
+            return (sp.And if op == "and" else sp.Or)(_expr(left, env), _expr(right, env))
+        case n.Not(operand=operand):
+            return sp.Not(_expr(operand, env))
+        case n.Ternary(condition=cond, then=then, otherwise=otherwise):
+            return sp.Piecewise((_expr(then, env), _expr(cond, env)),
+                                (_expr(otherwise, env), True))
+    raise TypeError(f"unexpected node {node!r}")  # pragma: no cover
+
+
+def symbol_kind(lowered: LoweredSpec, symbol: sp.Symbol) -> Kind:
+    if symbol in lowered.hypers.values():
+        return Kind.HYPER
+    if symbol == lowered.t:
+        return Kind.STEP
+    if symbol in (lowered.p, lowered.g):
+        return Kind.INPUT
+    return Kind.STATE

@@ -1,0 +1,111 @@
+"""The stages in order: spec file -> generated module source.
+
+``parse -> check -> lower -> plan -> render``; each stage is its own module and hands the next a
+typed value. This module only reads files, resolves ``extends`` and runs the stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from . import nodes
+from .check import check
+from .errors import SpecError
+from .ir import CheckedSpec
+from .lower import LoweredSpec, lower
+from .parse import parse
+from .plan import KernelPlan, plan
+from .render import SourceInfo, render_module
+
+SPEC_SUFFIX = ".opt"
+
+
+def catalogue_dir() -> Path:
+    """The folder of the shipped specs (``specs/`` in a checkout)."""
+    from .. import specs
+    return Path(specs.__file__).parent
+
+
+def catalogue_paths() -> list[Path]:
+    return sorted(catalogue_dir().glob(f"*{SPEC_SUFFIX}"))
+
+
+@dataclass(frozen=True)
+class SpecFile:
+    path: Path
+    text: str
+    sha256: str
+
+    @classmethod
+    def read(cls, path: Path) -> "SpecFile":
+        data = Path(path).read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise SpecError(f"not UTF-8 text ({error.reason} at byte {error.start})",
+                            filename=str(path), source="") from None
+        return cls(Path(path), text, hashlib.sha256(data).hexdigest())
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Everything the stages produced for one spec."""
+
+    file: SpecFile
+    base: SpecFile | None
+    checked: CheckedSpec
+    lowered: LoweredSpec
+    plan: KernelPlan
+    source: str  # the generated module
+
+    @property
+    def name(self) -> str:
+        return self.checked.name
+
+
+def find_spec(name: str, near: Path | None = None) -> Path:
+    """The file of spec ``name``: beside ``near`` first, then in the catalogue."""
+    for folder in ([near.parent] if near is not None else []) + [catalogue_dir()]:
+        candidate = folder / f"{name}{SPEC_SUFFIX}"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(name)
+
+
+def parse_file(file: SpecFile) -> nodes.SpecAST:
+    return parse(file.text, str(file.path))
+
+
+def check_file(path: Path | str) -> CheckedSpec:
+    """Parse and check one spec file (what ``optgen check`` runs)."""
+    return _front(SpecFile.read(Path(path)))[0]
+
+
+def compile_file(path: Path | str) -> Compiled:
+    file = SpecFile.read(Path(path))
+    checked, base = _front(file)
+    lowered = lower(checked)
+    kernel_plan = plan(lowered)
+    source = render_module(
+        lowered, kernel_plan, SourceInfo(file.path.name, file.sha256),
+        SourceInfo(base.path.name, base.sha256) if base else None, __version__)
+    return Compiled(file, base, checked, lowered, kernel_plan, source)
+
+
+def _front(file: SpecFile) -> tuple[CheckedSpec, SpecFile | None]:
+    ast = parse_file(file)
+    bases: list[SpecFile] = []
+
+    def resolve(name: str) -> nodes.SpecAST:
+        base = SpecFile.read(find_spec(name, near=file.path))
+        bases.append(base)
+        return parse_file(base)
+
+    try:
+        checked = check(ast, resolve)
+    except SpecError as error:
+        raise error.located(str(file.path), file.text) from None
+    return checked, (bases[0] if bases else None)

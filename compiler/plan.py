@@ -1,0 +1,153 @@
+"""Stage 4, plan: :class:`LoweredSpec` -> :class:`KernelPlan`.
+
+Splits the step by what each part depends on:
+
+* **host scalars** — every maximal subexpression over hyperparameters and ``t`` alone
+  (``lr / (1 - b1**t)``, ``weight_decay != 0``) and every numeric literal, computed once per step
+  outside the element loop and handed to the kernel already cast to the parameter's dtype;
+* **one fused element pass** — the rest, with common subexpressions shared through
+  :func:`sympy.cse`, reading ``p``, ``g`` and the states once and writing each changed one once.
+
+Names in the plan are the generated code's own: loaded values ``_p``, ``_m``; host scalars
+``_h0, _h1, ...``; element temporaries ``_e0, _e1, ...``; user names never start with ``_``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .lower import LoweredSpec
+
+
+@dataclass(frozen=True)
+class HostScalar:
+    symbol: sp.Symbol
+    value: sp.Basic       # over hyperparameters and t
+    is_bool: bool
+
+
+@dataclass(frozen=True)
+class Array:
+    """One array argument of the kernel."""
+
+    name: str                      # p, g, or the state's name
+    local: sp.Symbol               # the loaded element value, e.g. _m
+    loaded: bool
+    stored: sp.Expr | None         # the value written back, or None when unchanged
+    present: sp.Symbol | None      # host flag: the (conditional) state exists
+    absent_value: sp.Symbol | None  # host scalar read in its place when it does not
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    name: str
+    hyper_args: tuple[sp.Symbol, ...]
+    t: sp.Symbol
+    host_temps: tuple[tuple[sp.Symbol, sp.Basic], ...]  # cse of the host scalars
+    host: tuple[HostScalar, ...]
+    arrays: tuple[Array, ...]
+    element_temps: tuple[tuple[sp.Symbol, sp.Expr], ...]  # cse of the element pass
+    state_inits: tuple[tuple[str, sp.Basic], ...]
+    state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
+    requires: tuple[tuple[sp.Basic, str], ...]
+
+    @property
+    def host_symbols(self) -> frozenset[sp.Symbol]:
+        return frozenset(h.symbol for h in self.host)
+
+
+def plan(lowered: LoweredSpec) -> KernelPlan:
+    host_leaves = frozenset(lowered.hypers.values()) | {lowered.t}
+    hoister = _Hoister(host_leaves)
+    arrays_in = [("p", lowered.p), ("g", lowered.g), *lowered.states.items()]
+    local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in}
+
+    # The value of each conditional state when absent is its initial value; its stores happen
+    # only while the condition holds, so the stored expression may assume it.
+    outputs = {}
+    for name, value in lowered.outputs.items():
+        condition = lowered.state_conditions.get(name)
+        if condition is not None:
+            value = value.subs(condition, sp.true)
+        outputs[name] = value
+    presence = {name: hoister.host_value(cond) for name, cond in lowered.state_conditions.items()}
+    absent = {name: hoister.host_value(lowered.state_inits[name]) for name in presence}
+
+    changed = [name for name, value in outputs.items()
+               if value != (lowered.p if name == "p" else lowered.states[name])]
+    hoisted = [hoister.element(outputs[name]).xreplace(local) for name in changed]
+    temps, reduced = sp.cse(hoisted, symbols=sp.numbered_symbols("_e", real=True),
+                            optimizations=None, order="canonical")
+    stored = dict(zip(changed, reduced))
+
+    used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in temps))
+    arrays = tuple(
+        Array(name, local[symbol], local[symbol] in used, stored.get(name),
+              presence.get(name), absent.get(name))
+        for name, symbol in arrays_in)
+
+    host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
+                                     symbols=sp.numbered_symbols("_c"), optimizations=None,
+                                     order="canonical")
+    host = tuple(HostScalar(h.symbol, value, h.is_bool)
+                 for h, value in zip(hoister.scalars, host_values))
+    return KernelPlan(
+        name=lowered.spec.name,
+        hyper_args=lowered.hyper_args,
+        t=lowered.t,
+        host_temps=tuple(host_temps),
+        host=host,
+        arrays=arrays,
+        element_temps=tuple(temps),
+        state_inits=tuple(lowered.state_inits.items()),
+        state_conditions=tuple((name, lowered.state_conditions.get(name, sp.true))
+                               for name in lowered.states),
+        requires=lowered.requires,
+    )
+
+
+class _Hoister:
+    """Replaces host-only subexpressions of element expressions by host scalar symbols."""
+
+    def __init__(self, host_leaves: frozenset[sp.Symbol]):
+        self.host_leaves = host_leaves
+        self.by_value: dict[sp.Basic, sp.Symbol] = {}
+        self.scalars: list[HostScalar] = []
+
+    def is_host(self, expr: sp.Basic) -> bool:
+        return expr.free_symbols <= self.host_leaves
+
+    def host_value(self, value: sp.Basic) -> sp.Symbol:
+        """The host scalar holding ``value``, made on first use."""
+        if value not in self.by_value:
+            symbol = sp.Symbol(f"_h{len(self.scalars)}", real=not isinstance(value, sp.logic.boolalg.Boolean))
+            self.by_value[value] = symbol
+            self.scalars.append(HostScalar(symbol, value, isinstance(value, sp.logic.boolalg.Boolean)))
+        return self.by_value[value]
+
+    def element(self, expr: sp.Basic) -> sp.Basic:
+        if expr in (sp.true, sp.false):
+            return expr
+        if self.is_host(expr):
+            return self.host_value(expr)
+        if expr.is_Atom:
+            return expr
+        if isinstance(expr, (sp.Add, sp.Mul)):
+            host = [a for a in expr.args if self.is_host(a)]
+            rest = [self.element(a) for a in expr.args if not self.is_host(a)]
+            if host:
+                folded = expr.func(*host)
+                if folded != sp.S.NegativeOne:  # keep a bare sign: `-x`, not `_h0*x`
+                    folded = self.host_value(folded)
+                rest.insert(0, folded)
+            return expr.func(*rest, evaluate=False) if len(rest) > 1 else rest[0]
+        if isinstance(expr, sp.Pow) and expr.exp.is_Integer:
+            return sp.Pow(self.element(expr.base), expr.exp, evaluate=False)
+        if isinstance(expr, sp.Pow) and expr.exp == sp.Rational(1, 2):
+            return sp.sqrt(self.element(expr.base), evaluate=False)
+        if isinstance(expr, sp.Piecewise):
+            return sp.Piecewise(*((self.element(e), self.element(c)) for e, c in expr.args),
+                                evaluate=False)
+        return expr.func(*(self.element(a) for a in expr.args), evaluate=False)

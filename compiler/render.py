@@ -1,0 +1,139 @@
+"""Stage 5, render: :class:`KernelPlan` -> the source of one generated module.
+
+Jinja templates hold only skeletons (the module layout, the NumPy body, the Numba loop); every
+expression in them is printed from SymPy by the backend's printer, and every piece of spec text
+(description, docs, messages) enters as a Python literal through :func:`py_literal`, so nothing a
+spec says is ever pasted into code.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+
+import jinja2
+import sympy as sp
+
+from .lower import LoweredSpec
+from .plan import KernelPlan
+from .printers import NumbaCPUPrinter, NumpyArrayPrinter, ScalarPrinter
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str          # the runtime's backend= value
+    function: str      # the kernel's name in the generated module
+    template: str
+    printer: type
+
+
+#: One row per backend; they differ only by printer and template.
+BACKENDS = (
+    Backend("numpy", "step_numpy", "numpy.py.j2", NumpyArrayPrinter),
+    Backend("cpu", "step_cpu", "numba_cpu.py.j2", NumbaCPUPrinter),
+)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    file: str      # the spec's file name, as the header names it
+    sha256: str
+
+
+def py_literal(value) -> str:
+    """A Python literal for plain data (str, bool, int, float incl. inf, None, tuples)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "float('inf')" if value > 0 else "float('-inf')"
+        if math.isnan(value):
+            return "float('nan')"
+        return repr(value)
+    if isinstance(value, (int, str)):
+        return repr(value)
+    if isinstance(value, tuple):
+        items = ", ".join(py_literal(v) for v in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("optgen.compiler", "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters["py"] = py_literal
+    return env
+
+
+def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
+                  base: SourceInfo | None, version: str) -> str:
+    spec = lowered.spec
+    host = ScalarPrinter()
+    hyper_args = tuple(str(s) for s in plan.hyper_args)
+    kernels = [_render_kernel(backend, plan) for backend in BACKENDS]
+    text = _environment().get_template("module.py.j2").render(
+        name=spec.name, description=spec.description, version=version,
+        spec_file=source.file, sha256=source.sha256, base=base,
+        equations=[_latex_equation(eq) for eq in lowered.equations],
+        hypers=[_hyper_row(h) for h in spec.hypers],
+        hyper_args=hyper_args,
+        arrays=tuple(a.name for a in plan.arrays),
+        states=tuple(lowered.states),
+        host_is_bool=tuple(h.is_bool for h in plan.host),
+        host_temps=[(str(s), host.doprint(v)) for s, v in plan.host_temps],
+        host_values=[host.doprint(h.value) for h in plan.host],
+        state_inits=[host.doprint(v) for _, v in plan.state_inits],
+        states_present=[host.doprint(c) for _, c in plan.state_conditions],
+        requires=[(host.doprint(c), message) for c, message in plan.requires],
+        kernels=kernels,
+    )
+    return text
+
+
+def _render_kernel(backend: Backend, plan: KernelPlan) -> str:
+    printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter
+               else backend.printer())
+    args = [a.name for a in plan.arrays] + [str(h.symbol) for h in plan.host]
+    loads = [dict(local=str(a.local), array=a.name, stored=a.stored is not None,
+                  present=str(a.present) if a.present is not None else None,
+                  absent=str(a.absent_value) if a.absent_value is not None else None)
+             for a in plan.arrays if a.loaded]
+    stores = [dict(array=a.name, value=printer.doprint(a.stored),
+                   present=str(a.present) if a.present is not None else None)
+              for a in plan.arrays if a.stored is not None]
+    return _environment().get_template(backend.template).render(
+        function=backend.function, args=args, length=plan.arrays[0].name, loads=loads,
+        temps=[(str(s), printer.doprint(v)) for s, v in plan.element_temps],
+        stores=stores,
+    ).rstrip("\n")
+
+
+def _latex_equation(eq) -> str:
+    def latex(expr):
+        names = {s: _latex_name(s.name) for s in expr.free_symbols}
+        return sp.latex(expr, symbol_names=names)
+    text = f"{latex(eq.target)} \\leftarrow {latex(eq.value)}"
+    if eq.condition is not None:
+        text += f" \\quad \\text{{if }} {latex(eq.condition)}"
+    return text
+
+
+def _latex_name(name: str) -> str:
+    """``b1`` -> b_{1} as SymPy would; ``weight_decay`` -> \\mathrm{weight\\_decay}, not weight_{decay}."""
+    match = re.fullmatch(r"([A-Za-z])(\d*)", name)
+    if match:
+        return match[1] + (f"_{{{match[2]}}}" if match[2] else "")
+    return r"\mathrm{" + name.replace("_", r"\_") + "}"
+
+
+def _hyper_row(h) -> dict:
+    d = h.domain
+    return dict(name=h.name, type=h.type, default=h.default, components=h.components,
+                low=(d.low if d and d.low is not None else -math.inf) if d else None,
+                high=(d.high if d and d.high is not None else math.inf) if d else None,
+                low_closed=d.low_closed if d else None, high_closed=d.high_closed if d else None,
+                doc=h.doc)

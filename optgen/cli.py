@@ -1,0 +1,111 @@
+"""The ``optgen`` command: build, check, list, demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+
+def _print_errors(errors) -> None:
+    for error in errors:
+        click.echo(str(error), err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="optgen")
+def main() -> None:
+    """optgen: a language and compiler for machine-learning optimizers."""
+
+
+@main.command()
+@click.argument("specs", nargs=-1)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the generated modules (default: optgen's generated/).")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 naming each module that is not up to date.")
+def build(specs: tuple[str, ...], out: Path | None, check: bool) -> None:
+    """Compile SPECS (paths or catalogue names; default: the whole catalogue)."""
+    from .compiler.build import build as run_build, resolve_spec_argument
+    from .compiler.errors import SpecError
+
+    try:
+        paths = [resolve_spec_argument(s) for s in specs] or None
+    except SpecError as error:
+        _print_errors([error])
+        sys.exit(1)
+    label = "checking" if check else "building"
+    with click.progressbar(length=len(paths) if paths else _catalogue_size(), label=label,
+                           file=sys.stderr, show_pos=True) as bar:
+        report = run_build(paths, out=out, check=check, progress=lambda _: bar.update(1))
+    _print_errors(report.errors)
+    for path in report.written:
+        click.echo(f"wrote {path}")
+    for path in report.stale:
+        click.echo(f"stale: {path} (run 'optgen build')", err=True)
+    for path in report.orphans:
+        click.echo(f"stale: {path} has no spec in the catalogue", err=True)
+    if check and report.ok:
+        click.echo(f"up to date: {len(report.unchanged)} modules")
+    elif not check and not report.errors:
+        click.echo(f"{len(report.written)} written, {len(report.unchanged)} unchanged")
+    sys.exit(0 if report.ok else 1)
+
+
+def _catalogue_size() -> int:
+    from .compiler.pipeline import catalogue_paths
+    return len(catalogue_paths())
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def check(files: tuple[Path, ...]) -> None:
+    """Parse and check spec FILES; print file:line:col errors."""
+    from .compiler.errors import SpecError
+    from .compiler.pipeline import check_file
+
+    failed = False
+    for path in files:
+        try:
+            spec = check_file(path)
+        except FileNotFoundError:
+            click.echo(f"{path}: no such file", err=True)
+            failed = True
+        except SpecError as error:
+            _print_errors([error])
+            failed = True
+        else:
+            click.echo(f"{path}: ok ({spec.name}: {len(spec.hypers)} hyperparameters, "
+                       f"{len(spec.states)} states, {len(spec.statements)} statements)")
+    sys.exit(1 if failed else 0)
+
+
+@main.command(name="list")
+def list_() -> None:
+    """The catalogue: name, description and hyperparameters of each optimizer."""
+    from .runtime.loader import available, load
+
+    for name in available():
+        module = load(name)
+        click.secho(name, bold=True)
+        click.echo(f"  {module.DESCRIPTION}")
+        for h in module.HYPERS:
+            domain = f" in {h.domain_text}" if h.domain_text else ""
+            click.echo(f"    {h.name} = {h.default!r}{domain}  {h.doc}")
+
+
+@main.command()
+@click.option("--steps", default=300, show_default=True, help="Steps per optimizer.")
+@click.option("--backend", type=click.Choice(["cpu", "numpy"]), default="cpu", show_default=True)
+def demo(steps: int, backend: str) -> None:
+    """Train a small logistic regression with every catalogue optimizer and print the losses."""
+    from .demo import run_demo
+
+    run_demo(steps=steps, backend=backend, echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

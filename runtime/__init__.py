@@ -1,0 +1,1 @@
+"""optgen.runtime: load generated modules and step arrays with them."""

@@ -1,0 +1,240 @@
+"""The NumPy front end: ``optgen.optimizer(name_or_path, params, backend="cpu", **hypers)``.
+
+The generated module is the pure part (host scalars and element kernels); this is the
+bookkeeping: validating arguments, allocating state lazily, counting steps per parameter,
+flattening arrays for the kernels, and state dicts.
+
+Every check happens before anything is modified: a bad call raises ``TypeError``/``ValueError``
+naming the offending argument and leaves parameters, states and hyperparameters as they were.
+"""
+
+from __future__ import annotations
+
+import difflib
+from types import ModuleType
+from typing import Any, Sequence
+
+import numpy as np
+
+from .loader import available, load
+
+#: backend name -> the kernel's name in a generated module.
+BACKEND_KERNELS = {"cpu": "step_cpu", "numpy": "step_numpy"}
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+__all__ = ["Optimizer", "available", "optimizer"]
+
+
+def optimizer(name_or_path, params, backend: str = "cpu", **hypers) -> "Optimizer":
+    """An optimizer over ``params`` (a list of float32/float64 arrays, updated in place).
+
+    ``name_or_path`` is a catalogue name (see :func:`available`) or the path of a ``.opt`` spec.
+    ``backend`` is ``"cpu"`` (Numba, fused and parallel) or ``"numpy"`` (the reference).
+    Hyperparameters not given take the spec's defaults.
+    """
+    return Optimizer(load(name_or_path), params, backend=backend, **hypers)
+
+
+class Optimizer:
+    """Steps a list of arrays with one generated optimizer."""
+
+    def __init__(self, module: ModuleType, params: Sequence[np.ndarray], backend: str = "cpu",
+                 **hypers):
+        object.__setattr__(self, "_module", module)
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+        if backend not in BACKEND_KERNELS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_KERNELS))}, "
+                             f"got {backend!r}")
+        self._kernel = getattr(module, BACKEND_KERNELS[backend])
+        self.backend = backend
+        self.params = _check_params(params)
+        self._specs = {h.name: h for h in module.HYPERS}
+        self._hypers = {h.name: h.default for h in module.HYPERS}
+        self.set(**hypers)
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    # --- hyperparameters ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._module.NAME
+
+    @property
+    def hypers(self) -> dict[str, Any]:
+        """A copy of the current hyperparameters."""
+        return dict(self._hypers)
+
+    def set(self, **hypers) -> None:
+        """Change hyperparameters (e.g. ``lr`` from a schedule); all or none are applied."""
+        new = dict(self._hypers)
+        for key, value in hypers.items():
+            spec = self._specs.get(key)
+            if spec is None:
+                close = difflib.get_close_matches(key, self._specs, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise TypeError(f"{self.name} has no hyperparameter {key!r}{hint} "
+                                f"(it has: {', '.join(self._specs)})")
+            new[key] = spec.coerce(value)
+        broken = self._module.violated_requirements(*self._flat(new))
+        if broken:
+            raise ValueError(f"{self.name}: {broken[0]}")
+        self._hypers = new
+
+    def __getattr__(self, key):
+        specs = self.__dict__.get("_specs", {})
+        if key in specs:
+            return self._hypers[key]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+
+    def __setattr__(self, key, value):
+        if key in self.__dict__.get("_specs", {}):
+            self.set(**{key: value})
+        else:
+            object.__setattr__(self, key, value)
+
+    def _flat(self, hypers: dict[str, Any]) -> tuple:
+        return tuple(v for h in self._module.HYPERS for v in h.flat(hypers[h.name]))
+
+    # --- stepping -------------------------------------------------------------------------
+
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
+        """One step: ``params[i] -= ...`` in place from ``grads[i]`` (``None`` skips a param)."""
+        grads = self._check_grads(grads)
+        flat_hypers = self._flat(self._hypers)
+        module = self._module
+        present = module.states_present(*flat_hypers)
+        host_cache: dict[tuple[int, np.dtype], tuple] = {}
+        with np.errstate(all="ignore"):
+            for param, grad, state in zip(self.params, grads, self.state):
+                if grad is None:
+                    continue
+                self._ensure_state(param, state, present, flat_hypers)
+                t = state["step"] + 1
+                key = (t, param.dtype)
+                if key not in host_cache:
+                    host_cache[key] = _cast_host(module.host_scalars(t, *flat_hypers),
+                                                 module.HOST_IS_BOOL, param.dtype)
+                flat_p, write_back = _flat_view(param)
+                arrays = [flat_p, np.ascontiguousarray(grad).reshape(-1)]
+                arrays += [state[name].reshape(-1) if name in state else _empty(param.dtype)
+                           for name in module.STATES]
+                self._kernel(*arrays, *host_cache[key])
+                if write_back:
+                    param[...] = flat_p.reshape(param.shape)
+                state["step"] = t
+
+    def _ensure_state(self, param, state, present, flat_hypers) -> None:
+        if "step" not in state:
+            state["step"] = 0
+        inits = None
+        for name, exists in zip(self._module.STATES, present):
+            if exists and name not in state:
+                if inits is None:
+                    inits = self._module.state_inits(*flat_hypers)
+                value = inits[self._module.STATES.index(name)]
+                state[name] = np.full(param.shape, value, dtype=param.dtype)
+
+    def _check_grads(self, grads) -> list:
+        if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
+            raise TypeError("grads must be a list of arrays (one per param, or None to skip)")
+        if len(grads) != len(self.params):
+            raise ValueError(f"got {len(grads)} grads for {len(self.params)} params")
+        out = []
+        for i, (param, grad) in enumerate(zip(self.params, grads)):
+            if grad is None:
+                out.append(None)
+                continue
+            if not isinstance(grad, np.ndarray):
+                raise TypeError(f"grads[{i}] must be a numpy array, got {type(grad).__name__}")
+            if grad.dtype != param.dtype:
+                raise TypeError(f"grads[{i}] has dtype {grad.dtype}, but params[{i}] has "
+                                f"{param.dtype}")
+            if grad.shape != param.shape:
+                raise ValueError(f"grads[{i}] has shape {grad.shape}, but params[{i}] has "
+                                 f"{param.shape}")
+            out.append(grad)
+        return out
+
+    # --- state dicts ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """A deep copy of the optimizer's state: hyperparameters and per-param state."""
+        return {
+            "optimizer": self.name,
+            "hypers": self.hypers,
+            "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                      for s in self.state],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; validated whole before anything is replaced."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict:
+            raise TypeError("state_dict must be a dict from Optimizer.state_dict()")
+        if state_dict.get("optimizer") != self.name:
+            raise ValueError(f"state_dict is for optimizer {state_dict.get('optimizer')!r}, "
+                             f"not {self.name!r}")
+        states = state_dict["state"]
+        if len(states) != len(self.params):
+            raise ValueError(f"state_dict has state for {len(states)} params, this optimizer "
+                             f"has {len(self.params)}")
+        restored = []
+        for i, (param, saved) in enumerate(zip(self.params, states)):
+            entry = {}
+            for key, value in saved.items():
+                if key == "step":
+                    if not isinstance(value, (int, np.integer)) or value < 0:
+                        raise ValueError(f"state_dict['state'][{i}]['step'] must be a "
+                                         f"nonnegative int, got {value!r}")
+                    entry[key] = int(value)
+                elif key in self._module.STATES:
+                    value = np.asarray(value)
+                    if value.shape != param.shape:
+                        raise ValueError(f"state_dict['state'][{i}][{key!r}] has shape "
+                                         f"{value.shape}, params[{i}] has {param.shape}")
+                    entry[key] = np.array(value, dtype=param.dtype, order="C", copy=True)
+                else:
+                    raise ValueError(f"state_dict['state'][{i}] has unknown entry {key!r}")
+            restored.append(entry)
+        self.set(**state_dict.get("hypers", {}))  # validates; raises before replacing anything
+        self.state = restored
+
+    def __repr__(self) -> str:
+        hypers = ", ".join(f"{k}={v!r}" for k, v in self._hypers.items())
+        return f"optgen.optimizer({self.name!r}, {len(self.params)} params, " \
+               f"backend={self.backend!r}, {hypers})"
+
+
+def _check_params(params) -> list[np.ndarray]:
+    if isinstance(params, np.ndarray) or not isinstance(params, Sequence):
+        raise TypeError("params must be a list of numpy arrays")
+    out = []
+    for i, p in enumerate(params):
+        if not isinstance(p, np.ndarray):
+            raise TypeError(f"params[{i}] must be a numpy array, got {type(p).__name__}")
+        if p.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"params[{i}] has dtype {p.dtype}; supported: float32, float64")
+        if not p.flags.writeable:
+            raise ValueError(f"params[{i}] is read-only; the optimizer updates params in place")
+        out.append(p)
+    return out
+
+
+def _flat_view(array: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A flat C-order view of ``array``, or a contiguous copy plus the need to write it back."""
+    if array.flags.c_contiguous:
+        return array.reshape(-1), False
+    return np.ascontiguousarray(array).reshape(-1), True
+
+
+def _cast_host(values: tuple, is_bool: tuple[bool, ...], dtype: np.dtype) -> tuple:
+    cast = dtype.type
+    return tuple(bool(v) if b else cast(v) for v, b in zip(values, is_bool))
+
+
+_EMPTY = {dtype: np.empty(0, dtype) for dtype in SUPPORTED_DTYPES}
+
+
+def _empty(dtype: np.dtype) -> np.ndarray:
+    """Stand-in for a state that does not exist: the kernel never touches it."""
+    return _EMPTY[dtype]

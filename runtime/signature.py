@@ -1,0 +1,76 @@
+"""What a generated module declares about its hyperparameters, and checking values against it."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HyperSpec:
+    """One hyperparameter: ``type`` is "float", "int", "bool" or "tuple" (of floats).
+
+    ``low``/``high`` bound the domain (``None``: no domain); a tuple's bounds hold for each item.
+    """
+
+    name: str
+    type: str
+    default: object
+    components: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    low_closed: bool | None = None
+    high_closed: bool | None = None
+    doc: str = ""
+
+    @property
+    def domain_text(self) -> str:
+        if self.low is None:
+            return ""
+        low = "-inf" if math.isinf(self.low) else f"{self.low:g}"
+        high = "inf" if math.isinf(self.high) else f"{self.high:g}"
+        return f"{'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
+
+    def coerce(self, value, owner: str = ""):
+        """``value`` as this hyper's Python type; TypeError/ValueError naming the hyper if not."""
+        label = f"{owner}{self.name}"
+        if self.type == "bool":
+            if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
+                raise TypeError(f"{label} must be a bool, got {value!r}")
+            return bool(value)
+        if self.type == "tuple":
+            if not isinstance(value, (tuple, list)) or len(value) != len(self.components):
+                raise TypeError(f"{label} must be a tuple of {len(self.components)} numbers "
+                                f"({', '.join(self.components)}), got {value!r}")
+            items = tuple(self._number(v, f"{label}[{i}]", float) for i, v in enumerate(value))
+            for i, item in enumerate(items):
+                self._in_domain(item, f"{label}[{i}]")
+            return items
+        kind = int if self.type == "int" else float
+        number = self._number(value, label, kind)
+        self._in_domain(number, label)
+        return number
+
+    @staticmethod
+    def _number(value, label: str, kind):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{label} must be a {kind.__name__}, got {value!r}")
+        if kind is int:
+            if not float(value).is_integer():
+                raise TypeError(f"{label} must be an integer, got {value!r}")
+            return int(value)
+        return float(value)
+
+    def _in_domain(self, value: float, label: str) -> None:
+        if self.low is None:
+            return
+        ok = not math.isnan(value)
+        ok = ok and (value > self.low or (self.low_closed and value == self.low))
+        ok = ok and (value < self.high or (self.high_closed and value == self.high))
+        if not ok:
+            raise ValueError(f"{label}={value!r} is outside its domain {self.domain_text}")
+
+    def flat(self, value) -> tuple:
+        """The scalar values the generated functions take for this hyper."""
+        return tuple(value) if self.type == "tuple" else (value,)

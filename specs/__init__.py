@@ -1,0 +1,1 @@
+"""The catalogue: one ``.opt`` spec file per optimizer, built into ``optgen.generated``."""
