@@ -53,8 +53,8 @@ def _syntax_error(error: lark.exceptions.UnexpectedInput) -> SpecError:
     if isinstance(error, lark.exceptions.UnexpectedEOF):
         return SpecError("unexpected end of file; expected " + _one_of(expected), span)
     token = error.token
-    got = "the end of the line" if token.type == "_NL" else (
-        "the end of the file" if token.type == "$END" else repr(str(token)))
+    got = "end of line" if token.type == "_NL" else (
+        "end of file" if token.type == "$END" else repr(str(token)))
     if token.type in ("_NL", "$END"):
         span = Span.point(token.line or error.line, token.column or error.column)
     else:

@@ -60,7 +60,8 @@ class KernelPlan:
 
 def plan(lowered: LoweredSpec) -> KernelPlan:
     host_leaves = frozenset(lowered.hypers.values()) | {lowered.t}
-    hoister = _Hoister(host_leaves)
+    flags = frozenset(lowered.hypers[h.name] for h in lowered.spec.hypers if h.type == "bool")
+    hoister = _Hoister(host_leaves, flags)
     arrays_in = [("p", lowered.p), ("g", lowered.g), *lowered.states.items()]
     local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in}
 
@@ -111,8 +112,9 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
 class _Hoister:
     """Replaces host-only subexpressions of element expressions by host scalar symbols."""
 
-    def __init__(self, host_leaves: frozenset[sp.Symbol]):
+    def __init__(self, host_leaves: frozenset[sp.Symbol], flags: frozenset[sp.Symbol]):
         self.host_leaves = host_leaves
+        self.flags = flags
         self.by_value: dict[sp.Basic, sp.Symbol] = {}
         self.scalars: list[HostScalar] = []
 
@@ -122,10 +124,19 @@ class _Hoister:
     def host_value(self, value: sp.Basic) -> sp.Symbol:
         """The host scalar holding ``value``, made on first use."""
         if value not in self.by_value:
-            symbol = sp.Symbol(f"_h{len(self.scalars)}", real=not isinstance(value, sp.logic.boolalg.Boolean))
+            is_bool = self.is_flag(value)
+            symbol = sp.Symbol(f"_h{len(self.scalars)}", real=not is_bool)
             self.by_value[value] = symbol
-            self.scalars.append(HostScalar(symbol, value, isinstance(value, sp.logic.boolalg.Boolean)))
+            self.scalars.append(HostScalar(symbol, value, is_bool))
         return self.by_value[value]
+
+    def is_flag(self, value: sp.Basic) -> bool:
+        """A condition, not a number. (SymPy's Symbol is a Boolean too, so ask by kind.)"""
+        if isinstance(value, sp.Symbol):
+            return value in self.flags
+        if isinstance(value, sp.Piecewise):
+            return self.is_flag(value.args[0].expr)
+        return isinstance(value, (sp.logic.boolalg.Boolean, sp.Rel))
 
     def element(self, expr: sp.Basic) -> sp.Basic:
         if expr in (sp.true, sp.false):

@@ -51,7 +51,7 @@ HYPER_ARGS = ('lr', 'lr_decay', 'weight_decay', 'initial_accumulator_value', 'ep
 ARRAYS = ('p', 'g', 'sum')
 STATES = ('sum',)
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (True, True, True, True, False)
+HOST_IS_BOOL = (False, True, True, False, False)
 
 
 def host_scalars(t, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):

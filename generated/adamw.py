@@ -59,7 +59,7 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'eps', 'weight_decay', 'amsgrad', 'maximize', 'd
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq')
 STATES = ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq')
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (True, False, True, False, True, True, True, True, False, False, True, False, False)
+HOST_IS_BOOL = (True, False, False, False, True, False, True, True, False, False, False, False, False)
 
 
 def host_scalars(t, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):

@@ -56,7 +56,7 @@ HYPER_ARGS = ('lr', 'alpha', 'eps', 'weight_decay', 'momentum', 'centered', 'max
 ARRAYS = ('p', 'g', 'square_avg', 'momentum_buffer', 'grad_avg')
 STATES = ('square_avg', 'momentum_buffer', 'grad_avg')
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (True, True, False, True, True, True, True, False, True, True, False)
+HOST_IS_BOOL = (True, True, False, False, False, True, True, False, False, False, False)
 
 
 def host_scalars(t, lr, alpha, eps, weight_decay, momentum, centered, maximize):

@@ -51,7 +51,7 @@ HYPER_ARGS = ('lr', 'momentum', 'dampening', 'weight_decay', 'nesterov', 'maximi
 ARRAYS = ('p', 'g', 'momentum_buffer')
 STATES = ('momentum_buffer',)
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (True, False, True, True, True, True, True, False, True, False)
+HOST_IS_BOOL = (True, False, False, True, True, True, False, False, True, False)
 
 
 def host_scalars(t, lr, momentum, dampening, weight_decay, nesterov, maximize):

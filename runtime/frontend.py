@@ -145,6 +145,8 @@ class Optimizer:
             if grad is None:
                 out.append(None)
                 continue
+            if isinstance(grad, np.generic):  # a 0-d gradient may come as a NumPy scalar
+                grad = np.asarray(grad)
             if not isinstance(grad, np.ndarray):
                 raise TypeError(f"grads[{i}] must be a numpy array, got {type(grad).__name__}")
             if grad.dtype != param.dtype:
