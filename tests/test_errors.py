@@ -50,7 +50,7 @@ CASES = [
                  "sqrt() takes 1 arguments, got 2", id="arity"),
     pytest.param(HEADER + "update:\n  p = p - lr * (g > 0)\n", 5, 17, "a bool cannot be used",
                  id="bool-as-number"),
-    pytest.param(HEADER + "update:\n  p = p - lr*g if lr\n", 5, 18, "must be a bool",
+    pytest.param(HEADER + "update:\n  p = p - lr*g if lr\n", 5, 19, "must be a bool",
                  id="number-as-condition"),
     pytest.param(HEADER + "update:\n  m = g\n", 1, 11, "never assigns 'p'", id="p-never-assigned"),
     pytest.param(HEADER + "state _x = 0\nupdate:\n  p = p - g\n", 4, 1, "reserved",
