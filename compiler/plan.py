@@ -14,6 +14,7 @@ Names in the plan are the generated code's own: loaded values ``_p``, ``_m``; ho
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -32,12 +33,24 @@ class HostScalar:
 class Array:
     """One array argument of the kernel."""
 
-    name: str                      # p, g, or the state's name
-    local: sp.Symbol               # the loaded element value, e.g. _m
-    loaded: bool
-    stored: sp.Expr | None         # the value written back, or None when unchanged
-    present: sp.Symbol | None      # host flag: the (conditional) state exists
+    name: str                       # p, g, or the state's name
+    local: sp.Symbol                # the loaded element value, e.g. _m
+    present: sp.Symbol | None       # host flag: the (conditional) state exists
     absent_value: sp.Symbol | None  # host scalar read in its place when it does not
+
+
+@dataclass(frozen=True)
+class ElementPass:
+    """One fused loop, for one combination of which conditional states exist.
+
+    Specialising on presence keeps every load and store unconditional, so the loop vectorises;
+    the remaining host conditions are selects between values already computed.
+    """
+
+    when: tuple[tuple[sp.Symbol, bool], ...]        # presence flags this pass assumes
+    loads: tuple[Array, ...]
+    temps: tuple[tuple[sp.Symbol, sp.Expr], ...]     # cse of the element pass
+    stores: tuple[tuple[str, sp.Expr], ...]          # array name -> value written back
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,7 @@ class KernelPlan:
     host_temps: tuple[tuple[sp.Symbol, sp.Basic], ...]  # cse of the host scalars
     host: tuple[HostScalar, ...]
     arrays: tuple[Array, ...]
-    element_temps: tuple[tuple[sp.Symbol, sp.Expr], ...]  # cse of the element pass
+    passes: tuple[ElementPass, ...]
     state_inits: tuple[tuple[str, sp.Basic], ...]
     state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
     requires: tuple[tuple[sp.Basic, str], ...]
@@ -65,8 +78,8 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     arrays_in = [("p", lowered.p), ("g", lowered.g), *lowered.states.items()]
     local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in}
 
-    # The value of each conditional state when absent is its initial value; its stores happen
-    # only while the condition holds, so the stored expression may assume it.
+    # A conditional state is stored only while its condition holds, so the stored expression
+    # may assume it; where the state does not exist, reads see its initial value.
     outputs = {}
     for name, value in lowered.outputs.items():
         condition = lowered.state_conditions.get(name)
@@ -75,19 +88,15 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         outputs[name] = value
     presence = {name: hoister.host_value(cond) for name, cond in lowered.state_conditions.items()}
     absent = {name: hoister.host_value(lowered.state_inits[name]) for name in presence}
-
     changed = [name for name, value in outputs.items()
                if value != (lowered.p if name == "p" else lowered.states[name])]
-    hoisted = [hoister.element(outputs[name]).xreplace(local) for name in changed]
-    temps, reduced = sp.cse(hoisted, symbols=sp.numbered_symbols("_e", real=True),
-                            optimizations=None, order="canonical")
-    stored = dict(zip(changed, reduced))
+    hoisted = {name: hoister.element(outputs[name]).xreplace(local) for name in changed}
+    arrays = tuple(Array(name, local[symbol], presence.get(name), absent.get(name))
+                   for name, symbol in arrays_in)
 
-    used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in temps))
-    arrays = tuple(
-        Array(name, local[symbol], local[symbol] in used, stored.get(name),
-              presence.get(name), absent.get(name))
-        for name, symbol in arrays_in)
+    distinct_flags = list(dict.fromkeys(presence.values()))
+    passes = tuple(_element_pass(tuple(zip(distinct_flags, combo)), arrays, hoisted)
+                   for combo in itertools.product((True, False), repeat=len(distinct_flags)))
 
     host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
                                      symbols=sp.numbered_symbols("_c"), optimizations=None,
@@ -101,11 +110,29 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         host_temps=tuple(host_temps),
         host=host,
         arrays=arrays,
-        element_temps=tuple(temps),
+        passes=passes,
         state_inits=tuple(lowered.state_inits.items()),
         state_conditions=tuple((name, lowered.state_conditions.get(name, sp.true))
                                for name in lowered.states),
         requires=lowered.requires,
+    )
+
+
+def _element_pass(when: tuple[tuple[sp.Symbol, bool], ...], arrays: tuple[Array, ...],
+                  hoisted: dict[str, sp.Expr]) -> ElementPass:
+    assumed = {flag: sp.true if value else sp.false for flag, value in when}
+    exists = {a.name: a.present is None or bool(assumed[a.present]) for a in arrays}
+    replace = {a.local: a.absent_value for a in arrays if not exists[a.name]}
+    names = [name for name in hoisted if exists[name]]
+    exprs = [hoisted[name].subs(assumed).xreplace(replace) for name in names]
+    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_e", real=True),
+                            optimizations=None, order="canonical")
+    used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in temps))
+    return ElementPass(
+        when=when,
+        loads=tuple(a for a in arrays if exists[a.name] and a.local in used),
+        temps=tuple(temps),
+        stores=tuple(zip(names, reduced)),
     )
 
 

@@ -98,18 +98,29 @@ def _render_kernel(backend: Backend, plan: KernelPlan) -> str:
     printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter
                else backend.printer())
     args = [a.name for a in plan.arrays] + [str(h.symbol) for h in plan.host]
-    loads = [dict(local=str(a.local), array=a.name, stored=a.stored is not None,
-                  present=str(a.present) if a.present is not None else None,
-                  absent=str(a.absent_value) if a.absent_value is not None else None)
-             for a in plan.arrays if a.loaded]
-    stores = [dict(array=a.name, value=printer.doprint(a.stored),
-                   present=str(a.present) if a.present is not None else None)
-              for a in plan.arrays if a.stored is not None]
+    passes = []
+    for index, element_pass in enumerate(plan.passes):
+        stored = {name for name, _ in element_pass.stores}
+        passes.append(dict(
+            branch=_branch(index, len(plan.passes), element_pass.when),
+            # The NumPy body reads whole arrays, so an array it writes is read from a copy.
+            loads=[(str(a.local), a.name, a.name in stored) for a in element_pass.loads],
+            temps=[(str(s), printer.doprint(v)) for s, v in element_pass.temps],
+            stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
+        ))
     return _environment().get_template(backend.template).render(
-        function=backend.function, args=args, length=plan.arrays[0].name, loads=loads,
-        temps=[(str(s), printer.doprint(v)) for s, v in plan.element_temps],
-        stores=stores,
+        function=backend.function, args=args, length=plan.arrays[0].name, passes=passes,
     ).rstrip("\n")
+
+
+def _branch(index: int, count: int, when) -> str | None:
+    """``if``/``elif``/``else`` choosing the pass for the conditional states that exist."""
+    if count == 1:
+        return None
+    if index == count - 1:
+        return "else:"
+    condition = " and ".join(str(flag) if value else f"not {flag}" for flag, value in when)
+    return f"{'if' if index == 0 else 'elif'} {condition}:"
 
 
 def _latex_equation(eq) -> str:

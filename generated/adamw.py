@@ -86,40 +86,67 @@ def violated_requirements(lr, b1, b2, eps, weight_decay, amsgrad, maximize, deco
 
 def step_numpy(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
     """Reference backend: whole-array NumPy over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _exp_avg = exp_avg.copy()
-    _exp_avg_sq = exp_avg_sq.copy()
-    _max_exp_avg_sq = max_exp_avg_sq.copy() if _h0 else _h1
-    _e0 = ((_h3*_p) if _h4 else (_p))
-    _e1 = ((-_g) if _h6 else (_g))
-    _e2 = _e0*_h5 + _e1
-    _e3 = _exp_avg + _h11*(-_exp_avg + ((_e2) if _h7 else (_e1)))
-    _e4 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-    _e5 = numpy.maximum(_e4, _max_exp_avg_sq)
-    p[...] = _e0 + _e3*_h12/(_h10 + _h9*((numpy.sqrt(_e5)) if _h0 else (numpy.sqrt(_e4))))
-    exp_avg[...] = _e3
-    exp_avg_sq[...] = _e4
     if _h0:
-        max_exp_avg_sq[...] = _e5
-
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
-    """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _exp_avg = exp_avg[_i]
-        _exp_avg_sq = exp_avg_sq[_i]
-        _max_exp_avg_sq = max_exp_avg_sq[_i] if _h0 else _h1
+        _p = p.copy()
+        _g = g
+        _exp_avg = exp_avg.copy()
+        _exp_avg_sq = exp_avg_sq.copy()
+        _max_exp_avg_sq = max_exp_avg_sq.copy()
         _e0 = ((_h3*_p) if _h4 else (_p))
         _e1 = ((-_g) if _h6 else (_g))
         _e2 = _e0*_h5 + _e1
         _e3 = _exp_avg + _h11*(-_exp_avg + ((_e2) if _h7 else (_e1)))
         _e4 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
         _e5 = numpy.maximum(_e4, _max_exp_avg_sq)
-        p[_i] = _e0 + _e3*_h12/(_h10 + _h9*((numpy.sqrt(_e5)) if _h0 else (numpy.sqrt(_e4))))
-        exp_avg[_i] = _e3
-        exp_avg_sq[_i] = _e4
-        if _h0:
+        p[...] = _e0 + _e3*_h12/(numpy.sqrt(_e5)*_h9 + _h10)
+        exp_avg[...] = _e3
+        exp_avg_sq[...] = _e4
+        max_exp_avg_sq[...] = _e5
+    else:
+        _p = p.copy()
+        _g = g
+        _exp_avg = exp_avg.copy()
+        _exp_avg_sq = exp_avg_sq.copy()
+        _e0 = ((_h3*_p) if _h4 else (_p))
+        _e1 = ((-_g) if _h6 else (_g))
+        _e2 = _e0*_h5 + _e1
+        _e3 = _exp_avg + _h11*(-_exp_avg + ((_e2) if _h7 else (_e1)))
+        _e4 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+        p[...] = _e0 + _e3*_h12/(numpy.sqrt(_e4)*_h9 + _h10)
+        exp_avg[...] = _e3
+        exp_avg_sq[...] = _e4
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+def step_cpu(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
+    """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
+    if _h0:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _exp_avg = exp_avg[_i]
+            _exp_avg_sq = exp_avg_sq[_i]
+            _max_exp_avg_sq = max_exp_avg_sq[_i]
+            _e0 = ((_h3*_p) if _h4 else (_p))
+            _e1 = ((-_g) if _h6 else (_g))
+            _e2 = _e0*_h5 + _e1
+            _e3 = _exp_avg + _h11*(-_exp_avg + ((_e2) if _h7 else (_e1)))
+            _e4 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+            _e5 = numpy.maximum(_e4, _max_exp_avg_sq)
+            p[_i] = _e0 + _e3*_h12/(numpy.sqrt(_e5)*_h9 + _h10)
+            exp_avg[_i] = _e3
+            exp_avg_sq[_i] = _e4
             max_exp_avg_sq[_i] = _e5
+    else:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _exp_avg = exp_avg[_i]
+            _exp_avg_sq = exp_avg_sq[_i]
+            _e0 = ((_h3*_p) if _h4 else (_p))
+            _e1 = ((-_g) if _h6 else (_g))
+            _e2 = _e0*_h5 + _e1
+            _e3 = _exp_avg + _h11*(-_exp_avg + ((_e2) if _h7 else (_e1)))
+            _e4 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+            p[_i] = _e0 + _e3*_h12/(numpy.sqrt(_e4)*_h9 + _h10)
+            exp_avg[_i] = _e3
+            exp_avg_sq[_i] = _e4

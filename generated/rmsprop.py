@@ -82,44 +82,111 @@ def violated_requirements(lr, alpha, eps, weight_decay, momentum, centered, maxi
 
 def step_numpy(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
     """Reference backend: whole-array NumPy over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _square_avg = square_avg.copy()
-    _momentum_buffer = momentum_buffer.copy() if _h0 else _h2
-    _grad_avg = grad_avg.copy() if _h1 else _h2
-    _e0 = ((-_g) if _h5 else (_g))
-    _e1 = _e0 + _h4*_p
-    _e2 = ((_e1) if _h6 else (_e0))
-    _e3 = _grad_avg + _h7*(_e2 - _grad_avg)
-    _e4 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
-    _e5 = _e2/(_h9 + ((numpy.sqrt(_e4 - ((_e3**2) if _h1 else (_grad_avg**2)))) if _h1 else (numpy.sqrt(_e4))))
-    _e6 = _e5 + _h3*_momentum_buffer
-    p[...] = _h10*((_e6) if _h0 else (_e5)) + _p
-    square_avg[...] = _e4
-    if _h0:
-        momentum_buffer[...] = _e6
-    if _h1:
-        grad_avg[...] = _e3
-
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
-    """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _square_avg = square_avg[_i]
-        _momentum_buffer = momentum_buffer[_i] if _h0 else _h2
-        _grad_avg = grad_avg[_i] if _h1 else _h2
+    if _h0 and _h1:
+        _p = p.copy()
+        _g = g
+        _square_avg = square_avg.copy()
+        _momentum_buffer = momentum_buffer.copy()
+        _grad_avg = grad_avg.copy()
         _e0 = ((-_g) if _h5 else (_g))
         _e1 = _e0 + _h4*_p
         _e2 = ((_e1) if _h6 else (_e0))
         _e3 = _grad_avg + _h7*(_e2 - _grad_avg)
         _e4 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
-        _e5 = _e2/(_h9 + ((numpy.sqrt(_e4 - ((_e3**2) if _h1 else (_grad_avg**2)))) if _h1 else (numpy.sqrt(_e4))))
-        _e6 = _e5 + _h3*_momentum_buffer
-        p[_i] = _h10*((_e6) if _h0 else (_e5)) + _p
-        square_avg[_i] = _e4
-        if _h0:
-            momentum_buffer[_i] = _e6
-        if _h1:
+        _e5 = _e2/(_h9 + numpy.sqrt(-_e3**2 + _e4)) + _h3*_momentum_buffer
+        p[...] = _e5*_h10 + _p
+        square_avg[...] = _e4
+        momentum_buffer[...] = _e5
+        grad_avg[...] = _e3
+    elif _h0 and not _h1:
+        _p = p.copy()
+        _g = g
+        _square_avg = square_avg.copy()
+        _momentum_buffer = momentum_buffer.copy()
+        _e0 = ((-_g) if _h5 else (_g))
+        _e1 = _e0 + _h4*_p
+        _e2 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
+        _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h9)
+        p[...] = _e3*_h10 + _p
+        square_avg[...] = _e2
+        momentum_buffer[...] = _e3
+    elif not _h0 and _h1:
+        _p = p.copy()
+        _g = g
+        _square_avg = square_avg.copy()
+        _grad_avg = grad_avg.copy()
+        _e0 = ((-_g) if _h5 else (_g))
+        _e1 = _e0 + _h4*_p
+        _e2 = ((_e1) if _h6 else (_e0))
+        _e3 = _grad_avg + _h7*(_e2 - _grad_avg)
+        _e4 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
+        p[...] = _e2*_h10/(_h9 + numpy.sqrt(-_e3**2 + _e4)) + _p
+        square_avg[...] = _e4
+        grad_avg[...] = _e3
+    else:
+        _p = p.copy()
+        _g = g
+        _square_avg = square_avg.copy()
+        _e0 = ((-_g) if _h5 else (_g))
+        _e1 = _e0 + _h4*_p
+        _e2 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
+        p[...] = _h10*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h9) + _p
+        square_avg[...] = _e2
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+def step_cpu(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
+    """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
+    if _h0 and _h1:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _square_avg = square_avg[_i]
+            _momentum_buffer = momentum_buffer[_i]
+            _grad_avg = grad_avg[_i]
+            _e0 = ((-_g) if _h5 else (_g))
+            _e1 = _e0 + _h4*_p
+            _e2 = ((_e1) if _h6 else (_e0))
+            _e3 = _grad_avg + _h7*(_e2 - _grad_avg)
+            _e4 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
+            _e5 = _e2/(_h9 + numpy.sqrt(-_e3**2 + _e4)) + _h3*_momentum_buffer
+            p[_i] = _e5*_h10 + _p
+            square_avg[_i] = _e4
+            momentum_buffer[_i] = _e5
             grad_avg[_i] = _e3
+    elif _h0 and not _h1:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _square_avg = square_avg[_i]
+            _momentum_buffer = momentum_buffer[_i]
+            _e0 = ((-_g) if _h5 else (_g))
+            _e1 = _e0 + _h4*_p
+            _e2 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
+            _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h9)
+            p[_i] = _e3*_h10 + _p
+            square_avg[_i] = _e2
+            momentum_buffer[_i] = _e3
+    elif not _h0 and _h1:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _square_avg = square_avg[_i]
+            _grad_avg = grad_avg[_i]
+            _e0 = ((-_g) if _h5 else (_g))
+            _e1 = _e0 + _h4*_p
+            _e2 = ((_e1) if _h6 else (_e0))
+            _e3 = _grad_avg + _h7*(_e2 - _grad_avg)
+            _e4 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
+            p[_i] = _e2*_h10/(_h9 + numpy.sqrt(-_e3**2 + _e4)) + _p
+            square_avg[_i] = _e4
+            grad_avg[_i] = _e3
+    else:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _square_avg = square_avg[_i]
+            _e0 = ((-_g) if _h5 else (_g))
+            _e1 = _e0 + _h4*_p
+            _e2 = _h7*((_e1**2) if _h6 else (_g**2)) + _h8*_square_avg
+            p[_i] = _h10*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h9) + _p
+            square_avg[_i] = _e2

@@ -79,28 +79,37 @@ def violated_requirements(lr, momentum, dampening, weight_decay, nesterov, maxim
 
 def step_numpy(p, g, momentum_buffer, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
     """Reference backend: whole-array NumPy over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _momentum_buffer = momentum_buffer.copy() if _h0 else _h1
-    _e0 = ((-_g) if _h3 else (_g))
-    _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
-    _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
-    _e3 = ((_e2) if _h0 else (_momentum_buffer))
-    p[...] = _h9*((((_e1 + _e3*_h6) if _h8 else (_e3))) if _h0 else (_e1)) + _p
     if _h0:
+        _p = p.copy()
+        _g = g
+        _momentum_buffer = momentum_buffer.copy()
+        _e0 = ((-_g) if _h3 else (_g))
+        _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
+        _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
+        p[...] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p
         momentum_buffer[...] = _e2
+    else:
+        _p = p.copy()
+        _g = g
+        _e0 = ((-_g) if _h3 else (_g))
+        p[...] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p, g, momentum_buffer, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
     """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _momentum_buffer = momentum_buffer[_i] if _h0 else _h1
-        _e0 = ((-_g) if _h3 else (_g))
-        _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
-        _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
-        _e3 = ((_e2) if _h0 else (_momentum_buffer))
-        p[_i] = _h9*((((_e1 + _e3*_h6) if _h8 else (_e3))) if _h0 else (_e1)) + _p
-        if _h0:
+    if _h0:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _momentum_buffer = momentum_buffer[_i]
+            _e0 = ((-_g) if _h3 else (_g))
+            _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
+            _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
+            p[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p
             momentum_buffer[_i] = _e2
+    else:
+        for _i in numba.prange(p.shape[0]):
+            _p = p[_i]
+            _g = g[_i]
+            _e0 = ((-_g) if _h3 else (_g))
+            p[_i] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
