@@ -25,6 +25,12 @@ def _clip(x, low, high):
     return sp.Min(sp.Max(x, low), high)
 
 
+def _lerp(start, end, weight):
+    """torch.lerp's two-sided formula: exact at weight 0 and 1, the same rounding as torch."""
+    return sp.Piecewise((start + weight * (end - start), sp.Lt(weight, sp.Rational(1, 2))),
+                        (end - (end - start) * (1 - weight), True))
+
+
 def _where(condition, then, otherwise):
     return sp.Piecewise((then, condition), (otherwise, True))
 
@@ -38,6 +44,7 @@ FUNCTIONS: dict[str, Function] = {
     "min": Function(2, None, sp.Min, doc="smallest argument"),
     "max": Function(2, None, sp.Max, doc="largest argument"),
     "clip": Function(3, 3, _clip, doc="clip(x, low, high) = min(max(x, low), high)"),
+    "lerp": Function(3, 3, _lerp, doc="lerp(a, b, w) = a + w*(b - a), computed as torch.lerp"),
     "where": Function(3, 3, _where, takes_condition=True,
                       doc="where(c, a, b): a where c holds, else b"),
 }
