@@ -16,7 +16,7 @@ import sympy as sp
 
 from . import nodes as n
 from .functions import FUNCTIONS
-from .ir import CheckedSpec, Hyper, Interval, Kind
+from .ir import CheckedSpec, Hyper, Interval
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
 
@@ -146,13 +146,3 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
             return sp.Piecewise((_expr(then, env), _expr(cond, env)),
                                 (_expr(otherwise, env), True))
     raise TypeError(f"unexpected node {node!r}")  # pragma: no cover
-
-
-def symbol_kind(lowered: LoweredSpec, symbol: sp.Symbol) -> Kind:
-    if symbol in lowered.hypers.values():
-        return Kind.HYPER
-    if symbol == lowered.t:
-        return Kind.STEP
-    if symbol in (lowered.p, lowered.g):
-        return Kind.INPUT
-    return Kind.STATE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -37,10 +38,9 @@ def build(specs: tuple[str, ...], out: Path | None, check: bool) -> None:
     except SpecError as error:
         _print_errors([error])
         sys.exit(1)
-    label = "checking" if check else "building"
-    with click.progressbar(length=len(paths) if paths else _catalogue_size(), label=label,
-                           file=sys.stderr, show_pos=True) as bar:
-        report = run_build(paths, out=out, check=check, progress=lambda _: bar.update(1))
+    total = len(paths) if paths else _catalogue_size()
+    with _progress(total, "checking" if check else "building") as advance:
+        report = run_build(paths, out=out, check=check, progress=lambda _: advance())
     _print_errors(report.errors)
     for path in report.written:
         click.echo(f"wrote {path}")
@@ -53,6 +53,16 @@ def build(specs: tuple[str, ...], out: Path | None, check: bool) -> None:
     elif not check and not report.errors:
         click.echo(f"{len(report.written)} written, {len(report.unchanged)} unchanged")
     sys.exit(0 if report.ok else 1)
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str):
+    """A progress bar on a terminal; silence in logs and pipes."""
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield lambda: bar.update(1)
 
 
 def _catalogue_size() -> int:
