@@ -43,6 +43,7 @@ class _Checker:
         self.errors: list[SpecError] = []
         self.symbols: dict[str, Symbol] = dict(BUILTIN_SYMBOLS)
         self.assigned_later: set[str] = set()
+        self.tuples: dict[str, tuple[str, ...]] = {}
 
     def error(self, message: str, span, hint: str | None = None) -> None:
         self.errors.append(SpecError(message, span, hint=hint))
@@ -94,11 +95,20 @@ class _Checker:
 
     # --- declarations ---------------------------------------------------------------------
 
-    def _declare(self, name: str, symbol: Symbol, span) -> bool:
+    def _claim(self, name: str, span) -> bool:
+        """Whether ``name`` may be declared here (allowed, and not taken)."""
         if not self._allowed_name(name, span):
+            return False
+        if name in self.tuples:
+            self.error(f"'{name}' is already defined as a tuple hyperparameter", span)
             return False
         if name in self.symbols:
             self.error(f"'{name}' is already defined as a {self.symbols[name].kind.value}", span)
+            return False
+        return True
+
+    def _declare(self, name: str, symbol: Symbol, span) -> bool:
+        if not self._claim(name, span):
             return False
         self.symbols[name] = symbol
         return True
@@ -160,10 +170,10 @@ class _Checker:
                     return None
         scalar_type = Type.BOOL if kind == "bool" else Type.NUMBER
         if kind == "tuple":
-            if not self._declare(decl.name, Symbol(decl.name, Kind.HYPER, Type.NUMBER, Level.HOST),
-                                 decl.span):
+            # The tuple is the keyword users pass (betas=...); the update sees its items.
+            if not self._claim(decl.name, decl.span):
                 return None
-            del self.symbols[decl.name]  # the tuple itself is not usable in expressions
+            self.tuples[decl.name] = decl.components
             for item in decl.components:
                 self._declare(item, Symbol(item, Kind.HYPER, Type.NUMBER, Level.HOST), decl.span)
         elif not self._declare(decl.name, Symbol(decl.name, Kind.HYPER, scalar_type, Level.HOST),
@@ -200,7 +210,7 @@ class _Checker:
             value = self._expect(stmt.value, Type.NUMBER, what="an assigned value")
             target = self.symbols.get(stmt.target)
             if target is None:
-                if not self._allowed_name(stmt.target, stmt.target_span):
+                if not self._claim(stmt.target, stmt.target_span):
                     continue
                 if stmt.condition is not None:
                     self.error(f"'{stmt.target}' is first assigned under a condition and would be "
@@ -244,7 +254,10 @@ class _Checker:
             case n.Name(id=name):
                 symbol = self.symbols.get(name)
                 if symbol is None:
-                    if name in self.assigned_later:
+                    if name in self.tuples:
+                        self.error(f"'{name}' is a tuple; use its items "
+                                   f"{', '.join(self.tuples[name])}", expr.span)
+                    elif name in self.assigned_later:
                         self.error(f"'{name}' is used before it is assigned", expr.span)
                     else:
                         self.error(f"undefined name '{name}'", expr.span, hint=self._suggest(name))

@@ -102,7 +102,12 @@ def _front(file: SpecFile) -> tuple[CheckedSpec, SpecFile | None]:
     def resolve(name: str) -> nodes.SpecAST:
         base = SpecFile.read(find_spec(name, near=file.path))
         bases.append(base)
-        return parse_file(base)
+        base_ast = parse_file(base)
+        try:  # the base must stand on its own; its mistakes are reported in its own file
+            check(base_ast)
+        except SpecError as error:
+            raise error.located(str(base.path), base.text) from None
+        return base_ast
 
     try:
         checked = check(ast, resolve)

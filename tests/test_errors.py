@@ -143,3 +143,17 @@ def test_cli_check_accepts_the_catalogue():
 def test_suggestion_for_typo(tmp_path):
     errors = errors_of(tmp_path, HEADER + "update:\n  p = p - lrr*g\n")
     assert errors[0].hint == "did you mean 'lr'?"
+
+
+def test_tuple_hyper_is_used_through_its_items(tmp_path):
+    errors = errors_of(tmp_path, "optimizer demo\nhyper betas = (0.9, 0.99) as (b1, b2)\n"
+                                 "update:\n  p = p - betas*g\n")
+    assert errors[0].message == "'betas' is a tuple; use its items b1, b2"
+    assert (errors[0].span.line, errors[0].span.column) == (4, 11)
+
+
+def test_mistake_in_a_base_spec_is_reported_in_the_base_file(tmp_path):
+    (tmp_path / "base.opt").write_text("optimizer base\nhyper lr = 1\nupdate:\n  p = p - lrr*g\n")
+    errors = errors_of(tmp_path, "optimizer demo extends base\nhyper lr = 2\n")
+    assert errors[0].filename == str(tmp_path / "base.opt")
+    assert (errors[0].span.line, errors[0].span.column) == (4, 11)
