@@ -290,15 +290,15 @@ class _Checker:
                         return None
                 return Type.NUMBER, max((lv for _, lv in types), key=lambda lv: lv.value)
             case n.Neg(operand=operand):
-                return self._numeric(expr, [operand], hyper_only, Type.NUMBER)
+                return self._operands([operand], hyper_only, Type.NUMBER, Type.NUMBER)
             case n.Binary(left=left, right=right):
-                return self._numeric(expr, [left, right], hyper_only, Type.NUMBER)
+                return self._operands([left, right], hyper_only, Type.NUMBER, Type.NUMBER)
             case n.Compare(left=left, right=right):
-                return self._numeric(expr, [left, right], hyper_only, Type.BOOL)
+                return self._operands([left, right], hyper_only, Type.NUMBER, Type.BOOL)
             case n.BoolOp(left=left, right=right):
-                return self._boolean(expr, [left, right], hyper_only)
+                return self._operands([left, right], hyper_only, Type.BOOL, Type.BOOL)
             case n.Not(operand=operand):
-                return self._boolean(expr, [operand], hyper_only)
+                return self._operands([operand], hyper_only, Type.BOOL, Type.BOOL)
             case n.Ternary(condition=cond, then=then, otherwise=otherwise):
                 c = self._expect(cond, Type.BOOL, hyper_only=hyper_only, what="a condition")
                 a, b = self._type(then, hyper_only), self._type(otherwise, hyper_only)
@@ -310,27 +310,22 @@ class _Checker:
                 return a[0], max(c[1], a[1], b[1], key=lambda lv: lv.value)
         raise TypeError(f"unexpected node {expr!r}")  # pragma: no cover
 
-    def _numeric(self, expr, operands, hyper_only, result: Type):
+    _MISMATCH = {
+        Type.NUMBER: ("a bool cannot be used as a number", "use 'c ? a : b' to choose between numbers"),
+        Type.BOOL: ("'and', 'or' and 'not' take bools", "compare numbers first, e.g. 'x != 0'"),
+    }
+
+    def _operands(self, operands, hyper_only, want: Type, result: Type):
+        """Type an operator whose operands must all be ``want``; it yields ``result``."""
         types = [self._type(o, hyper_only) for o in operands]
         if any(t is None for t in types):
             return None
         for operand, (got, _) in zip(operands, types):
-            if got is not Type.NUMBER:
-                self.error("a bool cannot be used as a number", operand.span,
-                           hint="use 'c ? a : b' to choose between numbers")
+            if got is not want:
+                message, hint = self._MISMATCH[want]
+                self.error(message, operand.span, hint=hint)
                 return None
         return result, max((lv for _, lv in types), key=lambda lv: lv.value)
-
-    def _boolean(self, expr, operands, hyper_only):
-        types = [self._type(o, hyper_only) for o in operands]
-        if any(t is None for t in types):
-            return None
-        for operand, (got, _) in zip(operands, types):
-            if got is not Type.BOOL:
-                self.error("'and', 'or' and 'not' take bools", operand.span,
-                           hint="compare numbers first, e.g. 'x != 0'")
-                return None
-        return Type.BOOL, max((lv for _, lv in types), key=lambda lv: lv.value)
 
     def _suggest(self, name: str, pool=None) -> str | None:
         close = difflib.get_close_matches(name, list(pool if pool is not None else self.symbols), n=1)
