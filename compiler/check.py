@@ -9,6 +9,7 @@ collected and reported together, each with its span.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import keyword
 from typing import Callable
@@ -16,7 +17,8 @@ from typing import Callable
 from . import nodes as n
 from .errors import SpecError, SpecErrors
 from .functions import FUNCTIONS
-from .ir import CheckedSpec, Hyper, Interval, Kind, Level, Require, State, Statement, Symbol, Type
+from .claims_builtin import BUILTIN_CLAIM_IDS
+from .ir import Claim, CheckedSpec, Hyper, Interval, Kind, Level, Require, State, Statement, Symbol, Type
 
 #: Names every spec has: the parameter, its gradient and the 1-based step.
 BUILTIN_SYMBOLS = {
@@ -44,6 +46,7 @@ class _Checker:
         self.symbols: dict[str, Symbol] = dict(BUILTIN_SYMBOLS)
         self.assigned_later: set[str] = set()
         self.tuples: dict[str, tuple[str, ...]] = {}
+        self.claim_ids: set[str] = set()
 
     def error(self, message: str, span, hint: str | None = None) -> None:
         self.errors.append(SpecError(message, span, hint=hint))
@@ -54,10 +57,12 @@ class _Checker:
         states = tuple(s for s in (self._state(d) for d in ast.states) if s is not None)
         requires = tuple(self._require(d) for d in ast.requires)
         statements = self._statements(ast.updates, ast.has_update_section)
+        claims = tuple(c for c in (self._check_claim(d, hypers, states) for d in self.ast.claims)
+                       if c)
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else SpecErrors(self.errors)
         return CheckedSpec(ast.name, ast.description, ast.base, hypers, states, requires,
-                           statements, dict(self.symbols))
+                           statements, dict(self.symbols), claims)
 
     # --- inheritance ----------------------------------------------------------------------
 
@@ -233,6 +238,100 @@ class _Checker:
                        self.ast.name_span)
         return tuple(out)
 
+    # --- claims ---------------------------------------------------------------------------
+
+    def _check_claim(self, decl: n.ClaimDecl, hypers, states) -> Claim | None:
+        """Names in a claim: inputs and states as before the step, ``p_new`` and ``<state>_new``
+        after it, temporaries' final values, hypers, t, and variables introduced by ``given``."""
+        if decl.id in BUILTIN_CLAIM_IDS or decl.id in self.claim_ids:
+            self.error(f"claim id '{decl.id}' is already used", decl.span)
+            return None
+        self.claim_ids.add(decl.id)
+        count = len(self.errors)
+        table = dict(self.symbols)
+        for name in ["p", *(s.name for s in states)]:
+            if f"{name}_new" in table:
+                self.error(f"'{name}_new' names {name} after the step in claims; rename the "
+                           f"temporary", decl.span)
+                return None
+            table[f"{name}_new"] = Symbol(f"{name}_new", Kind.STATE, Type.NUMBER, Level.ELEMENT)
+        hyper_table = {k: v for k, v in table.items() if v.kind is Kind.HYPER}
+        for binding in decl.at:
+            self._binding(binding, hypers, hyper_table | {"t": BUILTIN_SYMBOLS["t"]},
+                          extra_targets={"t", "p", "g", *(s.name for s in states)})
+        variables = []
+        for condition in decl.given:
+            for name in _names(condition):
+                if name not in table and name not in self.tuples and name not in variables:
+                    variables.append(name)
+        for name in variables:
+            table[name] = Symbol(name, Kind.TEMP, Type.NUMBER, Level.ELEMENT)
+        with self._scope(table):
+            for condition in ((decl.relation,) if decl.relation is not None else ()) + decl.given:
+                given = condition is not decl.relation
+                if not isinstance(condition, n.Compare) or (condition.op == "!=" and not given):
+                    self.error("a claim compares two sides with ==, <=, >=, < or >"
+                               + (" (or != in a given)" if given else ""), condition.span)
+                    continue
+                self._type(condition, False)
+        if decl.other is not None:
+            self._equivalence(decl, hyper_table)
+        if len(self.errors) > count:
+            return None
+        exprs = ([decl.relation] if decl.relation is not None else []) + list(decl.given)
+        exprs += [e for b in decl.at + decl.other_bindings
+                  for e in (b.value if isinstance(b.value, tuple) else (b.value,))]
+        scalar = {name for h in hypers for name in h.scalar_names}
+        mentioned = sorted({name for e in exprs for name in _names(e)} & scalar)
+        return Claim(decl, tuple(variables), tuple(mentioned))
+
+    def _binding(self, binding: n.Binding, hypers, table, extra_targets=frozenset()):
+        """``name = value``: a hyper (tuple hypers take a tuple) or one of ``extra_targets``."""
+        tuple_items = {h.name: len(h.components) for h in hypers if h.type == "tuple"}
+        scalars = {name for h in hypers if h.type != "tuple" for name in h.scalar_names} | \
+            {name for h in hypers if h.type == "tuple" for name in h.components}
+        values = binding.value if isinstance(binding.value, tuple) else (binding.value,)
+        if binding.name in tuple_items:
+            if len(values) != tuple_items[binding.name]:
+                self.error(f"'{binding.name}' takes a tuple of {tuple_items[binding.name]}",
+                           binding.span)
+                return
+        elif binding.name not in scalars | set(extra_targets) or isinstance(binding.value, tuple):
+            self.error(f"cannot bind '{binding.name}' here", binding.span,
+                       hint=self._suggest(binding.name, scalars | set(tuple_items)))
+            return
+        with self._scope(table):
+            for value in values:
+                self._expect(value, Type.BOOL if self._is_flag(binding.name, hypers) else
+                             Type.NUMBER, what=f"the value of '{binding.name}'")
+
+    @staticmethod
+    def _is_flag(name, hypers) -> bool:
+        return any(h.name == name and h.type == "bool" for h in hypers)
+
+    def _equivalence(self, decl: n.ClaimDecl, hyper_table) -> None:
+        try:
+            other = self.resolve(decl.other) if self.resolve is not None else None
+        except (FileNotFoundError, SpecError):
+            other = None
+        if other is None:
+            self.error(f"cannot find spec '{decl.other}' to compare with", decl.span)
+            return
+        other_checked = _Checker(other, None)
+        other_hypers = [h for h in (other_checked._hyper(d) for d in other.hypers) if h]
+        if decl.steps < 1:
+            self.error("an equivalence needs at least 1 step", decl.span)
+        for binding in decl.other_bindings:
+            self._binding(binding, other_hypers, hyper_table | {"t": BUILTIN_SYMBOLS["t"]})
+
+    @contextlib.contextmanager
+    def _scope(self, table: dict[str, Symbol]):
+        saved, self.symbols = self.symbols, table
+        try:
+            yield
+        finally:
+            self.symbols = saved
+
     # --- expressions ----------------------------------------------------------------------
 
     def _expect(self, expr: n.Expr, want: Type, *, hyper_only: bool = False, what: str):
@@ -330,3 +429,23 @@ class _Checker:
     def _suggest(self, name: str, pool=None) -> str | None:
         close = difflib.get_close_matches(name, list(pool if pool is not None else self.symbols), n=1)
         return f"did you mean '{close[0]}'?" if close else None
+
+
+def _names(expr: n.Expr):
+    """Every name an expression reads."""
+    match expr:
+        case n.Name(id=name):
+            yield name
+        case n.Number() | n.Boolean():
+            return
+        case n.Call(args=args):
+            for a in args:
+                yield from _names(a)
+        case n.Neg(operand=x) | n.Not(operand=x):
+            yield from _names(x)
+        case n.Binary(left=a, right=b) | n.Compare(left=a, right=b) | n.BoolOp(left=a, right=b):
+            yield from _names(a)
+            yield from _names(b)
+        case n.Ternary(condition=c, then=a, otherwise=b):
+            for x in (c, a, b):
+                yield from _names(x)

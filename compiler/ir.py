@@ -103,6 +103,15 @@ class Statement:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim of the spec's own, checked: which names it keeps free."""
+
+    decl: n.ClaimDecl
+    variables: tuple[str, ...]   # names only the claim uses, constrained by its `given`
+    mentioned: tuple[str, ...]   # scalar hyperparameters it mentions: free over their domains
+
+
+@dataclass(frozen=True)
 class Symbol:
     name: str
     kind: Kind
@@ -120,6 +129,7 @@ class CheckedSpec:
     requires: tuple[Require, ...]
     statements: tuple[Statement, ...]
     symbols: dict[str, Symbol]
+    claims: tuple[Claim, ...] = ()
 
     def hyper(self, name: str) -> Hyper:
         return next(h for h in self.hypers if h.name == name)

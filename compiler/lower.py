@@ -40,6 +40,7 @@ class LoweredSpec:
     states: dict[str, sp.Symbol]            # each state's value before the step
     ssa: tuple[tuple[sp.Symbol, sp.Expr], ...]  # versioned assignments, in order
     outputs: dict[str, sp.Expr]             # "p" and each state -> value after the step
+    temps: dict[str, sp.Expr]               # each temporary's final value in the step
     state_inits: dict[str, sp.Expr]
     state_conditions: dict[str, sp.Basic]   # only for conditional states
     requires: tuple[tuple[sp.Basic, str], ...]
@@ -107,10 +108,12 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
         ssa.append((sp.Symbol(f"{stmt.target}_{versions[stmt.target]}", real=True), value))
         current[stmt.target] = value
     outputs = {"p": current["p"], **{name: current[name] for name in states}}
+    temps_final = {name: current[name] for name in temps}
 
     return LoweredSpec(
         spec=spec, hypers=hypers, t=t, p=p, g=g, states=states, ssa=tuple(ssa),
         outputs=outputs,
+        temps=temps_final,
         state_inits={s.name: _expr(s.init, hypers) for s in spec.states},
         state_conditions={s.name: _expr(s.condition, hypers)
                           for s in spec.states if s.condition is not None},

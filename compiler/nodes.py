@@ -128,6 +128,31 @@ class Assign:
 
 
 @dataclass(frozen=True)
+class Binding:
+    """``name = value`` in a claim; a tuple value binds a tuple hyperparameter."""
+
+    span: Span = field(compare=False, repr=False)
+    name: str
+    value: Expr | tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class ClaimDecl:
+    """``claim ID: ...``: a relation (optionally in a limit), or an equivalence of two specs."""
+
+    span: Span = field(compare=False, repr=False)
+    id: str
+    at: tuple[Binding, ...]
+    limit: str | None                 # the variable that tends to infinity (always t)
+    relation: Expr | None             # a comparison; None for an equivalence
+    given: tuple[Expr, ...]
+    other: str | None = None          # equivalence: the other spec's name
+    other_bindings: tuple[Binding, ...] = ()
+    steps: int = 0
+    negated: bool = False
+
+
+@dataclass(frozen=True)
 class SpecAST:
     """One spec file as written."""
 
@@ -141,3 +166,4 @@ class SpecAST:
     requires: tuple[RequireDecl, ...]
     updates: tuple[Assign, ...]
     has_update_section: bool
+    claims: tuple[ClaimDecl, ...] = ()

@@ -199,6 +199,35 @@ class _ToNodes(Transformer):
     def update_header(self, meta):
         return ("update", meta)
 
+    def binding(self, meta, name, value):
+        return n.Binding(_meta_span(meta), str(name), value)
+
+    def tuple_expr(self, meta, *items):
+        return tuple(items)
+
+    def at_clause(self, meta, *bindings):
+        return tuple(bindings)
+
+    def limit_clause(self, meta, variable, point):
+        if str(point) != "oo":
+            raise SpecError("limits are taken as t -> oo", _token_span(point))
+        if str(variable) != "t":
+            raise SpecError("limits are taken in the step t", _token_span(variable))
+        return str(variable)
+
+    def given_clause(self, meta, *conditions):
+        return tuple(conditions)
+
+    def relation_claim(self, meta, claim_id, at, limit, relation, given):
+        return ("claim", n.ClaimDecl(_meta_span(meta), str(claim_id), at or (), limit, relation,
+                                     given or ()))
+
+    def equivalence_claim(self, meta, claim_id, at, negated, other, *rest):
+        *bindings, steps = rest
+        return ("claim", n.ClaimDecl(
+            _meta_span(meta), str(claim_id), at or (), None, None, (), str(other),
+            tuple(b for b in bindings if b is not None), int(str(steps)), negated is not None))
+
     def assign(self, meta, target, value, condition):
         return ("assign", n.Assign(_meta_span(meta), str(target), _token_span(target), value,
                                    condition))
@@ -223,7 +252,7 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
     name = base = None
     name_span = base_span = None
     description = None
-    hypers, states, requires, updates = [], [], [], []
+    hypers, states, requires, updates, claims = [], [], [], [], []
     in_update = False
     for index, item in enumerate(items):
         kind = item[0]
@@ -248,6 +277,8 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
                 errors.append(SpecError("a spec has one 'update:' section",
                                         _meta_span(item[1])))
             in_update = True
+        elif kind == "claim":
+            claims.append(item[1])
         elif kind == "assign":
             if not in_update:
                 errors.append(SpecError("assignments belong in the 'update:' section",
@@ -263,4 +294,4 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
     if errors:
         raise errors[0] if len(errors) == 1 else SpecErrors(errors)
     return n.SpecAST(name, name_span, base, base_span, description or "", tuple(hypers),
-                     tuple(states), tuple(requires), tuple(updates), in_update)
+                     tuple(states), tuple(requires), tuple(updates), in_update, tuple(claims))

@@ -78,7 +78,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     text = _environment().get_template("module.py.j2").render(
         name=spec.name, description=spec.description, version=version,
         spec_file=source.file, sha256=source.sha256, base=base,
-        equations=[_latex_equation(eq) for eq in lowered.equations],
+        equations=[latex_equation(eq) for eq in lowered.equations],
         hypers=[_hyper_row(h) for h in spec.hypers],
         hyper_args=hyper_args,
         arrays=tuple(a.name for a in plan.arrays),
@@ -123,7 +123,8 @@ def _branch(index: int, count: int, when) -> str | None:
     return f"{'if' if index == 0 else 'elif'} {condition}:"
 
 
-def _latex_equation(eq) -> str:
+def latex_equation(eq) -> str:
+    """``target \\leftarrow value [if condition]`` in LaTeX, for docstrings and reports."""
     def latex(expr):
         names = {s: _latex_name(s.name) for s in expr.free_symbols}
         return sp.latex(expr, symbol_names=names)

@@ -93,6 +93,59 @@ def check(files: tuple[Path, ...]) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command()
+@click.argument("specs", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
+              show_default=True, help="Report format.")
+@click.option("--json", "as_json", is_flag=True, help="Shorthand for --format json.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report here instead of standard output.")
+def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None) -> None:
+    """Prove, refute or leave unknown every claim about SPECS (default: the whole catalogue).
+
+    Exit status 1 when a spec's own claim is refuted or a spec is invalid.
+    """
+    import time
+
+    from .compiler.build import resolve_spec_argument
+    from .compiler.errors import SpecError
+    from .compiler.pipeline import catalogue_paths
+    from .compiler.report import to_html, to_json, to_markdown
+    from .compiler.verify import verify_file
+
+    fmt = "json" if as_json else fmt
+    failed = False
+    try:
+        paths = [resolve_spec_argument(s) for s in specs] or catalogue_paths()
+    except SpecError as error:
+        _print_errors([error])
+        sys.exit(1)
+    reports = []
+    start = time.perf_counter()
+    with _progress(len(paths), "verifying") as advance:
+        for path in paths:
+            try:
+                reports.append(verify_file(path))
+            except SpecError as error:
+                _print_errors([error])
+                failed = True
+            advance()
+    seconds = time.perf_counter() - start
+    text = {"json": lambda: to_json(reports), "md": lambda: to_markdown(reports, seconds),
+            "html": lambda: to_html(reports, seconds)}[fmt]()
+    if output is not None:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+    for report in reports:
+        for result in report.own_refuted:
+            click.echo(f"{report.compiled.file.path}: claim '{result.id}' is refuted: "
+                       f"{result.detail}", err=True)
+            failed = True
+    sys.exit(1 if failed else 0)
+
+
 @main.command(name="list")
 def list_() -> None:
     """The catalogue: name, description and hyperparameters of each optimizer."""

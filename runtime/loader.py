@@ -51,16 +51,21 @@ def _load_path(path: Path) -> ModuleType:
     from ..compiler.pipeline import compile_file  # the compiler is needed only here
 
     compiled = compile_file(path)
-    digest = hashlib.sha256(compiled.source.encode()).hexdigest()[:16]
-    module_name = f"optgen_spec_{compiled.name}_{digest}"
+    return load_source(compiled.name, compiled.source)
+
+
+def load_source(name: str, source: str) -> ModuleType:
+    """Import generated ``source`` from the cache folder (written once, keyed by its hash)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    module_name = f"optgen_spec_{name}_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     folder = cache_dir() / "modules"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{module_name}.py"
-    if not target.exists() or target.read_text() != compiled.source:
+    if not target.exists() or target.read_text() != source:
         partial = target.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(compiled.source)
+        partial.write_text(source)
         partial.replace(target)  # atomic: another process never sees half a module
     spec = importlib.util.spec_from_file_location(module_name, target)
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,269 @@
+"""Deciding a claim's residual: proved by symbolic work, refuted by an exact counterexample.
+
+The rules that keep the verifier honest:
+
+* **proved** only when SymPy reduces the residual to zero (or shows its sign) — on the whole
+  domain, or on every case of a sign split that covers the domain. No sampling ever proves.
+* **refuted** only with a concrete point, every free symbol given an exact rational inside its
+  assumptions, at which the residual evaluates (to 50 digits) clearly away from zero or to the
+  wrong sign. The caller re-checks that point with the generated NumPy kernel.
+* **unknown** otherwise, with the residual SymPy could not settle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+#: Candidate values for a free real symbol when hunting counterexamples, tried before random ones.
+_NICE = [sp.Rational(v) for v in ("1/2", "2", "3/10", "7/5", "1/10", "3", "9/10", "5")]
+_TINY = sp.Float("1e-25")  # exact points, 50 digits: a true zero is far below this
+_SPLIT_LIMIT = 3  # symbols to case-split on signs (3**3 = 27 cases at most)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str                      # "proved" | "refuted" | "unknown"
+    detail: str
+    counterexample: dict[str, str] | None = None
+    point: dict[sp.Symbol, sp.Basic] | None = field(default=None, compare=False)
+
+
+def simplify_zero(expr: sp.Basic) -> bool:
+    """True only if SymPy shows ``expr`` is identically zero."""
+    if expr == 0:
+        return True
+    for attempt in (sp.simplify, lambda e: sp.simplify(sp.piecewise_fold(e)),
+                    lambda e: sp.simplify(sp.powdenest(sp.expand(e), force=False))):
+        try:
+            if attempt(expr) == 0:
+                return True
+        except (TypeError, ValueError, NotImplementedError, RecursionError):
+            continue
+    return False
+
+
+def split_cases(expr: sp.Basic) -> list[dict[sp.Symbol, sp.Basic]]:
+    """Substitutions covering every sign of the real symbols whose sign SymPy needs: first those
+    in Piecewise conditions, then inside Abs, sign, Max and Min, then under roots."""
+    def splittable(s):
+        return s.is_real and s.is_positive is not True and s.is_integer is not True
+    ranked: list[sp.Symbol] = []
+    for tier in (_condition_symbols, _kink_symbols, _root_symbols):
+        ranked += sorted((s for s in tier(expr) if splittable(s) and s not in ranked),
+                         key=lambda s: s.name)
+    options = []
+    for symbol in ranked[:_SPLIT_LIMIT]:
+        magnitude = sp.Symbol(f"{symbol.name}_abs", positive=True)
+        cases = [magnitude]
+        if symbol.is_nonnegative is not True:
+            cases.append(-magnitude)
+        if symbol.is_nonzero is not True:
+            cases.append(sp.S.Zero)
+        options.append([(symbol, c) for c in cases])
+    return [dict(combo) for combo in itertools.product(*options)]
+
+
+def _condition_symbols(expr):
+    return {s for node in sp.preorder_traversal(expr) if isinstance(node, sp.Piecewise)
+            for _, cond in node.args for s in cond.free_symbols}
+
+
+def _kink_symbols(expr):
+    return {s for node in sp.preorder_traversal(expr)
+            if isinstance(node, (sp.Abs, sp.sign, sp.Max, sp.Min)) for s in node.free_symbols}
+
+
+def _root_symbols(expr):
+    return {s for node in sp.preorder_traversal(expr)
+            if isinstance(node, sp.Pow) and not node.exp.is_integer for s in node.free_symbols}
+
+
+def prove_zero(residual: sp.Basic) -> bool:
+    """Whether ``residual`` is zero everywhere on its symbols' assumptions."""
+    if simplify_zero(residual):
+        return True
+    cases = split_cases(residual)
+    if len(cases) <= 1:
+        return False
+    return all(simplify_zero(residual.xreplace(case)) for case in cases)
+
+
+def prove_nonnegative(residual: sp.Basic) -> bool:
+    """Whether ``residual >= 0`` everywhere, by SymPy's assumption system (per sign case)."""
+    def nonnegative(e):
+        e = sp.simplify(e)
+        return e.is_nonnegative is True or sp.factor(e).is_nonnegative is True
+    if nonnegative(residual):
+        return True
+    cases = split_cases(residual)
+    return len(cases) > 1 and all(nonnegative(residual.xreplace(c)) for c in cases)
+
+
+def sample_point(symbols, rng: random.Random, attempt: int,
+                 bounds: dict[sp.Symbol, tuple] | None = None) -> dict[sp.Symbol, sp.Basic]:
+    """Exact rational values for ``symbols`` that satisfy their assumptions (and ``bounds``:
+    symbol -> (low, high, low_closed, high_closed), None for infinite)."""
+    point = {}
+    for symbol in sorted(symbols, key=lambda s: s.name):
+        if symbol.is_real is None and symbol.is_integer is None:  # a bool hyperparameter
+            point[symbol] = sp.true if rng.random() < 0.5 else sp.false
+            continue
+        for _ in range(200):
+            if attempt < len(_NICE):
+                value = _NICE[(attempt + len(point)) % len(_NICE)]
+            else:
+                value = sp.Rational(rng.randint(1, 400), rng.randint(1, 100))
+            if symbol.is_positive is not True and symbol.is_nonnegative is not True \
+                    and rng.random() < 0.5:
+                value = -value
+            if symbol.is_integer:
+                value = sp.Integer(max(1, int(abs(value)))) if symbol.is_positive else \
+                    sp.Integer(int(value))
+            if _admissible(symbol, value, (bounds or {}).get(symbol)):
+                break
+            attempt += 1
+        else:
+            raise ValueError(f"cannot sample {symbol}")
+        point[symbol] = value
+    return point
+
+
+def _admissible(symbol, value, bound) -> bool:
+    if symbol.is_positive and not value > 0:
+        return False
+    if symbol.is_nonnegative and not value >= 0:
+        return False
+    if symbol.is_nonzero and value == 0:
+        return False
+    if bound is not None:
+        low, high, low_closed, high_closed = bound
+        if low is not None and (value < low or (value == low and not low_closed)):
+            return False
+        if high is not None and (value > high or (value == high and not high_closed)):
+            return False
+    return True
+
+
+def evaluate(expr: sp.Basic, point) -> sp.Float | None:
+    """``expr`` at ``point`` to 50 digits, or None where it is undefined there."""
+    try:
+        value = sp.N(expr.xreplace(point), 50)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not value.is_number or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not value.is_real:
+        return None
+    return value
+
+
+def find_counterexample(violated, symbols, *, bounds=None, tries: int = 60, seed: int = 0):
+    """A point at which ``violated(point)`` holds, or None. ``violated`` gets exact points."""
+    rng = random.Random(seed)
+    for attempt in range(tries):
+        try:
+            point = sample_point(symbols, rng, attempt, bounds)
+        except ValueError:
+            return None
+        if violated(point):
+            return point
+    return None
+
+
+def describe_point(point: dict[sp.Symbol, sp.Basic]) -> dict[str, str]:
+    return {str(s): str(v) for s, v in sorted(point.items(), key=lambda kv: kv[0].name)}
+
+
+#: When a residual's value (50 digits, at an exact point) surely breaks ``residual REL 0``.
+_VIOLATED = {
+    "==": lambda v: abs(v) > _TINY,
+    ">=": lambda v: v < -_TINY,
+    ">": lambda v: v < -_TINY or v == 0,
+}
+
+
+def _given_holds(left, op, right, point) -> bool:
+    value = evaluate(left - right, point)
+    if value is None:
+        return False
+    return {"==": value == 0, "!=": value != 0, "<=": value <= 0, "<": value < 0,
+            ">=": value >= 0, ">": value > 0}[op]
+_WORDS = {"==": "zero", ">=": "nonnegative", ">": "positive"}
+
+
+def apply_givens(residual: sp.Basic, givens) -> sp.Basic:
+    """Use ``given`` conditions by substitution: ``a <= b`` with ``a`` a symbol (or a power of
+    one) becomes ``a = b - s`` for a fresh ``s >= 0`` (``s > 0`` for ``<``); ``a == b`` becomes
+    ``a = b``. Proving the result for every ``s`` proves it wherever the givens hold."""
+    for index, (left, op, right) in enumerate(givens):
+        if op == "!=":  # x != 0 for a symbol x: assume it nonzero; otherwise unused by proofs
+            if isinstance(left, sp.Symbol) and right == 0 and left.is_real:
+                residual = residual.xreplace({left: sp.Symbol(left.name, real=True, nonzero=True)})
+            continue
+        if op in (">=", ">"):
+            left, right, op = right, left, {">=": "<=", ">": "<"}[op]
+        if op == "==":
+            residual = residual.subs(left, right)
+            continue
+        slack = sp.Symbol(f"s{index}", **({"positive": True} if op == "<" else
+                                           {"nonnegative": True}))
+        target, other = (left, right) if _substitutable(left) else (right, left)
+        if not _substitutable(target):
+            continue
+        sign = -1 if target is left else 1
+        residual = residual.subs(target, other + sign * slack)
+    return residual
+
+
+def _substitutable(expr) -> bool:
+    return isinstance(expr, sp.Symbol) or (
+        isinstance(expr, sp.Pow) and isinstance(expr.base, sp.Symbol) and expr.exp.is_Integer)
+
+
+def _proved(residual: sp.Basic, relation: str) -> bool:
+    if relation == "==":
+        return prove_zero(residual)
+    if relation == ">=":
+        return prove_nonnegative(residual)
+    def positive(e):
+        e = sp.simplify(e)
+        return e.is_positive is True or sp.factor(e).is_positive is True
+    if positive(residual):
+        return True
+    cases = split_cases(residual)
+    return len(cases) > 1 and all(positive(residual.xreplace(c)) for c in cases)
+
+
+def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
+           symbols=()) -> Verdict:
+    """Prove ``residual RELATION 0`` wherever ``givens`` hold, or refute it at an exact point.
+
+    ``givens`` are ``(lhs, op, rhs)`` triples; ``symbols`` adds free symbols the residual does
+    not show (so a counterexample names every variable of the claim).
+    """
+    residual = sp.sympify(residual)
+    if relation == "==" and residual == 0:
+        return Verdict("proved", "the two sides are the same expression")
+    free = residual.free_symbols | set(symbols) | {
+        s for a, _, b in givens for s in sp.sympify(a - b).free_symbols}
+
+    def violated(point):
+        if not all(_given_holds(a, op, b, point) for a, op, b in givens):
+            return False
+        value = evaluate(residual, point)
+        return value is not None and _VIOLATED[relation](value)
+
+    # A counterexample is cheap to look for and settles a false claim before any long
+    # simplification; only symbolic work below can prove.
+    point = find_counterexample(violated, free, bounds=bounds)
+    if point is not None:
+        value = sp.N(residual.xreplace(point), 6)
+        return Verdict("refuted", f"the difference is {value} at the counterexample, not "
+                       f"{_WORDS[relation]}", describe_point(point), point)
+    if _proved(apply_givens(residual, givens), relation):
+        return Verdict("proved", f"SymPy shows the difference is {_WORDS[relation]}"
+                       + (" wherever the given conditions hold" if givens else ""))
+    return Verdict("unknown", f"could not show that {sp.sstr(sp.simplify(residual))} is "
+                   f"{_WORDS[relation]}" + (" under the given conditions" if givens else ""))

@@ -1,0 +1,140 @@
+"""One optimizer step, evaluated two ways behind one interface, for the verifier.
+
+* :class:`SymbolicStepper` substitutes into the lowered SymPy expressions: exact rationals for
+  the spec's defaults, symbols where a claim keeps a quantity free.
+* :class:`NumericStepper` runs the generated module's ``numpy`` kernel on one-element float64
+  arrays — the code users actually run — to re-check a counterexample.
+
+A claim is written once as a function of a stepper and a dict of values, and evaluated with
+either: symbolically to prove or refute, numerically to confirm a counterexample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from .lower import LoweredSpec
+
+
+@dataclass(frozen=True)
+class Outcome:
+    p: Any                  # the parameter after the step
+    states: dict[str, Any]  # each existing state after the step
+    temps: dict[str, Any]   # each temporary's final value (symbolic stepper only)
+
+
+def exact(value) -> sp.Basic:
+    """A default as SymPy sees it: 0.9 is 9/10, true is sp.true."""
+    if isinstance(value, bool):
+        return sp.true if value else sp.false
+    if isinstance(value, int):
+        return sp.Integer(value)
+    return sp.Rational(repr(float(value)))
+
+
+class SymbolicStepper:
+    def __init__(self, lowered: LoweredSpec):
+        self.lowered = lowered
+        self.spec = lowered.spec
+
+    # values --------------------------------------------------------------------------------
+
+    def defaults(self) -> dict[str, sp.Basic]:
+        """Every scalar hyper (tuple items by their names) at its default, exactly."""
+        out = {}
+        for h in self.spec.hypers:
+            values = h.default if h.type == "tuple" else (h.default,)
+            out.update(zip(h.scalar_names, (exact(v) for v in values)))
+        return out
+
+    def hypers(self, free: dict[str, Any] | None = None, **fixed) -> dict[str, Any]:
+        """Defaults, then ``free`` (a claim's variables), then ``fixed``; unknown names ignored."""
+        out = self.defaults()
+        for source in (free or {}), fixed:
+            out.update({k: self.value(v) for k, v in source.items() if k in out})
+        return out
+
+    def value(self, v):
+        return exact(v) if isinstance(v, (bool, int, float)) else v
+
+    def has(self, name: str) -> bool:
+        return name in self.lowered.hypers
+
+    # stepping ------------------------------------------------------------------------------
+
+    def present(self, hypers: dict[str, Any]) -> dict[str, bool]:
+        subs = self._hyper_subs(hypers)
+        out = {}
+        for name in self.lowered.states:
+            condition = self.lowered.state_conditions.get(name, sp.true)
+            out[name] = condition.xreplace(subs) != sp.false
+        return out
+
+    def initial_state(self, hypers: dict[str, Any]) -> dict[str, Any]:
+        subs = self._hyper_subs(hypers)
+        return {name: sp.sympify(self.lowered.state_inits[name]).xreplace(subs)
+                for name, exists in self.present(hypers).items() if exists}
+
+    def step(self, hypers: dict[str, Any], state: dict[str, Any], p, g, t) -> Outcome:
+        low = self.lowered
+        subs = self._hyper_subs(hypers)
+        inits = {name: sp.sympify(low.state_inits[name]).xreplace(subs) for name in low.states}
+        subs.update({low.p: p, low.g: g, low.t: t})
+        present = self.present(hypers)
+        for name, symbol in low.states.items():
+            subs[symbol] = state[name] if present[name] else inits[name]
+        return Outcome(
+            p=low.outputs["p"].xreplace(subs),
+            states={name: low.outputs[name].xreplace(subs)
+                    for name in low.states if present[name]},
+            temps={name: value.xreplace(subs) for name, value in low.temps.items()},
+        )
+
+    def _hyper_subs(self, hypers: dict[str, Any]) -> dict:
+        return {self.lowered.hypers[name]: value for name, value in hypers.items()}
+
+
+class NumericStepper(SymbolicStepper):
+    """The same interface over the generated module's NumPy kernel, in float64."""
+
+    def __init__(self, lowered: LoweredSpec, module: ModuleType):
+        super().__init__(lowered)
+        self.module = module
+
+    def value(self, v):
+        if isinstance(v, sp.Basic):
+            return bool(v) if v in (sp.true, sp.false) else float(v)
+        return v
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: self.value(v) for name, v in super().defaults().items()}
+
+    def present(self, hypers):
+        return dict(zip(self.module.STATES, self.module.states_present(*self._flat(hypers))))
+
+    def initial_state(self, hypers):
+        inits = self.module.state_inits(*self._flat(hypers))
+        return {name: float(init) for name, init, exists in
+                zip(self.module.STATES, inits, self.present(hypers).values()) if exists}
+
+    def step(self, hypers, state, p, g, t) -> Outcome:
+        flat = self._flat(hypers)
+        present = self.present(hypers)
+        host = self.module.host_scalars(int(t), *flat)
+        host = tuple(bool(v) if b else np.float64(v)
+                     for v, b in zip(host, self.module.HOST_IS_BOOL))
+        arrays = {name: np.array([float(state[name])]) if present[name] else np.empty(0)
+                  for name in self.module.STATES}
+        p_array = np.array([float(p)])
+        with np.errstate(all="ignore"):
+            self.module.step_numpy(p_array, np.array([float(g)]), *arrays.values(), *host)
+        return Outcome(float(p_array[0]),
+                       {name: float(a[0]) for name, a in arrays.items() if present[name]}, {})
+
+    def _flat(self, hypers) -> tuple:
+        return tuple(hypers[str(symbol)] for symbol in self.lowered.hyper_args)
