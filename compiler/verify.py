@@ -134,7 +134,7 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs) -> Verdict:
         number = evaluate(value, point)
         if number is None or abs(number) <= 1e-25:
             return Verdict("unknown", f"the limit of the difference is {value}")
-        full = {s: c.xreplace(point) for s, c in case.items()}
+        full = {s: c.xreplace({u: sp.Integer(1), **point}) for s, c in case.items()}
         full.update({s: v for s, v in point.items() if s != u})
         return Verdict("refuted", f"the limit of the difference is {value}, {sp.N(number, 6)} "
                        "at the counterexample", describe_point(full), full)

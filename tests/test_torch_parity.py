@@ -138,3 +138,24 @@ def test_defaults_match_torch(name):
         assert hyper.name in signature, f"torch.optim has no {hyper.name!r}"
         default = signature[hyper.name].default
         assert hyper.default == (tuple(default) if isinstance(default, tuple) else default), hyper.name
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("name, hypers, torch_hypers", [
+    ("momentum_ema", {"lr": 0.1, "beta": 0.8}, {"lr": 0.1 * (1 - 0.8), "momentum": 0.8}),
+    ("nesterov_lookahead", {"lr": 0.05, "momentum": 0.9},
+     {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+])
+def test_momentum_forms_match_torch_sgd(name, hypers, torch_hypers, backend):
+    """The forms `optgen verify` proves equivalent to torch's SGD also step like it (float64)."""
+    params = initial_params(np.float64)
+    tparams = [torch.tensor(p) for p in params]
+    opt = optgen.optimizer(name, params, backend=backend, **hypers)
+    topt = torch.optim.SGD(tparams, foreach=False, **torch_hypers)
+    for grads in gradient_sequence(np.float64):
+        opt.step(grads)
+        for p, g in zip(tparams, grads):
+            p.grad = torch.tensor(g)
+        topt.step()
+    for got, want in zip(params, tparams):
+        np.testing.assert_allclose(got, want.numpy(), **TOLERANCES[np.float64])

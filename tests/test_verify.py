@@ -1,0 +1,211 @@
+"""Verification: the statuses mathematics gives, honest under planted false claims, checked
+counterexamples, and the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import optgen
+from optgen.compiler.pipeline import catalogue_paths
+from optgen.compiler.verify import verify_file
+
+#: What mathematics says about every claim in the catalogue (derivations in the spec files and
+#: in claims_builtin's docstring). "unknown" marks what SymPy is not expected to settle.
+EXPECTED = {
+    "adagrad": {"first-step-magnitude": "proved", "scale-invariance": "proved",
+                "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
+                "stable-lr-range": "unknown", "accumulator-never-decreases": "proved",
+                "effective-lr-never-increases": "unknown"},
+    "adam": {"bias-correction-limit": "proved", "first-step-magnitude": "proved",
+             "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
+             "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
+             "bias-corrected-moment-tends-to-raw": "proved",
+             "first-step-is-sign-descent": "proved"},
+    "adamw": {"bias-correction-limit": "proved", "first-step-magnitude": "proved",
+              "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
+              "l2-equals-decoupled-decay": "proved", "stable-lr-range": "unknown",
+              "not-adam-with-l2": "proved"},
+    "momentum_ema": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
+                     "zero-grad-fixed-point": "proved", "stable-lr-range": "proved",
+                     "same-as-pytorch-momentum": "proved",
+                     "not-unscaled-pytorch-momentum": "proved"},
+    "nesterov_lookahead": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
+                           "zero-grad-fixed-point": "proved", "stable-lr-range": "proved",
+                           "stable-lr-range-momentum": "proved",
+                           "same-as-pytorch-nesterov": "proved"},
+    "rmsprop": {"first-step-magnitude": "refuted", "scale-invariance": "proved",
+                "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
+                "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",
+                "adam-without-momentum-and-bias-correction": "proved",
+                "accumulator-stays-bounded": "proved"},
+    "sgd": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
+            "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
+            "stable-lr-range": "proved", "stable-lr-range-momentum": "proved",
+            "first-step-is-a-gradient-step": "proved"},
+}
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return {report.compiled.name: report for report in map(verify_file, catalogue_paths())}
+
+
+def test_catalogue_statuses(catalogue):
+    got = {name: {r.id: r.status for r in report.results} for name, report in catalogue.items()}
+    assert got == EXPECTED
+
+
+def test_stable_lr_ranges_are_the_textbook_ones(catalogue):
+    details = {(name, r.id): r.detail for name, report in catalogue.items() for r in report.results}
+    assert details[("sgd", "stable-lr-range")].startswith("converges iff 0 < lr < 2/L")
+    assert details[("sgd", "stable-lr-range-momentum")].startswith(
+        "converges iff 0 < lr < 2*(momentum + 1)/L")  # heavy ball: 2(1 + beta)/L
+    assert details[("nesterov_lookahead", "stable-lr-range-momentum")].startswith(
+        "converges iff 0 < lr < 2*(momentum + 1)/(L*(2*momentum + 1))")
+
+
+def test_every_refutation_has_a_full_counterexample_confirmed_by_numpy(catalogue):
+    refuted = [r for report in catalogue.values() for r in report.results if r.status == "refuted"]
+    assert refuted
+    for result in refuted:
+        assert result.counterexample, result
+        assert all(v for v in result.counterexample.values())
+        assert "the NumPy kernel gives" in result.detail
+
+
+def test_l2_counterexample_replays_through_the_front_end(catalogue):
+    """Independently of the verifier: step adam with the counterexample's numbers."""
+    result = next(r for r in catalogue["adam"].results if r.id == "l2-equals-decoupled-decay")
+    v = {k: float(eval(x)) for k, x in result.counterexample.items()}  # exact rationals like 7/5
+
+    def one_step(weight_decay):
+        p = np.array([v["p"]])
+        optgen.optimizer("adam", [p], backend="numpy", lr=v["lr"],
+                         weight_decay=weight_decay).step([np.array([v["g"]])])
+        return p[0]
+    coupled = one_step(v["lam"])
+    decoupled = one_step(0.0) - v["lr"] * v["lam"] * v["p"]
+    assert abs(coupled - decoupled) > 1e-3
+
+
+PLANTED = [
+    # (claim line, what makes it false)
+    ("claim f1: p_new == p", "the step moves p"),
+    ("claim f2: m_new >= m", "m decays for g < m"),
+    ("claim f3: p_new == p - lr * sign(g)", "0/0 at g = 0, and lr*m/... differs in general"),
+    ("claim f4: at t = 1, m = 0: p_new == p - lr * g", "first step is lr*(1-beta)*g"),
+    ("claim f5: max(g, 1000) == 1000", "false only for g > 1000, beyond the sampled values"),
+    ("claim f6: limit t -> oo: beta^t == 1", "tends to 0 on [0, 1)"),
+    ("claim f7: not equivalent to momentum_ema(lr = lr, beta = beta) over 2 steps",
+     "it is the same spec"),
+    ("claim f8: equivalent to sgd(lr = lr, momentum = beta) over 2 steps", "lr not rescaled"),
+    ("claim f9: m_new <= G given m <= G", "g is unbounded"),
+    ("claim f10: p_new < p given g > 0", "false at lr = 0 (lr's domain includes 0)"),
+]
+
+
+@pytest.mark.parametrize("line, why", PLANTED, ids=[p[0].split(":")[0][6:] for p in PLANTED])
+def test_planted_false_claims_are_never_proved(tmp_path, line, why):
+    spec = tmp_path / "momentum_ema.opt"
+    spec.write_text(textwrap.dedent("""\
+        optimizer momentum_ema
+        hyper lr = 1e-2     in [0, inf)
+        hyper beta = 0.9    in [0, 1)
+        state m = 0
+        update:
+          m = beta * m + (1 - beta) * g
+          p = p - lr * m
+        """) + line + "\n")
+    (tmp_path / "sgd.opt").write_text((catalogue_paths()[0].parent / "sgd.opt").read_text())
+    report = verify_file(spec)
+    result = next(r for r in report.results if r.own)
+    assert result.status in ("refuted", "unknown"), (why, result)
+    if result.status == "refuted" and result.counterexample is not None:
+        assert "the NumPy kernel gives" in result.detail
+
+
+def test_planted_true_claims_are_proved(tmp_path):
+    """The other side of honesty: true statements written the same ways do get proved."""
+    spec = tmp_path / "ema.opt"
+    spec.write_text(textwrap.dedent("""\
+        optimizer ema
+        hyper lr = 1e-2     in [0, inf)
+        hyper beta = 0.9    in [0, 1)
+        state m = 0
+        update:
+          m = beta * m + (1 - beta) * g
+          p = p - lr * m
+        claim t1: at t = 1, m = 0: p_new == p - lr * (1 - beta) * g
+        claim t2: m_new <= G given m <= G, g <= G
+        claim t3: p_new <= p given m >= 0, g >= 0
+        claim t4: limit t -> oo: m_new / (1 - beta^t) == m_new
+        """))
+    statuses = {r.id: r.status for r in verify_file(spec).results if r.own}
+    assert statuses == {"t1": "proved", "t2": "proved", "t3": "proved", "t4": "proved"}
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "optgen.cli", "verify", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_json(catalogue):
+    result = run_cli("--json", "sgd", "adam")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {tuple(sorted(r)) for r in rows} == {
+        ("claim", "counterexample", "detail", "id", "spec", "status")}
+    by_key = {(r["spec"], r["id"]): r for r in rows}
+    assert by_key[("adam", "l2-equals-decoupled-decay")]["status"] == "refuted"
+    assert by_key[("sgd", "stable-lr-range")]["status"] == "proved"
+
+
+def test_cli_exit_status_when_own_claim_refuted(tmp_path):
+    spec = tmp_path / "wrong.opt"
+    spec.write_text("optimizer wrong\nhyper lr = 0.1 in [0, inf)\nupdate:\n  p = p - lr*g\n"
+                    "claim moves-nothing: p_new == p\n")
+    result = run_cli("--json", str(spec))
+    assert result.returncode == 1
+    assert "claim 'moves-nothing' is refuted" in result.stderr
+    rows = json.loads(result.stdout)
+    assert next(r for r in rows if r["id"] == "moves-nothing")["status"] == "refuted"
+
+
+def test_cli_exit_status_for_invalid_spec(tmp_path):
+    spec = tmp_path / "broken.opt"
+    spec.write_text("optimizer broken\nupdate:\n  p = p - lrr*g\n")
+    result = run_cli(str(spec))
+    assert result.returncode == 1
+    assert f"{spec}:3:11: undefined name 'lrr'" in result.stderr
+
+
+def test_markdown_and_html_reports(tmp_path):
+    html = tmp_path / "r.html"
+    assert run_cli("--format", "html", "-o", str(html), "adam").returncode == 0
+    page = html.read_text()
+    assert "<math" in page and "l2-equals-decoupled-decay" in page
+    assert "http://" not in page and "https://" not in page  # works offline: nothing fetched
+    assert "<script" not in page
+    markdown = run_cli("--format", "md", "adam").stdout
+    assert "| **refuted** | `l2-equals-decoupled-decay` |" in markdown
+    assert "\\leftarrow" in markdown
+
+
+def test_html_report_renders_in_chromium(tmp_path):
+    sys.path.insert(0, str(catalogue_paths()[0].parents[1] / "scripts"))
+    from report_screenshot import find_chromium, screenshot
+
+    if find_chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    html = tmp_path / "r.html"
+    assert run_cli("--format", "html", "-o", str(html), "sgd").returncode == 0
+    png = tmp_path / "r.png"
+    screenshot(html, png, height=1600)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
