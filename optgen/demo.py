@@ -21,6 +21,8 @@ SETTINGS = {
     "rmsprop": {"lr": 0.03},
     "adam": {"lr": 0.05},
     "adamw": {"lr": 0.05, "weight_decay": 1e-3},
+    "momentum_ema": {"lr": 0.5, "beta": 0.9},
+    "nesterov_lookahead": {"lr": 0.5, "momentum": 0.9},
 }
 
 
@@ -45,7 +47,8 @@ def run_demo(steps: int = 300, backend: str = "cpu", echo=print) -> dict[str, fl
     x, y = make_problem()
     echo(f"logistic regression: {x.shape[0]} points, {x.shape[1]} features, {steps} steps, "
          f"backend={backend}")
-    echo(f"{'optimizer':<10} {'loss@0':>9} {'loss@end':>9} {'accuracy':>9} {'µs/step':>9}")
+    width = max(len(name) for name in available())
+    echo(f"{'optimizer':<{width}} {'loss@0':>9} {'loss@end':>9} {'accuracy':>9} {'µs/step':>9}")
     finals = {}
     for name in available():
         w, b = np.zeros(x.shape[1]), np.zeros(())
@@ -61,6 +64,6 @@ def run_demo(steps: int = 300, backend: str = "cpu", echo=print) -> dict[str, fl
         last, _ = loss_and_grads(w, b, x, y)
         accuracy = np.mean(((x @ w + b) > 0) == (y > 0.5))
         finals[name] = float(last)
-        echo(f"{name:<10} {first:>9.4f} {last:>9.4f} {accuracy:>9.3f} "
+        echo(f"{name:<{width}} {first:>9.6f} {last:>9.6f} {accuracy:>9.3f} "
              f"{1e6 * spent / max(1, steps - 1):>9.1f}")
     return finals
