@@ -256,9 +256,11 @@ class _Checker:
                 return None
             table[f"{name}_new"] = Symbol(f"{name}_new", Kind.STATE, Type.NUMBER, Level.ELEMENT)
         hyper_table = {k: v for k, v in table.items() if v.kind is Kind.HYPER}
-        for binding in decl.at:
-            self._binding(binding, hypers, hyper_table | {"t": BUILTIN_SYMBOLS["t"]},
-                          extra_targets={"t", "p", "g", *(s.name for s in states)})
+        inputs = {"p", "g", *(s.name for s in states)}
+        input_table = hyper_table | {name: table[name] for name in inputs | {"t"}}
+        for binding in decl.at:  # inputs may be pinned in terms of other inputs (prev = -g)
+            self._binding(binding, hypers, input_table if binding.name in inputs else
+                          hyper_table | {"t": BUILTIN_SYMBOLS["t"]}, extra_targets=inputs | {"t"})
         variables = []
         for condition in decl.given:
             for name in _names(condition):

@@ -96,9 +96,10 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
         hypers = _hyper_values(st, claim, values, decl.at, t)
         env = {**hypers, "t": t}
         given_inputs = {name: values.get(name) for name in inputs}
+        pinned_env = {**env, **{k: v for k, v in given_inputs.items() if v is not None}}
         for binding in decl.at:
             if binding.name in inputs:
-                given_inputs[binding.name] = st.value(_expr(binding.value, env))
+                given_inputs[binding.name] = st.value(_expr(binding.value, pinned_env))
         states = {name: given_inputs[name] for name in low.states}
         out = st.step(hypers, states, given_inputs["p"], given_inputs["g"], t)
         env.update(given_inputs)

@@ -21,18 +21,44 @@ class Function:
     doc: str = ""
 
 
+def safe_condition(condition: sp.Basic) -> sp.Basic:
+    """A Piecewise condition with no Piecewise inside it.
+
+    SymPy 1.14 mis-simplifies a condition that contains a Piecewise: building
+    ``Piecewise((0, Piecewise((-g, m), (g, True))*q < 0), ...)`` yields the condition ``g*q > 0``,
+    as if m always held (``rewrite(ITE)`` does the same). Folding the inner Piecewise out into
+    ``(m & (-g*q < 0)) | (~m & (g*q < 0))`` keeps the meaning. Found by ``optgen verify``, whose
+    counterexample the NumPy kernel did not reproduce.
+    """
+    if not condition.has(sp.Piecewise):
+        return condition
+    folded = sp.piecewise_fold(condition)
+    if not isinstance(folded, sp.Piecewise):
+        return folded
+    terms, earlier = [], []
+    for value, branch in folded.args:
+        terms.append(sp.And(value, branch, *(sp.Not(c) for c in earlier)))
+        earlier.append(branch)
+    return sp.Or(*terms)
+
+
+def piecewise(*pairs) -> sp.Basic:
+    """``sp.Piecewise`` with every condition made safe (see :func:`safe_condition`)."""
+    return sp.Piecewise(*((value, safe_condition(sp.sympify(cond))) for value, cond in pairs))
+
+
 def _clip(x, low, high):
     return sp.Min(sp.Max(x, low), high)
 
 
 def _lerp(start, end, weight):
     """torch.lerp's two-sided formula: exact at weight 0 and 1, the same rounding as torch."""
-    return sp.Piecewise((start + weight * (end - start), sp.Lt(weight, sp.Rational(1, 2))),
-                        (end - (end - start) * (1 - weight), True))
+    return piecewise((start + weight * (end - start), sp.Lt(weight, sp.Rational(1, 2))),
+                     (end - (end - start) * (1 - weight), True))
 
 
 def _where(condition, then, otherwise):
-    return sp.Piecewise((then, condition), (otherwise, True))
+    return piecewise((then, condition), (otherwise, True))
 
 
 FUNCTIONS: dict[str, Function] = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import nodes as n
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, piecewise
 from .ir import CheckedSpec, Hyper, Interval
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
@@ -102,8 +102,8 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     for stmt in spec.statements:
         value = _expr(stmt.value, current)
         if stmt.condition is not None:
-            value = sp.Piecewise((value, _expr(stmt.condition, current)),
-                                 (current[stmt.target], True))
+            value = piecewise((value, _expr(stmt.condition, current)),
+                              (current[stmt.target], True))
         versions[stmt.target] = versions.get(stmt.target, 0) + 1
         ssa.append((sp.Symbol(f"{stmt.target}_{versions[stmt.target]}", real=True), value))
         current[stmt.target] = value
@@ -146,6 +146,6 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
         case n.Not(operand=operand):
             return sp.Not(_expr(operand, env))
         case n.Ternary(condition=cond, then=then, otherwise=otherwise):
-            return sp.Piecewise((_expr(then, env), _expr(cond, env)),
-                                (_expr(otherwise, env), True))
+            return piecewise((_expr(then, env), _expr(cond, env)),
+                             (_expr(otherwise, env), True))
     raise TypeError(f"unexpected node {node!r}")  # pragma: no cover

@@ -152,7 +152,9 @@ class _Hoister:
         """The host scalar holding ``value``, made on first use."""
         if value not in self.by_value:
             is_bool = self.is_flag(value)
-            symbol = sp.Symbol(f"_h{len(self.scalars)}", real=not is_bool)
+            # A flag gets no assumptions: SymPy's And() drops a symbol declared real=False.
+            symbol = (sp.Symbol(f"_h{len(self.scalars)}") if is_bool
+                      else sp.Symbol(f"_h{len(self.scalars)}", real=True))
             self.by_value[value] = symbol
             self.scalars.append(HostScalar(symbol, value, is_bool))
         return self.by_value[value]

@@ -90,6 +90,12 @@ class NumbaCPUPrinter(ScalarPrinter):
 class NumpyArrayPrinter(_BasePrinter):
     """Whole-array NumPy code. ``host_symbols`` are scalars: conditions on them stay Python."""
 
+    def _print_And(self, expr):
+        return self._fold("logical_and", expr.args)
+
+    def _print_Or(self, expr):
+        return self._fold("logical_or", expr.args)
+
     def __init__(self, host_symbols=frozenset(), settings=None):
         super().__init__(settings)
         self.host_symbols = frozenset(host_symbols)
