@@ -191,10 +191,11 @@ class _Checker:
         if decl.condition is not None:
             self._expect(decl.condition, Type.BOOL, hyper_only=True,
                          what="a state's condition")
-        if not self._declare(decl.name, Symbol(decl.name, Kind.STATE, Type.NUMBER, Level.ELEMENT),
+        level = Level.HOST if decl.scalar else Level.ELEMENT
+        if not self._declare(decl.name, Symbol(decl.name, Kind.STATE, Type.NUMBER, level),
                              decl.span):
             return None
-        return State(decl.name, decl.init, decl.condition, decl.span)
+        return State(decl.name, decl.init, decl.condition, decl.span, decl.scalar)
 
     def _require(self, decl: n.RequireDecl) -> Require:
         self._expect(decl.condition, Type.BOOL, hyper_only=True, what="a requirement")
@@ -210,8 +211,9 @@ class _Checker:
         assigns_p = False
         self.assigned_later = {stmt.target for stmt in updates}
         for stmt in updates:
+            cond = None
             if stmt.condition is not None:
-                self._expect(stmt.condition, Type.BOOL, what="a statement's condition")
+                cond = self._expect(stmt.condition, Type.BOOL, what="a statement's condition")
             value = self._expect(stmt.value, Type.NUMBER, what="an assigned value")
             target = self.symbols.get(stmt.target)
             if target is None:
@@ -224,6 +226,11 @@ class _Checker:
                     continue
                 level = value[1] if value else Level.ELEMENT
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, level)
+            elif target.kind is Kind.STATE and target.level is Level.HOST and value and (
+                    value[1] is Level.ELEMENT or (cond is not None and cond[1] is Level.ELEMENT)):
+                self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
+                           f"from hyperparameters, t and scalar states only", stmt.span)
+                continue
             elif target.kind in (Kind.HYPER, Kind.STEP):
                 self.error(f"cannot assign to {target.kind.value} '{stmt.target}'", stmt.target_span,
                            hint="hyperparameters and t are read-only in the update section")

@@ -85,6 +85,7 @@ class State:
     init: n.Expr                    # host expression over hyperparameters
     condition: n.Expr | None        # host condition over hyperparameters; None: always
     span: Span
+    scalar: bool = False            # one value per tensor, updated on the host
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class LoweredSpec:
     p: sp.Symbol
     g: sp.Symbol
     states: dict[str, sp.Symbol]            # each state's value before the step
+    scalars: tuple[str, ...]                # the states that hold one value per tensor
     ssa: tuple[tuple[sp.Symbol, sp.Expr], ...]  # versioned assignments, in order
     outputs: dict[str, sp.Expr]             # "p" and each state -> value after the step
     temps: dict[str, sp.Expr]               # each temporary's final value in the step
@@ -111,7 +112,8 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     temps_final = {name: current[name] for name in temps}
 
     return LoweredSpec(
-        spec=spec, hypers=hypers, t=t, p=p, g=g, states=states, ssa=tuple(ssa),
+        spec=spec, hypers=hypers, t=t, p=p, g=g, states=states,
+        scalars=tuple(s.name for s in spec.states if s.scalar), ssa=tuple(ssa),
         outputs=outputs,
         temps=temps_final,
         state_inits={s.name: _expr(s.init, hypers) for s in spec.states},

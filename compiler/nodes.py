@@ -109,6 +109,7 @@ class StateDecl:
     name: str
     init: Expr
     condition: Expr | None  # the state exists only while this host condition holds
+    scalar: bool = False    # one value per tensor (`scalar x = ...`), not one per element
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,9 @@ class _ToNodes(Transformer):
     def state_decl(self, meta, name, init, condition):
         return ("state", n.StateDecl(_meta_span(meta), str(name), init, condition))
 
+    def scalar_decl(self, meta, name, init):
+        return ("state", n.StateDecl(_meta_span(meta), str(name), init, None, scalar=True))
+
     def require_decl(self, meta, condition, message):
         return ("require", n.RequireDecl(_meta_span(meta), condition, _string_value(message)))
 

@@ -62,6 +62,8 @@ class KernelPlan:
     host: tuple[HostScalar, ...]
     arrays: tuple[Array, ...]
     passes: tuple[ElementPass, ...]
+    scalar_args: tuple[sp.Symbol, ...]                  # scalar states, as the host sees them
+    scalar_updates: tuple[tuple[str, sp.Basic], ...]    # each scalar state after the step
     state_inits: tuple[tuple[str, sp.Basic], ...]
     state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
     requires: tuple[tuple[sp.Basic, str], ...]
@@ -72,10 +74,12 @@ class KernelPlan:
 
 
 def plan(lowered: LoweredSpec) -> KernelPlan:
-    host_leaves = frozenset(lowered.hypers.values()) | {lowered.t}
+    scalar_args = tuple(lowered.states[name] for name in lowered.scalars)
+    host_leaves = frozenset(lowered.hypers.values()) | {lowered.t} | set(scalar_args)
     flags = frozenset(lowered.hypers[h.name] for h in lowered.spec.hypers if h.type == "bool")
     hoister = _Hoister(host_leaves, flags)
-    arrays_in = [("p", lowered.p), ("g", lowered.g), *lowered.states.items()]
+    arrays_in = [("p", lowered.p), ("g", lowered.g),
+                 *((n, s) for n, s in lowered.states.items() if n not in lowered.scalars)]
     local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in}
 
     # A conditional state is stored only while its condition holds, so the stored expression
@@ -88,8 +92,8 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         outputs[name] = value
     presence = {name: hoister.host_value(cond) for name, cond in lowered.state_conditions.items()}
     absent = {name: hoister.host_value(lowered.state_inits[name]) for name in presence}
-    changed = [name for name, value in outputs.items()
-               if value != (lowered.p if name == "p" else lowered.states[name])]
+    changed = [name for name, value in outputs.items() if name not in lowered.scalars
+               and value != (lowered.p if name == "p" else lowered.states[name])]
     hoisted = {name: hoister.element(outputs[name]).xreplace(local) for name in changed}
     arrays = tuple(Array(name, local[symbol], presence.get(name), absent.get(name))
                    for name, symbol in arrays_in)
@@ -111,9 +115,11 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         host=host,
         arrays=arrays,
         passes=passes,
+        scalar_args=scalar_args,
+        scalar_updates=tuple((name, outputs[name]) for name in lowered.scalars),
         state_inits=tuple(lowered.state_inits.items()),
         state_conditions=tuple((name, lowered.state_conditions.get(name, sp.true))
-                               for name in lowered.states),
+                               for name in lowered.states if name not in lowered.scalars),
         requires=lowered.requires,
     )
 

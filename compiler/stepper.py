@@ -119,13 +119,19 @@ class NumericStepper(SymbolicStepper):
 
     def initial_state(self, hypers):
         inits = self.module.state_inits(*self._flat(hypers))
-        return {name: float(init) for name, init, exists in
-                zip(self.module.STATES, inits, self.present(hypers).values()) if exists}
+        out = {name: float(init) for name, init, exists in
+               zip(self.module.STATES, inits, self.present(hypers).values()) if exists}
+        out.update(self.initial_scalars(hypers))
+        return out
+
+    def initial_scalars(self, hypers) -> dict[str, float]:
+        return dict(zip(self.module.SCALARS, map(float, self.module.scalar_inits(*self._flat(hypers)))))
 
     def step(self, hypers, state, p, g, t) -> Outcome:
         flat = self._flat(hypers)
         present = self.present(hypers)
-        host = self.module.host_scalars(int(t), *flat)
+        scalars = tuple(float(state[name]) for name in self.module.SCALARS)
+        host = self.module.host_scalars(int(t), *flat, *scalars)
         host = tuple(bool(v) if b else np.float64(v)
                      for v, b in zip(host, self.module.HOST_IS_BOOL))
         arrays = {name: np.array([float(state[name])]) if present[name] else np.empty(0)
@@ -133,8 +139,11 @@ class NumericStepper(SymbolicStepper):
         p_array = np.array([float(p)])
         with np.errstate(all="ignore"):
             self.module.step_numpy(p_array, np.array([float(g)]), *arrays.values(), *host)
-        return Outcome(float(p_array[0]),
-                       {name: float(a[0]) for name, a in arrays.items() if present[name]}, {})
+        states = {name: float(a[0]) for name, a in arrays.items() if present[name]}
+        states.update(zip(self.module.SCALARS,
+                          map(float, self.module.scalar_updates(int(t), *flat, *scalars))))
+        return Outcome(float(p_array[0]), states, {})
 
     def _flat(self, hypers) -> tuple:
-        return tuple(hypers[str(symbol)] for symbol in self.lowered.hyper_args)
+        return tuple(np.float64(v) if isinstance(v, float) else v
+                     for v in (hypers[str(symbol)] for symbol in self.lowered.hyper_args))

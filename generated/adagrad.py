@@ -50,6 +50,8 @@ HYPER_ARGS = ('lr', 'lr_decay', 'weight_decay', 'initial_accumulator_value', 'ep
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'sum')
 STATES = ('sum',)
+#: States with one value per tensor, kept by the runtime and updated on the host.
+SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, True, True, False, False)
 
@@ -62,6 +64,16 @@ def host_scalars(t, lr, lr_decay, weight_decay, initial_accumulator_value, eps, 
 def state_inits(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
     """Initial value of each state, in ``STATES`` order."""
     return (initial_accumulator_value,)
+
+
+def scalar_inits(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+    """Initial value of each scalar state, in ``SCALARS`` order."""
+    return ()
+
+
+def scalar_updates(t, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+    """Each scalar state after the step, in ``SCALARS`` order."""
+    return ()
 
 
 def states_present(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):

@@ -47,6 +47,8 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'eps', 'weight_decay', 'maximize')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_inf')
 STATES = ('exp_avg', 'exp_inf')
+#: States with one value per tensor, kept by the runtime and updated on the host.
+SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, True, True, False, False, True, False, False)
 
@@ -59,6 +61,16 @@ def host_scalars(t, lr, b1, b2, eps, weight_decay, maximize):
 def state_inits(lr, b1, b2, eps, weight_decay, maximize):
     """Initial value of each state, in ``STATES`` order."""
     return (0, 0,)
+
+
+def scalar_inits(lr, b1, b2, eps, weight_decay, maximize):
+    """Initial value of each scalar state, in ``SCALARS`` order."""
+    return ()
+
+
+def scalar_updates(t, lr, b1, b2, eps, weight_decay, maximize):
+    """Each scalar state after the step, in ``SCALARS`` order."""
+    return ()
 
 
 def states_present(lr, b1, b2, eps, weight_decay, maximize):

@@ -36,6 +36,8 @@ HYPER_ARGS = ('lr', 'beta')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'm')
 STATES = ('m',)
+#: States with one value per tensor, kept by the runtime and updated on the host.
+SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, False)
 
@@ -48,6 +50,16 @@ def host_scalars(t, lr, beta):
 def state_inits(lr, beta):
     """Initial value of each state, in ``STATES`` order."""
     return (0,)
+
+
+def scalar_inits(lr, beta):
+    """Initial value of each scalar state, in ``SCALARS`` order."""
+    return ()
+
+
+def scalar_updates(t, lr, beta):
+    """Each scalar state after the step, in ``SCALARS`` order."""
+    return ()
 
 
 def states_present(lr, beta):

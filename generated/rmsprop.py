@@ -56,6 +56,8 @@ HYPER_ARGS = ('lr', 'alpha', 'eps', 'weight_decay', 'momentum', 'centered', 'max
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'square_avg', 'momentum_buffer', 'grad_avg')
 STATES = ('square_avg', 'momentum_buffer', 'grad_avg')
+#: States with one value per tensor, kept by the runtime and updated on the host.
+SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (True, True, False, False, False, True, True, False, True, False, False, False, False)
 
@@ -68,6 +70,16 @@ def host_scalars(t, lr, alpha, eps, weight_decay, momentum, centered, maximize):
 def state_inits(lr, alpha, eps, weight_decay, momentum, centered, maximize):
     """Initial value of each state, in ``STATES`` order."""
     return (0, 0, 0,)
+
+
+def scalar_inits(lr, alpha, eps, weight_decay, momentum, centered, maximize):
+    """Initial value of each scalar state, in ``SCALARS`` order."""
+    return ()
+
+
+def scalar_updates(t, lr, alpha, eps, weight_decay, momentum, centered, maximize):
+    """Each scalar state after the step, in ``SCALARS`` order."""
+    return ()
 
 
 def states_present(lr, alpha, eps, weight_decay, momentum, centered, maximize):

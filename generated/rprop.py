@@ -46,6 +46,8 @@ HYPER_ARGS = ('lr', 'etaminus', 'etaplus', 'step_size_min', 'step_size_max', 'ma
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'prev', 'step_size')
 STATES = ('prev', 'step_size')
+#: States with one value per tensor, kept by the runtime and updated on the host.
+SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, False, True, False, True, False, False)
 
@@ -58,6 +60,16 @@ def host_scalars(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximiz
 def state_inits(lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
     """Initial value of each state, in ``STATES`` order."""
     return (0, lr,)
+
+
+def scalar_inits(lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+    """Initial value of each scalar state, in ``SCALARS`` order."""
+    return ()
+
+
+def scalar_updates(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+    """Each scalar state after the step, in ``SCALARS`` order."""
+    return ()
 
 
 def states_present(lr, etaminus, etaplus, step_size_min, step_size_max, maximize):

@@ -50,6 +50,8 @@ HYPER_ARGS = ('lr', 'momentum', 'dampening', 'weight_decay', 'nesterov', 'maximi
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'momentum_buffer')
 STATES = ('momentum_buffer',)
+#: States with one value per tensor, kept by the runtime and updated on the host.
+SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (True, False, False, True, True, True, False, False, True, False)
 
@@ -62,6 +64,16 @@ def host_scalars(t, lr, momentum, dampening, weight_decay, nesterov, maximize):
 def state_inits(lr, momentum, dampening, weight_decay, nesterov, maximize):
     """Initial value of each state, in ``STATES`` order."""
     return (0,)
+
+
+def scalar_inits(lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """Initial value of each scalar state, in ``SCALARS`` order."""
+    return ()
+
+
+def scalar_updates(t, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """Each scalar state after the step, in ``SCALARS`` order."""
+    return ()
 
 
 def states_present(lr, momentum, dampening, weight_decay, nesterov, maximize):

@@ -94,7 +94,10 @@ class Optimizer:
             object.__setattr__(self, key, value)
 
     def _flat(self, hypers: dict[str, Any]) -> tuple:
-        return tuple(v for h in self._module.HYPERS for v in h.flat(hypers[h.name]))
+        """Scalar hyper values in the generated functions' order; floats as NumPy float64, so
+        host arithmetic gives inf/nan where Python floats would raise."""
+        return tuple(np.float64(v) if isinstance(v, float) else v
+                     for h in self._module.HYPERS for v in h.flat(hypers[h.name]))
 
     # --- stepping -------------------------------------------------------------------------
 
@@ -111,9 +114,10 @@ class Optimizer:
                     continue
                 self._ensure_state(param, state, present, flat_hypers)
                 t = state["step"] + 1
-                key = (t, param.dtype)
+                scalars = tuple(state[name] for name in module.SCALARS)
+                key = (t, param.dtype, scalars)
                 if key not in host_cache:
-                    host_cache[key] = _cast_host(module.host_scalars(t, *flat_hypers),
+                    host_cache[key] = _cast_host(module.host_scalars(t, *flat_hypers, *scalars),
                                                  module.HOST_IS_BOOL, param.dtype)
                 flat_p, write_back = _flat_view(param)
                 arrays = [flat_p, np.ascontiguousarray(grad).reshape(-1)]
@@ -122,11 +126,16 @@ class Optimizer:
                 self._kernel(*arrays, *host_cache[key])
                 if write_back:
                     param[...] = flat_p.reshape(param.shape)
+                if scalars:
+                    updated = module.scalar_updates(t, *flat_hypers, *scalars)
+                    state.update(zip(module.SCALARS, map(float, updated)))
                 state["step"] = t
 
     def _ensure_state(self, param, state, present, flat_hypers) -> None:
         if "step" not in state:
             state["step"] = 0
+            state.update(zip(self._module.SCALARS,
+                             map(float, self._module.scalar_inits(*flat_hypers))))
         inits = None
         for name, exists in zip(self._module.STATES, present):
             if exists and name not in state:
@@ -189,6 +198,10 @@ class Optimizer:
                         raise ValueError(f"state_dict['state'][{i}]['step'] must be a "
                                          f"nonnegative int, got {value!r}")
                     entry[key] = int(value)
+                elif key in self._module.SCALARS:
+                    if not isinstance(value, (int, float, np.floating, np.integer)):
+                        raise ValueError(f"state_dict['state'][{i}][{key!r}] must be a number")
+                    entry[key] = float(value)
                 elif key in self._module.STATES:
                     value = np.asarray(value)
                     if value.shape != param.shape:

@@ -212,7 +212,7 @@ class TestBadArguments:
     def test_backend_and_name(self):
         with pytest.raises(ValueError, match="backend must be one of 'cpu', 'numpy', got 'gpu'"):
             optgen.optimizer("adam", self.params, backend="gpu")
-        with pytest.raises(ValueError, match="unknown optimizer 'adamm'; the catalogue has: adagrad"):
+        with pytest.raises(ValueError, match="unknown optimizer .adamm.; the catalogue has: adabelief, adabound"):
             optgen.optimizer("adamm", self.params)
         with pytest.raises(ValueError, match="does not exist"):
             optgen.optimizer("nowhere/x.opt", self.params)
