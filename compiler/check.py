@@ -26,7 +26,8 @@ BUILTIN_SYMBOLS = {
     "g": Symbol("g", Kind.INPUT, Type.NUMBER, Level.ELEMENT),
     "t": Symbol("t", Kind.STEP, Type.NUMBER, Level.HOST),
 }
-RESERVED = set(BUILTIN_SYMBOLS) | set(FUNCTIONS) | {"inf", "true", "false"}
+# Function names are not reserved: `sum(x)` is a call and `sum` a name (Adagrad's state).
+RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false"}
 #: Names the generated modules use for their own purposes.
 GENERATED_CODE_NAMES = {"math", "numpy", "numba", "np", "optgen"}
 
@@ -227,7 +228,7 @@ class _Checker:
                 level = value[1] if value else Level.ELEMENT
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, level)
             elif target.kind is Kind.STATE and target.level is Level.HOST and value and (
-                    value[1] is Level.ELEMENT or (cond is not None and cond[1] is Level.ELEMENT)):
+                    value[1] is not Level.HOST or (cond is not None and cond[1] is not Level.HOST)):
                 self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
                            f"from hyperparameters, t and scalar states only", stmt.span)
                 continue
@@ -235,9 +236,9 @@ class _Checker:
                 self.error(f"cannot assign to {target.kind.value} '{stmt.target}'", stmt.target_span,
                            hint="hyperparameters and t are read-only in the update section")
                 continue
-            elif target.kind is Kind.TEMP and value and value[1] is Level.ELEMENT:
-                # a temporary that became per-element stays per-element
-                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, Level.ELEMENT)
+            elif target.kind is Kind.TEMP and value and value[1].value > target.level.value:
+                # a temporary that became per-tensor or per-element stays so
+                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, value[1])
             assigns_p |= stmt.target == "p"
             out.append(Statement(stmt.target, stmt.value, stmt.condition, stmt.span))
         if not assigns_p:
@@ -396,6 +397,12 @@ class _Checker:
                     if got is not want:
                         self.error(f"argument of {func}() must be a {want.value}", arg.span)
                         return None
+                if spec.reduction:
+                    if types[0][1] is Level.TENSOR:
+                        self.error(f"{func}() of a value that itself needs a reduction: "
+                                   "reductions do not nest", expr.span)
+                        return None
+                    return Type.NUMBER, Level.TENSOR
                 return Type.NUMBER, max((lv for _, lv in types), key=lambda lv: lv.value)
             case n.Neg(operand=operand):
                 return self._operands([operand], hyper_only, Type.NUMBER, Type.NUMBER)

@@ -19,6 +19,22 @@ class Function:
     to_sympy: Callable[..., sp.Basic]
     takes_condition: bool = False  # first argument is a condition (where)
     doc: str = ""
+    reduction: bool = False        # over all elements of the tensor: one value per tensor
+
+
+class ReduceSum(sp.Function):
+    """The sum of an element expression over every element of the tensor.
+
+    Kept unevaluated through lowering; the planner gives each one a reduction pass. For the
+    verifier's one-element tensors it is the expression itself.
+    """
+
+    nargs = 1
+    is_real = True
+
+
+#: The number of elements of the tensor (for mean and rms).
+NUMEL = sp.Symbol("_n", positive=True, integer=True)
 
 
 def safe_condition(condition: sp.Basic) -> sp.Basic:
@@ -71,6 +87,13 @@ FUNCTIONS: dict[str, Function] = {
     "max": Function(2, None, sp.Max, doc="largest argument"),
     "clip": Function(3, 3, _clip, doc="clip(x, low, high) = min(max(x, low), high)"),
     "lerp": Function(3, 3, _lerp, doc="lerp(a, b, w) = a + w*(b - a), computed as torch.lerp"),
+    "sum": Function(1, 1, ReduceSum, doc="sum over the tensor's elements", reduction=True),
+    "norm": Function(1, 1, lambda x: sp.sqrt(ReduceSum(x ** 2)),
+                     doc="Euclidean norm over the tensor's elements", reduction=True),
+    "mean": Function(1, 1, lambda x: ReduceSum(x) / NUMEL,
+                     doc="mean over the tensor's elements", reduction=True),
+    "rms": Function(1, 1, lambda x: sp.sqrt(ReduceSum(x ** 2) / NUMEL),
+                    doc="root mean square over the tensor's elements", reduction=True),
     "where": Function(3, 3, _where, takes_condition=True,
                       doc="where(c, a, b): a where c holds, else b"),
 }

@@ -24,10 +24,12 @@ class Kind(Enum):
 
 
 class Level(Enum):
-    """Where a value can be computed: once per step on the host, or per element."""
+    """Where a value can be computed: once per step on the host, once per tensor after a
+    reduction pass, or per element."""
 
     HOST = 0
-    ELEMENT = 1
+    TENSOR = 1
+    ELEMENT = 2
 
 
 class Type(Enum):

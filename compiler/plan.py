@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .functions import NUMEL, ReduceSum
 from .lower import LoweredSpec
 
 
@@ -62,6 +63,9 @@ class KernelPlan:
     host: tuple[HostScalar, ...]
     arrays: tuple[Array, ...]
     passes: tuple[ElementPass, ...]
+    reductions: tuple[sp.Symbol, ...]                   # _r0, _r1, ...: per-tensor sums
+    reduce_passes: tuple[ElementPass, ...]              # compute them; "stores" are the sums
+    uses_numel: bool                                    # the element pass reads _n
     scalar_args: tuple[sp.Symbol, ...]                  # scalar states, as the host sees them
     scalar_updates: tuple[tuple[str, sp.Basic], ...]    # each scalar state after the step
     state_inits: tuple[tuple[str, sp.Basic], ...]
@@ -98,9 +102,21 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     arrays = tuple(Array(name, local[symbol], presence.get(name), absent.get(name))
                    for name, symbol in arrays_in)
 
+    # Each per-tensor sum becomes a symbol _rk of the element pass, computed by a pass before it.
+    sums: dict[sp.Basic, sp.Symbol] = {}
+    def reduction_symbol(node):
+        if node not in sums:
+            sums[node] = sp.Symbol(f"_r{len(sums)}", real=True)
+        return sums[node]
+    hoisted = {name: expr.replace(lambda e: isinstance(e, ReduceSum), reduction_symbol)
+               for name, expr in hoisted.items()}
+    reduced = {str(symbol): node.args[0] for node, symbol in sums.items()}
+
     distinct_flags = list(dict.fromkeys(presence.values()))
-    passes = tuple(_element_pass(tuple(zip(distinct_flags, combo)), arrays, hoisted)
-                   for combo in itertools.product((True, False), repeat=len(distinct_flags)))
+    combos = [tuple(zip(distinct_flags, combo))
+              for combo in itertools.product((True, False), repeat=len(distinct_flags))]
+    passes = tuple(_element_pass(when, arrays, hoisted) for when in combos)
+    reduce_passes = tuple(_element_pass(when, arrays, reduced) for when in combos) if sums else ()
 
     host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
                                      symbols=sp.numbered_symbols("_c"), optimizations=None,
@@ -115,6 +131,9 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         host=host,
         arrays=arrays,
         passes=passes,
+        reductions=tuple(sums.values()),
+        reduce_passes=reduce_passes,
+        uses_numel=any(e.has(NUMEL) for e in hoisted.values()),
         scalar_args=scalar_args,
         scalar_updates=tuple((name, outputs[name]) for name in lowered.scalars),
         state_inits=tuple(lowered.state_inits.items()),
@@ -129,7 +148,7 @@ def _element_pass(when: tuple[tuple[sp.Symbol, bool], ...], arrays: tuple[Array,
     assumed = {flag: sp.true if value else sp.false for flag, value in when}
     exists = {a.name: a.present is None or bool(assumed[a.present]) for a in arrays}
     replace = {a.local: a.absent_value for a in arrays if not exists[a.name]}
-    names = [name for name in hoisted if exists[name]]
+    names = [name for name in hoisted if exists.get(name, True)]
     exprs = [hoisted[name].subs(assumed).xreplace(replace) for name in names]
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_e", real=True),
                             optimizations=None, order="canonical")
@@ -152,7 +171,7 @@ class _Hoister:
         self.scalars: list[HostScalar] = []
 
     def is_host(self, expr: sp.Basic) -> bool:
-        return expr.free_symbols <= self.host_leaves
+        return expr.free_symbols <= self.host_leaves and not expr.has(ReduceSum)
 
     def host_value(self, value: sp.Basic) -> sp.Symbol:
         """The host scalar holding ``value``, made on first use."""
@@ -176,6 +195,8 @@ class _Hoister:
     def element(self, expr: sp.Basic) -> sp.Basic:
         if expr in (sp.true, sp.false):
             return expr
+        if isinstance(expr, ReduceSum):  # never host: it sums over the elements
+            return ReduceSum(self.element(expr.args[0]))
         if self.is_host(expr):
             return self.host_value(expr)
         if expr.is_Atom:
@@ -191,8 +212,9 @@ class _Hoister:
             return expr.func(*rest, evaluate=False) if len(rest) > 1 else rest[0]
         if isinstance(expr, sp.Pow) and expr.exp.is_Integer:
             return sp.Pow(self.element(expr.base), expr.exp, evaluate=False)
-        if isinstance(expr, sp.Pow) and expr.exp == sp.Rational(1, 2):
-            return sp.sqrt(self.element(expr.base), evaluate=False)
+        if isinstance(expr, sp.Pow) and expr.exp.is_Rational and expr.exp.q == 2:
+            root = sp.sqrt(self.element(expr.base), evaluate=False)  # x**(-1/2) -> 1/sqrt(x)
+            return root if expr.exp.p == 1 else sp.Pow(root, expr.exp.p, evaluate=False)
         if isinstance(expr, sp.Piecewise):
             return sp.Piecewise(*((self.element(e), self.element(c)) for e, c in expr.args),
                                 evaluate=False)

@@ -23,17 +23,24 @@ from .printers import NumbaCPUPrinter, NumpyArrayPrinter, ScalarPrinter
 
 @dataclass(frozen=True)
 class Backend:
-    name: str          # the runtime's backend= value
-    function: str      # the kernel's name in the generated module
+    name: str             # the runtime's backend= value
+    function: str         # the element kernel's name in the generated module
     template: str
+    reduce_function: str  # the reduction kernel's name (specs with norm, sum, mean, rms)
+    reduce_template: str
     printer: type
 
 
-#: One row per backend; they differ only by printer and template.
+#: One row per backend; they differ only by printer and templates.
 BACKENDS = (
-    Backend("numpy", "step_numpy", "numpy.py.j2", NumpyArrayPrinter),
-    Backend("cpu", "step_cpu", "numba_cpu.py.j2", NumbaCPUPrinter),
+    Backend("numpy", "step_numpy", "numpy.py.j2", "reduce_numpy", "numpy_reduce.py.j2",
+            NumpyArrayPrinter),
+    Backend("cpu", "step_cpu", "numba_cpu.py.j2", "reduce_cpu", "numba_cpu_reduce.py.j2",
+            NumbaCPUPrinter),
 )
+
+#: Elements per block of a reduction pass (fixed, so sums do not depend on the thread count).
+REDUCE_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     spec = lowered.spec
     host = ScalarPrinter()
     hyper_args = tuple(str(s) for s in plan.hyper_args)
-    kernels = [_render_kernel(backend, plan) for backend in BACKENDS]
+    kernels = [text for backend in BACKENDS for text in _render_kernels(backend, plan)]
     text = _environment().get_template("module.py.j2").render(
         name=spec.name, description=spec.description, version=version,
         spec_file=source.file, sha256=source.sha256, base=base,
@@ -87,6 +94,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         scalar_args=tuple(str(s) for s in plan.scalar_args),
         scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
         host_is_bool=tuple(h.is_bool for h in plan.host),
+        reductions=len(plan.reductions), uses_numel=plan.uses_numel, reduce_block=REDUCE_BLOCK,
         host_temps=[(str(s), host.doprint(v)) for s, v in plan.host_temps],
         host_values=[host.doprint(h.value) for h in plan.host],
         state_inits=[host.doprint(v) for name, v in plan.state_inits if name not in lowered.scalars],
@@ -98,22 +106,34 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     return text
 
 
-def _render_kernel(backend: Backend, plan: KernelPlan) -> str:
+def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
+    """The element kernel, preceded by the reduction kernel where the spec has reductions."""
     printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter
                else backend.printer())
     args = [a.name for a in plan.arrays] + [str(h.symbol) for h in plan.host]
+    tensor_args = [str(r) for r in plan.reductions] + (["_n"] if plan.uses_numel else [])
+    out = []
+    if plan.reductions:
+        out.append(_render_passes(backend.reduce_template, backend.reduce_function, args,
+                                  plan, plan.reduce_passes, printer))
+    out.append(_render_passes(backend.template, backend.function, args + tensor_args, plan,
+                              plan.passes, printer))
+    return out
+
+
+def _render_passes(template, function, args, plan, element_passes, printer) -> str:
     passes = []
-    for index, element_pass in enumerate(plan.passes):
+    for index, element_pass in enumerate(element_passes):
         stored = {name for name, _ in element_pass.stores}
         passes.append(dict(
-            branch=_branch(index, len(plan.passes), element_pass.when),
+            branch=_branch(index, len(element_passes), element_pass.when),
             # The NumPy body reads whole arrays, so an array it writes is read from a copy.
             loads=[(str(a.local), a.name, a.name in stored) for a in element_pass.loads],
             temps=[(str(s), printer.doprint(v)) for s, v in element_pass.temps],
             stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
         ))
-    return _environment().get_template(backend.template).render(
-        function=backend.function, args=args, length=plan.arrays[0].name, passes=passes,
+    return _environment().get_template(template).render(
+        function=function, args=args, length=plan.arrays[0].name, passes=passes,
     ).rstrip("\n")
 
 

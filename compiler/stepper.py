@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..runtime.kernels import run_step
+from .functions import NUMEL, ReduceSum
 from .lower import LoweredSpec
 
 
@@ -41,6 +43,9 @@ class SymbolicStepper:
     def __init__(self, lowered: LoweredSpec):
         self.lowered = lowered
         self.spec = lowered.spec
+        # Claims speak of one element: over a one-element tensor a sum is its only term.
+        self._outputs = {k: _one_element(v) for k, v in lowered.outputs.items()}
+        self._temps = {k: _one_element(v) for k, v in lowered.temps.items()}
 
     # values --------------------------------------------------------------------------------
 
@@ -89,14 +94,19 @@ class SymbolicStepper:
         for name, symbol in low.states.items():
             subs[symbol] = state[name] if present[name] else inits[name]
         return Outcome(
-            p=low.outputs["p"].xreplace(subs),
-            states={name: low.outputs[name].xreplace(subs)
+            p=self._outputs["p"].xreplace(subs),
+            states={name: self._outputs[name].xreplace(subs)
                     for name in low.states if present[name]},
-            temps={name: value.xreplace(subs) for name, value in low.temps.items()},
+            temps={name: value.xreplace(subs) for name, value in self._temps.items()},
         )
 
     def _hyper_subs(self, hypers: dict[str, Any]) -> dict:
         return {self.lowered.hypers[name]: value for name, value in hypers.items()}
+
+
+def _one_element(expr: sp.Basic) -> sp.Basic:
+    return expr.replace(lambda e: isinstance(e, ReduceSum), lambda e: e.args[0]).xreplace(
+        {NUMEL: sp.Integer(1)})
 
 
 class NumericStepper(SymbolicStepper):
@@ -138,7 +148,8 @@ class NumericStepper(SymbolicStepper):
                   for name in self.module.STATES}
         p_array = np.array([float(p)])
         with np.errstate(all="ignore"):
-            self.module.step_numpy(p_array, np.array([float(g)]), *arrays.values(), *host)
+            run_step(self.module, "numpy", [p_array, np.array([float(g)]), *arrays.values()],
+                     host, np.dtype(np.float64))
         states = {name: float(a[0]) for name, a in arrays.items() if present[name]}
         states.update(zip(self.module.SCALARS,
                           map(float, self.module.scalar_updates(int(t), *flat, *scalars))))

@@ -51,12 +51,17 @@ STATES = ('square_avg', 'acc_delta')
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (False, False, False, True, True, False, False, False)
+HOST_IS_BOOL = (False, False, False, True, True, False, False)
+#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and
+#: whether it also takes the element count _n.
+REDUCTIONS = 0
+USES_NUMEL = False
+REDUCE_BLOCK = 4096
 
 
 def host_scalars(t, lr, rho, eps, weight_decay, maximize):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (eps, rho, weight_decay, maximize, (weight_decay != 0), 1 - rho, -1/2, -lr,)
+    return (eps, rho, weight_decay, maximize, (weight_decay != 0), 1 - rho, -lr,)
 
 
 def state_inits(lr, rho, eps, weight_decay, maximize):
@@ -85,7 +90,7 @@ def violated_requirements(lr, rho, eps, weight_decay, maximize):
     return broken
 
 
-def step_numpy(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
+def step_numpy(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
     """Reference backend: whole-array NumPy over flat arrays, updated in place."""
     _p = p.copy()
     _g = g
@@ -97,12 +102,12 @@ def step_numpy(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _
     _e3 = _h5*((_e2**2) if _h4 else (_g**2))
     _e4 = _e3 + _h1*_square_avg
     _e5 = _e4 + _h0
-    p[...] = numpy.sqrt(_e0)*_e5**_h6*_h7*((_e2) if _h4 else (_e1)) + _p
+    p[...] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p
     square_avg[...] = _e4
     acc_delta[...] = _acc_delta*_h1 + _e0*_e3/_e5
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
+def step_cpu(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
     """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
     for _i in numba.prange(p.shape[0]):
         _p = p[_i]
@@ -115,6 +120,6 @@ def step_cpu(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7
         _e3 = _h5*((_e2**2) if _h4 else (_g**2))
         _e4 = _e3 + _h1*_square_avg
         _e5 = _e4 + _h0
-        p[_i] = numpy.sqrt(_e0)*_e5**_h6*_h7*((_e2) if _h4 else (_e1)) + _p
+        p[_i] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p
         square_avg[_i] = _e4
         acc_delta[_i] = _acc_delta*_h1 + _e0*_e3/_e5

@@ -40,6 +40,11 @@ STATES = ('m',)
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, False)
+#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and
+#: whether it also takes the element count _n.
+REDUCTIONS = 0
+USES_NUMEL = False
+REDUCE_BLOCK = 4096
 
 
 def host_scalars(t, lr, beta):

@@ -59,6 +59,11 @@ STATES = ('exp_avg', 'exp_avg_sq')
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, True, False, True, True, False, False, False, True, False, False, True, False, False)
+#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and
+#: whether it also takes the element count _n.
+REDUCTIONS = 0
+USES_NUMEL = False
+REDUCE_BLOCK = 4096
 
 
 def host_scalars(t, lr, b1, b2, eps, weight_decay, decoupled_weight_decay, maximize):

@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .kernels import run_step
 from .loader import available, load
 
-#: backend name -> the kernel's name in a generated module.
-BACKEND_KERNELS = {"cpu": "step_cpu", "numpy": "step_numpy"}
+BACKENDS = ("cpu", "numpy")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 __all__ = ["Optimizer", "available", "optimizer"]
@@ -43,10 +43,9 @@ class Optimizer:
         object.__setattr__(self, "_module", module)
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-        if backend not in BACKEND_KERNELS:
-            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_KERNELS))}, "
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
                              f"got {backend!r}")
-        self._kernel = getattr(module, BACKEND_KERNELS[backend])
         self.backend = backend
         self.params = _check_params(params)
         self._specs = {h.name: h for h in module.HYPERS}
@@ -123,7 +122,7 @@ class Optimizer:
                 arrays = [flat_p, np.ascontiguousarray(grad).reshape(-1)]
                 arrays += [state[name].reshape(-1) if name in state else _empty(param.dtype)
                            for name in module.STATES]
-                self._kernel(*arrays, *host_cache[key])
+                run_step(module, self.backend, arrays, host_cache[key], param.dtype)
                 if write_back:
                     param[...] = flat_p.reshape(param.shape)
                 if scalars:

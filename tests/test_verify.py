@@ -41,6 +41,14 @@ EXPECTED = {
     "asgd": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
              "zero-grad-fixed-point": "refuted", "l2-equals-decoupled-decay": "proved",
              "stable-lr-range": "unknown"},
+    # Claims speak of one element, so LAMB's and LARS's per-tensor norms are |p| and |u| here.
+    "lamb": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
+             "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
+             "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
+    # lars scale-invariance holds (trust*u = eta*|p|*sign(g) at eps = 0) but SymPy leaves it.
+    "lars": {"first-step-magnitude": "refuted", "scale-invariance": "unknown",
+             "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
+             "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown"},
     "lion": {"first-step-magnitude": "proved", "scale-invariance": "proved",
              "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
              "stable-lr-range": "unknown", "first-step-moves-every-element-by-lr": "proved"},
