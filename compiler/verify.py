@@ -7,8 +7,11 @@ if the kernel does not confirm it, the claim is reported unknown instead.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +26,31 @@ from .stepper import NumericStepper, SymbolicStepper
 
 #: A counterexample is confirmed when the kernel's two sides differ by more than this, relatively.
 NUMERIC_CONFIRMATION = 1e-9
+#: Seconds of symbolic work per claim before it is reported unknown (like a solver's timeout).
+DEFAULT_BUDGET = 8.0
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_budget(seconds: float | None):
+    """Raise :class:`_OutOfTime` inside the block after ``seconds`` (main thread, POSIX)."""
+    usable = (seconds and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+    def expire(signum, frame):
+        raise _OutOfTime()
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -52,7 +80,7 @@ class SpecReport:
         return [r for r in self.results if r.own and r.status == "refuted"]
 
 
-def verify_file(path: Path | str) -> SpecReport:
+def verify_file(path: Path | str, budget: float | None = DEFAULT_BUDGET) -> SpecReport:
     compiled = compile_file(path)
     stepper = SymbolicStepper(compiled.lowered)
     checks = builtin_checks(stepper) + spec_checks(compiled, stepper)
@@ -60,7 +88,12 @@ def verify_file(path: Path | str) -> SpecReport:
     numeric = None
     for check in checks:
         start = time.perf_counter()
-        verdict = _decide(check, stepper)
+        try:
+            with _time_budget(budget):
+                verdict = _decide(check, stepper)
+        except _OutOfTime:
+            verdict = Verdict("unknown", f"SymPy did not settle it within the {budget:g} s "
+                              "budget (optgen verify --budget)")
         if verdict.status == "refuted" and check.sides is not None:
             if numeric is None:
                 numeric = NumericStepper(compiled.lowered, _load_module(compiled))

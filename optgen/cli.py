@@ -100,7 +100,10 @@ def check(files: tuple[Path, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Shorthand for --format json.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report here instead of standard output.")
-def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None) -> None:
+@click.option("--budget", type=click.FloatRange(min=0), default=8.0, show_default=True,
+              help="Seconds of symbolic work per claim before it is reported unknown (0: none).")
+def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None,
+           budget: float) -> None:
     """Prove, refute or leave unknown every claim about SPECS (default: the whole catalogue).
 
     Exit status 1 when a spec's own claim is refuted or a spec is invalid.
@@ -125,7 +128,7 @@ def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None)
     with _progress(len(paths), "verifying") as advance:
         for path in paths:
             try:
-                reports.append(verify_file(path))
+                reports.append(verify_file(path, budget=budget or None))
             except SpecError as error:
                 _print_errors([error])
                 failed = True

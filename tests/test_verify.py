@@ -250,3 +250,11 @@ def test_html_report_renders_in_chromium(tmp_path):
     screenshot(html, png, height=1600)
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_time_budget_gives_unknown_never_proved():
+    """Out of time is unknown, with the reason; nothing becomes proved by running out."""
+    adam = next(p for p in catalogue_paths() if p.stem == "adam")
+    results = verify_file(adam, budget=1e-4).results
+    starved = [r for r in results if "budget" in r.detail]
+    assert starved and all(r.status == "unknown" for r in starved)
