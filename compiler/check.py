@@ -25,6 +25,7 @@ BUILTIN_SYMBOLS = {
     "p": Symbol("p", Kind.INPUT, Type.NUMBER, Level.ELEMENT),
     "g": Symbol("g", Kind.INPUT, Type.NUMBER, Level.ELEMENT),
     "t": Symbol("t", Kind.STEP, Type.NUMBER, Level.HOST),
+    "pi": Symbol("pi", Kind.CONSTANT, Type.NUMBER, Level.HOST),
 }
 # Function names are not reserved: `sum(x)` is a call and `sum` a name (Adagrad's state).
 RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false"}
@@ -45,6 +46,8 @@ class _Checker:
         self.resolve = resolve
         self.errors: list[SpecError] = []
         self.symbols: dict[str, Symbol] = dict(BUILTIN_SYMBOLS)
+        if ast.kind == "schedule":  # a schedule is a function of t alone: no parameter
+            del self.symbols["p"], self.symbols["g"]
         self.assigned_later: set[str] = set()
         self.tuples: dict[str, tuple[str, ...]] = {}
         self.claim_ids: set[str] = set()
@@ -55,6 +58,9 @@ class _Checker:
     def run(self) -> CheckedSpec:
         ast = self._merge_base(self.ast)
         hypers = tuple(h for h in (self._hyper(d) for d in ast.hypers) if h is not None)
+        if ast.kind == "schedule":
+            for decl in ast.states:
+                self.error("a schedule has no state: it is a function of t", decl.span)
         states = tuple(s for s in (self._state(d) for d in ast.states) if s is not None)
         requires = tuple(self._require(d) for d in ast.requires)
         statements = self._statements(ast.updates, ast.has_update_section)
@@ -63,7 +69,7 @@ class _Checker:
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else SpecErrors(self.errors)
         return CheckedSpec(ast.name, ast.description, ast.base, hypers, states, requires,
-                           statements, dict(self.symbols), claims)
+                           statements, dict(self.symbols), claims, ast.kind)
 
     # --- inheritance ----------------------------------------------------------------------
 
@@ -97,7 +103,7 @@ class _Checker:
             ast.name, ast.name_span, ast.base, ast.base_span, ast.description or base.description,
             tuple(hypers), base.states + ast.states, base.requires + ast.requires,
             ast.updates if ast.has_update_section else base.updates,
-            ast.has_update_section or base.has_update_section)
+            ast.has_update_section or base.has_update_section, ast.claims, base.kind)
 
     # --- declarations ---------------------------------------------------------------------
 
@@ -215,8 +221,12 @@ class _Checker:
             cond = None
             if stmt.condition is not None:
                 cond = self._expect(stmt.condition, Type.BOOL, what="a statement's condition")
-            value = self._expect(stmt.value, Type.NUMBER, what="an assigned value")
             target = self.symbols.get(stmt.target)
+            # Temporaries may hold flags (`rising = t <= up_end`); everything else is a number.
+            wanted = target.type if target is not None else self._type_quietly(stmt.value)
+            value = self._expect(stmt.value, wanted or Type.NUMBER,
+                                 what=f"the value of '{stmt.target}'" if target is not None
+                                 and target.kind is Kind.TEMP else "an assigned value")
             if target is None:
                 if not self._claim(stmt.target, stmt.target_span):
                     continue
@@ -226,22 +236,26 @@ class _Checker:
                                hint=f"assign '{stmt.target}' unconditionally first")
                     continue
                 level = value[1] if value else Level.ELEMENT
-                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, level)
+                kind = value[0] if value else Type.NUMBER
+                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, kind, level)
             elif target.kind is Kind.STATE and target.level is Level.HOST and value and (
                     value[1] is not Level.HOST or (cond is not None and cond[1] is not Level.HOST)):
                 self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
                            f"from hyperparameters, t and scalar states only", stmt.span)
                 continue
-            elif target.kind in (Kind.HYPER, Kind.STEP):
+            elif target.kind in (Kind.HYPER, Kind.STEP, Kind.CONSTANT):
                 self.error(f"cannot assign to {target.kind.value} '{stmt.target}'", stmt.target_span,
                            hint="hyperparameters and t are read-only in the update section")
                 continue
             elif target.kind is Kind.TEMP and value and value[1].value > target.level.value:
                 # a temporary that became per-tensor or per-element stays so
-                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, Type.NUMBER, value[1])
+                self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, target.type, value[1])
             assigns_p |= stmt.target == "p"
             out.append(Statement(stmt.target, stmt.value, stmt.condition, stmt.span))
-        if not assigns_p:
+        if self.ast.kind == "schedule":
+            if "lr" not in self.assigned_later:
+                self.error("a schedule's update section assigns lr", self.ast.name_span)
+        elif not assigns_p:
             self.error("the update section never assigns 'p', so the optimizer would do nothing",
                        self.ast.name_span)
         return tuple(out)
@@ -257,14 +271,14 @@ class _Checker:
         self.claim_ids.add(decl.id)
         count = len(self.errors)
         table = dict(self.symbols)
-        for name in ["p", *(s.name for s in states)]:
+        for name in ["p", *(s.name for s in states)] if "p" in table else []:
             if f"{name}_new" in table:
                 self.error(f"'{name}_new' names {name} after the step in claims; rename the "
                            f"temporary", decl.span)
                 return None
             table[f"{name}_new"] = Symbol(f"{name}_new", Kind.STATE, Type.NUMBER, Level.ELEMENT)
         hyper_table = {k: v for k, v in table.items() if v.kind is Kind.HYPER}
-        inputs = {"p", "g", *(s.name for s in states)}
+        inputs = {"p", "g", *(s.name for s in states)} & set(table)
         input_table = hyper_table | {name: table[name] for name in inputs | {"t"}}
         for binding in decl.at:  # inputs may be pinned in terms of other inputs (prev = -g)
             self._binding(binding, hypers, input_table if binding.name in inputs else
@@ -343,6 +357,14 @@ class _Checker:
             self.symbols = saved
 
     # --- expressions ----------------------------------------------------------------------
+
+    def _type_quietly(self, expr: n.Expr) -> Type | None:
+        """The type of ``expr`` without recording errors (they are reported when it is
+        checked for real)."""
+        count = len(self.errors)
+        typed = self._type(expr, False)
+        del self.errors[count:]
+        return typed[0] if typed else None
 
     def _expect(self, expr: n.Expr, want: Type, *, hyper_only: bool = False, what: str):
         typed = self._type(expr, hyper_only)

@@ -62,6 +62,8 @@ def hyper_variable(stepper: SymbolicStepper, name: str) -> tuple[sp.Symbol, tupl
 
 
 def builtin_checks(stepper: SymbolicStepper) -> list[Check]:
+    if stepper.spec.kind == "schedule":
+        return []  # the library speaks of optimizer steps; a schedule has its own claims
     checks = []
     for make in (bias_correction_limit, first_step_magnitude, scale_invariance,
                  zero_grad_fixed_point, l2_equals_decoupled_decay, stable_lr_range):

@@ -63,6 +63,24 @@ def _hyper_values(st: SymbolicStepper, claim: Claim, values: dict[str, Any],
     return hypers
 
 
+def _requirements(st: SymbolicStepper, hypers: dict[str, Any]) -> list[tuple]:
+    """The spec's ``require`` lines at these hyper values, as givens: a counterexample must
+    respect them, and proofs may use the simple ones (``warmup < total``)."""
+    if isinstance(st, NumericStepper):
+        return []
+    subs = {st.lowered.hypers[name]: value for name, value in hypers.items()}
+    out = []
+    for condition, _ in st.lowered.requires:
+        condition = condition.xreplace(subs)
+        parts = condition.args if isinstance(condition, sp.And) else (condition,)
+        for part in parts:
+            if isinstance(part, sp.core.relational.Relational) and part.rel_op != "!=":
+                out.append((part.lhs, part.rel_op, part.rhs))
+            elif part != sp.true:
+                out.append((part, "holds", None))
+    return out
+
+
 def _is_tuple(st: SymbolicStepper, name: str) -> bool:
     return any(h.name == name and h.type == "tuple" for h in st.spec.hypers)
 
@@ -80,8 +98,9 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
     low = stepper.lowered
     pinned = {b.name for b in decl.at}
     variables, bounds = _free_hypers(stepper, claim)
-    inputs = {"p": sp.Symbol("p", real=True), "g": sp.Symbol("g", real=True),
-              **{name: sp.Symbol(name, real=True) for name in low.states}}
+    inputs = ({"p": sp.Symbol("p", real=True), "g": sp.Symbol("g", real=True),
+               **{name: sp.Symbol(name, real=True) for name in low.states}}
+              if stepper.spec.kind == "optimizer" else {})
     variables.update({k: v for k, v in inputs.items() if k not in pinned})
     if "t" not in pinned:
         variables["t"] = low.t
@@ -90,10 +109,10 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
 
     def sides(st: SymbolicStepper, values: dict[str, Any]):
         t = values.get("t")
-        for binding in decl.at:
-            if binding.name == "t":
-                t = _expr(binding.value, st.hypers())
         hypers = _hyper_values(st, claim, values, decl.at, t)
+        for binding in decl.at:  # t may be pinned in terms of (free) hypers: at t = T_max
+            if binding.name == "t":
+                t = st.value(_expr(binding.value, hypers))
         env = {**hypers, "t": t}
         given_inputs = {name: values.get(name) for name in inputs}
         pinned_env = {**env, **{k: v for k, v in given_inputs.items() if v is not None}}
@@ -101,15 +120,17 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
             if binding.name in inputs:
                 given_inputs[binding.name] = st.value(_expr(binding.value, pinned_env))
         states = {name: given_inputs[name] for name in low.states}
-        out = st.step(hypers, states, given_inputs["p"], given_inputs["g"], t)
+        out = st.step(hypers, states, given_inputs.get("p"), given_inputs.get("g"), t)
         env.update(given_inputs)
-        env.update({"p_new": out.p, **{f"{k}_new": v for k, v in out.states.items()},
+        env.update({**({"p_new": out.p} if "p" in inputs else {}),
+                    **{f"{k}_new": v for k, v in out.states.items()},
                     **out.temps, **{name: values[name] for name in claim.variables}})
         for name in low.states:  # a state that does not exist keeps its value
             env.setdefault(f"{name}_new", env[name])
         def side(expr):
             return _expr(expr, env)
         givens = [(side(c.left), c.op, side(c.right)) for c in decl.given]
+        givens += _requirements(st, hypers)
         lhs, rhs = side(relation.left), side(relation.right)
         if relation.op in ("<=", "<"):
             lhs, rhs = rhs, lhs

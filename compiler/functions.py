@@ -87,6 +87,8 @@ FUNCTIONS: dict[str, Function] = {
     "max": Function(2, None, sp.Max, doc="largest argument"),
     "clip": Function(3, 3, _clip, doc="clip(x, low, high) = min(max(x, low), high)"),
     "lerp": Function(3, 3, _lerp, doc="lerp(a, b, w) = a + w*(b - a), computed as torch.lerp"),
+    "cos": Function(1, 1, sp.cos, doc="cosine"),
+    "floor": Function(1, 1, sp.floor, doc="largest integer not above x"),
     "sum": Function(1, 1, ReduceSum, doc="sum over the tensor's elements", reduction=True),
     "norm": Function(1, 1, lambda x: sp.sqrt(ReduceSum(x ** 2)),
                      doc="Euclidean norm over the tensor's elements", reduction=True),

@@ -21,6 +21,7 @@ class Kind(Enum):
     INPUT = "input"                 # p (the parameter) and g (its gradient), per element
     STATE = "state"                 # per-element optimizer state, kept between steps
     TEMP = "temporary"              # a name assigned in the update section
+    CONSTANT = "constant"           # pi
 
 
 class Level(Enum):
@@ -133,6 +134,7 @@ class CheckedSpec:
     statements: tuple[Statement, ...]
     symbols: dict[str, Symbol]
     claims: tuple[Claim, ...] = ()
+    kind: str = "optimizer"         # "optimizer", or "schedule": lr as a function of t
 
     def hyper(self, name: str) -> Hyper:
         return next(h for h in self.hypers if h.name == name)

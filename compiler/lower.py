@@ -82,7 +82,7 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     t = sp.Symbol("t", integer=True, positive=True)
     p, g = sp.Symbol("p", real=True), sp.Symbol("g", real=True)
     states = {s.name: sp.Symbol(s.name, real=True) for s in spec.states}
-    plain = {**hypers, "t": t, "p": p, "g": g, **states}
+    plain = {**hypers, "t": t, "p": p, "g": g, "pi": sp.pi, **states}
 
     # Readable equations: every name is its own symbol.
     temps = {}
@@ -140,7 +140,7 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
         case n.Binary(op=op, left=left, right=right):
             a, b = _expr(left, env), _expr(right, env)
             return {"+": sp.Add, "-": lambda x, y: x - y, "*": sp.Mul,
-                    "/": lambda x, y: x / y, "^": sp.Pow}[op](a, b)
+                    "/": lambda x, y: x / y, "%": sp.Mod, "^": sp.Pow}[op](a, b)
         case n.Compare(op=op, left=left, right=right):
             return _COMPARE[op](_expr(left, env), _expr(right, env))
         case n.BoolOp(op=op, left=left, right=right):

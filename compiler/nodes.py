@@ -168,3 +168,4 @@ class SpecAST:
     updates: tuple[Assign, ...]
     has_update_section: bool
     claims: tuple[ClaimDecl, ...] = ()
+    kind: str = "optimizer"           # "optimizer" | "schedule"

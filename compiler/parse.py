@@ -178,6 +178,9 @@ class _ToNodes(Transformer):
     def optimizer_decl(self, meta, name, base):
         return ("optimizer", meta, name, base)
 
+    def schedule_decl(self, meta, name):
+        return ("optimizer", meta, name, None, "schedule")
+
     def description(self, meta, token):
         return ("description", meta, _string_value(token))
 
@@ -253,6 +256,7 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
     """Put the items in their places, checking the file's layout (header first, one update)."""
     errors: list[SpecError] = []
     name = base = None
+    spec_kind = "optimizer"
     name_span = base_span = None
     description = None
     hypers, states, requires, updates, claims = [], [], [], [], []
@@ -260,9 +264,11 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
     for index, item in enumerate(items):
         kind = item[0]
         if kind == "optimizer":
-            _, meta, name_token, base_token = item
+            _, meta, name_token, base_token, *spec_kind = item
+            spec_kind = spec_kind[0] if spec_kind else "optimizer"
             if name is not None or index != 0:
-                errors.append(SpecError("'optimizer NAME' must be the first line of a spec, once",
+                errors.append(SpecError("'optimizer NAME' (or 'schedule NAME') must be the first "
+                                    "line of a spec, once",
                                         _meta_span(meta)))
                 continue
             name, name_span = str(name_token), _token_span(name_token)
@@ -293,8 +299,10 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
                 errors.append(SpecError(f"'{kind}' declarations go before 'update:'", node.span))
             {"hyper": hypers, "state": states, "require": requires}[kind].append(node)
     if name is None:
-        errors.insert(0, SpecError("a spec starts with 'optimizer NAME'", Span.point(1, 1)))
+        errors.insert(0, SpecError("a spec starts with 'optimizer NAME' or 'schedule NAME'",
+                                   Span.point(1, 1)))
     if errors:
         raise errors[0] if len(errors) == 1 else SpecErrors(errors)
     return n.SpecAST(name, name_span, base, base_span, description or "", tuple(hypers),
-                     tuple(states), tuple(requires), tuple(updates), in_update, tuple(claims))
+                     tuple(states), tuple(requires), tuple(updates), in_update, tuple(claims),
+                     spec_kind)

@@ -19,7 +19,7 @@ from .ir import CheckedSpec
 from .lower import LoweredSpec, lower
 from .parse import parse
 from .plan import KernelPlan, plan
-from .render import SourceInfo, render_module
+from .render import SourceInfo, render_module, render_schedule
 
 SPEC_SUFFIX = ".opt"
 
@@ -59,7 +59,7 @@ class Compiled:
     base: SpecFile | None
     checked: CheckedSpec
     lowered: LoweredSpec
-    plan: KernelPlan
+    plan: KernelPlan | None  # None for a schedule (no kernels)
     source: str  # the generated module
 
     @property
@@ -89,9 +89,13 @@ def compile_file(path: Path | str) -> Compiled:
     file = SpecFile.read(Path(path))
     checked, base = _front(file)
     lowered = lower(checked)
+    info = SourceInfo(file.path.name, file.sha256)
+    if checked.kind == "schedule":
+        return Compiled(file, base, checked, lowered, None,
+                        render_schedule(lowered, info, __version__))
     kernel_plan = plan(lowered)
     source = render_module(
-        lowered, kernel_plan, SourceInfo(file.path.name, file.sha256),
+        lowered, kernel_plan, info,
         SourceInfo(base.path.name, base.sha256) if base else None, __version__)
     return Compiled(file, base, checked, lowered, kernel_plan, source)
 

@@ -185,6 +185,8 @@ _VIOLATED = {
 
 
 def _given_holds(left, op, right, point) -> bool:
+    if op == "holds":  # a whole condition (a spec's require line), decided exactly
+        return bool(left.xreplace(point) == sp.true)
     value = evaluate(left - right, point)
     if value is None:
         return False
@@ -198,6 +200,8 @@ def apply_givens(residual: sp.Basic, givens) -> sp.Basic:
     one) becomes ``a = b - s`` for a fresh ``s >= 0`` (``s > 0`` for ``<``); ``a == b`` becomes
     ``a = b``. Proving the result for every ``s`` proves it wherever the givens hold."""
     for index, (left, op, right) in enumerate(givens):
+        if op == "holds":
+            continue
         if op == "!=":  # x != 0 for a symbol x: assume it nonzero; otherwise unused by proofs
             if isinstance(left, sp.Symbol) and right == 0 and left.is_real:
                 residual = residual.xreplace({left: sp.Symbol(left.name, real=True, nonzero=True)})
@@ -247,7 +251,7 @@ def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
     if relation == "==" and residual == 0:
         return Verdict("proved", "the two sides are the same expression")
     free = residual.free_symbols | set(symbols) | {
-        s for a, _, b in givens for s in sp.sympify(a - b).free_symbols}
+        s for a, op, b in givens for s in sp.sympify(a if op == "holds" else a - b).free_symbols}
 
     def violated(point):
         if not all(_given_holds(a, op, b, point) for a, op, b in givens):

@@ -106,6 +106,24 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     return text
 
 
+def render_schedule(lowered: LoweredSpec, source: SourceInfo, version: str) -> str:
+    """A schedule's module: ``lr_at(t, *hypers)``, the lr after t scheduler steps."""
+    spec = lowered.spec
+    printer = ScalarPrinter()
+    temps, (value,) = sp.cse([lowered.temps["lr"]], symbols=sp.numbered_symbols("_c"),
+                             optimizations=None, order="canonical")
+    return _environment().get_template("schedule.py.j2").render(
+        name=spec.name, description=spec.description, version=version,
+        spec_file=source.file, sha256=source.sha256,
+        equations=[latex_equation(eq) for eq in lowered.equations],
+        hypers=[_hyper_row(h) for h in spec.hypers],
+        hyper_args=tuple(str(s) for s in lowered.hyper_args),
+        temps=[(str(s), printer.doprint(v)) for s, v in temps],
+        value=printer.doprint(value),
+        requires=[(printer.doprint(c), message) for c, message in lowered.requires],
+    )
+
+
 def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     """The element kernel, preceded by the reduction kernel where the spec has reductions."""
     printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter

@@ -125,9 +125,13 @@ class NumericStepper(SymbolicStepper):
         return {name: self.value(v) for name, v in super().defaults().items()}
 
     def present(self, hypers):
+        if self.module.KIND == "schedule":
+            return {}
         return dict(zip(self.module.STATES, self.module.states_present(*self._flat(hypers))))
 
     def initial_state(self, hypers):
+        if self.module.KIND == "schedule":
+            return {}
         inits = self.module.state_inits(*self._flat(hypers))
         out = {name: float(init) for name, init, exists in
                zip(self.module.STATES, inits, self.present(hypers).values()) if exists}
@@ -139,6 +143,12 @@ class NumericStepper(SymbolicStepper):
 
     def step(self, hypers, state, p, g, t) -> Outcome:
         flat = self._flat(hypers)
+        if self.module.KIND == "schedule":  # lr from the generated function; other temps exact
+            subs = {**self._hyper_subs(hypers), self.lowered.t: t}
+            temps = {name: float(value.xreplace(subs)) for name, value in self._temps.items()
+                     if value.xreplace(subs).is_number}
+            temps["lr"] = float(self.module.lr_at(int(t), *flat))
+            return Outcome(p, {}, temps)
         present = self.present(hypers)
         scalars = tuple(float(state[name]) for name in self.module.SCALARS)
         host = self.module.host_scalars(int(t), *flat, *scalars)

@@ -120,7 +120,7 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
             return check.decide()
         pairs, givens = _sides(check, stepper, check.variables)
         if check.limit:
-            return _decide_limit(check, stepper, *pairs[0])
+            return _decide_limit(check, stepper, *pairs[0], givens)
         verdicts = [decide(sp.sympify(lhs - rhs), check.relation, givens=givens,
                            bounds=check.bounds, symbols=check.variables.values())
                     for lhs, rhs in pairs]
@@ -138,13 +138,25 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
     return next(v for v in verdicts if v.status == "unknown")
 
 
-def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs) -> Verdict:
-    """lim_{t -> oo} (lhs - rhs) = 0 on every case covering the free hypers' domains."""
+def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -> Verdict:
+    """lim_{t -> oo} (lhs - rhs) = 0 on every case covering the free hypers' domains
+    (narrowed by ``given`` bounds such as ``gamma < 1``)."""
     t = stepper.lowered.t
     residual = sp.sympify(lhs - rhs)
     u = sp.Symbol("u", positive=True)
+    bounds = dict(check.bounds)
+    for left, op, right in givens:
+        if isinstance(left, sp.Symbol) and left in bounds and right.is_number and op in ("<", "<="):
+            low, high, low_closed, high_closed = bounds[left] or (None, None, False, False)
+            if high is None or right < high or (right == high and op == "<"):
+                bounds[left] = (low, right, low_closed, op == "<=")
+        elif isinstance(left, sp.Symbol) and left in bounds and right.is_number and op in (">", ">="):
+            low, high, low_closed, high_closed = bounds[left] or (None, None, False, False)
+            if low is None or right > low or (right == low and op == ">"):
+                bounds[left] = (right, high, op == ">=", high_closed)
+    residual = _eventual_branches(residual, t)
     options = []
-    for symbol, bound in check.bounds.items():
+    for symbol, bound in bounds.items():
         if symbol not in residual.free_symbols or bound is None:
             continue
         low, high, low_closed, high_closed = bound
@@ -173,6 +185,36 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs) -> Verdict:
                        "at the counterexample", describe_point(full), full)
     cases = "on every case covering the domain" if options else ""
     return Verdict("proved", f"SymPy takes the limit of the difference as t -> oo: 0 {cases}")
+
+
+def _eventual_branches(expr: sp.Basic, t: sp.Symbol) -> sp.Basic:
+    """Replace each Piecewise over t by the branch it takes for all large t, where the
+    conditions' limits decide it (``t < warmup`` is eventually false). The limit as t -> oo is
+    the same, so this only helps SymPy."""
+    def decide(relation) -> bool | None:
+        if relation in (sp.true, sp.false):
+            return bool(relation)
+        if not isinstance(relation, sp.core.relational.Relational) or relation.rel_op == "!=":
+            return None
+        try:
+            gap = sp.limit(relation.lhs - relation.rhs, t, sp.oo)
+        except (NotImplementedError, ValueError, TypeError):
+            return None
+        if gap in (sp.oo, -sp.oo):
+            return {"<": gap == -sp.oo, "<=": gap == -sp.oo, ">": gap == sp.oo,
+                    ">=": gap == sp.oo, "==": False}[relation.rel_op]
+        return None
+
+    def eventual(piecewise):
+        for value, condition in piecewise.args:
+            verdict = decide(condition)
+            if verdict is None:
+                return piecewise
+            if verdict:
+                return value
+        return piecewise
+
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise) and e.has(t), eventual)
 
 
 def _confirm(check: Check, verdict: Verdict, numeric: NumericStepper) -> Verdict:

@@ -156,7 +156,8 @@ def list_() -> None:
 
     for name in available():
         module = load(name)
-        click.secho(name, bold=True)
+        kind = getattr(module, "KIND", "optimizer")
+        click.echo(click.style(name, bold=True) + ("" if kind == "optimizer" else f"  ({kind})"))
         click.echo(f"  {module.DESCRIPTION}")
         for h in module.HYPERS:
             domain = f" in {h.domain_text}" if h.domain_text else ""

@@ -47,10 +47,11 @@ def run_demo(steps: int = 300, backend: str = "cpu", echo=print) -> dict[str, fl
     x, y = make_problem()
     echo(f"logistic regression: {x.shape[0]} points, {x.shape[1]} features, {steps} steps, "
          f"backend={backend}")
-    width = max(len(name) for name in available())
+    names = available("optimizer")
+    width = max(len(name) for name in names)
     echo(f"{'optimizer':<{width}} {'loss@0':>9} {'loss@end':>9} {'accuracy':>9} {'µs/step':>9}")
     finals = {}
-    for name in available():
+    for name in names:
         w, b = np.zeros(x.shape[1]), np.zeros(())
         opt = optimizer(name, [w, b], backend=backend, **SETTINGS.get(name, {}))
         first, grads = loss_and_grads(w, b, x, y)

@@ -10,12 +10,12 @@ naming the offending argument and leaves parameters, states and hyperparameters 
 
 from __future__ import annotations
 
-import difflib
 from types import ModuleType
 from typing import Any, Sequence
 
 import numpy as np
 
+from .hypers import HasHypers
 from .kernels import run_step
 from .loader import available, load
 
@@ -35,12 +35,15 @@ def optimizer(name_or_path, params, backend: str = "cpu", **hypers) -> "Optimize
     return Optimizer(load(name_or_path), params, backend=backend, **hypers)
 
 
-class Optimizer:
+class Optimizer(HasHypers):
     """Steps a list of arrays with one generated optimizer."""
 
     def __init__(self, module: ModuleType, params: Sequence[np.ndarray], backend: str = "cpu",
                  **hypers):
         object.__setattr__(self, "_module", module)
+        if getattr(module, "KIND", "optimizer") != "optimizer":
+            raise ValueError(f"{module.NAME!r} is a {module.KIND}, not an optimizer; use "
+                             f"optgen.schedule({module.NAME!r}, ...)")
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a string, got {type(backend).__name__}")
         if backend not in BACKENDS:
@@ -48,55 +51,8 @@ class Optimizer:
                              f"got {backend!r}")
         self.backend = backend
         self.params = _check_params(params)
-        self._specs = {h.name: h for h in module.HYPERS}
-        self._hypers = {h.name: h.default for h in module.HYPERS}
-        self.set(**hypers)
+        self._init_hypers(hypers)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
-
-    # --- hyperparameters ------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self._module.NAME
-
-    @property
-    def hypers(self) -> dict[str, Any]:
-        """A copy of the current hyperparameters."""
-        return dict(self._hypers)
-
-    def set(self, **hypers) -> None:
-        """Change hyperparameters (e.g. ``lr`` from a schedule); all or none are applied."""
-        new = dict(self._hypers)
-        for key, value in hypers.items():
-            spec = self._specs.get(key)
-            if spec is None:
-                close = difflib.get_close_matches(key, self._specs, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise TypeError(f"{self.name} has no hyperparameter {key!r}{hint} "
-                                f"(it has: {', '.join(self._specs)})")
-            new[key] = spec.coerce(value)
-        broken = self._module.violated_requirements(*self._flat(new))
-        if broken:
-            raise ValueError(f"{self.name}: {broken[0]}")
-        self._hypers = new
-
-    def __getattr__(self, key):
-        specs = self.__dict__.get("_specs", {})
-        if key in specs:
-            return self._hypers[key]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
-
-    def __setattr__(self, key, value):
-        if key in self.__dict__.get("_specs", {}):
-            self.set(**{key: value})
-        else:
-            object.__setattr__(self, key, value)
-
-    def _flat(self, hypers: dict[str, Any]) -> tuple:
-        """Scalar hyper values in the generated functions' order; floats as NumPy float64, so
-        host arithmetic gives inf/nan where Python floats would raise."""
-        return tuple(np.float64(v) if isinstance(v, float) else v
-                     for h in self._module.HYPERS for v in h.flat(hypers[h.name]))
 
     # --- stepping -------------------------------------------------------------------------
 

@@ -20,10 +20,22 @@ from .. import generated
 _SPEC_SUFFIX = ".opt"
 
 
-def available() -> list[str]:
-    """Names of the catalogue's optimizers (the modules in ``optgen.generated``)."""
+def available(kind: str | None = None) -> list[str]:
+    """Names in the catalogue (the modules in ``optgen.generated``); ``kind`` "optimizer" or
+    "schedule" keeps one kind (read from the module's header line, without importing it)."""
     folder = Path(generated.__file__).parent
-    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    names = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    if kind is None:
+        return names
+    return [name for name in names if _kind(folder / f"{name}.py") == kind]
+
+
+def _kind(path: Path) -> str:
+    with path.open() as f:
+        for line in f:
+            if line.startswith("KIND = "):
+                return line.split("=", 1)[1].strip().strip('"')
+    return "optimizer"
 
 
 def cache_dir() -> Path:

@@ -18,6 +18,17 @@ from optgen.compiler.verify import verify_file
 #: What mathematics says about every claim in the catalogue (derivations in the spec files and
 #: in claims_builtin's docstring). "unknown" marks what SymPy is not expected to settle.
 EXPECTED = {
+    # schedules: continuity at warmup boundaries and end values
+    "cosine_annealing": {"starts-at-base-lr": "proved", "ends-at-eta-min": "proved"},
+    "cosine_warm_restarts": {"restarts-at-base-lr": "proved"},
+    "exponential_lr": {"decays-to-zero": "proved"},
+    "inverse_sqrt": {"continuous-at-warmup-end": "proved", "decays-to-zero": "proved"},
+    "linear_lr": {"reaches-end-factor": "proved"},
+    "one_cycle": {"starts-at-initial-lr": "proved", "ends-at-min-lr": "proved"},
+    "polynomial_lr": {"ends-at-zero": "proved"},
+    "step_lr": {"constant-within-a-period": "proved"},
+    "warmup_cosine": {"continuous-at-warmup-end": "proved", "ends-at-eta-min": "proved"},
+    "warmup_stable_decay": {"continuous-at-warmup-end": "proved", "ends-at-min-lr": "proved"},
     "adagrad": {"first-step-magnitude": "proved", "scale-invariance": "proved",
                 "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
                 "stable-lr-range": "unknown", "accumulator-never-decreases": "proved",
@@ -258,3 +269,18 @@ def test_time_budget_gives_unknown_never_proved():
     results = verify_file(adam, budget=1e-4).results
     starved = [r for r in results if "budget" in r.detail]
     assert starved and all(r.status == "unknown" for r in starved)
+
+
+def test_planted_false_schedule_claims(tmp_path):
+    spec = tmp_path / "warm.opt"
+    spec.write_text(textwrap.dedent("""\
+        schedule warm
+        hyper base_lr = 1e-3          in [0, inf)
+        hyper warmup: int = 100       in [1, inf)
+        update:
+          lr = t < warmup ? base_lr * t / warmup : base_lr / 2
+        claim jumps: at t = warmup: lr == base_lr * t / warmup
+        claim vanishes: limit t -> oo: lr == 0
+        """))
+    statuses = {r.id: r.status for r in verify_file(spec).results}
+    assert statuses == {"jumps": "refuted", "vanishes": "refuted"}
