@@ -61,6 +61,7 @@ class _Checker:
         if ast.kind == "schedule":
             for decl in ast.states:
                 self.error("a schedule has no state: it is a function of t", decl.span)
+        inputs = tuple((d.name, d.doc or "") for d in ast.inputs if self._input(d))
         states = tuple(s for s in (self._state(d) for d in ast.states) if s is not None)
         requires = tuple(self._require(d) for d in ast.requires)
         statements = self._statements(ast.updates, ast.has_update_section)
@@ -69,7 +70,7 @@ class _Checker:
         if self.errors:
             raise self.errors[0] if len(self.errors) == 1 else SpecErrors(self.errors)
         return CheckedSpec(ast.name, ast.description, ast.base, hypers, states, requires,
-                           statements, dict(self.symbols), claims, ast.kind)
+                           statements, dict(self.symbols), claims, ast.kind, inputs)
 
     # --- inheritance ----------------------------------------------------------------------
 
@@ -103,7 +104,8 @@ class _Checker:
             ast.name, ast.name_span, ast.base, ast.base_span, ast.description or base.description,
             tuple(hypers), base.states + ast.states, base.requires + ast.requires,
             ast.updates if ast.has_update_section else base.updates,
-            ast.has_update_section or base.has_update_section, ast.claims, base.kind)
+            ast.has_update_section or base.has_update_section, ast.claims, base.kind,
+            base.inputs + ast.inputs)
 
     # --- declarations ---------------------------------------------------------------------
 
@@ -193,8 +195,23 @@ class _Checker:
             return None
         return Hyper(decl.name, kind, default, decl.components, domain, decl.doc or "", decl.span)
 
+    def _input(self, decl: n.InputDecl) -> bool:
+        """An extra array beside g, and ``has_<name>``: whether the caller gave it this step."""
+        if self.ast.kind == "schedule":
+            self.error("a schedule has no inputs: it is a function of t", decl.span)
+            return False
+        flag = f"has_{decl.name}"
+        return (self._declare(decl.name, Symbol(decl.name, Kind.INPUT, Type.NUMBER, Level.ELEMENT),
+                              decl.span)
+                and self._declare(flag, Symbol(flag, Kind.INPUT, Type.BOOL, Level.HOST), decl.span))
+
     def _state(self, decl: n.StateDecl) -> State | None:
-        self._expect(decl.init, Type.NUMBER, hyper_only=True, what="a state's initial value")
+        if decl.scalar:
+            self._expect(decl.init, Type.NUMBER, hyper_only=True, what="a scalar's initial value")
+        else:  # an element state may start from the parameter: `state z = p`
+            with self._scope({k: v for k, v in self.symbols.items()
+                              if v.kind is Kind.HYPER or k in ("p", "pi")}):
+                self._expect(decl.init, Type.NUMBER, what="a state's initial value")
         if decl.condition is not None:
             self._expect(decl.condition, Type.BOOL, hyper_only=True,
                          what="a state's condition")
@@ -243,7 +260,8 @@ class _Checker:
                 self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
                            f"from hyperparameters, t and scalar states only", stmt.span)
                 continue
-            elif target.kind in (Kind.HYPER, Kind.STEP, Kind.CONSTANT):
+            elif target.kind in (Kind.HYPER, Kind.STEP, Kind.CONSTANT) or (
+                    target.kind is Kind.INPUT and target.type is Type.BOOL):
                 self.error(f"cannot assign to {target.kind.value} '{stmt.target}'", stmt.target_span,
                            hint="hyperparameters and t are read-only in the update section")
                 continue

@@ -142,7 +142,7 @@ def first_step_magnitude(stepper: SymbolicStepper) -> list[Check]:
 
     def sides(st, v):
         hypers = st.hypers({"lr": v["lr"]}, eps=0, weight_decay=0)
-        out = st.step(hypers, st.initial_state(hypers), v["p"], v["g"], 1)
+        out = st.step(hypers, st.initial_state(hypers, v["p"]), v["p"], v["g"], 1)
         return abs(out.p - v["p"]), v["lr"]
 
     return [Check("first-step-magnitude",
@@ -159,7 +159,7 @@ def scale_invariance(stepper: SymbolicStepper) -> list[Check]:
     def sides(st, v):
         hypers = st.hypers(eps=0)
         def two_steps(scale):
-            state, x = st.initial_state(hypers), v["p"]
+            state, x = st.initial_state(hypers, v["p"]), v["p"]
             for t, g in ((1, v["g1"]), (2, v["g2"])):
                 out = st.step(hypers, state, x, scale * g, t)
                 state, x = out.states, out.p
@@ -177,7 +177,7 @@ def zero_grad_fixed_point(stepper: SymbolicStepper) -> list[Check]:
 
     def sides(st, v):
         hypers = st.hypers(weight_decay=0)
-        return st.step(hypers, st.initial_state(hypers), v["p"], 0, 1).p, v["p"]
+        return st.step(hypers, st.initial_state(hypers, v["p"]), v["p"], 0, 1).p, v["p"]
 
     return [Check("zero-grad-fixed-point",
                   "from the initial state, g = 0 and weight_decay = 0 leave p unchanged",
@@ -194,8 +194,8 @@ def l2_equals_decoupled_decay(stepper: SymbolicStepper) -> list[Check]:
     def sides(st, v):
         decayed = st.hypers({"lr": v["lr"]}, weight_decay=v["lam"])
         plain = st.hypers({"lr": v["lr"]}, weight_decay=0)
-        with_l2 = st.step(decayed, st.initial_state(decayed), v["p"], v["g"], 1).p
-        without = st.step(plain, st.initial_state(plain), v["p"], v["g"], 1).p
+        with_l2 = st.step(decayed, st.initial_state(decayed, v["p"]), v["p"], v["g"], 1).p
+        without = st.step(plain, st.initial_state(plain, v["p"]), v["p"], v["g"], 1).p
         return with_l2, without - v["lr"] * v["lam"] * v["p"]
 
     return [Check("l2-equals-decoupled-decay",

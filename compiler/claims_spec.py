@@ -173,7 +173,8 @@ def _equivalence(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
             for binding in decl.other_bindings:
                 theirs.update(_bind(st2, binding, env))
             if mine_state is None:
-                mine_state, other_state = st.initial_state(hypers), st2.initial_state(theirs)
+                mine_state = st.initial_state(hypers, values["p"])
+                other_state = st2.initial_state(theirs, values["p"])
             mine = st.step(hypers, mine_state, mine_p, values[name], k)
             other_out = st2.step(theirs, other_state, theirs_p, values[name], k)
             mine_state, mine_p = mine.states, mine.p

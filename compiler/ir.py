@@ -135,6 +135,7 @@ class CheckedSpec:
     symbols: dict[str, Symbol]
     claims: tuple[Claim, ...] = ()
     kind: str = "optimizer"         # "optimizer", or "schedule": lr as a function of t
+    inputs: tuple[tuple[str, str], ...] = ()  # extra arrays beside g: (name, doc)
 
     def hyper(self, name: str) -> Hyper:
         return next(h for h in self.hypers if h.name == name)

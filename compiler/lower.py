@@ -38,6 +38,8 @@ class LoweredSpec:
     p: sp.Symbol
     g: sp.Symbol
     states: dict[str, sp.Symbol]            # each state's value before the step
+    inputs: dict[str, sp.Symbol]            # extra arrays beside g
+    input_flags: dict[str, sp.Symbol]       # each input's has_<name>: given this step
     scalars: tuple[str, ...]                # the states that hold one value per tensor
     ssa: tuple[tuple[sp.Symbol, sp.Expr], ...]  # versioned assignments, in order
     outputs: dict[str, sp.Expr]             # "p" and each state -> value after the step
@@ -82,7 +84,10 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     t = sp.Symbol("t", integer=True, positive=True)
     p, g = sp.Symbol("p", real=True), sp.Symbol("g", real=True)
     states = {s.name: sp.Symbol(s.name, real=True) for s in spec.states}
-    plain = {**hypers, "t": t, "p": p, "g": g, "pi": sp.pi, **states}
+    inputs = {name: sp.Symbol(name, real=True) for name, _ in spec.inputs}
+    flags = {name: sp.Symbol(f"has_{name}") for name, _ in spec.inputs}
+    plain = {**hypers, "t": t, "p": p, "g": g, "pi": sp.pi, **states, **inputs,
+             **{f"has_{name}": flag for name, flag in flags.items()}}
 
     # Readable equations: every name is its own symbol.
     temps = {}
@@ -112,11 +117,12 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     temps_final = {name: current[name] for name in temps}
 
     return LoweredSpec(
-        spec=spec, hypers=hypers, t=t, p=p, g=g, states=states,
+        spec=spec, hypers=hypers, t=t, p=p, g=g, states=states, inputs=inputs,
+        input_flags=flags,
         scalars=tuple(s.name for s in spec.states if s.scalar), ssa=tuple(ssa),
         outputs=outputs,
         temps=temps_final,
-        state_inits={s.name: _expr(s.init, hypers) for s in spec.states},
+        state_inits={s.name: _expr(s.init, {**hypers, "p": p, "pi": sp.pi}) for s in spec.states},
         state_conditions={s.name: _expr(s.condition, hypers)
                           for s in spec.states if s.condition is not None},
         requires=tuple((_expr(r.condition, hypers), r.message) for r in spec.requires),

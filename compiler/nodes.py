@@ -113,6 +113,15 @@ class StateDecl:
 
 
 @dataclass(frozen=True)
+class InputDecl:
+    """``input NAME``: an array the caller passes beside g (Sophia's Hessian estimate)."""
+
+    span: Span = field(compare=False, repr=False)
+    name: str
+    doc: str | None
+
+
+@dataclass(frozen=True)
 class RequireDecl:
     span: Span = field(compare=False, repr=False)
     condition: Expr
@@ -169,3 +178,4 @@ class SpecAST:
     has_update_section: bool
     claims: tuple[ClaimDecl, ...] = ()
     kind: str = "optimizer"           # "optimizer" | "schedule"
+    inputs: tuple[InputDecl, ...] = ()

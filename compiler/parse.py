@@ -196,6 +196,10 @@ class _ToNodes(Transformer):
     def state_decl(self, meta, name, init, condition):
         return ("state", n.StateDecl(_meta_span(meta), str(name), init, condition))
 
+    def input_decl(self, meta, name, doc):
+        return ("input", n.InputDecl(_meta_span(meta), str(name),
+                                     _string_value(doc) if doc is not None else None))
+
     def scalar_decl(self, meta, name, init):
         return ("state", n.StateDecl(_meta_span(meta), str(name), init, None, scalar=True))
 
@@ -259,7 +263,7 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
     spec_kind = "optimizer"
     name_span = base_span = None
     description = None
-    hypers, states, requires, updates, claims = [], [], [], [], []
+    hypers, states, requires, updates, claims, inputs = [], [], [], [], [], []
     in_update = False
     for index, item in enumerate(items):
         kind = item[0]
@@ -297,7 +301,8 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
             node = item[1]
             if in_update:
                 errors.append(SpecError(f"'{kind}' declarations go before 'update:'", node.span))
-            {"hyper": hypers, "state": states, "require": requires}[kind].append(node)
+            {"hyper": hypers, "state": states, "require": requires,
+             "input": inputs}[kind].append(node)
     if name is None:
         errors.insert(0, SpecError("a spec starts with 'optimizer NAME' or 'schedule NAME'",
                                    Span.point(1, 1)))
@@ -305,4 +310,4 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
         raise errors[0] if len(errors) == 1 else SpecErrors(errors)
     return n.SpecAST(name, name_span, base, base_span, description or "", tuple(hypers),
                      tuple(states), tuple(requires), tuple(updates), in_update, tuple(claims),
-                     spec_kind)
+                     spec_kind, tuple(inputs))

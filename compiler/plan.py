@@ -37,7 +37,7 @@ class Array:
     name: str                       # p, g, or the state's name
     local: sp.Symbol                # the loaded element value, e.g. _m
     present: sp.Symbol | None       # host flag: the (conditional) state exists
-    absent_value: sp.Symbol | None  # host scalar read in its place when it does not
+    absent_value: sp.Basic | None   # read in its place when it does not (its initial value)
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class KernelPlan:
     reduce_passes: tuple[ElementPass, ...]              # compute them; "stores" are the sums
     uses_numel: bool                                    # the element pass reads _n
     scalar_args: tuple[sp.Symbol, ...]                  # scalar states, as the host sees them
+    flag_args: tuple[sp.Symbol, ...]                    # has_<input> for each extra input
     scalar_updates: tuple[tuple[str, sp.Basic], ...]    # each scalar state after the step
     state_inits: tuple[tuple[str, sp.Basic], ...]
     state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
@@ -79,10 +80,13 @@ class KernelPlan:
 
 def plan(lowered: LoweredSpec) -> KernelPlan:
     scalar_args = tuple(lowered.states[name] for name in lowered.scalars)
-    host_leaves = frozenset(lowered.hypers.values()) | {lowered.t} | set(scalar_args)
-    flags = frozenset(lowered.hypers[h.name] for h in lowered.spec.hypers if h.type == "bool")
+    input_flags = tuple(lowered.input_flags.values())
+    host_leaves = (frozenset(lowered.hypers.values()) | {lowered.t} | set(scalar_args)
+                   | set(input_flags))
+    flags = frozenset(lowered.hypers[h.name] for h in lowered.spec.hypers
+                      if h.type == "bool") | set(input_flags)
     hoister = _Hoister(host_leaves, flags)
-    arrays_in = [("p", lowered.p), ("g", lowered.g),
+    arrays_in = [("p", lowered.p), ("g", lowered.g), *lowered.inputs.items(),
                  *((n, s) for n, s in lowered.states.items() if n not in lowered.scalars)]
     local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in}
 
@@ -95,7 +99,10 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
             value = value.subs(condition, sp.true)
         outputs[name] = value
     presence = {name: hoister.host_value(cond) for name, cond in lowered.state_conditions.items()}
-    absent = {name: hoister.host_value(lowered.state_inits[name]) for name in presence}
+    presence.update({name: hoister.host_value(flag) for name, flag in lowered.input_flags.items()})
+    absent = {name: hoister.element(sp.sympify(lowered.state_inits[name])).xreplace(local)
+              for name in lowered.state_conditions}
+    absent.update({name: hoister.host_value(sp.S.Zero) for name in lowered.inputs})
     changed = [name for name, value in outputs.items() if name not in lowered.scalars
                and value != (lowered.p if name == "p" else lowered.states[name])]
     hoisted = {name: hoister.element(outputs[name]).xreplace(local) for name in changed}
@@ -135,8 +142,9 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         reduce_passes=reduce_passes,
         uses_numel=any(e.has(NUMEL) for e in hoisted.values()),
         scalar_args=scalar_args,
+        flag_args=input_flags,
         scalar_updates=tuple((name, outputs[name]) for name in lowered.scalars),
-        state_inits=tuple(lowered.state_inits.items()),
+        state_inits=tuple(lowered.state_inits.items()),  # over hypers and p
         state_conditions=tuple((name, lowered.state_conditions.get(name, sp.true))
                                for name in lowered.states if name not in lowered.scalars),
         requires=lowered.requires,
@@ -148,8 +156,12 @@ def _element_pass(when: tuple[tuple[sp.Symbol, bool], ...], arrays: tuple[Array,
     assumed = {flag: sp.true if value else sp.false for flag, value in when}
     exists = {a.name: a.present is None or bool(assumed[a.present]) for a in arrays}
     replace = {a.local: a.absent_value for a in arrays if not exists[a.name]}
-    names = [name for name in hoisted if exists.get(name, True)]
-    exprs = [hoisted[name].subs(assumed).xreplace(replace) for name in names]
+    local = {a.name: a.local for a in arrays}
+    candidates = {name: hoisted[name].subs(assumed).xreplace(replace)
+                  for name in hoisted if exists.get(name, True)}
+    # A value this variant leaves as it was (Sophia's h when no estimate is given) is not stored.
+    names = [name for name, expr in candidates.items() if expr != local.get(name)]
+    exprs = [candidates[name] for name in names]
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_e", real=True),
                             optimizations=None, order="canonical")
     used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in temps))

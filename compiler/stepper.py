@@ -80,16 +80,20 @@ class SymbolicStepper:
             out[name] = condition.xreplace(subs) != sp.false
         return out
 
-    def initial_state(self, hypers: dict[str, Any]) -> dict[str, Any]:
+    def initial_state(self, hypers: dict[str, Any], p=None) -> dict[str, Any]:
         subs = self._hyper_subs(hypers)
+        subs[self.lowered.p] = self.lowered.p if p is None else p
         return {name: sp.sympify(self.lowered.state_inits[name]).xreplace(subs)
                 for name, exists in self.present(hypers).items() if exists}
 
     def step(self, hypers: dict[str, Any], state: dict[str, Any], p, g, t) -> Outcome:
         low = self.lowered
         subs = self._hyper_subs(hypers)
-        inits = {name: sp.sympify(low.state_inits[name]).xreplace(subs) for name in low.states}
         subs.update({low.p: p, low.g: g, low.t: t})
+        # Extra inputs (Sophia's Hessian estimate) are not given in claims' steps.
+        subs.update({flag: sp.false for flag in low.input_flags.values()})
+        subs.update({symbol: sp.S.Zero for symbol in low.inputs.values()})
+        inits = {name: sp.sympify(low.state_inits[name]).xreplace(subs) for name in low.states}
         present = self.present(hypers)
         for name, symbol in low.states.items():
             subs[symbol] = state[name] if present[name] else inits[name]
@@ -129,11 +133,12 @@ class NumericStepper(SymbolicStepper):
             return {}
         return dict(zip(self.module.STATES, self.module.states_present(*self._flat(hypers))))
 
-    def initial_state(self, hypers):
+    def initial_state(self, hypers, p=None):
         if self.module.KIND == "schedule":
             return {}
-        inits = self.module.state_inits(*self._flat(hypers))
-        out = {name: float(init) for name, init, exists in
+        inits = self.module.state_inits(np.array([float(p if p is not None else 0.0)]),
+                                        *self._flat(hypers))
+        out = {name: float(np.asarray(init).reshape(-1)[0]) for name, init, exists in
                zip(self.module.STATES, inits, self.present(hypers).values()) if exists}
         out.update(self.initial_scalars(hypers))
         return out
@@ -151,14 +156,17 @@ class NumericStepper(SymbolicStepper):
             return Outcome(p, {}, temps)
         present = self.present(hypers)
         scalars = tuple(float(state[name]) for name in self.module.SCALARS)
-        host = self.module.host_scalars(int(t), *flat, *scalars)
+        not_given = (False,) * len(self.module.INPUTS)
+        host = self.module.host_scalars(int(t), *flat, *scalars, *not_given)
         host = tuple(bool(v) if b else np.float64(v)
                      for v, b in zip(host, self.module.HOST_IS_BOOL))
         arrays = {name: np.array([float(state[name])]) if present[name] else np.empty(0)
                   for name in self.module.STATES}
         p_array = np.array([float(p)])
         with np.errstate(all="ignore"):
-            run_step(self.module, "numpy", [p_array, np.array([float(g)]), *arrays.values()],
+            empty_inputs = [np.empty(0)] * len(self.module.INPUTS)
+            run_step(self.module, "numpy",
+                     [p_array, np.array([float(g)]), *empty_inputs, *arrays.values()],
                      host, np.dtype(np.float64))
         states = {name: float(a[0]) for name, a in arrays.items() if present[name]}
         states.update(zip(self.module.SCALARS,

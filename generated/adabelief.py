@@ -44,6 +44,9 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'eps', 'weight_decay')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_avg_var')
 STATES = ('exp_avg', 'exp_avg_var')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -61,8 +64,8 @@ def host_scalars(t, lr, b1, b2, eps, weight_decay):
     return (b2, -b1, weight_decay, (weight_decay != 0), _c0, 1 - b2, eps, 1/numpy.sqrt(1 - b2**t), b1, -_c0, -lr/(1 - b1**t),)
 
 
-def state_inits(lr, b1, b2, eps, weight_decay):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, b1, b2, eps, weight_decay):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0,)
 
 

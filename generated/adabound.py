@@ -53,6 +53,9 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'final_lr', 'gamma', 'eps', 'weight_decay')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_avg_sq')
 STATES = ('exp_avg', 'exp_avg_sq')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -69,8 +72,8 @@ def host_scalars(t, lr, b1, b2, final_lr, gamma, eps, weight_decay):
     return (b1, weight_decay, (weight_decay != 0), 1 - b1, final_lr*(1 + 1/(gamma*t)), final_lr*(1 - 1/(gamma*t + 1)), b2, 1 - b2, eps, lr*numpy.sqrt(1 - b2**t)/(1 - b1**t),)
 
 
-def state_inits(lr, b1, b2, final_lr, gamma, eps, weight_decay):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, b1, b2, final_lr, gamma, eps, weight_decay):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0,)
 
 

@@ -49,6 +49,9 @@ HYPER_ARGS = ('lr', 'rho', 'eps', 'weight_decay', 'maximize')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'square_avg', 'acc_delta')
 STATES = ('square_avg', 'acc_delta')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -65,8 +68,8 @@ def host_scalars(t, lr, rho, eps, weight_decay, maximize):
     return (eps, rho, weight_decay, maximize, (weight_decay != 0), 1 - rho, -lr,)
 
 
-def state_inits(lr, rho, eps, weight_decay, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, rho, eps, weight_decay, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0,)
 
 

@@ -51,6 +51,9 @@ HYPER_ARGS = ('lr', 'lr_decay', 'weight_decay', 'initial_accumulator_value', 'ep
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'sum')
 STATES = ('sum',)
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -67,8 +70,8 @@ def host_scalars(t, lr, lr_decay, weight_decay, initial_accumulator_value, eps, 
     return (weight_decay, maximize, (weight_decay != 0), eps, -lr/(lr_decay*(t - 1) + 1),)
 
 
-def state_inits(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (initial_accumulator_value,)
 
 

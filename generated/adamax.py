@@ -48,6 +48,9 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'eps', 'weight_decay', 'maximize')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_inf')
 STATES = ('exp_avg', 'exp_inf')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -64,8 +67,8 @@ def host_scalars(t, lr, b1, b2, eps, weight_decay, maximize):
     return (b2, weight_decay, maximize, (weight_decay != 0), eps, 1 - b1, (b1 > 1/2), -b1, -lr/(1 - b1**t),)
 
 
-def state_inits(lr, b1, b2, eps, weight_decay, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, b1, b2, eps, weight_decay, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0,)
 
 

@@ -59,6 +59,9 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'eps', 'weight_decay', 'amsgrad', 'maximize', 'd
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq')
 STATES = ('exp_avg', 'exp_avg_sq', 'max_exp_avg_sq')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -76,8 +79,8 @@ def host_scalars(t, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_
     return (amsgrad, 0, b2, -lr*weight_decay + 1, (_c0 and decoupled_weight_decay), weight_decay, maximize, (_c0 and (not decoupled_weight_decay)), 1 - b2, 1/numpy.sqrt(1 - b2**t), eps, 1 - b1, (b1 > 1/2), -b1, -lr/(1 - b1**t),)
 
 
-def state_inits(lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0, 0,)
 
 

@@ -53,6 +53,9 @@ HYPER_ARGS = ('lr', 'lambd', 'alpha', 't0', 'weight_decay', 'maximize')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'ax')
 STATES = ('ax',)
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -71,8 +74,8 @@ def host_scalars(t, lr, lambd, alpha, t0, weight_decay, maximize):
     return (-_c0*lambd + 1, weight_decay, maximize, (weight_decay != 0), -_c0, _c1, (_c1 != 1),)
 
 
-def state_inits(lr, lambd, alpha, t0, weight_decay, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, lambd, alpha, t0, weight_decay, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0,)
 
 

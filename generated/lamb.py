@@ -47,6 +47,9 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'eps', 'weight_decay')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_avg_sq')
 STATES = ('exp_avg', 'exp_avg_sq')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -63,8 +66,8 @@ def host_scalars(t, lr, b1, b2, eps, weight_decay):
     return (weight_decay, b2, 1 - b2, 1/(1 - b2**t), eps, b1, 1 - b1, 1/(1 - b1**t), 0, 1, -lr,)
 
 
-def state_inits(lr, b1, b2, eps, weight_decay):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, b1, b2, eps, weight_decay):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0,)
 
 

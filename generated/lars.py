@@ -53,6 +53,9 @@ HYPER_ARGS = ('lr', 'weight_decay', 'trust_coefficient', 'eps', 'momentum', 'nes
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'trace')
 STATES = ('trace',)
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -69,8 +72,8 @@ def host_scalars(t, lr, weight_decay, trust_coefficient, eps, momentum, nesterov
     return (momentum, weight_decay, eps, trust_coefficient, 0, 1, -lr, nesterov,)
 
 
-def state_inits(lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0,)
 
 

@@ -41,6 +41,9 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'weight_decay')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg')
 STATES = ('exp_avg',)
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -57,8 +60,8 @@ def host_scalars(t, lr, b1, b2, weight_decay):
     return (-lr*weight_decay + 1, b1, 1 - b1, -lr, b2, 1 - b2,)
 
 
-def state_inits(lr, b1, b2, weight_decay):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, b1, b2, weight_decay):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0,)
 
 

@@ -37,6 +37,9 @@ HYPER_ARGS = ('lr', 'beta')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'm')
 STATES = ('m',)
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -53,8 +56,8 @@ def host_scalars(t, lr, beta):
     return (1 - beta, beta, -lr,)
 
 
-def state_inits(lr, beta):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, beta):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0,)
 
 

@@ -60,6 +60,9 @@ HYPER_ARGS = ('lr', 'b1', 'b2', 'eps', 'weight_decay', 'momentum_decay', 'decoup
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'exp_avg', 'exp_avg_sq')
 STATES = ('exp_avg', 'exp_avg_sq')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ('mu_product',)
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -80,8 +83,8 @@ def host_scalars(t, lr, b1, b2, eps, weight_decay, momentum_decay, decoupled_wei
     return (b2, -lr*weight_decay + 1, (_c0 and decoupled_weight_decay), weight_decay, maximize, (_c0 and (not decoupled_weight_decay)), 1 - b2, 1/(1 - b2**t), eps, -lr*(1 - _c2)/(-_c2*mu_product + 1), 1 - b1, (b1 > 1/2), -b1, -_c3*b1*lr/(-_c1*_c3*b1**2*mu_product + 1),)
 
 
-def state_inits(lr, b1, b2, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, b1, b2, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0,)
 
 

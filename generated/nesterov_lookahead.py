@@ -38,6 +38,9 @@ HYPER_ARGS = ('lr', 'momentum')
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'v')
 STATES = ('v',)
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -54,8 +57,8 @@ def host_scalars(t, lr, momentum):
     return (momentum, -lr, momentum + 1, -momentum,)
 
 
-def state_inits(lr, momentum):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, momentum):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0,)
 
 

@@ -57,6 +57,9 @@ HYPER_ARGS = ('lr', 'alpha', 'eps', 'weight_decay', 'momentum', 'centered', 'max
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'square_avg', 'momentum_buffer', 'grad_avg')
 STATES = ('square_avg', 'momentum_buffer', 'grad_avg')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -73,8 +76,8 @@ def host_scalars(t, lr, alpha, eps, weight_decay, momentum, centered, maximize):
     return ((momentum > 0), centered, 0, momentum, weight_decay, maximize, (weight_decay != 0), 1 - alpha, (alpha > 1/2), -alpha, alpha, eps, -lr,)
 
 
-def state_inits(lr, alpha, eps, weight_decay, momentum, centered, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, alpha, eps, weight_decay, momentum, centered, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, 0, 0,)
 
 

@@ -47,6 +47,9 @@ HYPER_ARGS = ('lr', 'etaminus', 'etaplus', 'step_size_min', 'step_size_max', 'ma
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'prev', 'step_size')
 STATES = ('prev', 'step_size')
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -63,8 +66,8 @@ def host_scalars(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximiz
     return (step_size_max, step_size_min, etaplus, maximize, 0, (not maximize), etaminus, 1,)
 
 
-def state_inits(lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0, lr,)
 
 

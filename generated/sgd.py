@@ -51,6 +51,9 @@ HYPER_ARGS = ('lr', 'momentum', 'dampening', 'weight_decay', 'nesterov', 'maximi
 #: The kernel's array arguments: the parameter, its gradient, then each state.
 ARRAYS = ('p', 'g', 'momentum_buffer')
 STATES = ('momentum_buffer',)
+#: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
+INPUTS = ()
+INPUT_DOCS = ()
 #: States with one value per tensor, kept by the runtime and updated on the host.
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
@@ -67,8 +70,8 @@ def host_scalars(t, lr, momentum, dampening, weight_decay, nesterov, maximize):
     return ((momentum != 0), 0, weight_decay, maximize, (weight_decay != 0), (t == 1), momentum, 1 - dampening, nesterov, -lr,)
 
 
-def state_inits(lr, momentum, dampening, weight_decay, nesterov, maximize):
-    """Initial value of each state, in ``STATES`` order."""
+def state_inits(p, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
     return (0,)
 
 

@@ -56,26 +56,37 @@ class Optimizer(HasHypers):
 
     # --- stepping -------------------------------------------------------------------------
 
-    def step(self, grads: Sequence[np.ndarray | None]) -> None:
-        """One step: ``params[i] -= ...`` in place from ``grads[i]`` (``None`` skips a param)."""
+    def step(self, grads: Sequence[np.ndarray | None], **inputs) -> None:
+        """One step: ``params[i] -= ...`` in place from ``grads[i]`` (``None`` skips a param).
+
+        A spec's extra inputs come as keywords, one list like ``grads`` each (Sophia:
+        ``step(grads, hessian=[...])``); a missing one, or ``None`` for a param, means not
+        given this step.
+        """
         grads = self._check_grads(grads)
+        extra = self._check_inputs(inputs, grads)
         flat_hypers = self._flat(self._hypers)
         module = self._module
         present = module.states_present(*flat_hypers)
         host_cache: dict[tuple[int, np.dtype], tuple] = {}
         with np.errstate(all="ignore"):
-            for param, grad, state in zip(self.params, grads, self.state):
+            for i, (param, grad, state) in enumerate(zip(self.params, grads, self.state)):
                 if grad is None:
                     continue
                 self._ensure_state(param, state, present, flat_hypers)
                 t = state["step"] + 1
                 scalars = tuple(state[name] for name in module.SCALARS)
-                key = (t, param.dtype, scalars)
+                given = tuple(extra[name][i] is not None for name in module.INPUTS)
+                key = (t, param.dtype, scalars, given)
                 if key not in host_cache:
-                    host_cache[key] = _cast_host(module.host_scalars(t, *flat_hypers, *scalars),
-                                                 module.HOST_IS_BOOL, param.dtype)
+                    host_cache[key] = _cast_host(
+                        module.host_scalars(t, *flat_hypers, *scalars, *given),
+                        module.HOST_IS_BOOL, param.dtype)
                 flat_p, write_back = _flat_view(param)
                 arrays = [flat_p, np.ascontiguousarray(grad).reshape(-1)]
+                arrays += [_empty(param.dtype) if extra[name][i] is None
+                           else np.ascontiguousarray(extra[name][i]).reshape(-1)
+                           for name in module.INPUTS]
                 arrays += [state[name].reshape(-1) if name in state else _empty(param.dtype)
                            for name in module.STATES]
                 run_step(module, self.backend, arrays, host_cache[key], param.dtype)
@@ -95,15 +106,27 @@ class Optimizer(HasHypers):
         for name, exists in zip(self._module.STATES, present):
             if exists and name not in state:
                 if inits is None:
-                    inits = self._module.state_inits(*flat_hypers)
+                    inits = self._module.state_inits(param, *flat_hypers)
                 value = inits[self._module.STATES.index(name)]
-                state[name] = np.full(param.shape, value, dtype=param.dtype)
+                state[name] = np.array(np.broadcast_to(value, param.shape), dtype=param.dtype,
+                                       order="C")
 
-    def _check_grads(self, grads) -> list:
+    def _check_inputs(self, inputs: dict, grads: list) -> dict[str, list]:
+        out = {}
+        for name, values in inputs.items():
+            if name not in self._module.INPUTS:
+                expected = ", ".join(self._module.INPUTS) or "none"
+                raise TypeError(f"{self.name} takes no input {name!r} (its inputs: {expected})")
+            out[name] = self._check_grads(values, name)
+        for name in self._module.INPUTS:
+            out.setdefault(name, [None] * len(self.params))
+        return out
+
+    def _check_grads(self, grads, label: str = "grads") -> list:
         if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
-            raise TypeError("grads must be a list of arrays (one per param, or None to skip)")
+            raise TypeError(f"{label} must be a list of arrays (one per param, or None to skip)")
         if len(grads) != len(self.params):
-            raise ValueError(f"got {len(grads)} grads for {len(self.params)} params")
+            raise ValueError(f"got {len(grads)} {label} for {len(self.params)} params")
         out = []
         for i, (param, grad) in enumerate(zip(self.params, grads)):
             if grad is None:
@@ -112,12 +135,12 @@ class Optimizer(HasHypers):
             if isinstance(grad, np.generic):  # a 0-d gradient may come as a NumPy scalar
                 grad = np.asarray(grad)
             if not isinstance(grad, np.ndarray):
-                raise TypeError(f"grads[{i}] must be a numpy array, got {type(grad).__name__}")
+                raise TypeError(f"{label}[{i}] must be a numpy array, got {type(grad).__name__}")
             if grad.dtype != param.dtype:
-                raise TypeError(f"grads[{i}] has dtype {grad.dtype}, but params[{i}] has "
+                raise TypeError(f"{label}[{i}] has dtype {grad.dtype}, but params[{i}] has "
                                 f"{param.dtype}")
             if grad.shape != param.shape:
-                raise ValueError(f"grads[{i}] has shape {grad.shape}, but params[{i}] has "
+                raise ValueError(f"{label}[{i}] has shape {grad.shape}, but params[{i}] has "
                                  f"{param.shape}")
             out.append(grad)
         return out

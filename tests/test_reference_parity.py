@@ -70,3 +70,34 @@ def test_matches_reference(name, hypers, dtype, backend):
         for ours, theirs in state_names.items():
             np.testing.assert_allclose(opt.state[i][ours], ref.state[want][theirs].numpy(),
                                        **tol, err_msg=f"state[{i}][{ours!r}]")
+
+
+schedulefree = pytest.importorskip("schedulefree")
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("hypers", [
+    {},
+    {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1, "warmup_steps": 5, "r": 0.5},
+    {"weight_lr_power": 1.0, "eps": 1e-4},
+], ids=["defaults", "warmup-decay-r", "power-eps"])
+def test_schedule_free_adamw_matches_schedulefree(hypers, dtype, backend):
+    """schedulefree 1.4.1 AdamWScheduleFree (foreach=False, train mode): p is y, state z."""
+    params = initial_params(dtype)
+    tparams = [torch.nn.Parameter(torch.tensor(p)) for p in params]
+    opt = optgen.optimizer("schedule_free_adamw", params, backend=backend, **hypers)
+    ref = schedulefree.AdamWScheduleFree(tparams, foreach=False, **hypers)
+    ref.train()
+    for grads in gradient_sequence(dtype):
+        opt.step(grads)
+        for p, g in zip(tparams, grads):
+            p.grad = torch.tensor(g)
+        ref.step()
+    tol = TOLERANCES[dtype]
+    for i, (got, want) in enumerate(zip(params, tparams)):
+        np.testing.assert_allclose(got, want.detach().numpy(), **tol, err_msg=f"params[{i}]")
+        for key in ("z", "exp_avg_sq"):
+            np.testing.assert_allclose(opt.state[i][key], ref.state[want][key].numpy(), **tol,
+                                       err_msg=f"state[{i}][{key!r}]")
+    assert opt.state[2]["weight_sum"] == pytest.approx(ref.param_groups[0]["weight_sum"], rel=1e-12)

@@ -106,3 +106,57 @@ def test_reductions_do_not_depend_on_the_thread_count():
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         results.append(p)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def sophia_reference(params, grads_seq, hessians_seq, lr=1e-4, betas=(0.965, 0.99), rho=0.04,
+                     weight_decay=0.1, bs=5120, maximize=False):
+    """SophiaG (Liu et al., 2023, reference code): update_hessian() folds an estimate into h
+    (called between steps, every k steps), step() does decoupled decay, momentum and the
+    clipped sign update."""
+    b1, b2 = betas
+    m = [np.zeros_like(p) for p in params]
+    h = [np.zeros_like(p) for p in params]
+    for grads, hessians in zip(grads_seq, hessians_seq):
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if hessians is not None:  # update_hessian() before this step
+                h[i] = b2 * h[i] + (1 - b2) * hessians[i]
+            g = -g if maximize else g
+            p *= p.dtype.type(1 - lr * weight_decay)
+            m[i] = b1 * m[i] + (1 - b1) * g
+            ratio = np.minimum(np.abs(m[i]) / (rho * bs * h[i] + 1e-15), 1)
+            p -= (lr * np.sign(m[i]) * ratio).astype(p.dtype)
+    return params, {"exp_avg": m, "hess": h}
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("hypers", [{}, {"lr": 1e-2, "rho": 0.5, "bs": 8, "maximize": True}])
+def test_sophia_matches_transcription(hypers, dtype, backend):
+    """The Hessian estimate arrives every k = 4 steps (squared gradients, as SophiaG's GNB)."""
+    grads_seq = gradient_sequence(dtype)
+    hessians_seq = [[g * g for g in grads] if step % 4 == 0 else None
+                    for step, grads in enumerate(gradient_sequence(dtype, seed=5))]
+    want_params, want_states = sophia_reference(initial_params(dtype), grads_seq, hessians_seq,
+                                                **hypers)
+    params = initial_params(dtype)
+    opt = optgen.optimizer("sophia", params, backend=backend, **hypers)
+    for grads, hessians in zip(grads_seq, hessians_seq):
+        opt.step(grads, **({"hessian": hessians} if hessians is not None else {}))
+    tol = TOLERANCES[dtype]
+    for i, (got, want) in enumerate(zip(params, want_params)):
+        np.testing.assert_allclose(got, want, **tol, err_msg=f"params[{i}]")
+        for key, values in want_states.items():
+            np.testing.assert_allclose(opt.state[i][key], values[i], **tol,
+                                       err_msg=f"state[{i}][{key!r}]")
+
+
+def test_extra_inputs_are_checked():
+    params = initial_params(np.float64)
+    opt = optgen.optimizer("sophia", params)
+    grads = gradient_sequence(np.float64, 1)[0]
+    with pytest.raises(TypeError, match="sophia takes no input 'hessain' \\(its inputs: hessian\\)"):
+        opt.step(grads, hessain=grads)
+    with pytest.raises(ValueError, match=r"hessian\[4\] has shape"):
+        opt.step(grads, hessian=grads[:4] + [grads[4].reshape(-1)])
+    with pytest.raises(TypeError, match="adam takes no input 'hessian'"):
+        optgen.optimizer("adam", params).step(grads, hessian=grads)

@@ -96,6 +96,15 @@ EXPECTED = {
                 "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",
                 "adam-without-momentum-and-bias-correction": "proved",
                 "accumulator-stays-bounded": "proved"},
+    "schedule_free_adamw": {"bias-correction-limit": "proved", "first-step-magnitude": "proved",
+                            "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
+                            "l2-equals-decoupled-decay": "proved", "stable-lr-range": "unknown",
+                            "first-step-averages-onto-z": "proved"},
+    # sophia first-step-magnitude is false for |g| < 1e-15/(1 - b1) (the clip ratio falls below
+    # 1); sampling does not reach such values, so it stays unknown rather than refuted.
+    "sophia": {"first-step-magnitude": "unknown", "scale-invariance": "unknown",
+               "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
+               "stable-lr-range": "unknown", "steps-at-most-lr": "unknown"},
     "sgd": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
             "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
             "stable-lr-range": "proved", "stable-lr-range-momentum": "proved",
