@@ -209,8 +209,14 @@ class _Checker:
         if decl.scalar:
             self._expect(decl.init, Type.NUMBER, hyper_only=True, what="a scalar's initial value")
         else:  # an element state may start from the parameter: `state z = p`
-            with self._scope({k: v for k, v in self.symbols.items()
-                              if v.kind is Kind.HYPER or k in ("p", "pi")}):
+            misplaced = [name for name in _names(decl.init) if name in self.symbols
+                         and name != "p" and self.symbols[name].kind not in (Kind.HYPER,
+                                                                            Kind.CONSTANT)]
+            if misplaced:
+                self.error(f"a state's initial value may use hyperparameters and p, not "
+                           f"{self.symbols[misplaced[0]].kind.value} '{misplaced[0]}'",
+                           decl.init.span)
+            else:
                 self._expect(decl.init, Type.NUMBER, what="a state's initial value")
         if decl.condition is not None:
             self._expect(decl.condition, Type.BOOL, hyper_only=True,

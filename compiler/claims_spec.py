@@ -100,7 +100,7 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
     variables, bounds = _free_hypers(stepper, claim)
     inputs = ({"p": sp.Symbol("p", real=True), "g": sp.Symbol("g", real=True),
                **{name: sp.Symbol(name, real=True) for name in low.states}}
-              if stepper.spec.kind == "optimizer" else {})
+              if stepper.spec.kind != "schedule" else {})
     variables.update({k: v for k, v in inputs.items() if k not in pinned})
     if "t" not in pinned:
         variables["t"] = low.t

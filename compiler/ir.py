@@ -134,7 +134,8 @@ class CheckedSpec:
     statements: tuple[Statement, ...]
     symbols: dict[str, Symbol]
     claims: tuple[Claim, ...] = ()
-    kind: str = "optimizer"         # "optimizer", or "schedule": lr as a function of t
+    kind: str = "optimizer"         # "optimizer"; "schedule": lr as a function of t; "wrapper":
+                                    # runs after an inner optimizer's step (Lookahead)
     inputs: tuple[tuple[str, str], ...] = ()  # extra arrays beside g: (name, doc)
 
     def hyper(self, name: str) -> Hyper:

@@ -177,5 +177,5 @@ class SpecAST:
     updates: tuple[Assign, ...]
     has_update_section: bool
     claims: tuple[ClaimDecl, ...] = ()
-    kind: str = "optimizer"           # "optimizer" | "schedule"
+    kind: str = "optimizer"           # "optimizer" | "schedule" | "wrapper" (wraps inner)
     inputs: tuple[InputDecl, ...] = ()

@@ -175,8 +175,8 @@ class _ToNodes(Transformer):
         return n.Domain(_meta_span(meta), _bound(low), _bound(high), low_closed, high_closed)
 
     # items
-    def optimizer_decl(self, meta, name, base):
-        return ("optimizer", meta, name, base)
+    def optimizer_decl(self, meta, name, base, wraps):
+        return ("optimizer", meta, name, base, "wrapper" if wraps is not None else "optimizer")
 
     def schedule_decl(self, meta, name):
         return ("optimizer", meta, name, None, "schedule")
@@ -268,8 +268,7 @@ def _assemble(items: list[tuple]) -> n.SpecAST:
     for index, item in enumerate(items):
         kind = item[0]
         if kind == "optimizer":
-            _, meta, name_token, base_token, *spec_kind = item
-            spec_kind = spec_kind[0] if spec_kind else "optimizer"
+            _, meta, name_token, base_token, spec_kind = item
             if name is not None or index != 0:
                 errors.append(SpecError("'optimizer NAME' (or 'schedule NAME') must be the first "
                                     "line of a spec, once",

@@ -83,7 +83,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     hyper_args = tuple(str(s) for s in plan.hyper_args)
     kernels = [text for backend in BACKENDS for text in _render_kernels(backend, plan)]
     text = _environment().get_template("module.py.j2").render(
-        name=spec.name, description=spec.description, version=version,
+        name=spec.name, description=spec.description, version=version, kind=spec.kind,
         spec_file=source.file, sha256=source.sha256, base=base,
         equations=[latex_equation(eq) for eq in lowered.equations],
         hypers=[_hyper_row(h) for h in spec.hypers],

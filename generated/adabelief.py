@@ -19,7 +19,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'adabelief'
 DESCRIPTION = 'AdaBelief: Adapting Stepsizes by the Belief in Observed Gradients. Zhuang et al., 2020. arXiv:2010.07468. As optax.adabelief (adabelief-pytorch with rectify=False, weight_decouple=False): m first, then s = b2*s + (1 - b2)*(g - m)^2 + eps, both bias-corrected; p -= lr*m_hat/(sqrt(s_hat) + eps).'
 SPEC_SHA256 = 'a285239a83520f0710664ba339c379cf23912ccafe8c72dba1cb63bb98bf3423'

@@ -22,7 +22,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'adabound'
 DESCRIPTION = 'AdaBound: Adaptive Gradient Methods with Dynamic Bound of Learning Rate. Luo et al., 2019. arXiv:1902.09843. As the adabound package: the per-element step lr*sqrt(1 - b2^t)/(1 - b1^t)/(sqrt(v) + eps) is clipped to [final_lr*(1 - 1/(gamma*t + 1)), final_lr*(1 + 1/(gamma*t))], then multiplies m. final_lr is absolute here (the package rescales it when a scheduler changes lr).'
 SPEC_SHA256 = 'eae6913adebd9aabae319e5d0db740df94c5e9c77d11e3612e4b0143085eb4cc'

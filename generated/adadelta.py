@@ -21,7 +21,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'adadelta'
 DESCRIPTION = 'Adadelta: An Adaptive Learning Rate Method. Zeiler, 2012. arXiv:1212.5701. As torch.optim.Adadelta: the step is sqrt(acc_delta + eps)/sqrt(square_avg + eps) * g, scaled by lr.'
 SPEC_SHA256 = 'd4a656190dcdbf2d4d31310274464facf5b29c1a6ce4fff58658ddd4138f7fff'

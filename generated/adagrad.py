@@ -20,7 +20,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'adagrad'
 DESCRIPTION = 'Adagrad: Adaptive Subgradient Methods for Online Learning and Stochastic Optimization. Duchi, Hazan & Singer, 2011. As torch.optim.Adagrad, with learning-rate decay lr / (1 + (t - 1) * lr_decay).'
 SPEC_SHA256 = '1d602d8f350eb588c7ea8b134430354dce626faccaa22502a4bb406e5e4af642'

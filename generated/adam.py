@@ -24,7 +24,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'adam'
 DESCRIPTION = 'Adam: A Method for Stochastic Optimization. Kingma & Ba, 2015. arXiv:1412.6980. PyTorch semantics (torch.optim.Adam), including AMSGrad (Reddi et al., 2018) and decoupled weight decay (AdamW).'
 SPEC_SHA256 = 'b6e16dbe004884d2cda84767a1390dbf84d932abdba7a0954437126119a58725'

@@ -20,7 +20,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'adamax'
 DESCRIPTION = 'Adamax: Adam with the infinity norm (Kingma & Ba, 2015, section 7.1, arXiv:1412.6980). As torch.optim.Adamax: u = max(b2*u, |g| + eps), p -= lr/(1 - b1^t) * m/u.'
 SPEC_SHA256 = '49c7f22737ea5a228afaa3fb21f5c0d13f604d3a04d3304038f20dd4c1156498'

@@ -25,7 +25,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'adamw'
 DESCRIPTION = 'AdamW: Decoupled Weight Decay Regularization. Loshchilov & Hutter, 2019. arXiv:1711.05101. Adam with decoupled weight decay, as torch.optim.AdamW.'
 SPEC_SHA256 = '9d99584ffd124d93286f10e3b06788c7003a651eb82d4992865e0a1ef1b7850b'

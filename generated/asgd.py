@@ -22,7 +22,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'asgd'
 DESCRIPTION = 'Averaged SGD: Acceleration of Stochastic Approximation by Averaging. Polyak & Juditsky, 1992. As torch.optim.ASGD: eta_t = lr / (1 + lambd*lr*(t - 1))^alpha and mu_t = 1/max(1, t - 1 - t0) (torch keeps them as state, one step behind); ax is the running average of p.'
 SPEC_SHA256 = '152a49b12f77f5c0c11bf217bf7970e34f90a04d1d9b27ab083ca609c4bf2274'

@@ -22,7 +22,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'lamb'
 DESCRIPTION = 'LAMB: Large Batch Optimization for Deep Learning: Training BERT in 76 minutes. You et al., 2019. arXiv:1904.00962. As optax.lamb: u = m_hat/(sqrt(v_hat) + eps) + weight_decay*p, trust = norm(p)/norm(u) (1 where either norm is 0), p -= lr*trust*u. Norms are per tensor.'
 SPEC_SHA256 = '31f1820c6e3b315db37722b3b12fc7c414fcba4c777be325ad5d02ae350aa8ad'

@@ -22,7 +22,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'lars'
 DESCRIPTION = 'LARS: Large Batch Training of Convolutional Networks. You, Gitman & Ginsburg, 2017. arXiv:1708.03888. As optax.lars: u = g + weight_decay*p, trust = trust_coefficient*norm(p)/(norm(u) + eps) (1 where either norm is 0), then momentum on -lr*trust*u. Norms are per tensor.'
 SPEC_SHA256 = '790b4972e51924c1e3db1592f88130144e922bba1b173f9a38915c4982d114da'

@@ -19,7 +19,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'lion'
 DESCRIPTION = 'Lion: Symbolic Discovery of Optimization Algorithms. Chen et al., 2023. arXiv:2302.06675. As lion-pytorch: c = b1*m + (1 - b1)*g; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1 - b2)*g.'
 SPEC_SHA256 = '90737c83c0c82782239eac0824bee4fe21229f6dd3b38cc9dd45e0a86ea144e8'

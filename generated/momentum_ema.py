@@ -18,7 +18,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'momentum_ema'
 DESCRIPTION = "Heavy-ball momentum written as an exponential moving average (Polyak, 1964; the form of many tutorials): m = beta*m + (1 - beta)*g, p -= lr*m. The same iterates as PyTorch's SGD momentum, buf = momentum*buf + g, with lr scaled by (1 - beta)."
 SPEC_SHA256 = '5a8fc48924e9a14d86e2d03a8a0f2b54d36d6535f190a9cd6089daf6dae0296f'

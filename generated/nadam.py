@@ -26,7 +26,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'nadam'
 DESCRIPTION = 'NAdam: Incorporating Nesterov Momentum into Adam. Dozat, 2016. As torch.optim.NAdam: the momentum schedule mu_t = b1*(1 - 0.5*0.96^(t*momentum_decay)) and its running product mu_product (one value per tensor), with optional decoupled weight decay.'
 SPEC_SHA256 = '530ec207bf67c4cb4342c872cc426b720155c20261642dc9f355ac714cfe6c26'

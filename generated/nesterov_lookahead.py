@@ -19,7 +19,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'nesterov_lookahead'
 DESCRIPTION = "Nesterov's accelerated gradient in the look-ahead form of Sutskever et al., 2013 (v = mu*v - lr*grad f(p + mu*v); p += v), rewritten for the gradient at the stored point as in Bengio et al., 2013: p -= mu*v_prev; p += (1 + mu)*v. The same iterates as torch.optim.SGD(nesterov=True)."
 SPEC_SHA256 = 'd220da6fa0d5b6b62e2e58403a8d4d388d05d94753aecef8e417950146bc1603'

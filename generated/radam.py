@@ -25,7 +25,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'radam'
 DESCRIPTION = 'RAdam: On the Variance of the Adaptive Learning Rate and Beyond. Liu et al., 2020. arXiv:1908.03265. As torch.optim.RAdam: the adaptive step is used, rectified, once rho_t > 5; before that the step is momentum SGD with bias correction.'
 SPEC_SHA256 = '9e3dff590c43d56e6ad3ca15fbbe2c7c19f46b283f980e613f82e65a4b0dbf96'

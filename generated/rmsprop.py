@@ -23,7 +23,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'rmsprop'
 DESCRIPTION = 'RMSprop (Hinton, Lecture 6e of Neural Networks for Machine Learning, 2012), centered variant from Graves, 2013. As torch.optim.RMSprop: eps is added after the square root.'
 SPEC_SHA256 = 'ca06caa6098403442f798709dbd0b13e9ffe5f6ec3b7f1af982b56a98aa0bdb7'

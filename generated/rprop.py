@@ -22,7 +22,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'rprop'
 DESCRIPTION = "Rprop: resilient backpropagation (Riedmiller & Braun, 1993). As torch.optim.Rprop: each element's step size grows by etaplus while its gradient keeps its sign and shrinks by etaminus when it flips (that step is skipped); p -= sign(g) * step_size."
 SPEC_SHA256 = '3c51752a5bcc56a5e8ce86ef0dcf82825dce6945782457e379e19035369689f9'

@@ -26,7 +26,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'schedule_free_adamw'
 DESCRIPTION = "Schedule-Free AdamW: The Road Less Scheduled. Defazio et al., 2024. arXiv:2405.15682. As schedulefree.AdamWScheduleFree in train mode: p holds y, z starts at p, and the evaluation point is x = lerp(y, z, 1 - 1/b1) (the package's eval())."
 SPEC_SHA256 = '71cac802f383b04ede9f603d2ce6b96b0d39702ab8944f2cd9fe83feb3d25b22'

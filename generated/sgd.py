@@ -20,7 +20,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'sgd'
 DESCRIPTION = 'Stochastic gradient descent with momentum and Nesterov momentum (Sutskever et al., 2013), as torch.optim.SGD: the buffer starts as the first gradient and accumulates momentum*buf + (1 - dampening)*g.'
 SPEC_SHA256 = '1232d3994828d606ec27f0115c3cd8fd02c4eef4ba4ce839ab324ebb7c7a0a90'

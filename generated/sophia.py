@@ -21,7 +21,7 @@ import numpy
 
 from optgen.runtime.signature import HyperSpec
 
-KIND = "optimizer"
+KIND = 'optimizer'
 NAME = 'sophia'
 DESCRIPTION = "Sophia: A Scalable Stochastic Second-order Optimizer for Language Model Pre-training. Liu et al., 2023. arXiv:2305.14342. As the SophiaG reference code: decoupled decay, m = b1*m + (1 - b1)*g, p -= lr*sign(m)*min(|m|/(rho*bs*h + 1e-15), 1). The caller passes a Hessian-diagonal estimate every k steps as step(grads, hessian=[...]) (SophiaG's update_hessian: h = b2*h + (1 - b2)*hessian)."
 SPEC_SHA256 = '0c5720d085e9d6b6e18e0be00c46f75eb06e7cf4f3b74a195be3e4ea5bcf7792'

@@ -25,14 +25,23 @@ SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 __all__ = ["Optimizer", "available", "optimizer"]
 
 
-def optimizer(name_or_path, params, backend: str = "cpu", **hypers) -> "Optimizer":
+def optimizer(name_or_path, params, backend: str = "cpu", inner=None, **hypers):
     """An optimizer over ``params`` (a list of float32/float64 arrays, updated in place).
 
     ``name_or_path`` is a catalogue name (see :func:`available`) or the path of a ``.opt`` spec.
     ``backend`` is ``"cpu"`` (Numba, fused and parallel) or ``"numpy"`` (the reference).
-    Hyperparameters not given take the spec's defaults.
+    Hyperparameters not given take the spec's defaults. A spec that ``wraps inner`` (Lookahead)
+    takes the inner optimizer as ``inner=`` (a name or path); hyperparameters it does not know
+    go to the inner one.
     """
-    return Optimizer(load(name_or_path), params, backend=backend, **hypers)
+    module = load(name_or_path)
+    if getattr(module, "KIND", "optimizer") == "wrapper":
+        from .wrapped import Wrapped
+        return Wrapped(module, params, inner=inner, backend=backend, **hypers)
+    if inner is not None:
+        raise TypeError(f"{module.NAME} does not wrap another optimizer; inner= is for specs "
+                        "declared 'wraps inner' (lookahead)")
+    return Optimizer(module, params, backend=backend, **hypers)
 
 
 class Optimizer(HasHypers):
@@ -41,7 +50,7 @@ class Optimizer(HasHypers):
     def __init__(self, module: ModuleType, params: Sequence[np.ndarray], backend: str = "cpu",
                  **hypers):
         object.__setattr__(self, "_module", module)
-        if getattr(module, "KIND", "optimizer") != "optimizer":
+        if getattr(module, "KIND", "optimizer") == "schedule":
             raise ValueError(f"{module.NAME!r} is a {module.KIND}, not an optimizer; use "
                              f"optgen.schedule({module.NAME!r}, ...)")
         if not isinstance(backend, str):
@@ -96,6 +105,15 @@ class Optimizer(HasHypers):
                     updated = module.scalar_updates(t, *flat_hypers, *scalars)
                     state.update(zip(module.SCALARS, map(float, updated)))
                 state["step"] = t
+
+    def prepare(self, grads) -> None:
+        """Create the states of the params ``grads`` will step, from their current values
+        (a wrapper's states start from p before the inner optimizer moves it)."""
+        flat_hypers = self._flat(self._hypers)
+        present = self._module.states_present(*flat_hypers)
+        for param, grad, state in zip(self.params, grads, self.state):
+            if grad is not None:
+                self._ensure_state(param, state, present, flat_hypers)
 
     def _ensure_state(self, param, state, present, flat_hypers) -> None:
         if "step" not in state:

@@ -65,6 +65,9 @@ SETTINGS = {
 CASES = [pytest.param(name, fname, hypers, id=f"{name}-{fname}")
          for name, per_function in SETTINGS.items()
          for fname, hypers in zip(FUNCTIONS, per_function)]
+# Lookahead wraps an inner optimizer: around Adam with Adam's settings.
+CASES += [pytest.param("lookahead", fname, {"inner": "adam", **hypers}, id=f"lookahead-{fname}")
+          for fname, hypers in zip(FUNCTIONS, SETTINGS["adam"])]
 
 
 def test_every_optimizer_has_settings():

@@ -70,7 +70,7 @@ CASES = [
     pytest.param(HEADER + "update:\n  y = 2 if lr > 0\n  p = p - y*g\n", 5, 3,
                  "first assigned under a condition", id="conditional-first-assignment"),
     pytest.param(HEADER + "state v = g\nupdate:\n  p = p - g\n", 4, 11,
-                 "only hyperparameters may appear here", id="state-init-not-host"),
+                 "may use hyperparameters and p, not input 'g'", id="state-init-not-host"),
     pytest.param("optimizer demo extends nowhere\n", 1, 24, "cannot find spec 'nowhere'",
                  id="unknown-base"),
 ]

@@ -101,3 +101,39 @@ def test_schedule_free_adamw_matches_schedulefree(hypers, dtype, backend):
             np.testing.assert_allclose(opt.state[i][key], ref.state[want][key].numpy(), **tol,
                                        err_msg=f"state[{i}][{key!r}]")
     assert opt.state[2]["weight_sum"] == pytest.approx(ref.param_groups[0]["weight_sum"], rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("inner, inner_hypers, torch_class", [
+    ("adam", {"lr": 0.01}, torch.optim.Adam),
+    ("sgd", {"lr": 0.05, "momentum": 0.9}, torch.optim.SGD),
+])
+def test_lookahead_matches_transcription(inner, inner_hypers, torch_class, backend):
+    """Lookahead (Zhang et al., 2019, Algorithm 1) around torch.optim: slow weights start at the
+    initial weights; every k steps slow += alpha*(fast - slow) and fast = slow."""
+    k, alpha = 3, 0.6
+    params = initial_params(np.float64)
+    tparams = [torch.tensor(p) for p in params]
+    slow = [p.clone() for p in tparams]
+    opt = optgen.optimizer("lookahead", params, backend=backend, inner=inner, k=k, alpha=alpha,
+                           **inner_hypers)
+    ref = torch_class(tparams, foreach=False, **inner_hypers)
+    for step, grads in enumerate(gradient_sequence(np.float64), start=1):
+        opt.step(grads)
+        for p, g in zip(tparams, grads):
+            p.grad = torch.tensor(g)
+        ref.step()
+        if step % k == 0:
+            with torch.no_grad():
+                for s, p in zip(slow, tparams):
+                    s += alpha * (p - s)
+                    p.copy_(s)
+    tol = TOLERANCES[np.float64]
+    for i, (got, want) in enumerate(zip(params, tparams)):
+        np.testing.assert_allclose(got, want.numpy(), **tol, err_msg=f"params[{i}]")
+        np.testing.assert_allclose(opt.state[i]["slow"], slow[i].numpy(), **tol)
+    assert opt.lr == inner_hypers["lr"] and opt.k == k
+    with pytest.raises(TypeError, match="pass inner="):
+        optgen.optimizer("lookahead", params)
+    with pytest.raises(TypeError, match="adam has no hyperparameter 'kk'"):
+        optgen.optimizer("lookahead", params, inner="adam", kk=3)
