@@ -7,6 +7,7 @@ recompiled nor re-jitted (Numba caches its machine code beside the module).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -34,7 +35,7 @@ def _kind(path: Path) -> str:
     with path.open() as f:
         for line in f:
             if line.startswith("KIND = "):
-                return line.split("=", 1)[1].strip().strip('"')
+                return ast.literal_eval(line.split("=", 1)[1].strip())
     return "optimizer"
 
 
