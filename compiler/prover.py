@@ -92,15 +92,17 @@ def prove_zero(residual: sp.Basic) -> bool:
     return all(simplify_zero(residual.xreplace(case)) for case in cases)
 
 
-def prove_nonnegative(residual: sp.Basic) -> bool:
-    """Whether ``residual >= 0`` everywhere, by SymPy's assumption system (per sign case)."""
-    def nonnegative(e):
+def prove_sign(residual: sp.Basic, assumption: str = "nonnegative") -> bool:
+    """Whether ``residual`` is ``assumption`` ("nonnegative" or "positive") everywhere, by
+    SymPy's assumption system on the simplified and factored forms, per sign case."""
+    def holds(e):
         e = sp.simplify(e)
-        return e.is_nonnegative is True or sp.factor(e).is_nonnegative is True
-    if nonnegative(residual):
+        return getattr(e, f"is_{assumption}") is True or \
+            getattr(sp.factor(e), f"is_{assumption}") is True
+    if holds(residual):
         return True
     cases = split_cases(residual)
-    return len(cases) > 1 and all(nonnegative(residual.xreplace(c)) for c in cases)
+    return len(cases) > 1 and all(holds(residual.xreplace(c)) for c in cases)
 
 
 def sample_point(symbols, rng: random.Random, attempt: int,
@@ -229,15 +231,7 @@ def _substitutable(expr) -> bool:
 def _proved(residual: sp.Basic, relation: str) -> bool:
     if relation == "==":
         return prove_zero(residual)
-    if relation == ">=":
-        return prove_nonnegative(residual)
-    def positive(e):
-        e = sp.simplify(e)
-        return e.is_positive is True or sp.factor(e).is_positive is True
-    if positive(residual):
-        return True
-    cases = split_cases(residual)
-    return len(cases) > 1 and all(positive(residual.xreplace(c)) for c in cases)
+    return prove_sign(residual, "nonnegative" if relation == ">=" else "positive")
 
 
 def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
