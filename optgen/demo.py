@@ -22,6 +22,17 @@ SETTINGS = {
     "adam": {"lr": 0.05},
     "adamw": {"lr": 0.05, "weight_decay": 1e-3},
     "momentum_ema": {"lr": 0.5, "beta": 0.9},
+    "adabelief": {"lr": 0.05},
+    "adabound": {"lr": 0.05},
+    "adamax": {"lr": 0.05},
+    "asgd": {"lr": 0.5},
+    "lamb": {"lr": 0.05},
+    "lars": {"lr": 1.0},
+    "lion": {"lr": 0.005},
+    "nadam": {"lr": 0.05},
+    "radam": {"lr": 0.05},
+    "schedule_free_adamw": {"lr": 0.05},
+    "sophia": {"lr": 0.005, "weight_decay": 0.0},
     "nesterov_lookahead": {"lr": 0.5, "momentum": 0.9},
 }
 
