@@ -84,3 +84,27 @@ def test_adagrad_any_hypers(lr, lr_decay, wd, init, eps, maximize, backend, seed
     hypers = dict(lr=lr, lr_decay=lr_decay, weight_decay=wd, initial_accumulator_value=init,
                   eps=eps, maximize=maximize)
     compare("adagrad", torch.optim.Adagrad, hypers, backend, seed)
+
+
+@SETTINGS
+@given(lr=positive, b1=unit, b2=unit, eps=st.floats(1e-10, 1.0), wd=st.floats(0.0, 1.0),
+       psi=st.floats(0.0, 0.1), decoupled=st.booleans(), maximize=st.booleans(),
+       backend=st.sampled_from(["cpu", "numpy"]), seed=st.integers(0, 2**16))
+def test_nadam_any_hypers(lr, b1, b2, eps, wd, psi, decoupled, maximize, backend, seed):
+    hypers = dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, momentum_decay=psi,
+                  decoupled_weight_decay=decoupled, maximize=maximize)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # NAdam keeps mu_product in the default dtype
+    try:
+        compare("nadam", torch.optim.NAdam, hypers, backend, seed)
+    finally:
+        torch.set_default_dtype(default)
+
+
+@SETTINGS
+@given(lr=positive, etaminus=st.floats(0.05, 0.95), etaplus=st.floats(1.05, 3.0),
+       smin=st.floats(0.0, 1e-3), smax=st.floats(1e-2, 10.0), maximize=st.booleans(),
+       backend=st.sampled_from(["cpu", "numpy"]), seed=st.integers(0, 2**16))
+def test_rprop_any_hypers(lr, etaminus, etaplus, smin, smax, maximize, backend, seed):
+    hypers = dict(lr=lr, etas=(etaminus, etaplus), step_sizes=(smin, smax), maximize=maximize)
+    compare("rprop", torch.optim.Rprop, hypers, backend, seed)
