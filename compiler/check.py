@@ -174,7 +174,7 @@ class _Checker:
                        hint=f"hyper {decl.name} = {default} as ({', '.join(f'x{i}' for i in range(len(default)))})")
             return None
         if kind != "tuple" and decl.components:
-            self.error(f"only tuple hyperparameters name their items", decl.span)
+            self.error("only tuple hyperparameters name their items", decl.span)
         values = default if kind == "tuple" else (default,)
         if domain is not None:
             for value in values:

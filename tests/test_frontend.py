@@ -7,7 +7,7 @@ import pytest
 
 import optgen
 
-from helpers import SHAPES, gradient_sequence, initial_params
+from helpers import gradient_sequence, initial_params
 
 
 def run(name, backend, dtype=np.float64, steps=25, **hypers):
