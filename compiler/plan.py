@@ -2,14 +2,20 @@
 
 Splits the step by what each part depends on:
 
-* **host scalars** — every maximal subexpression over hyperparameters and ``t`` alone
-  (``lr / (1 - b1**t)``, ``weight_decay != 0``) and every numeric literal, computed once per step
-  outside the element loop and handed to the kernel already cast to the parameter's dtype;
-* **one fused element pass** — the rest, with common subexpressions shared through
-  :func:`sympy.cse`, reading ``p``, ``g`` and the states once and writing each changed one once.
+* **host scalars** — every maximal subexpression over hyperparameters, ``t``, scalar states and
+  input flags alone (``lr / (1 - b1**t)``, ``weight_decay != 0``) and every numeric literal,
+  computed once per step outside the element loop and handed to the kernel already cast to the
+  parameter's dtype; scalar states' new values are host expressions too;
+* **reduction passes** — each per-tensor sum (``norm``, ``sum``, ``mean``, ``rms``) becomes a
+  symbol ``_rk`` of the element pass, computed first by a pass over fixed-size blocks;
+* **element passes** — the rest, with common subexpressions shared through :func:`sympy.cse`,
+  reading ``p``, ``g``, inputs and states once and writing each changed one once. There is one
+  pass per combination of which conditional states and inputs exist, so that every load and
+  store in a loop is unconditional.
 
 Names in the plan are the generated code's own: loaded values ``_p``, ``_m``; host scalars
-``_h0, _h1, ...``; element temporaries ``_e0, _e1, ...``; user names never start with ``_``.
+``_h0, _h1, ...``; element temporaries ``_e0, _e1, ...``; sums ``_r0, ...``; the element count
+``_n``. User names never start with ``_``.
 """
 
 from __future__ import annotations
@@ -34,15 +40,15 @@ class HostScalar:
 class Array:
     """One array argument of the kernel."""
 
-    name: str                       # p, g, or the state's name
+    name: str                       # p, g, an input's or a state's name
     local: sp.Symbol                # the loaded element value, e.g. _m
-    present: sp.Symbol | None       # host flag: the (conditional) state exists
+    present: sp.Symbol | None       # host flag: the (conditional) state or input exists
     absent_value: sp.Basic | None   # read in its place when it does not (its initial value)
 
 
 @dataclass(frozen=True)
 class ElementPass:
-    """One fused loop, for one combination of which conditional states exist.
+    """One fused loop, for one combination of which conditional states and inputs exist.
 
     Specialising on presence keeps every load and store unconditional, so the loop vectorises;
     the remaining host conditions are selects between values already computed.
