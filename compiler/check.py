@@ -26,6 +26,8 @@ BUILTIN_SYMBOLS = {
     "g": Symbol("g", Kind.INPUT, Type.NUMBER, Level.ELEMENT),
     "t": Symbol("t", Kind.STEP, Type.NUMBER, Level.HOST),
     "pi": Symbol("pi", Kind.CONSTANT, Type.NUMBER, Level.HOST),
+    "rows": Symbol("rows", Kind.CONSTANT, Type.NUMBER, Level.TENSOR),
+    "cols": Symbol("cols", Kind.CONSTANT, Type.NUMBER, Level.TENSOR),
 }
 # Function names are not reserved: `sum(x)` is a call and `sum` a name (Adagrad's state).
 RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false"}
@@ -51,6 +53,7 @@ class _Checker:
         self.assigned_later: set[str] = set()
         self.tuples: dict[str, tuple[str, ...]] = {}
         self.claim_ids: set[str] = set()
+        self.hyper_choices = {d.name: d.choices for d in ast.hypers if d.type == "choice"}
 
     def error(self, message: str, span, hint: str | None = None) -> None:
         self.errors.append(SpecError(message, span, hint=hint))
@@ -139,6 +142,19 @@ class _Checker:
 
     def _hyper(self, decl: n.HyperDecl) -> Hyper | None:
         default, kind = decl.default, decl.type
+        if kind == "choice":
+            if len(set(decl.choices)) != len(decl.choices):
+                self.error(f"choices of '{decl.name}' repeat", decl.span)
+                return None
+            if default not in decl.choices:
+                self.error(f"default {default!r} of '{decl.name}' is not one of its choices "
+                           f"{', '.join(map(repr, decl.choices))}", decl.default_span)
+                return None
+            if not self._declare(decl.name, Symbol(decl.name, Kind.HYPER, Type.CHOICE, Level.HOST),
+                                 decl.span):
+                return None
+            return Hyper(decl.name, "choice", default, (), None, decl.doc or "", decl.span,
+                         decl.choices)
         domain = None
         if decl.domain is not None:
             d = decl.domain
@@ -348,6 +364,13 @@ class _Checker:
             self.error(f"cannot bind '{binding.name}' here", binding.span,
                        hint=self._suggest(binding.name, scalars | set(tuple_items)))
             return
+        choices = next((h.choices for h in hypers if h.name == binding.name
+                        and h.type == "choice"), None)
+        if choices is not None:
+            if not isinstance(binding.value, n.String) or binding.value.value not in choices:
+                self.error(f"'{binding.name}' takes one of {', '.join(map(repr, choices))}",
+                           binding.span)
+            return
         with self._scope(table):
             for value in values:
                 self._expect(value, Type.BOOL if self._is_flag(binding.name, hypers) else
@@ -443,7 +466,20 @@ class _Checker:
                     if got is not want:
                         self.error(f"argument of {func}() must be a {want.value}", arg.span)
                         return None
+                if spec.matrix:
+                    if any(level is not Level.HOST for _, level in types[1:]):
+                        self.error(f"{func}()'s arguments after the first are computed once per "
+                                   "step: hyperparameters and t only", expr.span)
+                        return None
+                    if _calls(args[0], lambda f: FUNCTIONS[f].matrix or FUNCTIONS[f].reduction):
+                        self.error(f"{func}() of a reduction or of another matrix operation is "
+                                   "not supported", expr.span)
+                        return None
+                    return Type.NUMBER, Level.ELEMENT
                 if spec.reduction:
+                    if _calls(args[0], lambda f: FUNCTIONS[f].matrix):
+                        self.error(f"{func}() of a matrix operation is not supported", expr.span)
+                        return None
                     if types[0][1] is Level.TENSOR:
                         self.error(f"{func}() of a value that itself needs a reduction: "
                                    "reductions do not nest", expr.span)
@@ -454,6 +490,13 @@ class _Checker:
                 return self._operands([operand], hyper_only, Type.NUMBER, Type.NUMBER)
             case n.Binary(left=left, right=right):
                 return self._operands([left, right], hyper_only, Type.NUMBER, Type.NUMBER)
+            case n.Compare(left=left, right=right) if isinstance(left, n.String) or isinstance(
+                    right, n.String):
+                return self._choice_compare(expr, hyper_only)
+            case n.String():
+                self.error("a string can only be compared with a choice hyperparameter",
+                           expr.span)
+                return None
             case n.Compare(left=left, right=right):
                 return self._operands([left, right], hyper_only, Type.NUMBER, Type.BOOL)
             case n.BoolOp(left=left, right=right):
@@ -471,6 +514,22 @@ class _Checker:
                 return a[0], max(c[1], a[1], b[1], key=lambda lv: lv.value)
         raise TypeError(f"unexpected node {expr!r}")  # pragma: no cover
 
+    def _choice_compare(self, expr: n.Compare, hyper_only: bool):
+        """``choice == "name"``: the string must be one of the hyperparameter's choices."""
+        name, text = (expr.left, expr.right) if isinstance(expr.right, n.String) else \
+            (expr.right, expr.left)
+        symbol = self.symbols.get(name.id) if isinstance(name, n.Name) else None
+        if symbol is None or symbol.type is not Type.CHOICE or expr.op not in ("==", "!="):
+            self.error("a string can only be compared (== or !=) with a choice hyperparameter",
+                       expr.span)
+            return None
+        choices = self.hyper_choices[name.id]
+        if text.value not in choices:
+            self.error(f"{text.value!r} is not a choice of '{name.id}'", text.span,
+                       hint=f"its choices: {', '.join(map(repr, choices))}")
+            return None
+        return Type.BOOL, Level.HOST
+
     _MISMATCH = {
         Type.NUMBER: ("a bool cannot be used as a number", "use 'c ? a : b' to choose between numbers"),
         Type.BOOL: ("'and', 'or' and 'not' take bools", "compare numbers first, e.g. 'x != 0'"),
@@ -482,6 +541,10 @@ class _Checker:
         if any(t is None for t in types):
             return None
         for operand, (got, _) in zip(operands, types):
+            if got is Type.CHOICE:
+                self.error("a choice hyperparameter can only be compared with one of its "
+                           "strings", operand.span)
+                return None
             if got is not want:
                 message, hint = self._MISMATCH[want]
                 self.error(message, operand.span, hint=hint)
@@ -511,3 +574,17 @@ def _names(expr: n.Expr):
         case n.Ternary(condition=c, then=a, otherwise=b):
             for x in (c, a, b):
                 yield from _names(x)
+
+
+def _calls(expr: n.Expr, which) -> bool:
+    """Whether ``expr`` calls a function for which ``which(name)`` holds."""
+    match expr:
+        case n.Call(func=func, args=args):
+            return (func in FUNCTIONS and which(func)) or any(_calls(a, which) for a in args)
+        case n.Neg(operand=x) | n.Not(operand=x):
+            return _calls(x, which)
+        case n.Binary(left=a, right=b) | n.Compare(left=a, right=b) | n.BoolOp(left=a, right=b):
+            return _calls(a, which) or _calls(b, which)
+        case n.Ternary(condition=c, then=a, otherwise=b):
+            return any(_calls(x, which) for x in (c, a, b))
+    return False

@@ -20,7 +20,7 @@ import sympy as sp
 from . import nodes as n
 from .claims_builtin import Check, bounds_of
 from .ir import Claim
-from .lower import _expr
+from .lower import _expr, choices_of
 from .stepper import NumericStepper, SymbolicStepper
 
 _FLIP = {"<=": ">=", "<": ">", ">=": ">=", ">": ">", "==": "=="}
@@ -56,7 +56,7 @@ def _hyper_values(st: SymbolicStepper, claim: Claim, values: dict[str, Any],
                   bindings: tuple[n.Binding, ...], t) -> dict[str, Any]:
     """Defaults, the claim's free hypers, then ``at`` bindings (evaluated over those)."""
     hypers = st.hypers({name: values[name] for name in claim.mentioned})
-    env = {**hypers, "t": t}
+    env = {**hypers, "t": t, **choices_of(st.spec)}
     for binding in bindings:
         if binding.name in hypers or _is_tuple(st, binding.name):
             hypers.update(_bind(st, binding, env))
@@ -87,6 +87,9 @@ def _is_tuple(st: SymbolicStepper, name: str) -> bool:
 
 def _bind(st: SymbolicStepper, binding: n.Binding, env: dict) -> dict[str, Any]:
     """Scalar hyper values a binding sets on stepper ``st``'s spec."""
+    if isinstance(binding.value, n.String):  # a choice: generated code sees the index
+        owner = next(h for h in st.spec.hypers if h.name == binding.name)
+        return {binding.name: st.value(sp.Integer(owner.choices.index(binding.value.value)))}
     if isinstance(binding.value, tuple):
         owner = next(h for h in st.spec.hypers if h.name == binding.name)
         return {item: st.value(_expr(e, env)) for item, e in zip(owner.components, binding.value)}
@@ -112,8 +115,8 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
         hypers = _hyper_values(st, claim, values, decl.at, t)
         for binding in decl.at:  # t may be pinned in terms of (free) hypers: at t = T_max
             if binding.name == "t":
-                t = st.value(_expr(binding.value, hypers))
-        env = {**hypers, "t": t}
+                t = st.value(_expr(binding.value, {**hypers, **choices_of(st.spec)}))
+        env = {**hypers, "t": t, **choices_of(st.spec)}
         given_inputs = {name: values.get(name) for name in inputs}
         pinned_env = {**env, **{k: v for k, v in given_inputs.items() if v is not None}}
         for binding in decl.at:
@@ -168,7 +171,7 @@ def _equivalence(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
         lhs, rhs = [], []
         for k, name in enumerate(grads, start=1):
             hypers = _hyper_values(st, claim, values, decl.at, k)
-            env = {**hypers, "t": k}
+            env = {**hypers, "t": k, **choices_of(st.spec)}
             theirs = st2.hypers()
             for binding in decl.other_bindings:
                 theirs.update(_bind(st2, binding, env))

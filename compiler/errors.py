@@ -24,7 +24,7 @@ class Span:
         return cls(line, column, line, column + 1)
 
 
-class SpecError(Exception):
+class SpecError(ValueError):
     """A mistake in a spec, located at ``span`` of ``source`` (the text of ``filename``)."""
 
     def __init__(self, message: str, span: Span | None = None, *, hint: str | None = None,

@@ -20,6 +20,7 @@ class Function:
     takes_condition: bool = False  # first argument is a condition (where)
     doc: str = ""
     reduction: bool = False        # over all elements of the tensor: one value per tensor
+    matrix: bool = False           # a whole-matrix operation; arguments after the first are host
 
 
 class ReduceSum(sp.Function):
@@ -35,6 +36,25 @@ class ReduceSum(sp.Function):
 
 #: The number of elements of the tensor (for mean and rms).
 NUMEL = sp.Symbol("_n", positive=True, integer=True)
+#: The sizes of the parameter's first two dimensions (`rows`, `cols` in a spec; 1 where the
+#: parameter has fewer dimensions).
+ROWS = sp.Symbol("_rows", positive=True, integer=True)
+COLS = sp.Symbol("_cols", positive=True, integer=True)
+#: Per-tensor values the runtime computes from the shape, in the kernels' argument order.
+SHAPE_VALUES = (NUMEL, ROWS, COLS)
+
+
+class Orthogonalize(sp.Function):
+    """The orthogonalization of the parameter-shaped matrix of an element expression by the
+    quintic Newton-Schulz iteration (Muon): X = G/max(norm(G), eps), then ``steps`` times
+    A = X X^T, X = a X + (b A + c A A) X, on the transpose when rows > cols.
+
+    Not element-wise: the planner computes its argument in one pass, the runtime iterates on the
+    2-D matrix in the parameter's dtype, and the element pass reads the result.
+    """
+
+    nargs = 6
+    is_real = True
 
 
 def safe_condition(condition: sp.Basic) -> sp.Basic:
@@ -96,6 +116,9 @@ FUNCTIONS: dict[str, Function] = {
                      doc="mean over the tensor's elements", reduction=True),
     "rms": Function(1, 1, lambda x: sp.sqrt(ReduceSum(x ** 2) / NUMEL),
                     doc="root mean square over the tensor's elements", reduction=True),
+    "orthogonalize": Function(6, 6, Orthogonalize, matrix=True,
+                              doc="orthogonalize(x, a, b, c, steps, eps): Muon's Newton-Schulz "
+                                  "iteration on the 2-D matrix of x"),
     "where": Function(3, 3, _where, takes_condition=True,
                       doc="where(c, a, b): a where c holds, else b"),
 }

@@ -36,6 +36,7 @@ class Level(Enum):
 class Type(Enum):
     NUMBER = "number"
     BOOL = "bool"
+    CHOICE = "choice"  # one of a hyper's strings; only compared with == and !=
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def _fmt(value: float) -> str:
 
 @dataclass(frozen=True)
 class Hyper:
-    """A hyperparameter. ``type`` is "float", "int", "bool" or "tuple" (of floats)."""
+    """A hyperparameter. ``type`` is "float", "int", "bool", "tuple" (of floats) or "choice"
+    (one of ``choices``; generated code sees its index)."""
 
     name: str
     type: str
@@ -75,6 +77,7 @@ class Hyper:
     domain: Interval | None
     doc: str
     span: Span
+    choices: tuple[str, ...] = ()
 
     @property
     def scalar_names(self) -> tuple[str, ...]:

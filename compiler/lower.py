@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import nodes as n
-from .functions import FUNCTIONS, piecewise
+from .functions import COLS, FUNCTIONS, ROWS, piecewise
 from .ir import CheckedSpec, Hyper, Interval
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
@@ -56,9 +56,12 @@ class LoweredSpec:
 
 
 def hyper_symbol(name: str, hyper: Hyper) -> sp.Symbol:
-    """The SymPy symbol of a scalar hyper, with what its type and domain promise."""
+    """The SymPy symbol of a scalar hyper, with what its type and domain promise. A choice is
+    the index of the chosen string."""
     if hyper.type == "bool":
         return sp.Symbol(name)
+    if hyper.type == "choice":
+        return sp.Symbol(name, integer=True, nonnegative=True)
     assumptions = {"integer": True} if hyper.type == "int" else {"real": True}
     assumptions.update(_domain_assumptions(hyper.domain))
     return sp.Symbol(name, **assumptions)
@@ -86,8 +89,9 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     states = {s.name: sp.Symbol(s.name, real=True) for s in spec.states}
     inputs = {name: sp.Symbol(name, real=True) for name, _ in spec.inputs}
     flags = {name: sp.Symbol(f"has_{name}") for name, _ in spec.inputs}
-    plain = {**hypers, "t": t, "p": p, "g": g, "pi": sp.pi, **states, **inputs,
-             **{f"has_{name}": flag for name, flag in flags.items()}}
+    plain = {**hypers, "t": t, "p": p, "g": g, "pi": sp.pi, "rows": ROWS, "cols": COLS,
+             **states, **inputs,
+             **{f"has_{name}": flag for name, flag in flags.items()}, **choices_of(spec)}
 
     # Readable equations: every name is its own symbol.
     temps = {}
@@ -114,6 +118,7 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
         ssa.append((sp.Symbol(f"{stmt.target}_{versions[stmt.target]}", real=True), value))
         current[stmt.target] = value
     outputs = {"p": current["p"], **{name: current[name] for name in states}}
+    host_env = {**hypers, "pi": sp.pi, **choices_of(spec)}
     temps_final = {name: current[name] for name in temps}
 
     return LoweredSpec(
@@ -122,12 +127,26 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
         scalars=tuple(s.name for s in spec.states if s.scalar), ssa=tuple(ssa),
         outputs=outputs,
         temps=temps_final,
-        state_inits={s.name: _expr(s.init, {**hypers, "p": p, "pi": sp.pi}) for s in spec.states},
-        state_conditions={s.name: _expr(s.condition, hypers)
+        state_inits={s.name: _expr(s.init, {**host_env, "p": p}) for s in spec.states},
+        state_conditions={s.name: _expr(s.condition, host_env)
                           for s in spec.states if s.condition is not None},
-        requires=tuple((_expr(r.condition, hypers), r.message) for r in spec.requires),
+        requires=tuple((_expr(r.condition, host_env), r.message) for r in spec.requires),
         equations=tuple(equations),
     )
+
+
+#: An expression environment's entry naming each choice hyper's strings (their index is the
+#: value generated code sees); not a name a spec can write.
+CHOICES = "__choices__"
+
+
+def _choices(env) -> dict[str, tuple[str, ...]]:
+    return env.get(CHOICES, {})
+
+
+def choices_of(spec: CheckedSpec) -> dict[str, dict[str, tuple[str, ...]]]:
+    """``{CHOICES: {hyper: strings}}``, to add to an environment for :func:`_expr`."""
+    return {CHOICES: {h.name: h.choices for h in spec.hypers if h.type == "choice"}}
 
 
 def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
@@ -147,6 +166,10 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
             a, b = _expr(left, env), _expr(right, env)
             return {"+": sp.Add, "-": lambda x, y: x - y, "*": sp.Mul,
                     "/": lambda x, y: x / y, "%": sp.Mod, "^": sp.Pow}[op](a, b)
+        case n.Compare(op=op, left=n.Name() as name, right=n.String(value=value)) | \
+                n.Compare(op=op, left=n.String(value=value), right=n.Name() as name):
+            symbol = env[name.id]
+            return _COMPARE[op](symbol, sp.Integer(_choices(env)[name.id].index(value)))
         case n.Compare(op=op, left=left, right=right):
             return _COMPARE[op](_expr(left, env), _expr(right, env))
         case n.BoolOp(op=op, left=left, right=right):

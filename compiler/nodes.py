@@ -30,6 +30,11 @@ class Boolean(Expr):
 
 
 @dataclass(frozen=True)
+class String(Expr):
+    value: str  # only compared with a choice hyperparameter: adjust_lr_fn == "original"
+
+
+@dataclass(frozen=True)
 class Name(Expr):
     id: str
 
@@ -95,12 +100,13 @@ class Domain:
 class HyperDecl:
     span: Span = field(compare=False, repr=False)
     name: str
-    type: str | None  # "float" | "int" | "bool" as written, or None to infer from the default
-    default: bool | float | int | tuple[float, ...]
+    type: str | None  # "float" | "int" | "bool" | "choice", or None to infer from the default
+    default: bool | float | int | tuple[float, ...] | str
     default_span: Span = field(compare=False, repr=False)
     components: tuple[str, ...]  # names of a tuple's items, e.g. betas as (b1, b2)
     domain: Domain | None
     doc: str | None
+    choices: tuple[str, ...] = ()  # a choice hyper's allowed strings
 
 
 @dataclass(frozen=True)

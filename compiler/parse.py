@@ -120,6 +120,16 @@ class _ToNodes(Transformer):
     def boolean(self, meta, token):
         return n.Boolean(_token_span(token), str(token) == "true")
 
+    def string(self, meta, token):
+        return n.String(_token_span(token), _string_value(token))
+
+    def choice_decl(self, meta, name, default, *rest):
+        *choices, doc = rest
+        values = tuple(_string_value(c) for c in choices)
+        return ("hyper", n.HyperDecl(
+            _meta_span(meta), str(name), "choice", _string_value(default), _token_span(default),
+            (), None, _string_value(doc) if doc is not None else None, values))
+
     def name(self, meta, token):
         return n.Name(_token_span(token), str(token))
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .functions import NUMEL, ReduceSum
+from .errors import SpecError
+from .functions import SHAPE_VALUES, Orthogonalize, ReduceSum
 from .lower import LoweredSpec
 
 
@@ -61,6 +62,18 @@ class ElementPass:
 
 
 @dataclass(frozen=True)
+class MatrixOp:
+    """A whole-matrix operation: its argument is written to the scratch array ``array`` by the
+    prepare pass, transformed in place by the runtime, and read by the element pass as
+    ``local``. ``host_args`` are the host scalars of its other arguments."""
+
+    kind: str                      # "orthogonalize"
+    array: str                     # _mat0, ...
+    local: sp.Symbol               # _x0, ...
+    host_args: tuple[sp.Symbol, ...]
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     name: str
     hyper_args: tuple[sp.Symbol, ...]
@@ -71,7 +84,9 @@ class KernelPlan:
     passes: tuple[ElementPass, ...]
     reductions: tuple[sp.Symbol, ...]                   # _r0, _r1, ...: per-tensor sums
     reduce_passes: tuple[ElementPass, ...]              # compute them; "stores" are the sums
-    uses_numel: bool                                    # the element pass reads _n
+    shape_values: tuple[sp.Symbol, ...]                 # of _n, _rows, _cols: those read
+    matrix_ops: tuple["MatrixOp", ...]                  # whole-matrix stages, in order
+    prepare_passes: tuple[ElementPass, ...]             # write the matrix ops' arguments
     scalar_args: tuple[sp.Symbol, ...]                  # scalar states, as the host sees them
     flag_args: tuple[sp.Symbol, ...]                    # has_<input> for each extra input
     scalar_updates: tuple[tuple[str, sp.Basic], ...]    # each scalar state after the step
@@ -125,11 +140,32 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                for name, expr in hoisted.items()}
     reduced = {str(symbol): node.args[0] for node, symbol in sums.items()}
 
+    # Each whole-matrix operation reads its result from a scratch array the runtime fills.
+    matrix_nodes: dict[sp.Basic, MatrixOp] = {}
+    def matrix_symbol(node):
+        if node not in matrix_nodes:
+            k = len(matrix_nodes)
+            matrix_nodes[node] = MatrixOp("orthogonalize", f"_mat{k}",
+                                          sp.Symbol(f"_x{k}", real=True), tuple(node.args[1:]))
+        return matrix_nodes[node].local
+    hoisted = {name: expr.replace(lambda e: isinstance(e, Orthogonalize), matrix_symbol)
+               for name, expr in hoisted.items()}
+    matrix_ops = tuple(matrix_nodes.values())
+    for node in matrix_nodes:
+        if node.args[0].has(ReduceSum, Orthogonalize) or any(
+                e.has(*(m.local for m in matrix_ops)) for e in reduced.values()):
+            raise SpecError("a matrix operation of a reduction, a reduction of one, or nested "
+                            "matrix operations are not supported")
+    scratch = tuple(Array(m.array, m.local, None, None) for m in matrix_ops)
+    prepared = {m.array: node.args[0] for node, m in matrix_nodes.items()}
+
     distinct_flags = list(dict.fromkeys(presence.values()))
     combos = [tuple(zip(distinct_flags, combo))
               for combo in itertools.product((True, False), repeat=len(distinct_flags))]
-    passes = tuple(_element_pass(when, arrays, hoisted) for when in combos)
+    passes = tuple(_element_pass(when, arrays + scratch, hoisted) for when in combos)
     reduce_passes = tuple(_element_pass(when, arrays, reduced) for when in combos) if sums else ()
+    prepare_passes = tuple(_element_pass(when, arrays, prepared)
+                           for when in combos) if matrix_ops else ()
 
     host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
                                      symbols=sp.numbered_symbols("_c"), optimizations=None,
@@ -146,7 +182,9 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         passes=passes,
         reductions=tuple(sums.values()),
         reduce_passes=reduce_passes,
-        uses_numel=any(e.has(NUMEL) for e in hoisted.values()),
+        shape_values=tuple(s for s in SHAPE_VALUES if any(e.has(s) for e in hoisted.values())),
+        matrix_ops=matrix_ops,
+        prepare_passes=prepare_passes,
         scalar_args=scalar_args,
         flag_args=input_flags,
         scalar_updates=tuple((name, outputs[name]) for name in lowered.scalars),
@@ -189,7 +227,7 @@ class _Hoister:
         self.scalars: list[HostScalar] = []
 
     def is_host(self, expr: sp.Basic) -> bool:
-        return expr.free_symbols <= self.host_leaves and not expr.has(ReduceSum)
+        return expr.free_symbols <= self.host_leaves and not expr.has(ReduceSum, Orthogonalize)
 
     def host_value(self, value: sp.Basic) -> sp.Symbol:
         """The host scalar holding ``value``, made on first use."""
@@ -213,6 +251,9 @@ class _Hoister:
     def element(self, expr: sp.Basic) -> sp.Basic:
         if expr in (sp.true, sp.false):
             return expr
+        if isinstance(expr, Orthogonalize):  # never host; its coefficients stay host scalars
+            return Orthogonalize(self.element(expr.args[0]),
+                                 *(self.host_value(a) for a in expr.args[1:]))
         if isinstance(expr, ReduceSum):  # never host: it sums over the elements
             return ReduceSum(self.element(expr.args[0]))
         if self.is_host(expr):

@@ -30,6 +30,11 @@ class Backend:
     reduce_template: str
     printer: type
 
+    @property
+    def prepare_function(self) -> str:
+        """The kernel writing matrix operations' arguments (an element pass, same template)."""
+        return f"prepare_{self.name}"
+
 
 #: One row per backend; they differ only by printer and templates.
 BACKENDS = (
@@ -81,6 +86,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     spec = lowered.spec
     host = ScalarPrinter()
     hyper_args = tuple(str(s) for s in plan.hyper_args)
+    host_index = {h.symbol: i for i, h in enumerate(plan.host)}
     kernels = [text for backend in BACKENDS for text in _render_kernels(backend, plan)]
     text = _environment().get_template("module.py.j2").render(
         name=spec.name, description=spec.description, version=version, kind=spec.kind,
@@ -97,7 +103,10 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         scalar_args=tuple(str(s) for s in plan.scalar_args),
         scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
         host_is_bool=tuple(h.is_bool for h in plan.host),
-        reductions=len(plan.reductions), uses_numel=plan.uses_numel, reduce_block=REDUCE_BLOCK,
+        reductions=len(plan.reductions), reduce_block=REDUCE_BLOCK,
+        shape_values=tuple(str(s) for s in plan.shape_values),
+        matrix_ops=tuple((m.kind, m.array, tuple(host_index[s] for s in m.host_args))
+                         for m in plan.matrix_ops),
         host_temps=[(str(s), host.doprint(v)) for s, v in plan.host_temps],
         host_values=[host.doprint(h.value) for h in plan.host],
         state_inits=[host.doprint(v) for name, v in plan.state_inits if name not in lowered.scalars],
@@ -132,18 +141,26 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     """The element kernel, preceded by the reduction kernel where the spec has reductions."""
     printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter
                else backend.printer())
-    args = [a.name for a in plan.arrays] + [str(h.symbol) for h in plan.host]
-    tensor_args = [str(r) for r in plan.reductions] + (["_n"] if plan.uses_numel else [])
+    arrays = [a.name for a in plan.arrays]
+    host = [str(h.symbol) for h in plan.host]
+    mats = [m.array for m in plan.matrix_ops]
+    tensor_args = [str(r) for r in plan.reductions] + [str(s) for s in plan.shape_values]
     out = []
     if plan.reductions:
-        out.append(_render_passes(backend.reduce_template, backend.reduce_function, args,
-                                  plan, plan.reduce_passes, printer))
-    out.append(_render_passes(backend.template, backend.function, args + tensor_args, plan,
-                              plan.passes, printer))
+        out.append(_render_passes(backend.reduce_template, backend.reduce_function,
+                                  arrays + host, plan, plan.reduce_passes, printer))
+    if plan.matrix_ops:
+        out.append(_render_passes(backend.template, backend.prepare_function,
+                                  arrays + mats + host, plan, plan.prepare_passes, printer,
+                                  doc="writes each matrix operation's argument to its scratch "
+                                      "array."))
+    out.append(_render_passes(backend.template, backend.function,
+                              arrays + mats + host + tensor_args, plan, plan.passes, printer,
+                              doc="one fused pass over flat arrays, updated in place."))
     return out
 
 
-def _render_passes(template, function, args, plan, element_passes, printer) -> str:
+def _render_passes(template, function, args, plan, element_passes, printer, doc="") -> str:
     passes = []
     for index, element_pass in enumerate(element_passes):
         stored = {name for name, _ in element_pass.stores}
@@ -155,7 +172,7 @@ def _render_passes(template, function, args, plan, element_passes, printer) -> s
             stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
         ))
     return _environment().get_template(template).render(
-        function=function, args=args, length=plan.arrays[0].name, passes=passes,
+        function=function, args=args, length=plan.arrays[0].name, passes=passes, doc=doc,
     ).rstrip("\n")
 
 
@@ -194,4 +211,4 @@ def _hyper_row(h) -> dict:
                 low=(d.low if d and d.low is not None else -math.inf) if d else None,
                 high=(d.high if d and d.high is not None else math.inf) if d else None,
                 low_closed=d.low_closed if d else None, high_closed=d.high_closed if d else None,
-                doc=h.doc)
+                doc=h.doc, choices=h.choices)

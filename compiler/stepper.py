@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 
 from ..runtime.kernels import run_step
-from .functions import NUMEL, ReduceSum
+from .functions import SHAPE_VALUES, ReduceSum
 from .lower import LoweredSpec
 
 
@@ -53,6 +53,9 @@ class SymbolicStepper:
         """Every scalar hyper (tuple items by their names) at its default, exactly."""
         out = {}
         for h in self.spec.hypers:
+            if h.type == "choice":  # generated code sees the index of the string
+                out[h.name] = sp.Integer(h.choices.index(h.default))
+                continue
             values = h.default if h.type == "tuple" else (h.default,)
             out.update(zip(h.scalar_names, (exact(v) for v in values)))
         return out
@@ -109,8 +112,10 @@ class SymbolicStepper:
 
 
 def _one_element(expr: sp.Basic) -> sp.Basic:
+    """A one-element tensor: a sum is its only term, every size is 1. (Matrix operations stay
+    opaque functions: claims that need their value end unknown.)"""
     return expr.replace(lambda e: isinstance(e, ReduceSum), lambda e: e.args[0]).xreplace(
-        {NUMEL: sp.Integer(1)})
+        {s: sp.Integer(1) for s in SHAPE_VALUES})
 
 
 class NumericStepper(SymbolicStepper):
@@ -167,7 +172,7 @@ class NumericStepper(SymbolicStepper):
             empty_inputs = [np.empty(0)] * len(self.module.INPUTS)
             run_step(self.module, "numpy",
                      [p_array, np.array([float(g)]), *empty_inputs, *arrays.values()],
-                     host, np.dtype(np.float64))
+                     host, np.dtype(np.float64), (1, 1))
         states = {name: float(a[0]) for name, a in arrays.items() if present[name]}
         states.update(zip(self.module.SCALARS,
                           map(float, self.module.scalar_updates(int(t), *flat, *scalars))))

@@ -56,11 +56,14 @@ INPUT_DOCS = ()
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, False, True, True, False, False)
-#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and
-#: whether it also takes the element count _n.
+#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
+#: shape values it takes after them (of _n, _rows, _cols).
 REDUCTIONS = 0
-USES_NUMEL = False
+SHAPE_VALUES = ()
 REDUCE_BLOCK = 4096
+#: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
+#: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
+MATRIX_OPS = ()
 
 
 def host_scalars(t, lr, rho, eps, weight_decay, maximize):
@@ -95,7 +98,7 @@ def violated_requirements(lr, rho, eps, weight_decay, maximize):
 
 
 def step_numpy(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
-    """Reference backend: whole-array NumPy over flat arrays, updated in place."""
+    """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     _p = p.copy()
     _g = g
     _square_avg = square_avg.copy()
@@ -112,7 +115,7 @@ def step_numpy(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
-    """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
+    """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     for _i in numba.prange(p.shape[0]):
         _p = p[_i]
         _g = g[_i]

@@ -65,11 +65,14 @@ INPUT_DOCS = ()
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (True, False, False, False, True, False, True, True, False, False, False, False, True, False, False)
-#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and
-#: whether it also takes the element count _n.
+#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
+#: shape values it takes after them (of _n, _rows, _cols).
 REDUCTIONS = 0
-USES_NUMEL = False
+SHAPE_VALUES = ()
 REDUCE_BLOCK = 4096
+#: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
+#: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
+MATRIX_OPS = ()
 
 
 def host_scalars(t, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
@@ -105,7 +108,7 @@ def violated_requirements(lr, b1, b2, eps, weight_decay, amsgrad, maximize, deco
 
 
 def step_numpy(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
-    """Reference backend: whole-array NumPy over flat arrays, updated in place."""
+    """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h0:
         _p = p.copy()
         _g = g
@@ -142,7 +145,7 @@ def step_numpy(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
-    """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
+    """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h0:
         for _i in numba.prange(p.shape[0]):
             _p = p[_i]

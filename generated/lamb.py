@@ -54,11 +54,14 @@ INPUT_DOCS = ()
 SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, False, False, False, False, False, False, False, False, False)
-#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and
-#: whether it also takes the element count _n.
+#: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
+#: shape values it takes after them (of _n, _rows, _cols).
 REDUCTIONS = 2
-USES_NUMEL = False
+SHAPE_VALUES = ()
 REDUCE_BLOCK = 4096
+#: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
+#: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
+MATRIX_OPS = ()
 
 
 def host_scalars(t, lr, b1, b2, eps, weight_decay):
@@ -101,7 +104,7 @@ def reduce_numpy(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _
     return (numpy.sum(numpy.broadcast_to(_p**2, p.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to((_h0*_p + _h7*(_exp_avg*_h5 + _g*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq*_h1 + _g**2*_h2))))**2, p.shape), dtype=numpy.float64),)
 
 def step_numpy(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _r0, _r1):
-    """Reference backend: whole-array NumPy over flat arrays, updated in place."""
+    """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     _p = p.copy()
     _g = g
     _exp_avg = exp_avg.copy()
@@ -136,7 +139,7 @@ def reduce_cpu(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _r0, _r1):
-    """Numba CPU backend: one fused parallel pass over flat arrays, updated in place."""
+    """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     for _i in numba.prange(p.shape[0]):
         _p = p[_i]
         _g = g[_i]

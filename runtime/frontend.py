@@ -74,6 +74,7 @@ class Optimizer(HasHypers):
         """
         grads = self._check_grads(grads)
         extra = self._check_inputs(inputs, grads)
+        self._check_matrices(grads)
         flat_hypers = self._flat(self._hypers)
         module = self._module
         present = module.states_present(*flat_hypers)
@@ -98,7 +99,7 @@ class Optimizer(HasHypers):
                            for name in module.INPUTS]
                 arrays += [state[name].reshape(-1) if name in state else _empty(param.dtype)
                            for name in module.STATES]
-                run_step(module, self.backend, arrays, host_cache[key], param.dtype)
+                run_step(module, self.backend, arrays, host_cache[key], param.dtype, param.shape)
                 if write_back:
                     param[...] = flat_p.reshape(param.shape)
                 if scalars:
@@ -128,6 +129,14 @@ class Optimizer(HasHypers):
                 value = inits[self._module.STATES.index(name)]
                 state[name] = np.array(np.broadcast_to(value, param.shape), dtype=param.dtype,
                                        order="C")
+
+    def _check_matrices(self, grads) -> None:
+        if not self._module.MATRIX_OPS:
+            return
+        for i, (param, grad) in enumerate(zip(self.params, grads)):
+            if grad is not None and param.ndim != 2:
+                raise ValueError(f"{self.name} steps 2-D matrices only; params[{i}] has shape "
+                                 f"{param.shape}")
 
     def _check_inputs(self, inputs: dict, grads: list) -> dict[str, list]:
         out = {}

@@ -1,4 +1,5 @@
-"""Calling a generated module's kernels for one tensor: reductions first, then the element pass.
+"""Calling a generated module's kernels for one tensor: reductions, matrix stages, then the
+element pass.
 
 Shared by the NumPy front end and the verifier's numeric stepper, so both run exactly what
 users run.
@@ -10,17 +11,44 @@ from types import ModuleType
 
 import numpy as np
 
+from .matrix import OPERATIONS
+
+
+def shape_values(shape: tuple[int, ...]) -> dict[str, int]:
+    """``_n`` (elements), ``_rows`` and ``_cols`` (first two dimensions, 1 where missing)."""
+    return {"_n": int(np.prod(shape, dtype=np.int64)),
+            "_rows": shape[0] if len(shape) >= 1 else 1,
+            "_cols": shape[1] if len(shape) >= 2 else 1}
+
 
 def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
-             dtype: np.dtype) -> None:
-    """One step over flat, contiguous ``arrays`` (p, g, then each state, in ``ARRAYS`` order)
-    with ``host`` the cast host scalars. Updates the arrays in place."""
+             dtype: np.dtype, shape: tuple[int, ...] | None = None) -> None:
+    """One step over flat, contiguous ``arrays`` (p, g, inputs, then each state, in ``ARRAYS``
+    order) with ``host`` the cast host scalars; ``shape`` is the parameter's (default: flat).
+    Updates the arrays in place."""
+    shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
     tensor = ()
     if module.REDUCTIONS:
         tensor = tuple(dtype.type(s) for s in reduce(module, backend, arrays, host))
-    if module.USES_NUMEL:
-        tensor += (dtype.type(arrays[0].shape[0]),)
-    getattr(module, f"step_{backend}")(*arrays, *host, *tensor)
+    sizes = shape_values(shape)
+    tensor += tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
+    mats = matrix_stage(module, backend, arrays, host, dtype, shape)
+    getattr(module, f"step_{backend}")(*arrays, *mats, *host, *tensor)
+
+
+def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -> list:
+    """Write each matrix operation's argument (prepare_* kernel), then transform it whole."""
+    if not module.MATRIX_OPS:
+        return []
+    scratch = [np.empty(arrays[0].shape[0], dtype) for _ in module.MATRIX_OPS]
+    getattr(module, f"prepare_{backend}")(*arrays, *scratch, *host)
+    matrix_shape = shape if len(shape) == 2 else (1, arrays[0].shape[0])
+    out = []
+    for (kind, _, host_indices), values in zip(module.MATRIX_OPS, scratch):
+        arguments = [float(host[i]) for i in host_indices]
+        result = OPERATIONS[kind](values.reshape(matrix_shape), *arguments)
+        out.append(result.reshape(-1).astype(dtype, copy=False))
+    return out
 
 
 def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple) -> tuple:
@@ -33,6 +61,6 @@ def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tup
     partials = np.zeros((blocks, module.REDUCTIONS))
     module.reduce_cpu(*arrays, *host, partials)
     totals = np.zeros(module.REDUCTIONS)
-    for row in partials:  # in order; np.sum's pairwise order would do too, but this is plain
+    for row in partials:  # in order
         totals += row
     return tuple(totals)

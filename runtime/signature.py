@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class HyperSpec:
-    """One hyperparameter: ``type`` is "float", "int", "bool" or "tuple" (of floats).
+    """One hyperparameter: ``type`` is "float", "int", "bool", "tuple" (of floats) or "choice".
 
     ``low``/``high`` bound the domain (``None``: no domain); a tuple's bounds hold for each item.
+    A choice takes one of ``choices`` (``None`` means the default, as torch's ``None``); the
+    generated functions get its index.
     """
 
     name: str
@@ -23,9 +25,12 @@ class HyperSpec:
     low_closed: bool | None = None
     high_closed: bool | None = None
     doc: str = ""
+    choices: tuple[str, ...] = ()
 
     @property
     def domain_text(self) -> str:
+        if self.type == "choice":
+            return "{" + ", ".join(map(repr, self.choices)) + "}"
         if self.low is None:
             return ""
         low = "-inf" if math.isinf(self.low) else f"{self.low:g}"
@@ -35,6 +40,12 @@ class HyperSpec:
     def coerce(self, value, owner: str = ""):
         """``value`` as this hyper's Python type; TypeError/ValueError naming the hyper if not."""
         label = f"{owner}{self.name}"
+        if self.type == "choice":
+            if value is None:
+                return self.default
+            if value not in self.choices:
+                raise ValueError(f"{label} must be one of {self.domain_text}, got {value!r}")
+            return value
         if self.type == "bool":
             if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
                 raise TypeError(f"{label} must be a bool, got {value!r}")
@@ -73,4 +84,6 @@ class HyperSpec:
 
     def flat(self, value) -> tuple:
         """The scalar values the generated functions take for this hyper."""
+        if self.type == "choice":
+            return (self.choices.index(value),)
         return tuple(value) if self.type == "tuple" else (value,)

@@ -60,6 +60,8 @@ SETTINGS = {
     "schedule_free_adamw": ({"lr": 0.3}, {"lr": 0.3}, {"lr": 0.1}),
     "sgd": ({"lr": 0.3}, {"lr": 0.01}, {"lr": 1e-3, "momentum": 0.9}),
     "sophia": (SOPHIA, SOPHIA, SOPHIA),
+    # Muon steps matrices: x is stepped as a 1x2 view.
+    "muon": tuple({"lr": 3e-3, "weight_decay": 0.0} for _ in range(3)),
 }
 
 CASES = [pytest.param(name, fname, hypers, id=f"{name}-{fname}")
@@ -79,11 +81,12 @@ def test_converges(name, fname, hypers):
     f, start, target = FUNCTIONS[fname]
     x = np.array(start)
     initial = f(x)[0]
-    opt = optgen.optimizer(name, [x], backend="numpy", **hypers)
+    shape = (1, 2) if name == "muon" else x.shape
+    opt = optgen.optimizer(name, [x.reshape(shape)], backend="numpy", **hypers)
     steps = 5000 if (name, fname) == ("lamb", "rosenbrock") else 2000
     with np.errstate(all="ignore"):
         for _ in range(steps):
             _, g = f(x)
-            opt.step([g], **({"hessian": [g * g]} if name == "sophia" else {}))
+            opt.step([g.reshape(shape)], **({"hessian": [g * g]} if name == "sophia" else {}))
     loss = f(x)[0]
     assert loss < target < initial, f"{name} on {fname}: {initial:.3g} -> {loss:.3g}"

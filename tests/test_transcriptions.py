@@ -160,3 +160,90 @@ def test_extra_inputs_are_checked():
         opt.step(grads, hessian=grads[:4] + [grads[4].reshape(-1)])
     with pytest.raises(TypeError, match="adam takes no input 'hessian'"):
         optgen.optimizer("adam", params).step(grads, hessian=grads)
+
+
+def newton_schulz_reference(g, a=3.4445, b=-4.775, c=2.0315, steps=5, eps=1e-7):
+    """torch.optim.Muon's _zeropower_via_newtonschulz, transcribed in the matrix's own dtype
+    (torch runs it in bfloat16; DESIGN.md asks for the parameter's dtype)."""
+    x = g.T if g.shape[0] > g.shape[1] else g
+    x = x / max(float(np.linalg.norm(x)), eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if g.shape[0] > g.shape[1] else x
+
+
+def muon_reference(params, grads_seq, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                   adjust_lr_fn="original"):
+    """torch.optim.Muon's _single_tensor_muon, step by step."""
+    bufs = [np.zeros_like(p) for p in params]
+    for grads in grads_seq:
+        for i, (p, g) in enumerate(zip(params, grads)):
+            bufs[i] = bufs[i] + (1 - momentum) * (g - bufs[i])
+            update = g + momentum * (bufs[i] - g) if nesterov else bufs[i]
+            update = newton_schulz_reference(update)
+            rows, cols = p.shape
+            ratio = (0.2 * np.sqrt(max(rows, cols)) if adjust_lr_fn == "match_rms_adamw"
+                     else np.sqrt(max(1, rows / cols)))
+            p *= p.dtype.type(1 - lr * weight_decay)
+            p -= (lr * ratio * update).astype(p.dtype)
+    return params, {"momentum_buffer": bufs}
+
+
+MATRICES = [(4, 6), (7, 3), (5, 5)]
+
+
+def matrix_params(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dtype) for s in MATRICES]
+
+
+def matrix_grads(dtype, steps=STEPS, seed=1):
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal(s).astype(dtype) for s in MATRICES] for _ in range(steps)]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("hypers", [
+    {}, {"lr": 0.02, "momentum": 0.9, "nesterov": False, "adjust_lr_fn": "match_rms_adamw",
+         "weight_decay": 0.0},
+], ids=["defaults", "plain-momentum-rms"])
+def test_muon_matches_transcription(hypers, dtype, backend):
+    """Tolerance for float32: rtol 1e-4, atol 1e-5 — five Newton-Schulz rounds of 3x3..7x7
+    matmuls amplify rounding differences between BLAS and NumPy's operation order."""
+    want_params, want_states = muon_reference(matrix_params(dtype), matrix_grads(dtype), **hypers)
+    params = matrix_params(dtype)
+    opt = optgen.optimizer("muon", params, backend=backend, **hypers)
+    for grads in matrix_grads(dtype):
+        opt.step(grads)
+    tol = TOLERANCES[np.float64] if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    for i, (got, want) in enumerate(zip(params, want_params)):
+        np.testing.assert_allclose(got, want, **tol, err_msg=f"params[{i}]")
+        np.testing.assert_allclose(opt.state[i]["momentum_buffer"],
+                                   want_states["momentum_buffer"][i], **tol)
+
+
+def test_muon_close_to_torch_bfloat16():
+    """torch.optim.Muon orthogonalizes in bfloat16 (8 significant bits); optgen in the
+    parameter's dtype. Over 10 steps of lr 0.02 the parameters agree to 0.02 * 10 * 0.05."""
+    torch = pytest.importorskip("torch")
+    params = matrix_params(np.float32)
+    tparams = [torch.tensor(p.copy()) for p in params]
+    opt = optgen.optimizer("muon", params, lr=0.02)
+    ref = torch.optim.Muon(tparams, lr=0.02)
+    for grads in matrix_grads(np.float32, steps=10):
+        opt.step(grads)
+        for p, g in zip(tparams, grads):
+            p.grad = torch.tensor(g)
+        ref.step()
+    for got, want in zip(params, tparams):
+        np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=0.02 * 10 * 0.05)
+
+
+def test_muon_wants_matrices_and_valid_choices():
+    with pytest.raises(ValueError, match=r"muon steps 2-D matrices only; params\[0\] has shape \(3,\)"):
+        optgen.optimizer("muon", [np.zeros(3)]).step([np.ones(3)])
+    with pytest.raises(ValueError, match="adjust_lr_fn must be one of"):
+        optgen.optimizer("muon", [np.zeros((2, 2))], adjust_lr_fn="fast")
+    assert optgen.optimizer("muon", [np.zeros((2, 2))], adjust_lr_fn=None).adjust_lr_fn == "original"

@@ -63,6 +63,10 @@ EXPECTED = {
     "lion": {"first-step-magnitude": "proved", "scale-invariance": "proved",
              "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
              "stable-lr-range": "unknown", "first-step-moves-every-element-by-lr": "proved"},
+    # Muon's Newton-Schulz stage is opaque to SymPy: what depends on its value stays unknown.
+    "muon": {"first-step-magnitude": "unknown", "scale-invariance": "unknown",
+             "zero-grad-fixed-point": "unknown", "l2-equals-decoupled-decay": "proved",
+             "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown"},
     "nadam": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
               "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
               "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
