@@ -162,7 +162,9 @@ class _Checker:
             if d.low is not None and d.high is not None and d.low > d.high:
                 self.error(f"empty domain {domain}", d.span)
                 return None
-        if isinstance(default, tuple):
+        if isinstance(default, list):
+            inferred = "list"
+        elif isinstance(default, tuple):
             inferred = "tuple"
         elif isinstance(default, bool):
             inferred = "bool"
@@ -192,13 +194,19 @@ class _Checker:
         if kind != "tuple" and decl.components:
             self.error("only tuple hyperparameters name their items", decl.span)
         values = default if kind == "tuple" else (default,)
-        if domain is not None:
+        if domain is not None and kind != "list":
             for value in values:
                 if value not in domain:
                     self.error(f"default {value!r} of '{decl.name}' is outside its domain {domain}",
                                decl.default_span)
                     return None
-        scalar_type = Type.BOOL if kind == "bool" else Type.NUMBER
+        if kind == "list" and domain is not None:
+            for value in default:
+                if value not in domain:
+                    self.error(f"item {value!r} of '{decl.name}' is outside its domain {domain}",
+                               decl.default_span)
+                    return None
+        scalar_type = {"bool": Type.BOOL, "list": Type.LIST}.get(kind, Type.NUMBER)
         if kind == "tuple":
             # The tuple is the keyword users pass (betas=...); the update sees its items.
             if not self._claim(decl.name, decl.span):
@@ -461,6 +469,7 @@ class _Checker:
                 if any(t is None for t in types):
                     return None
                 wanted = [Type.BOOL] + [Type.NUMBER] * (len(args) - 1) if spec.takes_condition \
+                    else [Type.LIST] + [Type.NUMBER] * (len(args) - 1) if spec.takes_list \
                     else [Type.NUMBER] * len(args)
                 for arg, (got, _), want in zip(args, types, wanted):
                     if got is not want:
@@ -544,6 +553,10 @@ class _Checker:
             if got is Type.CHOICE:
                 self.error("a choice hyperparameter can only be compared with one of its "
                            "strings", operand.span)
+                return None
+            if got is Type.LIST:
+                self.error("a list hyperparameter can only be passed to count_le()",
+                           operand.span)
                 return None
             if got is not want:
                 message, hint = self._MISMATCH[want]

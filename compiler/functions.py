@@ -20,6 +20,7 @@ class Function:
     takes_condition: bool = False  # first argument is a condition (where)
     doc: str = ""
     reduction: bool = False        # over all elements of the tensor: one value per tensor
+    takes_list: bool = False       # first argument is a list hyperparameter
     matrix: bool = False           # a whole-matrix operation; arguments after the first are host
 
 
@@ -42,6 +43,19 @@ ROWS = sp.Symbol("_rows", positive=True, integer=True)
 COLS = sp.Symbol("_cols", positive=True, integer=True)
 #: Per-tensor values the runtime computes from the shape, in the kernels' argument order.
 SHAPE_VALUES = (NUMEL, ROWS, COLS)
+
+
+class CountLE(sp.Function):
+    """How many items of a list hyperparameter are <= x (MultiStepLR's decay count). With a
+    concrete list it is a sum of 0/1 Piecewise terms; generated host code loops over it."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, items, x):
+        if isinstance(items, sp.Tuple):
+            return sp.Add(*(sp.Piecewise((1, sp.Le(v, x)), (0, True)) for v in items))
+        return None
 
 
 class Orthogonalize(sp.Function):
@@ -116,6 +130,8 @@ FUNCTIONS: dict[str, Function] = {
                      doc="mean over the tensor's elements", reduction=True),
     "rms": Function(1, 1, lambda x: sp.sqrt(ReduceSum(x ** 2) / NUMEL),
                     doc="root mean square over the tensor's elements", reduction=True),
+    "count_le": Function(2, 2, CountLE, takes_list=True,
+                         doc="count_le(list, x): how many items of the list are <= x"),
     "orthogonalize": Function(6, 6, Orthogonalize, matrix=True,
                               doc="orthogonalize(x, a, b, c, steps, eps): Muon's Newton-Schulz "
                                   "iteration on the 2-D matrix of x"),

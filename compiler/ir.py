@@ -37,6 +37,7 @@ class Type(Enum):
     NUMBER = "number"
     BOOL = "bool"
     CHOICE = "choice"  # one of a hyper's strings; only compared with == and !=
+    LIST = "list"      # a list hyper of numbers; only passed to list functions (count_le)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ def _fmt(value: float) -> str:
 
 @dataclass(frozen=True)
 class Hyper:
-    """A hyperparameter. ``type`` is "float", "int", "bool", "tuple" (of floats) or "choice"
-    (one of ``choices``; generated code sees its index)."""
+    """A hyperparameter. ``type`` is "float", "int", "bool", "tuple" (of floats), "list" (of
+    floats, any length; host functions only) or "choice" (one of ``choices``; generated code
+    sees its index)."""
 
     name: str
     type: str

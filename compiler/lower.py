@@ -58,7 +58,7 @@ class LoweredSpec:
 def hyper_symbol(name: str, hyper: Hyper) -> sp.Symbol:
     """The SymPy symbol of a scalar hyper, with what its type and domain promise. A choice is
     the index of the chosen string."""
-    if hyper.type == "bool":
+    if hyper.type in ("bool", "list"):
         return sp.Symbol(name)
     if hyper.type == "choice":
         return sp.Symbol(name, integer=True, nonnegative=True)

@@ -172,6 +172,9 @@ class _ToNodes(Transformer):
     def tuple_literal(self, meta, *items):
         return (tuple(float(value) for value, _ in items), _meta_span(meta))
 
+    def list_literal(self, meta, *items):
+        return ([float(item[0]) for item in items if item is not None], _meta_span(meta))
+
     def open_bracket(self, meta):
         return False
 

@@ -82,6 +82,10 @@ class ScalarPrinter(_BasePrinter):
     def _print_BooleanFalse(self, expr):
         return "False"
 
+    def _print_CountLE(self, expr):
+        items, x = expr.args
+        return f"sum(1 for _v in {self._print(items)} if _v <= {self._print(x)})"
+
 
 class NumbaCPUPrinter(ScalarPrinter):
     """The Numba CPU element loop."""

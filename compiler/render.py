@@ -66,6 +66,8 @@ def py_literal(value) -> str:
         return repr(value)
     if isinstance(value, (int, str)):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
     if isinstance(value, tuple):
         items = ", ".join(py_literal(v) for v in value)
         return f"({items},)" if len(value) == 1 else f"({items})"

@@ -31,7 +31,9 @@ class Outcome:
 
 
 def exact(value) -> sp.Basic:
-    """A default as SymPy sees it: 0.9 is 9/10, true is sp.true."""
+    """A default as SymPy sees it: 0.9 is 9/10, true is sp.true, a list a Tuple."""
+    if isinstance(value, list):
+        return sp.Tuple(*(exact(v) for v in value))
     if isinstance(value, bool):
         return sp.true if value else sp.false
     if isinstance(value, int):
@@ -56,7 +58,8 @@ class SymbolicStepper:
             if h.type == "choice":  # generated code sees the index of the string
                 out[h.name] = sp.Integer(h.choices.index(h.default))
                 continue
-            values = h.default if h.type == "tuple" else (h.default,)
+            values = h.default if h.type == "tuple" else (
+                [h.default] if h.type == "list" else (h.default,))
             out.update(zip(h.scalar_names, (exact(v) for v in values)))
         return out
 
@@ -126,6 +129,8 @@ class NumericStepper(SymbolicStepper):
         self.module = module
 
     def value(self, v):
+        if isinstance(v, sp.Tuple):
+            return tuple(float(x) for x in v)
         if isinstance(v, sp.Basic):
             return bool(v) if v in (sp.true, sp.false) else float(v)
         return v

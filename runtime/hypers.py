@@ -18,7 +18,7 @@ class HasHypers:
 
     def _init_hypers(self, hypers: dict[str, Any]) -> None:
         self._specs = {h.name: h for h in self._module.HYPERS}
-        self._hypers = {h.name: h.default for h in self._module.HYPERS}
+        self._hypers = {h.name: h.coerce(h.default) for h in self._module.HYPERS}
         self.set(**hypers)
 
 

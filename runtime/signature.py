@@ -50,6 +50,13 @@ class HyperSpec:
             if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
                 raise TypeError(f"{label} must be a bool, got {value!r}")
             return bool(value)
+        if self.type == "list":
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise TypeError(f"{label} must be a list of numbers, got {value!r}")
+            items = tuple(self._number(v, f"{label}[{i}]", float) for i, v in enumerate(value))
+            for i, item in enumerate(items):
+                self._in_domain(item, f"{label}[{i}]")
+            return items  # a tuple: the optimizer's copy cannot be changed from outside
         if self.type == "tuple":
             if not isinstance(value, (tuple, list)) or len(value) != len(self.components):
                 raise TypeError(f"{label} must be a tuple of {len(self.components)} numbers "
@@ -86,4 +93,6 @@ class HyperSpec:
         """The scalar values the generated functions take for this hyper."""
         if self.type == "choice":
             return (self.choices.index(value),)
+        if self.type == "list":
+            return (tuple(value),)
         return tuple(value) if self.type == "tuple" else (value,)

@@ -73,6 +73,18 @@ CASES = [
                  "may use hyperparameters and p, not input 'g'", id="state-init-not-host"),
     pytest.param("optimizer demo extends nowhere\n", 1, 24, "cannot find spec 'nowhere'",
                  id="unknown-base"),
+    pytest.param("optimizer demo\nhyper m = [1, -2] in [0, inf)\nupdate:\n  p = p - g\n", 2, 11,
+                 "item -2.0 of 'm' is outside its domain", id="list-item-domain"),
+    pytest.param("optimizer demo\nhyper m = [1, 2]\nupdate:\n  p = p - m * g\n", 4, 11,
+                 "a list hyperparameter can only be passed to count_le()", id="list-arithmetic"),
+    pytest.param(HEADER + "update:\n  p = lr == \"x\" ? p : g\n", 5, 7,
+                 "a string can only be compared (== or !=) with a choice", id="string-compare"),
+    pytest.param("optimizer demo\nhyper f = \"c\" in {\"a\", \"b\"}\nupdate:\n  p = p - g\n", 2, 11,
+                 "default 'c' of 'f' is not one of its choices", id="choice-default"),
+    pytest.param("optimizer demo\nhyper f = \"a\" in {\"a\", \"b\"}\nupdate:\n  p = f == \"z\" ? p : g\n",
+                 4, 12, "'z' is not a choice of 'f'", id="choice-typo"),
+    pytest.param(HEADER + "update:\n  p = p - orthogonalize(g, g, 1, 1, 5, 0)\n", 5, 11,
+                 "arguments after the first are computed once per step", id="matrix-host-args"),
 ]
 
 

@@ -34,6 +34,8 @@ S = torch.optim.lr_scheduler
 CASES = [
     ("step_lr", {"step_size": 7, "gamma": 0.5}, lambda o: S.StepLR(o, step_size=7, gamma=0.5)),
     ("exponential_lr", {"gamma": 0.97}, lambda o: S.ExponentialLR(o, gamma=0.97)),
+    ("multistep_lr", {"milestones": [10, 40, 40, 90], "gamma": 0.5},
+     lambda o: S.MultiStepLR(o, milestones=[10, 40, 40, 90], gamma=0.5)),
     ("cosine_annealing", {"T_max": 40, "eta_min": 0.01},
      lambda o: S.CosineAnnealingLR(o, T_max=40, eta_min=0.01)),
     ("cosine_warm_restarts", {"T_0": 17, "eta_min": 0.001},

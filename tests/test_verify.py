@@ -24,6 +24,8 @@ EXPECTED = {
     "exponential_lr": {"decays-to-zero": "proved"},
     "inverse_sqrt": {"continuous-at-warmup-end": "proved", "decays-to-zero": "proved"},
     "linear_lr": {"reaches-end-factor": "proved"},
+    "multistep_lr": {"starts-at-base-lr": "proved",
+                     "decayed-twice-after-the-last-milestone": "proved"},
     "one_cycle": {"starts-at-initial-lr": "proved", "ends-at-min-lr": "proved"},
     "polynomial_lr": {"ends-at-zero": "proved"},
     "step_lr": {"constant-within-a-period": "proved"},
