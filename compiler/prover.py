@@ -156,7 +156,8 @@ def evaluate(expr: sp.Basic, point) -> sp.Float | None:
         value = sp.N(expr.xreplace(point), 50)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
-    if not value.is_number or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not value.is_real:
+    # An actual number: not an unevaluated function of numbers (Muon's orthogonalize).
+    if not value.is_Number or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or not value.is_real:
         return None
     return value
 

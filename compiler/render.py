@@ -201,6 +201,7 @@ def latex_equation(eq) -> str:
 
 def _latex_name(name: str) -> str:
     """``b1`` -> b_{1} as SymPy would; ``weight_decay`` -> \\mathrm{weight\\_decay}, not weight_{decay}."""
+    name = name.lstrip("_")  # _rows, _cols, _n: as the spec writes them
     match = re.fullmatch(r"([A-Za-z])(\d*)", name)
     if match:
         return match[1] + (f"_{{{match[2]}}}" if match[2] else "")

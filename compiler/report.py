@@ -29,7 +29,8 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
         if re.fullmatch(r"[A-Za-z]\d*", sym.name):
             return super()._print_Symbol(sym, style)
         mi = self.dom.createElement("mi")
-        mi.appendChild(self.dom.createTextNode(sym.name))
+        # the shape values _rows, _cols, _n read as the spec writes them
+        mi.appendChild(self.dom.createTextNode(sym.name.lstrip("_")))
         return mi
 
     def _print_Piecewise(self, expr):

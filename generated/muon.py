@@ -9,7 +9,7 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
    \mathrm{momentum\_buffer} \leftarrow \begin{cases} \mathrm{momentum\_buffer} + \left(1 - \mathrm{momentum}\right) \left(g - \mathrm{momentum\_buffer}\right) & \text{for}\: \mathrm{momentum} > \frac{1}{2} \\g - \mathrm{momentum} \left(g - \mathrm{momentum\_buffer}\right) & \text{otherwise} \end{cases}
    u \leftarrow \begin{cases} \begin{cases} g + \mathrm{momentum} \left(- g + \mathrm{momentum\_buffer}\right) & \text{for}\: \mathrm{momentum} < \frac{1}{2} \\\mathrm{momentum\_buffer} - \left(1 - \mathrm{momentum}\right) \left(- g + \mathrm{momentum\_buffer}\right) & \text{otherwise} \end{cases} & \text{for}\: \mathrm{nesterov} \\\mathrm{momentum\_buffer} & \text{otherwise} \end{cases}
    o \leftarrow \operatorname{Orthogonalize}{\left(u,\mathrm{ns\_a},\mathrm{ns\_b},\mathrm{ns\_c},\mathrm{ns\_steps},\mathrm{eps} \right)}
-   \mathrm{ratio} \leftarrow \begin{cases} \frac{\sqrt{\max\left(\mathrm{\_cols}, \mathrm{\_rows}\right)}}{5} & \text{for}\: \mathrm{adjust\_lr\_fn} = 1 \\\sqrt{\max\left(1, \frac{\mathrm{\_rows}}{\mathrm{\_cols}}\right)} & \text{otherwise} \end{cases}
+   \mathrm{ratio} \leftarrow \begin{cases} \frac{\sqrt{\max\left(\mathrm{cols}, \mathrm{rows}\right)}}{5} & \text{for}\: \mathrm{adjust\_lr\_fn} = 1 \\\sqrt{\max\left(1, \frac{\mathrm{rows}}{\mathrm{cols}}\right)} & \text{otherwise} \end{cases}
    p \leftarrow p \left(- \mathrm{lr} \mathrm{weight\_decay} + 1\right)
    p \leftarrow - \mathrm{lr} o \mathrm{ratio} + p
 
