@@ -40,6 +40,10 @@ CASES = [
      lambda o: S.CosineAnnealingLR(o, T_max=40, eta_min=0.01)),
     ("cosine_warm_restarts", {"T_0": 17, "eta_min": 0.001},
      lambda o: S.CosineAnnealingWarmRestarts(o, T_0=17, eta_min=0.001)),
+    ("cosine_warm_restarts", {"T_0": 5, "T_mult": 2, "eta_min": 0.01},
+     lambda o: S.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2, eta_min=0.01)),
+    ("cosine_warm_restarts", {"T_0": 3, "T_mult": 3},
+     lambda o: S.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=3)),
     ("linear_lr", {"start_factor": 0.25, "end_factor": 0.9, "total_iters": 30},
      lambda o: S.LinearLR(o, start_factor=0.25, end_factor=0.9, total_iters=30)),
     ("polynomial_lr", {"total_iters": 60, "power": 2.0},
@@ -47,7 +51,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, hypers, make", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name, hypers, make", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_schedule_matches_torch(name, hypers, make):
     ours = optgen.schedule(name, base_lr=BASE_LR, **hypers).values(STEPS)
     np.testing.assert_allclose(ours, torch_lrs(make), **TOL)

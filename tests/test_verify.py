@@ -20,7 +20,8 @@ from optgen.compiler.verify import verify_file
 EXPECTED = {
     # schedules: continuity at warmup boundaries and end values
     "cosine_annealing": {"starts-at-base-lr": "proved", "ends-at-eta-min": "proved"},
-    "cosine_warm_restarts": {"restarts-at-base-lr": "proved"},
+    "cosine_warm_restarts": {"restarts-at-base-lr": "proved",
+                             "second-restart-with-doubling": "proved"},
     "exponential_lr": {"decays-to-zero": "proved"},
     "inverse_sqrt": {"continuous-at-warmup-end": "proved", "decays-to-zero": "proved"},
     "linear_lr": {"reaches-end-factor": "proved"},
