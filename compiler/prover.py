@@ -92,13 +92,57 @@ def prove_zero(residual: sp.Basic) -> bool:
     return all(simplify_zero(residual.xreplace(case)) for case in cases)
 
 
+def _radicand(term: sp.Basic) -> sp.Basic | None:
+    """A for a term sqrt(A) (|x| counts as sqrt(x^2)), else None."""
+    if isinstance(term, sp.Pow) and term.exp == sp.S.Half:
+        return term.base
+    if isinstance(term, sp.Abs):
+        return term.args[0] ** 2
+    return None
+
+
+def _sqrt_difference_nonnegative(expr: sp.Basic) -> bool:
+    """``sqrt(A) - sqrt(B) >= 0`` because sqrt is increasing: A - B >= 0 and B >= 0."""
+    terms = sp.Add.make_args(expr)
+    if len(terms) != 2:
+        return False
+    for first, second in (terms, terms[::-1]):
+        a, b = _radicand(first), _radicand(-second)
+        if a is not None and b is not None:
+            return sp.simplify(a - b).is_nonnegative is True and b.is_nonnegative is True
+    return False
+
+
+def _factors_nonnegative(expr: sp.Basic) -> bool:
+    """A product is nonnegative where every factor has a known sign and an even number of them
+    are nonpositive: nonnegative bases under any power (a zero denominator leaves the expression
+    undefined, not negative), sqrt differences by monotonicity, and their negations."""
+    negative = 0
+    for factor in sp.Mul.make_args(sp.factor(expr)):
+        base, exponent = factor.as_base_exp()
+        if factor.is_nonnegative is True or (base.is_nonnegative is True and exponent.is_real):
+            continue
+        if factor.is_nonpositive is True:
+            negative += 1
+        elif exponent == 1 and _sqrt_difference_nonnegative(base):
+            continue
+        elif exponent == 1 and _sqrt_difference_nonnegative(-base):
+            negative += 1
+        else:
+            return False
+    return negative % 2 == 0
+
+
 def prove_sign(residual: sp.Basic, assumption: str = "nonnegative") -> bool:
     """Whether ``residual`` is ``assumption`` ("nonnegative" or "positive") everywhere, by
-    SymPy's assumption system on the simplified and factored forms, per sign case."""
+    SymPy's assumption system on the simplified and factored forms (and, for nonnegative,
+    factor by factor with sqrt's monotonicity), per sign case."""
     def holds(e):
         e = sp.simplify(e)
-        return getattr(e, f"is_{assumption}") is True or \
-            getattr(sp.factor(e), f"is_{assumption}") is True
+        if getattr(e, f"is_{assumption}") is True or \
+                getattr(sp.factor(e), f"is_{assumption}") is True:
+            return True
+        return assumption == "nonnegative" and _factors_nonnegative(e)
     if holds(residual):
         return True
     cases = split_cases(residual)

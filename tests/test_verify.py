@@ -35,7 +35,7 @@ EXPECTED = {
     "adagrad": {"first-step-magnitude": "proved", "scale-invariance": "proved",
                 "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
                 "stable-lr-range": "unknown", "accumulator-never-decreases": "proved",
-                "effective-lr-never-increases": "unknown"},
+                "effective-lr-never-increases": "proved"},
     "adabelief": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
                   "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
                   "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
@@ -178,6 +178,8 @@ PLANTED = [
     ("claim f8: equivalent to sgd(lr = lr, momentum = beta) over 2 steps", "lr not rescaled"),
     ("claim f9: m_new <= G given m <= G", "g is unbounded"),
     ("claim f10: p_new < p given g > 0", "false at lr = 0 (lr's domain includes 0)"),
+    ("claim f11: sqrt(m^2 + 1) - sqrt(m^2 + 2) >= 0", "sqrt is increasing: always negative"),
+    ("claim f12: sqrt(g^2) - sqrt(m) >= 0 given m >= 0", "false where m > g^2"),
 ]
 
 
@@ -216,9 +218,11 @@ def test_planted_true_claims_are_proved(tmp_path):
         claim t2: m_new <= G given m <= G, g <= G
         claim t3: p_new <= p given m >= 0, g >= 0
         claim t4: limit t -> oo: m_new / (1 - beta^t) == m_new
+        claim t5: lr * (sqrt(g^2 + m^2) - sqrt(m^2)) >= 0
         """))
     statuses = {r.id: r.status for r in verify_file(spec).results if r.own}
-    assert statuses == {"t1": "proved", "t2": "proved", "t3": "proved", "t4": "proved"}
+    assert statuses == {"t1": "proved", "t2": "proved", "t3": "proved", "t4": "proved",
+                        "t5": "proved"}
 
 
 def run_cli(*args):
