@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..runtime.kernels import run_step
+from ..runtime.kernels import cast_host, host_value, run_step
 from .functions import SHAPE_VALUES, ReduceSum
 from .lower import LoweredSpec
 
@@ -168,8 +168,7 @@ class NumericStepper(SymbolicStepper):
         scalars = tuple(float(state[name]) for name in self.module.SCALARS)
         not_given = (False,) * len(self.module.INPUTS)
         host = self.module.host_scalars(int(t), *flat, *scalars, *not_given)
-        host = tuple(bool(v) if b else np.float64(v)
-                     for v, b in zip(host, self.module.HOST_IS_BOOL))
+        host = cast_host(host, self.module.HOST_IS_BOOL, np.dtype(np.float64))
         arrays = {name: np.array([float(state[name])]) if present[name] else np.empty(0)
                   for name in self.module.STATES}
         p_array = np.array([float(p)])
@@ -184,5 +183,4 @@ class NumericStepper(SymbolicStepper):
         return Outcome(float(p_array[0]), states, {})
 
     def _flat(self, hypers) -> tuple:
-        return tuple(np.float64(v) if isinstance(v, float) else v
-                     for v in (hypers[str(symbol)] for symbol in self.lowered.hyper_args))
+        return tuple(host_value(hypers[str(symbol)]) for symbol in self.lowered.hyper_args)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .hypers import HasHypers
-from .kernels import run_step
+from .kernels import cast_host, run_step
 from .loader import available, load
 
 BACKENDS = ("cpu", "numpy")
@@ -89,7 +89,7 @@ class Optimizer(HasHypers):
                 given = tuple(extra[name][i] is not None for name in module.INPUTS)
                 key = (t, param.dtype, scalars, given)
                 if key not in host_cache:
-                    host_cache[key] = _cast_host(
+                    host_cache[key] = cast_host(
                         module.host_scalars(t, *flat_hypers, *scalars, *given),
                         module.HOST_IS_BOOL, param.dtype)
                 flat_p, write_back = _flat_view(param)
@@ -245,11 +245,6 @@ def _flat_view(array: np.ndarray) -> tuple[np.ndarray, bool]:
     if array.flags.c_contiguous:
         return array.reshape(-1), False
     return np.ascontiguousarray(array).reshape(-1), True
-
-
-def _cast_host(values: tuple, is_bool: tuple[bool, ...], dtype: np.dtype) -> tuple:
-    cast = dtype.type
-    return tuple(bool(v) if b else cast(v) for v, b in zip(values, is_bool))
 
 
 _EMPTY = {dtype: np.empty(0, dtype) for dtype in SUPPORTED_DTYPES}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-import numpy as np
+from .kernels import host_value
 
 
 class HasHypers:
@@ -62,5 +62,5 @@ class HasHypers:
     def _flat(self, hypers: dict[str, Any]) -> tuple:
         """Scalar hyper values in the generated functions' order; floats as NumPy float64, so
         host arithmetic gives inf/nan where Python floats would raise."""
-        return tuple(np.float64(v) if isinstance(v, float) else v
+        return tuple(host_value(v)
                      for h in self._module.HYPERS for v in h.flat(hypers[h.name]))

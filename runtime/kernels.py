@@ -14,6 +14,18 @@ import numpy as np
 from .matrix import OPERATIONS
 
 
+def host_value(value):
+    """A hyperparameter as generated host functions take it: floats as NumPy float64, so host
+    arithmetic gives inf/nan where Python floats would raise."""
+    return np.float64(value) if isinstance(value, float) else value
+
+
+def cast_host(values: tuple, is_bool: tuple[bool, ...], dtype: np.dtype) -> tuple:
+    """Host scalars as the kernels take them: flags as bool, numbers in the parameter's dtype."""
+    cast = dtype.type
+    return tuple(bool(v) if b else cast(v) for v, b in zip(values, is_bool))
+
+
 def shape_values(shape: tuple[int, ...]) -> dict[str, int]:
     """``_n`` (elements), ``_rows`` and ``_cols`` (first two dimensions, 1 where missing)."""
     return {"_n": int(np.prod(shape, dtype=np.int64)),
