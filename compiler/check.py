@@ -569,35 +569,30 @@ class _Checker:
         return f"did you mean '{close[0]}'?" if close else None
 
 
+def _children(expr: n.Expr) -> tuple[n.Expr, ...]:
+    """The sub-expressions of a node."""
+    match expr:
+        case n.Call(args=args):
+            return args
+        case n.Neg(operand=x) | n.Not(operand=x):
+            return (x,)
+        case n.Binary(left=a, right=b) | n.Compare(left=a, right=b) | n.BoolOp(left=a, right=b):
+            return (a, b)
+        case n.Ternary(condition=c, then=a, otherwise=b):
+            return (c, a, b)
+    return ()
+
+
 def _names(expr: n.Expr):
     """Every name an expression reads."""
-    match expr:
-        case n.Name(id=name):
-            yield name
-        case n.Number() | n.Boolean():
-            return
-        case n.Call(args=args):
-            for a in args:
-                yield from _names(a)
-        case n.Neg(operand=x) | n.Not(operand=x):
-            yield from _names(x)
-        case n.Binary(left=a, right=b) | n.Compare(left=a, right=b) | n.BoolOp(left=a, right=b):
-            yield from _names(a)
-            yield from _names(b)
-        case n.Ternary(condition=c, then=a, otherwise=b):
-            for x in (c, a, b):
-                yield from _names(x)
+    if isinstance(expr, n.Name):
+        yield expr.id
+    for child in _children(expr):
+        yield from _names(child)
 
 
 def _calls(expr: n.Expr, which) -> bool:
     """Whether ``expr`` calls a function for which ``which(name)`` holds."""
-    match expr:
-        case n.Call(func=func, args=args):
-            return (func in FUNCTIONS and which(func)) or any(_calls(a, which) for a in args)
-        case n.Neg(operand=x) | n.Not(operand=x):
-            return _calls(x, which)
-        case n.Binary(left=a, right=b) | n.Compare(left=a, right=b) | n.BoolOp(left=a, right=b):
-            return _calls(a, which) or _calls(b, which)
-        case n.Ternary(condition=c, then=a, otherwise=b):
-            return any(_calls(x, which) for x in (c, a, b))
-    return False
+    if isinstance(expr, n.Call) and expr.func in FUNCTIONS and which(expr.func):
+        return True
+    return any(_calls(child, which) for child in _children(expr))
