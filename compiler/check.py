@@ -28,9 +28,13 @@ BUILTIN_SYMBOLS = {
     "pi": Symbol("pi", Kind.CONSTANT, Type.NUMBER, Level.HOST),
     "rows": Symbol("rows", Kind.CONSTANT, Type.NUMBER, Level.TENSOR),
     "cols": Symbol("cols", Kind.CONSTANT, Type.NUMBER, Level.TENSOR),
+    # Per tensor, known before the step: the parameter has >= 2 dimensions (factored states
+    # exist), and the machine epsilon of its dtype.
+    "factored": Symbol("factored", Kind.CONSTANT, Type.BOOL, Level.HOST),
+    "epsilon": Symbol("epsilon", Kind.CONSTANT, Type.NUMBER, Level.HOST),
 }
 # Function names are not reserved: `sum(x)` is a call and `sum` a name (Adagrad's state).
-RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false"}
+RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
 #: Names the generated modules use for their own purposes.
 GENERATED_CODE_NAMES = {"math", "numpy", "numba", "np", "optgen"}
 
@@ -54,6 +58,9 @@ class _Checker:
         self.tuples: dict[str, tuple[str, ...]] = {}
         self.claim_ids: set[str] = set()
         self.hyper_choices = {d.name: d.choices for d in ast.hypers if d.type == "choice"}
+        self.optional: set[str] = set()   # tuple items that may be None
+        self.host_extras: frozenset[str] = frozenset()  # non-hypers allowed where hypers are
+        self.optional_ok = False  # typing default()'s first argument
 
     def error(self, message: str, span, hint: str | None = None) -> None:
         self.errors.append(SpecError(message, span, hint=hint))
@@ -194,9 +201,14 @@ class _Checker:
         if kind != "tuple" and decl.components:
             self.error("only tuple hyperparameters name their items", decl.span)
         values = default if kind == "tuple" else (default,)
+        if kind == "tuple":
+            self.optional |= {c for c, v in zip(decl.components, default) if v is None}
+        elif any(v is None for v in values):
+            self.error("only a tuple's items may be 'none'", decl.default_span)
+            return None
         if domain is not None and kind != "list":
             for value in values:
-                if value not in domain:
+                if value is not None and value not in domain:
                     self.error(f"default {value!r} of '{decl.name}' is outside its domain {domain}",
                                decl.default_span)
                     return None
@@ -230,7 +242,14 @@ class _Checker:
                 and self._declare(flag, Symbol(flag, Kind.INPUT, Type.BOOL, Level.HOST), decl.span))
 
     def _state(self, decl: n.StateDecl) -> State | None:
-        if decl.scalar:
+        if decl.axis is not None:
+            self._expect(decl.init, Type.NUMBER, hyper_only=True,
+                         what=f"a per-{decl.axis} state's initial value")
+            if not (isinstance(decl.condition, n.Name) and decl.condition.id == "factored"):
+                self.error(f"a per-{decl.axis} state exists only for parameters with two or more "
+                           f"dimensions; declare it 'if factored'", decl.span,
+                           hint=f"state {decl.name} = ... per-{decl.axis} if factored")
+        elif decl.scalar:
             self._expect(decl.init, Type.NUMBER, hyper_only=True, what="a scalar's initial value")
         else:  # an element state may start from the parameter: `state z = p`
             misplaced = [name for name in _names(decl.init) if name in self.symbols
@@ -243,13 +262,15 @@ class _Checker:
             else:
                 self._expect(decl.init, Type.NUMBER, what="a state's initial value")
         if decl.condition is not None:
+            self.host_extras = frozenset({"factored"})
             self._expect(decl.condition, Type.BOOL, hyper_only=True,
                          what="a state's condition")
+            self.host_extras = frozenset()
         level = Level.HOST if decl.scalar else Level.ELEMENT
         if not self._declare(decl.name, Symbol(decl.name, Kind.STATE, Type.NUMBER, level),
                              decl.span):
             return None
-        return State(decl.name, decl.init, decl.condition, decl.span, decl.scalar)
+        return State(decl.name, decl.init, decl.condition, decl.span, decl.scalar, decl.axis)
 
     def _require(self, decl: n.RequireDecl) -> Require:
         self._expect(decl.condition, Type.BOOL, hyper_only=True, what="a requirement")
@@ -448,7 +469,11 @@ class _Checker:
                     else:
                         self.error(f"undefined name '{name}'", expr.span, hint=self._suggest(name))
                     return None
-                if hyper_only and symbol.kind is not Kind.HYPER:
+                if name in self.optional and not self.optional_ok:
+                    self.error(f"'{name}' may be none; read it as default({name}, fallback)",
+                               expr.span)
+                    return None
+                if hyper_only and symbol.kind is not Kind.HYPER and name not in self.host_extras:
                     self.error(f"only hyperparameters may appear here, not {symbol.kind.value} "
                                f"'{name}'", expr.span)
                     return None
@@ -465,7 +490,11 @@ class _Checker:
                              else f"at least {spec.min_args}")
                     self.error(f"{func}() takes {count} arguments, got {len(args)}", expr.span)
                     return None
-                types = [self._type(a, hyper_only) for a in args]
+                types = []
+                for i, arg in enumerate(args):
+                    self.optional_ok = spec.takes_optional and i == 0
+                    types.append(self._type(arg, hyper_only))
+                    self.optional_ok = False
                 if any(t is None for t in types):
                     return None
                 wanted = [Type.BOOL] + [Type.NUMBER] * (len(args) - 1) if spec.takes_condition \
@@ -475,6 +504,16 @@ class _Checker:
                     if got is not want:
                         self.error(f"argument of {func}() must be a {want.value}", arg.span)
                         return None
+                if spec.takes_optional and not (isinstance(args[0], n.Name)
+                                                and args[0].id in self.optional):
+                    self.error(f"the first argument of {func}() is a tuple item whose default is "
+                               f"'none'", args[0].span)
+                    return None
+                if spec.axis and _calls(args[0], lambda f: FUNCTIONS[f].matrix
+                                        or FUNCTIONS[f].reduction):
+                    self.error(f"{func}() of a reduction or of a matrix operation is not "
+                               "supported", expr.span)
+                    return None
                 if spec.matrix:
                     if any(level is not Level.HOST for _, level in types[1:]):
                         self.error(f"{func}()'s arguments after the first are computed once per "

@@ -22,6 +22,8 @@ class Function:
     reduction: bool = False        # over all elements of the tensor: one value per tensor
     takes_list: bool = False       # first argument is a list hyperparameter
     matrix: bool = False           # a whole-matrix operation; arguments after the first are host
+    axis: bool = False             # a mean over rows or columns of a matrix (factored states)
+    takes_optional: bool = False   # first argument is a tuple item that may be None
 
 
 class ReduceSum(sp.Function):
@@ -43,6 +45,43 @@ ROWS = sp.Symbol("_rows", positive=True, integer=True)
 COLS = sp.Symbol("_cols", positive=True, integer=True)
 #: Per-tensor values the runtime computes from the shape, in the kernels' argument order.
 SHAPE_VALUES = (NUMEL, ROWS, COLS)
+
+
+#: Per-tensor host values the runtime supplies: whether the parameter has two or more
+#: dimensions (``factored``), and the machine epsilon of its dtype (``epsilon``).
+FACTORED = sp.Symbol("_factored")
+EPSILON = sp.Symbol("_eps", positive=True)
+#: In the order generated functions take them (after hypers, scalar states and input flags).
+TENSOR_FLAGS = (FACTORED, EPSILON)
+
+
+class AxisMean(sp.Function):
+    """The mean of an expression over one of the last two axes of the parameter, kept
+    (keepdims) as one value per row (``axis = -1``: ``row_mean``) or per column
+    (``axis = -2``: ``col_mean``), broadcast back wherever it is read.
+
+    Computed by the runtime's axis stage in NumPy on the parameter-shaped arrays; for the
+    verifier's one-element tensors it is its argument.
+    """
+
+    nargs = 2
+    is_real = True
+
+    def _latex(self, printer):
+        name = r"\operatorname{row\_mean}" if self.args[1] == -1 else r"\operatorname{col\_mean}"
+        return rf"{name}\left({printer._print(self.args[0])}\right)"
+
+
+class Default(sp.Function):
+    """``default(x, fallback)``: the tuple item x, or fallback where x is None (generated code
+    receives None as NaN). To the verifier a hyperparameter is always a number: x."""
+
+    nargs = 2
+    is_real = True
+
+    def _latex(self, printer):
+        x, fallback = (printer._print(a) for a in self.args)
+        return rf"\operatorname{{default}}\left({x}, {fallback}\right)"
 
 
 class CountLE(sp.Function):
@@ -135,6 +174,13 @@ FUNCTIONS: dict[str, Function] = {
     "orthogonalize": Function(6, 6, Orthogonalize, matrix=True,
                               doc="orthogonalize(x, a, b, c, steps, eps): Muon's Newton-Schulz "
                                   "iteration on the 2-D matrix of x"),
+    "row_mean": Function(1, 1, lambda x: AxisMean(x, -1), axis=True,
+                         doc="mean over each row (the last dimension): one value per row"),
+    "col_mean": Function(1, 1, lambda x: AxisMean(x, -2), axis=True,
+                         doc="mean over each column (the second-to-last dimension): one value "
+                             "per column"),
+    "default": Function(2, 2, Default, takes_optional=True,
+                        doc="default(x, fallback): the tuple item x, or fallback where x is none"),
     "where": Function(3, 3, _where, takes_condition=True,
                       doc="where(c, a, b): a where c holds, else b"),
 }

@@ -82,6 +82,13 @@ class Hyper:
     choices: tuple[str, ...] = ()
 
     @property
+    def optional_names(self) -> tuple[str, ...]:
+        """Tuple items whose default is ``none``: they may be None (read with ``default()``)."""
+        if self.type != "tuple":
+            return ()
+        return tuple(c for c, v in zip(self.components, self.default) if v is None)
+
+    @property
     def scalar_names(self) -> tuple[str, ...]:
         """The names the update section sees: the tuple's items, or the hyper itself."""
         return self.components if self.type == "tuple" else (self.name,)
@@ -94,6 +101,7 @@ class State:
     condition: n.Expr | None        # host condition over hyperparameters; None: always
     span: Span
     scalar: bool = False            # one value per tensor, updated on the host
+    axis: str | None = None         # "row"/"col": factored, one value per row/column (Adafactor)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import nodes as n
-from .functions import COLS, FUNCTIONS, ROWS, piecewise
+from .functions import COLS, EPSILON, FACTORED, FUNCTIONS, ROWS, piecewise
 from .ir import CheckedSpec, Hyper, Interval
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
@@ -41,6 +41,7 @@ class LoweredSpec:
     inputs: dict[str, sp.Symbol]            # extra arrays beside g
     input_flags: dict[str, sp.Symbol]       # each input's has_<name>: given this step
     scalars: tuple[str, ...]                # the states that hold one value per tensor
+    axis_states: dict[str, str]             # factored states -> "row" / "col"
     ssa: tuple[tuple[sp.Symbol, sp.Expr], ...]  # versioned assignments, in order
     outputs: dict[str, sp.Expr]             # "p" and each state -> value after the step
     temps: dict[str, sp.Expr]               # each temporary's final value in the step
@@ -90,6 +91,7 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     inputs = {name: sp.Symbol(name, real=True) for name, _ in spec.inputs}
     flags = {name: sp.Symbol(f"has_{name}") for name, _ in spec.inputs}
     plain = {**hypers, "t": t, "p": p, "g": g, "pi": sp.pi, "rows": ROWS, "cols": COLS,
+             "factored": FACTORED, "epsilon": EPSILON,
              **states, **inputs,
              **{f"has_{name}": flag for name, flag in flags.items()}, **choices_of(spec)}
 
@@ -125,10 +127,11 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
         spec=spec, hypers=hypers, t=t, p=p, g=g, states=states, inputs=inputs,
         input_flags=flags,
         scalars=tuple(s.name for s in spec.states if s.scalar), ssa=tuple(ssa),
+        axis_states={s.name: s.axis for s in spec.states if s.axis is not None},
         outputs=outputs,
         temps=temps_final,
         state_inits={s.name: _expr(s.init, {**host_env, "p": p}) for s in spec.states},
-        state_conditions={s.name: _expr(s.condition, host_env)
+        state_conditions={s.name: _expr(s.condition, {**host_env, "factored": FACTORED})
                           for s in spec.states if s.condition is not None},
         requires=tuple((_expr(r.condition, host_env), r.message) for r in spec.requires),
         equations=tuple(equations),

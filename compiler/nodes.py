@@ -101,7 +101,7 @@ class HyperDecl:
     span: Span = field(compare=False, repr=False)
     name: str
     type: str | None  # "float" | "int" | "bool" | "choice", or None to infer from the default
-    default: bool | float | int | tuple[float, ...] | str
+    default: bool | float | int | tuple[float | None, ...] | str  # None: a `none` tuple item
     default_span: Span = field(compare=False, repr=False)
     components: tuple[str, ...]  # names of a tuple's items, e.g. betas as (b1, b2)
     domain: Domain | None
@@ -116,6 +116,7 @@ class StateDecl:
     init: Expr
     condition: Expr | None  # the state exists only while this host condition holds
     scalar: bool = False    # one value per tensor (`scalar x = ...`), not one per element
+    axis: str | None = None  # "row" / "col": one value per row / column (`per-row`, `per-col`)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ _TOKEN_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "TYPE": "a type",
     "_NL": "the end of the line", "$END": "the end of the file", "COMPARE": "a comparison",
     "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/'", "POW_OP": "'^'", "TRUE": "'true'",
-    "FALSE": "'false'", "INF": "'inf'", "NEG_INF": "'-inf'",
+    "FALSE": "'false'", "INF": "'inf'", "NEG_INF": "'-inf'", "NONE": "'none'",
+    "PER_AXIS": "'per-row' or 'per-col'",
 }
 
 
@@ -170,7 +171,8 @@ class _ToNodes(Transformer):
         return (-value, _meta_span(meta))
 
     def tuple_literal(self, meta, *items):
-        return (tuple(float(value) for value, _ in items), _meta_span(meta))
+        values = tuple(None if isinstance(item, Token) else float(item[0]) for item in items)
+        return (values, _meta_span(meta))
 
     def list_literal(self, meta, *items):
         return ([float(item[0]) for item in items if item is not None], _meta_span(meta))
@@ -206,8 +208,9 @@ class _ToNodes(Transformer):
             default_span, components or (), domain,
             _string_value(doc) if doc is not None else None))
 
-    def state_decl(self, meta, name, init, condition):
-        return ("state", n.StateDecl(_meta_span(meta), str(name), init, condition))
+    def state_decl(self, meta, name, init, per_axis, condition):
+        axis = str(per_axis)[len("per-"):] if per_axis is not None else None
+        return ("state", n.StateDecl(_meta_span(meta), str(name), init, condition, axis=axis))
 
     def input_decl(self, meta, name, doc):
         return ("input", n.InputDecl(_meta_span(meta), str(name),

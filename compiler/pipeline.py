@@ -93,7 +93,10 @@ def compile_file(path: Path | str) -> Compiled:
     if checked.kind == "schedule":
         return Compiled(file, base, checked, lowered, None,
                         render_schedule(lowered, info, __version__))
-    kernel_plan = plan(lowered)
+    try:
+        kernel_plan = plan(lowered)
+    except SpecError as error:
+        raise error.located(str(file.path), file.text) from None
     source = render_module(
         lowered, kernel_plan, info,
         SourceInfo(base.path.name, base.sha256) if base else None, __version__)

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import SpecError
-from .functions import SHAPE_VALUES, Orthogonalize, ReduceSum
+from .functions import (FACTORED, SHAPE_VALUES, TENSOR_FLAGS, AxisMean, Orthogonalize,
+                        ReduceSum)
 from .lower import LoweredSpec
 
 
@@ -74,6 +75,20 @@ class MatrixOp:
 
 
 @dataclass(frozen=True)
+class AxisStage:
+    """The factored part of a step (Adafactor), run by the runtime in NumPy on parameter-shaped
+    arrays before the other passes, where ``factored`` holds: it updates the per-row and
+    per-column states in place and returns ``values``, each broadcast by the runtime to a
+    full-size scratch array that the passes read as an array (``arrays``)."""
+
+    loads: tuple[Array, ...]
+    temps: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    stores: tuple[tuple[str, sp.Expr], ...]          # per-row/per-column states
+    values: tuple[sp.Expr, ...]                      # one per scratch array
+    arrays: tuple[Array, ...]                        # _ax0, ...: read by the passes
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     name: str
     hyper_args: tuple[sp.Symbol, ...]
@@ -89,6 +104,9 @@ class KernelPlan:
     prepare_passes: tuple[ElementPass, ...]             # write the matrix ops' arguments
     scalar_args: tuple[sp.Symbol, ...]                  # scalar states, as the host sees them
     flag_args: tuple[sp.Symbol, ...]                    # has_<input> for each extra input
+    tensor_flags: tuple[sp.Symbol, ...]                 # of _factored, _eps: those used
+    axis_states: tuple[tuple[str, str], ...]            # (state, "row" | "col")
+    axis_stage: AxisStage | None
     scalar_updates: tuple[tuple[str, sp.Basic], ...]    # each scalar state after the step
     state_inits: tuple[tuple[str, sp.Basic], ...]
     state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
@@ -102,14 +120,20 @@ class KernelPlan:
 def plan(lowered: LoweredSpec) -> KernelPlan:
     scalar_args = tuple(lowered.states[name] for name in lowered.scalars)
     input_flags = tuple(lowered.input_flags.values())
+    used = set().union(*(sp.sympify(e).free_symbols for e in (
+        *lowered.outputs.values(), *lowered.state_conditions.values())))
+    tensor_flags = tuple(s for s in TENSOR_FLAGS if s in used)
     host_leaves = (frozenset(lowered.hypers.values()) | {lowered.t} | set(scalar_args)
-                   | set(input_flags))
+                   | set(input_flags) | set(TENSOR_FLAGS))
     flags = frozenset(lowered.hypers[h.name] for h in lowered.spec.hypers
-                      if h.type == "bool") | set(input_flags)
+                      if h.type == "bool") | set(input_flags) | {FACTORED}
     hoister = _Hoister(host_leaves, flags)
+    axis_names = set(lowered.axis_states)
     arrays_in = [("p", lowered.p), ("g", lowered.g), *lowered.inputs.items(),
-                 *((n, s) for n, s in lowered.states.items() if n not in lowered.scalars)]
-    local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in}
+                 *((n, s) for n, s in lowered.states.items()
+                   if n not in lowered.scalars and n not in axis_names)]
+    axis_in = [(n, lowered.states[n]) for n in lowered.axis_states]
+    local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in + axis_in}
 
     # A conditional state is stored only while its condition holds, so the stored expression
     # may assume it; where the state does not exist, reads see its initial value.
@@ -119,16 +143,22 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         if condition is not None:
             value = value.subs(condition, sp.true)
         outputs[name] = value
-    presence = {name: hoister.host_value(cond) for name, cond in lowered.state_conditions.items()}
+    presence = {name: hoister.host_value(cond) for name, cond in lowered.state_conditions.items()
+                if name not in axis_names}
     presence.update({name: hoister.host_value(flag) for name, flag in lowered.input_flags.items()})
     absent = {name: hoister.element(sp.sympify(lowered.state_inits[name])).xreplace(local)
-              for name in lowered.state_conditions}
+              for name in lowered.state_conditions if name not in axis_names}
     absent.update({name: hoister.host_value(sp.S.Zero) for name in lowered.inputs})
     changed = [name for name, value in outputs.items() if name not in lowered.scalars
                and value != (lowered.p if name == "p" else lowered.states[name])]
     hoisted = {name: hoister.element(outputs[name]).xreplace(local) for name in changed}
     arrays = tuple(Array(name, local[symbol], presence.get(name), absent.get(name))
                    for name, symbol in arrays_in)
+
+    # The factored part: per-row/per-column values, computed before every other pass.
+    axis_stage, hoisted = _axis_stage(lowered, hoister, arrays, local, hoisted)
+    axis_arrays = axis_stage.arrays if axis_stage is not None else ()
+    factored_flag = hoister.host_value(FACTORED) if axis_stage is not None else None
 
     # Each per-tensor sum becomes a symbol _rk of the element pass, computed by a pass before it.
     sums: dict[sp.Basic, sp.Symbol] = {}
@@ -159,13 +189,24 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     scratch = tuple(Array(m.array, m.local, None, None) for m in matrix_ops)
     prepared = {m.array: node.args[0] for node, m in matrix_nodes.items()}
 
-    distinct_flags = list(dict.fromkeys(presence.values()))
+    distinct_flags = list(dict.fromkeys(
+        ([factored_flag] if factored_flag is not None else []) + list(presence.values())))
     combos = [tuple(zip(distinct_flags, combo))
               for combo in itertools.product((True, False), repeat=len(distinct_flags))]
-    passes = tuple(_element_pass(when, arrays + scratch, hoisted) for when in combos)
-    reduce_passes = tuple(_element_pass(when, arrays, reduced) for when in combos) if sums else ()
-    prepare_passes = tuple(_element_pass(when, arrays, prepared)
+    combos = [when for when in combos if _consistent(when, hoister)]
+    tensor_arrays = arrays + axis_arrays
+    passes = tuple(_element_pass(when, tensor_arrays + scratch, hoisted) for when in combos)
+    reduce_passes = (tuple(_element_pass(when, tensor_arrays, reduced) for when in combos)
+                     if sums else ())
+    prepare_passes = tuple(_element_pass(when, tensor_arrays, prepared)
                            for when in combos) if matrix_ops else ()
+    if axis_stage is not None:
+        for element_pass in passes + reduce_passes + prepare_passes:
+            if dict(element_pass.when)[factored_flag] is False and any(
+                    a in axis_arrays for a in element_pass.loads):
+                raise SpecError("per-row and per-column values exist only where 'factored' "
+                                "holds; read them as 'factored ? ... : ...'",
+                                _first_axis_read(lowered))
 
     host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
                                      symbols=sp.numbered_symbols("_c"), optimizations=None,
@@ -187,12 +228,132 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         prepare_passes=prepare_passes,
         scalar_args=scalar_args,
         flag_args=input_flags,
+        tensor_flags=tensor_flags,
+        axis_states=tuple(lowered.axis_states.items()),
+        axis_stage=axis_stage,
         scalar_updates=tuple((name, outputs[name]) for name in lowered.scalars),
         state_inits=tuple(lowered.state_inits.items()),  # over hypers and p
         state_conditions=tuple((name, lowered.state_conditions.get(name, sp.true))
-                               for name in lowered.states if name not in lowered.scalars),
+                               for name in lowered.states
+                               if name not in lowered.scalars and name not in axis_names),
         requires=lowered.requires,
     )
+
+
+def _first_axis_read(lowered: LoweredSpec):
+    """The span of the first statement outside the factored states that reads one of them."""
+    from .check import _names  # the AST's name walker
+    axis_names = set(lowered.axis_states)
+    for statement in lowered.spec.statements:
+        if statement.target not in axis_names and axis_names & set(_names(statement.value)):
+            return statement.span
+    return None
+
+
+def _consistent(when: tuple[tuple[sp.Symbol, bool], ...], hoister: "_Hoister") -> bool:
+    """Whether the flags' values can hold together (``factored`` and ``not factored`` cannot)."""
+    values = {h.symbol: h.value for h in hoister.scalars}
+    known = {values[flag]: sp.true if on else sp.false for flag, on in when
+             if isinstance(values[flag], sp.Symbol)}
+    for flag, on in when:
+        implied = values[flag].xreplace(known)
+        if implied in (sp.true, sp.false) and bool(implied) != on:
+            return False
+    return True
+
+
+#: How an expression varies over the last two axes: "R" along rows, "C" along columns.
+_ALL_AXES = frozenset("RC")
+
+
+def _axis_stage(lowered: LoweredSpec, hoister: "_Hoister", arrays: tuple[Array, ...],
+                local: dict, hoisted: dict[str, sp.Expr]):
+    """Split the factored part off the element expressions.
+
+    Every maximal subexpression over per-row/per-column states, ``row_mean``/``col_mean`` and
+    host scalars becomes a symbol ``_yk`` read from a scratch array; the per-row/per-column
+    states' new values must vary only along their own axis.
+    """
+    if not lowered.axis_states:
+        if any(e.has(AxisMean) for e in hoisted.values()):
+            raise SpecError("row_mean() and col_mean() need a per-row or per-col state "
+                            "(they exist only for factored parameters)")
+        return None, hoisted
+    axis_locals = {local[lowered.states[name]]: axis for name, axis in lowered.axis_states.items()}
+    element_locals = {a.local for a in arrays}
+
+    def shape(expr) -> frozenset:
+        if isinstance(expr, AxisMean):
+            inner = shape(expr.args[0])
+            return inner - {"C" if expr.args[1] == -1 else "R"}
+        if expr in axis_locals:
+            return frozenset("R" if axis_locals[expr] == "row" else "C")
+        if expr in element_locals:
+            return _ALL_AXES
+        return frozenset().union(*(shape(a) for a in expr.args)) if expr.args else frozenset()
+
+    def is_axis(expr) -> bool:
+        """Over axis states, axis means and host scalars only (and not host alone)."""
+        if isinstance(expr, AxisMean):
+            return True
+        if expr in axis_locals:
+            return True
+        if expr.is_Atom:
+            return False
+        return (all(is_axis(a) or hoister.is_host_symbolic(a) for a in expr.args)
+                and any(is_axis(a) for a in expr.args))
+
+    values: dict[sp.Basic, sp.Symbol] = {}
+    def to_scratch(expr):
+        if expr not in values:
+            values[expr] = sp.Symbol(f"_y{len(values)}", real=True)
+        return values[expr]
+
+    def split(expr):
+        if is_axis(expr):
+            return to_scratch(expr)
+        if expr.is_Atom:
+            return expr
+        if isinstance(expr, (sp.Add, sp.Mul)):
+            axis_part = [a for a in expr.args if is_axis(a)]
+            rest = [split(a) for a in expr.args if not is_axis(a)]
+            if axis_part:
+                folded = expr.func(*axis_part, evaluate=False) if len(axis_part) > 1 else axis_part[0]
+                rest.insert(0, to_scratch(folded))
+            return expr.func(*rest, evaluate=False)
+        if isinstance(expr, sp.Piecewise):
+            return sp.Piecewise(*((split(e), split(c)) for e, c in expr.args), evaluate=False)
+        return expr.func(*(split(a) for a in expr.args), evaluate=False)
+
+    stores = {}
+    for name, axis in lowered.axis_states.items():
+        value = hoisted.pop(name, None)
+        if value is None:
+            continue
+        own = frozenset("R" if axis == "row" else "C")
+        if not shape(value) <= own:
+            span = [s.span for s in lowered.spec.statements if s.target == name][-1]
+            raise SpecError(f"the new value of per-{axis} state '{name}' varies along the "
+                            f"{'columns' if axis == 'row' else 'rows'}; reduce it with "
+                            f"{'row_mean' if axis == 'row' else 'col_mean'}()", span)
+        stores[name] = value
+    hoisted = {name: split(expr) for name, expr in hoisted.items()}
+    factored = hoister.host_value(FACTORED)
+    computed = [v.subs(factored, sp.true) for v in (*stores.values(), *values)]
+    temps, reduced = sp.cse(computed, symbols=sp.numbered_symbols("_e", real=True),
+                            optimizations=None, order="canonical")
+    used = set().union(*(e.free_symbols for e in reduced), *(v.free_symbols for _, v in temps))
+    axis_arrays = tuple(Array(name, local[lowered.states[name]], None, None)
+                        for name in lowered.axis_states)
+    loads = tuple(a for a in arrays + axis_arrays if a.local in used)
+    if any(a.present is not None for a in loads):
+        raise SpecError("row_mean() and col_mean() of conditional states or inputs are not "
+                        "supported")
+    scratch = tuple(Array(f"_ax{k}", symbol, None, None) for k, symbol in enumerate(values.values()))
+    stage = AxisStage(loads=loads, temps=tuple(temps),
+                      stores=tuple(zip(stores, reduced[:len(stores)])),
+                      values=tuple(reduced[len(stores):]), arrays=scratch)
+    return stage, hoisted
 
 
 def _element_pass(when: tuple[tuple[sp.Symbol, bool], ...], arrays: tuple[Array, ...],
@@ -227,7 +388,13 @@ class _Hoister:
         self.scalars: list[HostScalar] = []
 
     def is_host(self, expr: sp.Basic) -> bool:
-        return expr.free_symbols <= self.host_leaves and not expr.has(ReduceSum, Orthogonalize)
+        return (expr.free_symbols <= self.host_leaves
+                and not expr.has(ReduceSum, Orthogonalize, AxisMean))
+
+    def is_host_symbolic(self, expr: sp.Basic) -> bool:
+        """After hoisting: an expression of host scalars ``_h*`` and numbers."""
+        return expr.free_symbols <= set(self.by_value.values()) and not expr.has(
+            ReduceSum, Orthogonalize, AxisMean)
 
     def host_value(self, value: sp.Basic) -> sp.Symbol:
         """The host scalar holding ``value``, made on first use."""
@@ -256,6 +423,10 @@ class _Hoister:
                                  *(self.host_value(a) for a in expr.args[1:]))
         if isinstance(expr, ReduceSum):  # never host: it sums over the elements
             return ReduceSum(self.element(expr.args[0]))
+        if isinstance(expr, AxisMean):  # the mean of a host value is that value
+            if self.is_host(expr.args[0]):
+                return self.host_value(expr.args[0])
+            return AxisMean(self.element(expr.args[0]), expr.args[1])
         if self.is_host(expr):
             return self.host_value(expr)
         if expr.is_Atom:

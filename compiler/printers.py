@@ -42,6 +42,12 @@ class _BasePrinter(NumPyPrinter):
             text = f"{name}({text}, {self._print(arg)})"
         return text
 
+    def _print_Default(self, expr):
+        """None reaches generated code as NaN."""
+        value, fallback = (self._print(a) for a in expr.args)
+        isnan = self._module_format(self._module + ".isnan")
+        return f"(({fallback}) if {isnan}({value}) else ({value}))"
+
     def _print_sign(self, expr):
         return f"{self._module_format(self._module + '.sign')}({self._print(expr.args[0])})"
 
@@ -121,3 +127,7 @@ class NumpyArrayPrinter(_BasePrinter):
 
     def _print_BooleanFalse(self, expr):
         return "False"
+
+    def _print_AxisMean(self, expr):
+        mean = self._module_format(self._module + ".mean")
+        return f"{mean}({self._print(expr.args[0])}, axis={int(expr.args[1])}, keepdims=True)"

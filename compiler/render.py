@@ -101,6 +101,10 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         inputs=tuple(lowered.inputs),
         input_docs=tuple(doc for _, doc in lowered.spec.inputs),
         flag_args=tuple(str(s) for s in plan.flag_args),
+        tensor_flags=tuple(str(s) for s in plan.tensor_flags),
+        axis_states=plan.axis_states,
+        axis_arrays=tuple(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else (),
+        axis_kernel=_render_axis_stage(plan),
         scalars=lowered.scalars,
         scalar_args=tuple(str(s) for s in plan.scalar_args),
         scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
@@ -111,7 +115,9 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
                          for m in plan.matrix_ops),
         host_temps=[(str(s), host.doprint(v)) for s, v in plan.host_temps],
         host_values=[host.doprint(h.value) for h in plan.host],
-        state_inits=[host.doprint(v) for name, v in plan.state_inits if name not in lowered.scalars],
+        state_inits=[host.doprint(v) for name, v in plan.state_inits
+                     if name not in lowered.scalars and name not in lowered.axis_states]
+        + [host.doprint(v) for name, v in plan.state_inits if name in lowered.axis_states],
         scalar_inits=[host.doprint(v) for name, v in plan.state_inits if name in lowered.scalars],
         p_name=str(lowered.p),
         states_present=[host.doprint(c) for _, c in plan.state_conditions],
@@ -139,11 +145,30 @@ def render_schedule(lowered: LoweredSpec, source: SourceInfo, version: str) -> s
     )
 
 
+def _render_axis_stage(plan: KernelPlan) -> str | None:
+    """The factored stage, in NumPy for every backend: a handful of row/column-sized arrays."""
+    stage = plan.axis_stage
+    if stage is None:
+        return None
+    printer = NumpyArrayPrinter(plan.host_symbols)
+    stored = {name for name, _ in stage.stores}
+    args = ([a.name for a in plan.arrays] + [name for name, _ in plan.axis_states]
+            + [str(h.symbol) for h in plan.host])
+    return _environment().get_template("numpy_axis.py.j2").render(
+        args=args,
+        loads=[(str(a.local), a.name, a.name in stored) for a in stage.loads],
+        temps=[(str(s), printer.doprint(v)) for s, v in stage.temps],
+        stores=[(name, printer.doprint(v)) for name, v in stage.stores],
+        values=[printer.doprint(v) for v in stage.values],
+    ).rstrip("\n")
+
+
 def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     """The element kernel, preceded by the reduction kernel where the spec has reductions."""
     printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter
                else backend.printer())
     arrays = [a.name for a in plan.arrays]
+    arrays += [a.name for a in plan.axis_stage.arrays] if plan.axis_stage else []
     host = [str(h.symbol) for h in plan.host]
     mats = [m.array for m in plan.matrix_ops]
     tensor_args = [str(r) for r in plan.reductions] + [str(s) for s in plan.shape_values]
@@ -201,7 +226,9 @@ def latex_equation(eq) -> str:
 
 def _latex_name(name: str) -> str:
     """``b1`` -> b_{1} as SymPy would; ``weight_decay`` -> \\mathrm{weight\\_decay}, not weight_{decay}."""
-    name = name.lstrip("_")  # _rows, _cols, _n: as the spec writes them
+    if name == "_eps":  # the spec's `epsilon`
+        return r"\epsilon"
+    name = name.lstrip("_")  # _rows, _cols, _n, _factored: as the spec writes them
     match = re.fullmatch(r"([A-Za-z])(\d*)", name)
     if match:
         return match[1] + (f"_{{{match[2]}}}" if match[2] else "")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..runtime.kernels import cast_host, host_value, run_step
-from .functions import SHAPE_VALUES, ReduceSum
+from ..runtime.kernels import cast_host, host_value, run_step, tensor_flags
+from .functions import EPSILON, FACTORED, SHAPE_VALUES, AxisMean, Default, ReduceSum
 from .lower import LoweredSpec
 
 
@@ -30,8 +30,15 @@ class Outcome:
     temps: dict[str, Any]   # each temporary's final value (symbolic stepper only)
 
 
+#: Claims are evaluated in float64: its machine epsilon, exactly (a ``none`` eps1's fallback).
+FLOAT64_EPSILON = sp.Rational(1, 2**52)
+
+
 def exact(value) -> sp.Basic:
-    """A default as SymPy sees it: 0.9 is 9/10, true is sp.true, a list a Tuple."""
+    """A default as SymPy sees it: 0.9 is 9/10, true is sp.true, a list a Tuple, None (a
+    tuple item meaning "the dtype's epsilon") float64's epsilon."""
+    if value is None:
+        return FLOAT64_EPSILON
     if isinstance(value, list):
         return sp.Tuple(*(exact(v) for v in value))
     if isinstance(value, bool):
@@ -81,6 +88,7 @@ class SymbolicStepper:
     def present(self, hypers: dict[str, Any]) -> dict[str, bool]:
         subs = self._hyper_subs(hypers)
         out = {}
+        subs[FACTORED] = sp.false
         for name in self.lowered.states:
             condition = self.lowered.state_conditions.get(name, sp.true)
             out[name] = condition.xreplace(subs) != sp.false
@@ -115,10 +123,13 @@ class SymbolicStepper:
 
 
 def _one_element(expr: sp.Basic) -> sp.Basic:
-    """A one-element tensor: a sum is its only term, every size is 1. (Matrix operations stay
-    opaque functions: claims that need their value end unknown.)"""
-    return expr.replace(lambda e: isinstance(e, ReduceSum), lambda e: e.args[0]).xreplace(
-        {s: sp.Integer(1) for s in SHAPE_VALUES})
+    """A one-element float64 vector: a sum or a mean is its only term, every size is 1, it is
+    not factored. (Matrix operations stay opaque functions: claims that need their value end
+    unknown.)"""
+    expr = expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean, Default)),
+                        lambda e: e.args[0])
+    return expr.xreplace({**{s: sp.Integer(1) for s in SHAPE_VALUES}, FACTORED: sp.false,
+                          EPSILON: FLOAT64_EPSILON})
 
 
 class NumericStepper(SymbolicStepper):
@@ -141,7 +152,9 @@ class NumericStepper(SymbolicStepper):
     def present(self, hypers):
         if self.module.KIND == "schedule":
             return {}
-        return dict(zip(self.module.STATES, self.module.states_present(*self._flat(hypers))))
+        flags = tensor_flags(self.module, (1,), np.dtype(np.float64))
+        return dict(zip(self.module.STATES,
+                        self.module.states_present(*self._flat(hypers), *flags)))
 
     def initial_state(self, hypers, p=None):
         if self.module.KIND == "schedule":
@@ -167,7 +180,8 @@ class NumericStepper(SymbolicStepper):
         present = self.present(hypers)
         scalars = tuple(float(state[name]) for name in self.module.SCALARS)
         not_given = (False,) * len(self.module.INPUTS)
-        host = self.module.host_scalars(int(t), *flat, *scalars, *not_given)
+        flags = tensor_flags(self.module, (1,), np.dtype(np.float64))
+        host = self.module.host_scalars(int(t), *flat, *scalars, *not_given, *flags)
         host = cast_host(host, self.module.HOST_IS_BOOL, np.dtype(np.float64))
         arrays = {name: np.array([float(state[name])]) if present[name] else np.empty(0)
                   for name in self.module.STATES}

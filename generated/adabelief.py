@@ -59,6 +59,13 @@ REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
 MATRIX_OPS = ()
+#: Per-tensor values host_scalars and states_present take last (of _factored: the parameter has
+#: two or more dimensions; _eps: its dtype's machine epsilon).
+TENSOR_FLAGS = ()
+#: Factored states, one value per row ("row": shape (..., R, 1)) or column ("col": (..., 1, C)),
+#: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
+AXIS_STATES = ()
+AXIS_ARRAYS = ()
 
 
 def host_scalars(t, lr, b1, b2, eps, weight_decay):
@@ -68,7 +75,8 @@ def host_scalars(t, lr, b1, b2, eps, weight_decay):
 
 
 def state_inits(p, lr, b1, b2, eps, weight_decay):
-    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
+    """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
+    array from ``p``."""
     return (0, 0,)
 
 
@@ -91,6 +99,7 @@ def violated_requirements(lr, b1, b2, eps, weight_decay):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
+
 
 
 def step_numpy(p, g, exp_avg, exp_avg_var, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):

@@ -53,6 +53,13 @@ REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
 MATRIX_OPS = ()
+#: Per-tensor values host_scalars and states_present take last (of _factored: the parameter has
+#: two or more dimensions; _eps: its dtype's machine epsilon).
+TENSOR_FLAGS = ()
+#: Factored states, one value per row ("row": shape (..., R, 1)) or column ("col": (..., 1, C)),
+#: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
+AXIS_STATES = ()
+AXIS_ARRAYS = ()
 
 
 def host_scalars(t, lr, momentum):
@@ -61,7 +68,8 @@ def host_scalars(t, lr, momentum):
 
 
 def state_inits(p, lr, momentum):
-    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
+    """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
+    array from ``p``."""
     return (0,)
 
 
@@ -84,6 +92,7 @@ def violated_requirements(lr, momentum):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
+
 
 
 def step_numpy(p, g, v, _h0, _h1, _h2, _h3):

@@ -62,6 +62,13 @@ REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
 MATRIX_OPS = ()
+#: Per-tensor values host_scalars and states_present take last (of _factored: the parameter has
+#: two or more dimensions; _eps: its dtype's machine epsilon).
+TENSOR_FLAGS = ()
+#: Factored states, one value per row ("row": shape (..., R, 1)) or column ("col": (..., 1, C)),
+#: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
+AXIS_STATES = ()
+AXIS_ARRAYS = ()
 
 
 def host_scalars(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
@@ -70,7 +77,8 @@ def host_scalars(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximiz
 
 
 def state_inits(p, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
-    """Initial value of each state, in ``STATES`` order: a number, or an array from ``p``."""
+    """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
+    array from ``p``."""
     return (0, lr,)
 
 
@@ -95,6 +103,7 @@ def violated_requirements(lr, etaminus, etaplus, step_size_min, step_size_max, m
     if not ((etaplus > 1) and (etaminus < 1)):
         broken.append('Invalid eta values: etas must satisfy 0 < etas[0] < 1 < etas[1]')
     return broken
+
 
 
 def step_numpy(p, g, prev, step_size, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .hypers import HasHypers
-from .kernels import cast_host, run_step
+from .kernels import axis_shape, cast_host, is_factored, run_step, tensor_flags
 from .loader import available, load
 
 BACKENDS = ("cpu", "numpy")
@@ -77,20 +77,20 @@ class Optimizer(HasHypers):
         self._check_matrices(grads)
         flat_hypers = self._flat(self._hypers)
         module = self._module
-        present = module.states_present(*flat_hypers)
-        host_cache: dict[tuple[int, np.dtype], tuple] = {}
+        host_cache: dict[tuple, tuple] = {}
         with np.errstate(all="ignore"):
             for i, (param, grad, state) in enumerate(zip(self.params, grads, self.state)):
                 if grad is None:
                     continue
-                self._ensure_state(param, state, present, flat_hypers)
+                flags = tensor_flags(module, param.shape, param.dtype)
+                self._ensure_state(param, state, flat_hypers, flags)
                 t = state["step"] + 1
                 scalars = tuple(state[name] for name in module.SCALARS)
                 given = tuple(extra[name][i] is not None for name in module.INPUTS)
-                key = (t, param.dtype, scalars, given)
+                key = (t, param.dtype, scalars, given, flags)
                 if key not in host_cache:
                     host_cache[key] = cast_host(
-                        module.host_scalars(t, *flat_hypers, *scalars, *given),
+                        module.host_scalars(t, *flat_hypers, *scalars, *given, *flags),
                         module.HOST_IS_BOOL, param.dtype)
                 flat_p, write_back = _flat_view(param)
                 arrays = [flat_p, np.ascontiguousarray(grad).reshape(-1)]
@@ -99,7 +99,9 @@ class Optimizer(HasHypers):
                            for name in module.INPUTS]
                 arrays += [state[name].reshape(-1) if name in state else _empty(param.dtype)
                            for name in module.STATES]
-                run_step(module, self.backend, arrays, host_cache[key], param.dtype, param.shape)
+                axis_states = [state[name] for name, _ in module.AXIS_STATES if name in state]
+                run_step(module, self.backend, arrays, host_cache[key], param.dtype, param.shape,
+                         axis_states)
                 if write_back:
                     param[...] = flat_p.reshape(param.shape)
                 if scalars:
@@ -111,23 +113,27 @@ class Optimizer(HasHypers):
         """Create the states of the params ``grads`` will step, from their current values
         (a wrapper's states start from p before the inner optimizer moves it)."""
         flat_hypers = self._flat(self._hypers)
-        present = self._module.states_present(*flat_hypers)
         for param, grad, state in zip(self.params, grads, self.state):
             if grad is not None:
-                self._ensure_state(param, state, present, flat_hypers)
+                self._ensure_state(param, state, flat_hypers,
+                                   tensor_flags(self._module, param.shape, param.dtype))
 
-    def _ensure_state(self, param, state, present, flat_hypers) -> None:
+    def _ensure_state(self, param, state, flat_hypers, flags) -> None:
+        module = self._module
         if "step" not in state:
             state["step"] = 0
-            state.update(zip(self._module.SCALARS,
-                             map(float, self._module.scalar_inits(*flat_hypers))))
+            state.update(zip(module.SCALARS, map(float, module.scalar_inits(*flat_hypers))))
+        shapes = {name: param.shape for name in module.STATES}
+        if is_factored(param.shape):
+            shapes.update((name, axis_shape(param.shape, axis))
+                          for name, axis in module.AXIS_STATES)
+        present = dict(zip(module.STATES, module.states_present(*flat_hypers, *flags)))
         inits = None
-        for name, exists in zip(self._module.STATES, present):
-            if exists and name not in state:
+        for index, (name, shape) in enumerate(shapes.items()):
+            if present.get(name, True) and name not in state:
                 if inits is None:
-                    inits = self._module.state_inits(param, *flat_hypers)
-                value = inits[self._module.STATES.index(name)]
-                state[name] = np.array(np.broadcast_to(value, param.shape), dtype=param.dtype,
+                    inits = module.state_inits(param, *flat_hypers)
+                state[name] = np.array(np.broadcast_to(inits[index], shape), dtype=param.dtype,
                                        order="C")
 
     def _check_matrices(self, grads) -> None:
@@ -207,11 +213,14 @@ class Optimizer(HasHypers):
                     if not isinstance(value, (int, float, np.floating, np.integer)):
                         raise ValueError(f"state_dict['state'][{i}][{key!r}] must be a number")
                     entry[key] = float(value)
-                elif key in self._module.STATES:
+                elif key in self._module.STATES or key in dict(self._module.AXIS_STATES):
                     value = np.asarray(value)
-                    if value.shape != param.shape:
+                    axis = dict(self._module.AXIS_STATES).get(key)
+                    expected = param.shape if axis is None else axis_shape(param.shape, axis)
+                    if value.shape != expected:
                         raise ValueError(f"state_dict['state'][{i}][{key!r}] has shape "
-                                         f"{value.shape}, params[{i}] has {param.shape}")
+                                         f"{value.shape}, expected {expected} for params[{i}] "
+                                         f"of shape {param.shape}")
                     entry[key] = np.array(value, dtype=param.dtype, order="C", copy=True)
                 else:
                     raise ValueError(f"state_dict['state'][{i}] has unknown entry {key!r}")

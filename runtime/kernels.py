@@ -16,7 +16,10 @@ from .matrix import OPERATIONS
 
 def host_value(value):
     """A hyperparameter as generated host functions take it: floats as NumPy float64, so host
-    arithmetic gives inf/nan where Python floats would raise."""
+    arithmetic gives inf/nan where Python floats would raise; None (a ``none`` tuple item) as
+    NaN, which ``default(x, fallback)`` replaces."""
+    if value is None:
+        return np.float64(np.nan)
     return np.float64(value) if isinstance(value, float) else value
 
 
@@ -33,19 +36,53 @@ def shape_values(shape: tuple[int, ...]) -> dict[str, int]:
             "_cols": shape[1] if len(shape) >= 2 else 1}
 
 
+def is_factored(shape: tuple[int, ...]) -> bool:
+    """Whether a parameter of this shape keeps factored (per-row/per-column) states."""
+    return len(shape) >= 2
+
+
+def tensor_flags(module: ModuleType, shape: tuple[int, ...], dtype: np.dtype) -> tuple:
+    """The per-tensor values ``host_scalars`` and ``states_present`` take last
+    (``TENSOR_FLAGS``): whether the parameter is factored, its dtype's machine epsilon."""
+    values = {"_factored": is_factored(shape), "_eps": np.float64(np.finfo(dtype).eps)}
+    return tuple(values[name] for name in module.TENSOR_FLAGS)
+
+
+def axis_shape(shape: tuple[int, ...], axis: str) -> tuple[int, ...]:
+    """A per-row state's shape (..., R, 1) or a per-column one's (..., 1, C)."""
+    return shape[:-1] + (1,) if axis == "row" else shape[:-2] + (1,) + shape[-1:]
+
+
 def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
-             dtype: np.dtype, shape: tuple[int, ...] | None = None) -> None:
+             dtype: np.dtype, shape: tuple[int, ...] | None = None,
+             axis_states: list[np.ndarray] | None = None) -> None:
     """One step over flat, contiguous ``arrays`` (p, g, inputs, then each state, in ``ARRAYS``
-    order) with ``host`` the cast host scalars; ``shape`` is the parameter's (default: flat).
-    Updates the arrays in place."""
+    order) with ``host`` the cast host scalars; ``shape`` is the parameter's (default: flat);
+    ``axis_states`` are the factored states in ``AXIS_STATES`` order, where the parameter
+    has them. Updates the arrays in place."""
     shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
+    axes = axis_stage(module, arrays, host, dtype, shape, axis_states)
     tensor = ()
     if module.REDUCTIONS:
-        tensor = tuple(dtype.type(s) for s in reduce(module, backend, arrays, host))
+        tensor = tuple(dtype.type(s) for s in reduce(module, backend, arrays + axes, host))
     sizes = shape_values(shape)
     tensor += tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
-    mats = matrix_stage(module, backend, arrays, host, dtype, shape)
-    getattr(module, f"step_{backend}")(*arrays, *mats, *host, *tensor)
+    mats = matrix_stage(module, backend, arrays + axes, host, dtype, shape)
+    getattr(module, f"step_{backend}")(*arrays, *axes, *mats, *host, *tensor)
+
+
+def axis_stage(module: ModuleType, arrays, host, dtype, shape, axis_states) -> list:
+    """Update the factored states and broadcast the per-row/per-column values the passes read
+    to flat scratch arrays (empty where the parameter is not factored: no pass reads them)."""
+    if not module.AXIS_ARRAYS:
+        return []
+    if not axis_states:
+        return [np.empty(0, dtype) for _ in module.AXIS_ARRAYS]
+    n = arrays[0].shape[0]
+    shaped = [a.reshape(shape) if a.shape[0] == n else a for a in arrays]
+    values = module.axis_stage(*shaped, *axis_states, *host)
+    return [np.ascontiguousarray(np.broadcast_to(v, shape), dtype=dtype).reshape(-1)
+            for v in values]
 
 
 def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -> list:
@@ -53,7 +90,7 @@ def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -
     if not module.MATRIX_OPS:
         return []
     scratch = [np.empty(arrays[0].shape[0], dtype) for _ in module.MATRIX_OPS]
-    getattr(module, f"prepare_{backend}")(*arrays, *scratch, *host)
+    getattr(module, f"prepare_{backend}")(*arrays, *scratch, *host)  # arrays: with axes
     matrix_shape = shape if len(shape) == 2 else (1, arrays[0].shape[0])
     out = []
     for (kind, _, host_indices), values in zip(module.MATRIX_OPS, scratch):

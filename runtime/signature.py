@@ -13,7 +13,8 @@ class HyperSpec:
 
     ``low``/``high`` bound the domain (``None``: no domain); a tuple's bounds hold for each item.
     A choice takes one of ``choices`` (``None`` means the default, as torch's ``None``); the
-    generated functions get its index.
+    generated functions get its index. A tuple item whose default is None may be None (the
+    generated functions get NaN, and the spec reads it with ``default()``).
     """
 
     name: str
@@ -61,9 +62,12 @@ class HyperSpec:
             if not isinstance(value, (tuple, list)) or len(value) != len(self.components):
                 raise TypeError(f"{label} must be a tuple of {len(self.components)} numbers "
                                 f"({', '.join(self.components)}), got {value!r}")
-            items = tuple(self._number(v, f"{label}[{i}]", float) for i, v in enumerate(value))
+            optional = [d is None for d in self.default]
+            items = tuple(None if v is None and optional[i] else
+                          self._number(v, f"{label}[{i}]", float) for i, v in enumerate(value))
             for i, item in enumerate(items):
-                self._in_domain(item, f"{label}[{i}]")
+                if item is not None:
+                    self._in_domain(item, f"{label}[{i}]")
             return items
         kind = int if self.type == "int" else float
         number = self._number(value, label, kind)

@@ -40,6 +40,7 @@ SOPHIA = {"lr": 0.01, "bs": 1, "rho": 0.05, "weight_decay": 0.0, "betas": (0.9, 
 SETTINGS = {
     "adabelief": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}),
     "adabound": ({"lr": 1.0}, {"lr": 1.0}, {"lr": 0.03, "final_lr": 1e-3}),
+    "adafactor": ({"lr": 1.0}, {"lr": 1.0}, {"lr": 1.0}),
     "adadelta": ({"lr": 1.0}, {"lr": 0.3}, {"lr": 0.3}),
     "adagrad": ({"lr": 1.0}, {"lr": 1.0}, {"lr": 1.0}),
     "adam": ({"lr": 0.3}, {"lr": 0.1}, {"lr": 0.3}),

@@ -85,6 +85,16 @@ CASES = [
                  4, 12, "'z' is not a choice of 'f'", id="choice-typo"),
     pytest.param(HEADER + "update:\n  p = p - orthogonalize(g, g, 1, 1, 5, 0)\n", 5, 11,
                  "arguments after the first are computed once per step", id="matrix-host-args"),
+    pytest.param(HEADER + "state r = 0 per-row\nupdate:\n  p = p - g\n", 4, 1,
+                 "declare it 'if factored'", id="per-row-without-factored"),
+    pytest.param("optimizer demo\nhyper eps = (none, 1) as (e1, e2)\nupdate:\n  p = p - e1*g\n",
+                 4, 11, "'e1' may be none; read it as default(e1, fallback)", id="none-item-read"),
+    pytest.param("optimizer demo\nhyper eps = (1, 1) as (e1, e2)\nupdate:\n"
+                 "  p = p - default(e1, epsilon)*g\n", 4, 19,
+                 "first argument of default() is a tuple item whose default is 'none'",
+                 id="default-of-required"),
+    pytest.param("optimizer demo\nhyper lr = none\nupdate:\n  p = p - g\n", 2, 12,
+                 "unexpected", id="none-scalar"),
 ]
 
 
@@ -169,3 +179,24 @@ def test_mistake_in_a_base_spec_is_reported_in_the_base_file(tmp_path):
     errors = errors_of(tmp_path, "optimizer demo extends base\nhyper lr = 2\n")
     assert errors[0].filename == str(tmp_path / "base.opt")
     assert (errors[0].span.line, errors[0].span.column) == (4, 11)
+
+
+FACTORED = "optimizer demo\nstate r = 0 per-row if factored\nupdate:\n"
+
+
+@pytest.mark.parametrize("body, line, message", [
+    ("  r = lerp(r, g^2, 0.5) if factored\n  p = p - g\n", 4,
+     "per-row state 'r' varies along the columns; reduce it with row_mean()"),
+    ("  r = lerp(r, row_mean(g^2), 0.5) if factored\n  p = p - g/sqrt(r)\n", 5,
+     "exist only where 'factored' holds"),
+])
+def test_factored_state_mistakes_are_located(tmp_path, body, line, message):
+    """Shape mistakes of per-row states are found when the step is planned, and located."""
+    from optgen.compiler.pipeline import compile_file
+
+    path = tmp_path / "demo.opt"
+    path.write_text(FACTORED + body)
+    with pytest.raises(SpecError) as info:
+        compile_file(path)
+    assert message in str(info.value)
+    assert f"demo.opt:{line}:" in str(info.value)

@@ -220,3 +220,39 @@ class TestBadArguments:
 
 def test_available_lists_the_catalogue():
     assert {"sgd", "adagrad", "rmsprop", "adam", "adamw"} <= set(optgen.available())
+
+
+def test_factored_states_have_row_and_column_shapes():
+    """Adafactor keeps a (..., R, 1) and a (..., 1, C) state for params of 2+ dimensions, a
+    whole variance for the rest, and its checkpoints round-trip."""
+    params = [np.ones((2, 3, 4)), np.ones(5), np.ones(())]
+    opt = optgen.optimizer("adafactor", params)
+    opt.step([np.full((2, 3, 4), 0.5), np.full(5, 0.5), np.array(0.5)])
+    assert opt.state[0]["row_var"].shape == (2, 3, 1)
+    assert opt.state[0]["col_var"].shape == (2, 1, 4)
+    assert "variance" not in opt.state[0]
+    assert opt.state[1]["variance"].shape == (5,) and "row_var" not in opt.state[1]
+    saved = opt.state_dict()
+    clone = optgen.optimizer("adafactor", [p.copy() for p in params])
+    clone.load_state_dict(saved)
+    grads = [np.full((2, 3, 4), -0.25), np.full(5, 0.1), np.array(2.0)]
+    opt.step(grads)
+    clone.step(grads)
+    for a, b in zip(opt.params, clone.params):
+        np.testing.assert_array_equal(a, b)
+    bad = opt.state_dict()
+    bad["state"][0]["row_var"] = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"'row_var'.*expected \(2, 3, 1\)"):
+        clone.load_state_dict(bad)
+
+
+def test_none_tuple_item_is_accepted_and_validated():
+    opt = optgen.optimizer("adafactor", [np.ones(3)], eps=(None, 1e-3))
+    opt.eps = (1e-30, 1e-3)
+    assert opt.eps == (1e-30, 1e-3)
+    with pytest.raises(ValueError, match=r"eps\[0\]=-1.0 is outside its domain"):
+        opt.eps = (-1.0, 1e-3)
+    with pytest.raises(TypeError, match=r"eps\[1\] must be a float"):
+        opt.eps = (None, None)  # only eps1 may be None
+    with pytest.raises(TypeError, match=r"eps\[0\] must be a float"):
+        opt.eps = ("x", 1e-3)
