@@ -105,6 +105,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         axis_states=plan.axis_states,
         axis_arrays=tuple(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else (),
         axis_kernel=_render_axis_stage(plan),
+        many=supports_many(plan),
         scalars=lowered.scalars,
         scalar_args=tuple(str(s) for s in plan.scalar_args),
         scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
@@ -184,7 +185,38 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     out.append(_render_passes(backend.template, backend.function,
                               arrays + mats + host + tensor_args, plan, plan.passes, printer,
                               doc="one fused pass over flat arrays, updated in place."))
+    if backend.name == "cpu" and supports_many(plan):
+        if plan.reductions:
+            out.append(_render_many(plan, "reduce_many_cpu", plan.reduce_passes, printer, arrays,
+                                    host, tensor_args, reduce=True,
+                                    doc="per-chunk sums, in float64, over blocks of "
+                                        "REDUCE_BLOCK elements."))
+        out.append(_render_many(plan, "step_many_cpu", plan.passes, printer, arrays, host,
+                                tensor_args, reduce=False,
+                                doc="the fused element pass, updated in place."))
     return out
+
+
+def supports_many(plan: KernelPlan) -> bool:
+    """Whether the spec has many-tensor kernels: not where a whole-matrix or axis stage runs
+    per tensor in NumPy (Muon, Adafactor); those step one tensor at a time."""
+    return not plan.matrix_ops and plan.axis_stage is None
+
+
+def _render_many(plan, function, element_passes, printer, arrays, host, tensor_args, reduce,
+                 doc) -> str:
+    passes = []
+    for index, element_pass in enumerate(element_passes):
+        passes.append(dict(
+            branch=_branch(index, len(element_passes), element_pass.when),
+            loads=[(str(a.local), a.name, False) for a in element_pass.loads],
+            temps=[(str(s), printer.doprint(v)) for s, v in element_pass.temps],
+            stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
+        ))
+    return _environment().get_template("numba_cpu_many.py.j2").render(
+        function=function, arrays=arrays, host=host, tensor_args=tensor_args,
+        sums=[str(r) for r in plan.reductions], passes=passes, reduce=reduce, doc=doc,
+    ).rstrip("\n")
 
 
 def _render_passes(template, function, args, plan, element_passes, printer, doc="") -> str:

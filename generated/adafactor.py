@@ -24,6 +24,7 @@ The description and hyperparameter docs are in ``DESCRIPTION`` and ``HYPERS``.
 import numba
 import numpy
 
+from optgen.runtime.pointers import address_as_pointer
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -79,6 +80,8 @@ TENSOR_FLAGS = ('_factored', '_eps')
 #: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
 AXIS_STATES = (('row_var', 'row'), ('col_var', 'col'))
 AXIS_ARRAYS = ('_ax0',)
+#: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
+MANY = False
 
 
 def host_scalars(t, lr, beta2_decay, eps1, eps2, d, weight_decay, maximize, _factored, _eps):

@@ -19,6 +19,7 @@ The description and hyperparameter docs are in ``DESCRIPTION`` and ``HYPERS``.
 import numba
 import numpy
 
+from optgen.runtime.pointers import address_as_pointer
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -80,6 +81,8 @@ TENSOR_FLAGS = ()
 #: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
 AXIS_STATES = ()
 AXIS_ARRAYS = ()
+#: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
+MANY = False
 
 
 def host_scalars(t, lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):

@@ -20,6 +20,7 @@ The description and hyperparameter docs are in ``DESCRIPTION`` and ``HYPERS``.
 import numba
 import numpy
 
+from optgen.runtime.pointers import address_as_pointer
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -69,6 +70,8 @@ TENSOR_FLAGS = ()
 #: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
 AXIS_STATES = ()
 AXIS_ARRAYS = ()
+#: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
+MANY = True
 
 
 def host_scalars(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
@@ -139,3 +142,33 @@ def step_cpu(p, g, prev, step_size, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
         p[_i] = -_e5*numpy.sign(_e4) + _p
         prev[_i] = _e4
         step_size[_i] = _e5
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+def step_many_cpu(_addresses, _work, _like, _itemsize, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _tensor):
+    """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
+
+    ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
+    ``(k, first, length)`` of ``_work`` is a chunk of tensor k, run in parallel with the others.
+    """
+    for _w in numba.prange(_work.shape[0]):
+        _k = _work[_w, 0]
+        _offset = _work[_w, 1] * _itemsize
+        _len = _work[_w, 2]
+        p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+        g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+        prev = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+        step_size = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+        for _i in range(_len):
+            _p = p[_i]
+            _g = g[_i]
+            _prev = prev[_i]
+            _step_size = step_size[_i]
+            _e0 = _g*_prev
+            _e1 = (_h4 < _e0)
+            _e2 = (_h4 > _e0)
+            _e3 = ((_e1 and _h3) or (_e2 and _h5))
+            _e4 = ((_h4) if _e3 else (((-_g) if _h3 else (_g))))
+            _e5 = numpy.minimum(_h0, numpy.maximum(_h1, _step_size*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
+            p[_i] = -_e5*numpy.sign(_e4) + _p
+            prev[_i] = _e4
+            step_size[_i] = _e5

@@ -18,6 +18,7 @@ import numpy as np
 from .hypers import HasHypers
 from .kernels import axis_shape, cast_host, is_factored, run_step, tensor_flags
 from .loader import available, load
+from .many import TensorTable
 
 BACKENDS = ("cpu", "numpy")
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -62,6 +63,7 @@ class Optimizer(HasHypers):
         self.params = _check_params(params)
         self._init_hypers(hypers)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+        self._tables: dict[tuple, TensorTable] = {}
 
     # --- stepping -------------------------------------------------------------------------
 
@@ -78,6 +80,7 @@ class Optimizer(HasHypers):
         flat_hypers = self._flat(self._hypers)
         module = self._module
         host_cache: dict[tuple, tuple] = {}
+        batches: dict[tuple, list] = {}
         with np.errstate(all="ignore"):
             for i, (param, grad, state) in enumerate(zip(self.params, grads, self.state)):
                 if grad is None:
@@ -99,15 +102,31 @@ class Optimizer(HasHypers):
                            for name in module.INPUTS]
                 arrays += [state[name].reshape(-1) if name in state else _empty(param.dtype)
                            for name in module.STATES]
-                axis_states = [state[name] for name, _ in module.AXIS_STATES if name in state]
-                run_step(module, self.backend, arrays, host_cache[key], param.dtype, param.shape,
-                         axis_states)
+                if self.backend == "cpu" and module.MANY and not write_back:
+                    batches.setdefault(key, []).append((param.shape, arrays))
+                else:
+                    axis_states = [state[name] for name, _ in module.AXIS_STATES
+                                   if name in state]
+                    run_step(module, self.backend, arrays, host_cache[key], param.dtype,
+                             param.shape, axis_states)
                 if write_back:
                     param[...] = flat_p.reshape(param.shape)
                 if scalars:
                     updated = module.scalar_updates(t, *flat_hypers, *scalars)
                     state.update(zip(module.SCALARS, map(float, updated)))
                 state["step"] = t
+            # Tensors that share host scalars (the same step, dtype and flags): one call each.
+            for key, batch in batches.items():
+                self._table(key[1], [shape for shape, _ in batch]).run_with(
+                    [arrays for _, arrays in batch], host_cache[key])
+
+    def _table(self, dtype, shapes) -> TensorTable:
+        """The many-tensor table for these shapes (made once, reused while they recur)."""
+        key = (np.dtype(dtype), tuple(map(tuple, shapes)))
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = TensorTable(self._module, dtype, shapes)
+        return table
 
     def prepare(self, grads) -> None:
         """Create the states of the params ``grads`` will step, from their current values

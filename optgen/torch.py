@@ -1,0 +1,418 @@
+"""The PyTorch front end: ``optgen.torch.optimizer(name_or_path, params, **hypers)`` and the
+catalogue as classes (``optgen.torch.Adam``, ``optgen.torch.Lion``, ...), each a real
+:class:`torch.optim.Optimizer`.
+
+Param groups with their own hyperparameters, ``zero_grad``, ``step(closure)``, params without a
+gradient skipped, every ``torch.optim.lr_scheduler`` (they write ``group["lr"]``, read at each
+step), and ``state_dict``/``load_state_dict`` in torch.optim's layout: ``state[p]["step"]`` a
+float32 tensor and each state under torch's name, so checkpoints move both ways between
+``torch.optim.Adam`` and ``optgen.torch.Adam``.
+
+Stepping: CPU tensors are updated in place through their addresses (no copies). The tensors of
+one (param group, dtype) that share a step count are stepped by one native call (see
+:mod:`optgen.runtime.many`); specs with a per-tensor NumPy stage (Muon, Adafactor) step one tensor
+at a time. float32 and float64 params keep states of their dtype; bfloat16 and float16 params
+keep float32 states, are widened to float32 for the step and rounded back (to nearest even).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from typing import Any
+
+import numpy as np
+import torch
+
+from .runtime.kernels import axis_shape, cast_host, host_value, is_factored, run_step, tensor_flags
+from .runtime.loader import available, load
+from .runtime.many import TensorTable
+
+__all__ = ["Optimizer", "optimizer", "available"]
+
+#: Class names: torch.optim's where torch has the optimizer.
+CLASS_NAMES = {
+    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "rmsprop": "RMSprop",
+    "adamax": "Adamax", "adadelta": "Adadelta", "rprop": "Rprop", "radam": "RAdam",
+    "nadam": "NAdam", "asgd": "ASGD", "adafactor": "Adafactor", "muon": "Muon",
+    "adabelief": "AdaBelief", "adabound": "AdaBound", "lamb": "LAMB", "lars": "LARS",
+    "schedule_free_adamw": "ScheduleFreeAdamW",
+}
+FULL_PRECISION = (torch.float32, torch.float64)
+HALF_PRECISION = (torch.bfloat16, torch.float16)
+#: torch.optim keywords that pick an implementation; accepted so that a switch is one line.
+#: foreach and fused are ignored (optgen's kernel is always fused); capturable and
+#: differentiable must be false.
+IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
+_GRAD = operator.attrgetter("grad")
+_DATA_PTR = torch.Tensor.data_ptr
+
+
+def optimizer(name_or_path, params, **hypers) -> "Optimizer":
+    """A :class:`torch.optim.Optimizer` over ``params`` running the generated kernels of a
+    catalogue name or a ``.opt`` spec path."""
+    return optimizer_class(name_or_path)(params, **hypers)
+
+
+def optimizer_class(name_or_path) -> type:
+    """The :class:`Optimizer` subclass for a catalogue name or spec path (made once each)."""
+    module = load(name_or_path)
+    kind = getattr(module, "KIND", "optimizer")
+    if kind != "optimizer":
+        raise ValueError(f"{module.NAME!r} is a {kind}; the PyTorch front end takes optimizers "
+                         "(use torch.optim.lr_scheduler for schedules)")
+    cls = _CLASSES.get(module.__name__)
+    if cls is None:
+        name = CLASS_NAMES.get(module.NAME) or re.sub(r"(?:^|_)(\w)", lambda m: m[1].upper(),
+                                                      module.NAME)
+        cls = type(name, (Optimizer,), {"_module": module, "__doc__": module.DESCRIPTION,
+                                        "__module__": __name__})
+        _CLASSES[module.__name__] = cls
+    return cls
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def __getattr__(name: str):
+    """``optgen.torch.Adam`` and friends: the catalogue as classes."""
+    by_class = {CLASS_NAMES.get(n, None) or re.sub(r"(?:^|_)(\w)", lambda m: m[1].upper(), n): n
+                for n in available("optimizer")}
+    if name in by_class:
+        return optimizer_class(by_class[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A generated optimizer as a :class:`torch.optim.Optimizer`. Subclasses set ``_module``."""
+
+    _module = None
+
+    def __init__(self, params, **hypers):
+        module = self._module
+        if module is None:
+            raise TypeError("use optgen.torch.optimizer(name, params, ...) or a catalogue class "
+                            "such as optgen.torch.Adam")
+        self._specs = {h.name: h for h in module.HYPERS}
+        for key in IMPLEMENTATION_FLAGS:  # torch's choice of implementation: always ours here
+            value = hypers.pop(key, None)
+            if key in ("capturable", "differentiable") and value:
+                raise ValueError(f"{key}=True is not supported by optgen.torch")
+        for key in hypers:
+            if key not in self._specs:
+                raise TypeError(f"{module.NAME} has no hyperparameter {key!r} (it has: "
+                                f"{', '.join(self._specs)})")
+        defaults = {h.name: h.coerce(hypers.get(h.name, h.default)) for h in module.HYPERS}
+        self._buckets: list[_Bucket] | None = None
+        super().__init__(params, defaults)
+
+    @property
+    def name(self) -> str:
+        return self._module.NAME
+
+    # --- groups -----------------------------------------------------------------------------
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _flat_hypers(self, group)
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+        index = len(self.param_groups) - 1
+        for i, p in enumerate(group["params"]):
+            if p.is_sparse or p.device.type != "cpu":
+                self.param_groups.pop()
+                raise ValueError(f"param_groups[{index}]['params'][{i}]: optgen.torch steps "
+                                 f"dense CPU tensors (got {p.device.type}"
+                                 f"{', sparse' if p.is_sparse else ''})")
+            if p.dtype not in FULL_PRECISION + HALF_PRECISION:
+                self.param_groups.pop()
+                raise TypeError(f"param_groups[{index}]['params'][{i}] has dtype {p.dtype}; "
+                                "supported: float32, float64, bfloat16, float16")
+        self._buckets = None
+
+    # --- stepping -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure=None, **inputs):
+        """One step of every param with a gradient; ``closure`` re-evaluates the loss. A spec's
+        extra inputs come as keywords, one list per param group's params (Sophia's
+        ``hessian=[...]``)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for name in inputs:
+            if name not in self._module.INPUTS:
+                raise TypeError(f"{self.name} takes no input {name!r} (its inputs: "
+                                f"{', '.join(self._module.INPUTS) or 'none'})")
+        if self._buckets is None:
+            self._buckets = self._make_buckets()
+        with np.errstate(all="ignore"):  # host arithmetic may overflow, as torch's does
+            for bucket in self._buckets:
+                bucket.step(inputs)
+        return loss
+
+    def _make_buckets(self) -> list["_Bucket"]:
+        buckets = []
+        offset = 0
+        for group in self.param_groups:
+            by_dtype: dict[torch.dtype, list[int]] = {}
+            for i, p in enumerate(group["params"]):
+                by_dtype.setdefault(p.dtype, []).append(i)
+            for dtype, indices in by_dtype.items():
+                buckets.append(_Bucket(self, group, indices, offset, dtype))
+            offset += len(group["params"])
+        return buckets
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch.optim's format, from this class or from the torch.optim optimizer of the same
+        name. A state without ``step`` (torch.optim.SGD keeps none) counts as one step taken."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            _flat_hypers(self, group)
+        self._buckets = None
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._buckets = None
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace(type(self).__name__, f"optgen.torch.{type(self).__name__}", 1)
+
+
+def _flat_hypers(opt: Optimizer, group: dict) -> tuple:
+    """The group's hyperparameters validated, as the generated functions take them."""
+    values = {}
+    for name, spec in opt._specs.items():
+        value = group[name]
+        if isinstance(value, torch.Tensor):  # a tensor lr (LRScheduler may keep one)
+            if value.numel() != 1:
+                raise ValueError(f"{name} must be a number or a 1-element tensor")
+            value = value.item()
+        values[name] = spec.coerce(value)
+    flat = tuple(host_value(v) for h in opt._module.HYPERS for v in h.flat(values[h.name]))
+    broken = opt._module.violated_requirements(*flat)
+    if broken:
+        raise ValueError(f"{opt.name}: {broken[0]}")
+    return flat
+
+
+class _Bucket:
+    """The params of one (param group, dtype): their states, step counts and address tables."""
+
+    def __init__(self, opt: Optimizer, group: dict, indices: list[int], offset: int,
+                 dtype: torch.dtype):
+        self.opt = opt
+        self.module = opt._module
+        self.group = group
+        self.params = [group["params"][i] for i in indices]
+        self.dtype = dtype
+        self.state_dtype = torch.float32 if dtype in HALF_PRECISION else dtype
+        self.np_dtype = np.dtype(str(self.state_dtype).replace("torch.", ""))
+        self.names = tuple(opt._specs)
+        self.values = None           # the group's hyper values last seen
+        self.flat = None
+        self.grads: list = [object()] * len(self.params)   # last gradients seen (identity)
+        self.param_ptrs: list[int] = []
+        self.runs: list[_Run] = []
+        # Step counts: one float32 tensor; each state["step"] is a 0-d view of it.
+        self.steps = torch.zeros(len(self.params), dtype=torch.float32)
+        self.steps_np = self.steps.numpy()
+        for k, p in enumerate(self.params):
+            state = opt.state[p]
+            if state:
+                step = state.get("step", 1)  # torch.optim.SGD keeps no step count
+                self.steps_np[k] = float(step)
+                state["step"] = self.steps[k]
+
+    def step(self, inputs: dict) -> None:
+        values = tuple(map(self.group.__getitem__, self.names))
+        if values != self.values:
+            self.flat = _flat_hypers(self.opt, self.group)
+            self.values = values
+            self.param_ptrs = []  # which states exist may have changed: prepare again
+        grads = list(map(_GRAD, self.params))
+        if inputs or not self.module.MANY or self.dtype in HALF_PRECISION:
+            self._step_each(grads, inputs)
+            return
+        if (not all(map(operator.is_, grads, self.grads))
+                or list(map(_DATA_PTR, self.params)) != self.param_ptrs):
+            self._prepare(grads)
+        for run in self.runs:
+            run.step(self)
+
+    # --- the many-tensor path -------------------------------------------------------------
+
+    def _prepare(self, grads: list) -> None:
+        """Tables for the params that have gradients, grouped by step count (normally one
+        group); made again whenever the gradients or the params' storage change."""
+        active = []
+        for k, (p, g) in enumerate(zip(self.params, grads)):
+            if g is None:
+                continue
+            _check_grad(p, g)
+            self._ensure_state(k, p)
+            active.append(k)
+        by_step: dict[float, list[int]] = {}
+        for k in active:
+            by_step.setdefault(float(self.steps_np[k]), []).append(k)
+        contiguous = all(g.is_contiguous() for g in grads if g is not None) and all(
+            p.is_contiguous() for p in self.params)
+        if not contiguous:
+            self.runs = [_EachRun(self, ks) for ks in by_step.values()]
+        else:
+            self.runs = [_Run(self, ks, grads) for ks in by_step.values()]
+        self.grads = grads
+        self.param_ptrs = list(map(_DATA_PTR, self.params))
+
+    def _ensure_state(self, k: int, p: torch.Tensor) -> None:
+        state = self.opt.state[p]
+        module = self.module
+        if "step" not in state:
+            self.steps_np[k] = 0
+            state["step"] = self.steps[k]
+            flat = self.flat
+            for name, value in zip(module.SCALARS, module.scalar_inits(*flat)):
+                state[name] = torch.tensor(float(value), dtype=torch.float64)
+        shapes = {name: tuple(p.shape) for name in module.STATES}
+        if is_factored(tuple(p.shape)):
+            shapes.update((name, axis_shape(tuple(p.shape), axis))
+                          for name, axis in module.AXIS_STATES)
+        flags = tensor_flags(module, tuple(p.shape), self.np_dtype)
+        present = dict(zip(module.STATES, module.states_present(*self.flat, *flags)))
+        missing = [name for name in shapes if present.get(name, True) and name not in state]
+        if not missing:
+            return
+        p_values = p.detach().to(self.state_dtype).numpy()
+        inits = module.state_inits(p_values, *self.flat)
+        for index, (name, shape) in enumerate(shapes.items()):
+            if name in missing:
+                value = np.array(np.broadcast_to(inits[index], shape), dtype=self.np_dtype)
+                state[name] = torch.from_numpy(value)
+
+    # --- one tensor at a time (matrix/axis stages, inputs, half precision) -----------------
+
+    def _step_each(self, grads: list, inputs: dict) -> None:
+        for k, (p, g) in enumerate(zip(self.params, grads)):
+            if g is None:
+                continue
+            _check_grad(p, g)
+            self._ensure_state(k, p)
+            self._step_one(k, p, g, self._inputs_for(p, inputs))
+
+    def _inputs_for(self, p, inputs: dict) -> dict:
+        """Each extra input's tensor for ``p`` (lists are matched to the group's params)."""
+        out = {}
+        position = next(i for i, q in enumerate(self.group["params"]) if q is p)
+        for name in self.module.INPUTS:
+            values = inputs.get(name)
+            if values is None:
+                out[name] = None
+                continue
+            if len(values) != len(self.group["params"]):
+                raise ValueError(f"{name} has {len(values)} tensors for a param group of "
+                                 f"{len(self.group['params'])} params")
+            value = values[position]
+            if value is not None and value.shape != p.shape:
+                raise ValueError(f"{name}[{position}] has shape {tuple(value.shape)}, the param "
+                                 f"{tuple(p.shape)}")
+            out[name] = value
+        return out
+
+    def _step_one(self, k: int, p, g, extra: dict) -> None:
+        module = self.module
+        state = self.opt.state[p]
+        shape = tuple(p.shape)
+        t = int(self.steps_np[k]) + 1
+        scalars = tuple(float(state[name]) for name in module.SCALARS)
+        given = tuple(extra[name] is not None for name in module.INPUTS)
+        flags = tensor_flags(module, shape, self.np_dtype)
+        host = cast_host(module.host_scalars(t, *self.flat, *scalars, *given, *flags),
+                         module.HOST_IS_BOOL, self.np_dtype)
+        copy_back = self.dtype in HALF_PRECISION or not p.is_contiguous()
+        work_p = p.detach().to(self.state_dtype).contiguous() if copy_back else p.detach()
+        arrays = [work_p.numpy().reshape(-1), _flat_numpy(g, self.state_dtype)]
+        arrays += [_flat_numpy(extra[name], self.state_dtype) if extra[name] is not None
+                   else np.empty(0, self.np_dtype) for name in module.INPUTS]
+        arrays += [state[name].numpy().reshape(-1) if name in state
+                   else np.empty(0, self.np_dtype) for name in module.STATES]
+        axis_states = [state[name].numpy() for name, _ in module.AXIS_STATES if name in state]
+        with np.errstate(all="ignore"):
+            run_step(module, "cpu", arrays, host, self.np_dtype, shape, axis_states)
+        if copy_back:
+            p.copy_(work_p)  # rounds to nearest even into a half-precision param
+        if module.SCALARS:
+            updated = module.scalar_updates(t, *self.flat, *scalars)
+            for name, value in zip(module.SCALARS, updated):
+                state[name].fill_(float(value))
+        self.steps_np[k] = t
+
+
+def _flat_numpy(tensor: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """A flat, contiguous NumPy view of ``tensor`` in ``dtype`` (a copy only if it must)."""
+    tensor = tensor.detach()
+    if tensor.dtype != dtype:
+        tensor = tensor.to(dtype)
+    return tensor.contiguous().numpy().reshape(-1)
+
+
+def _check_grad(p: torch.Tensor, g: torch.Tensor) -> None:
+    if g.is_sparse:
+        raise ValueError("optgen.torch does not take sparse gradients")
+    if g.shape != p.shape or g.dtype != p.dtype:  # torch checks this on assignment, too
+        raise ValueError(f"a gradient of shape {tuple(g.shape)} and dtype {g.dtype} for a "
+                         f"param of shape {tuple(p.shape)} and dtype {p.dtype}")
+
+
+class _Run:
+    """Params that share a step count, stepped by one ``step_many_cpu`` call."""
+
+    def __init__(self, bucket: _Bucket, ks: list[int], grads: list):
+        module = bucket.module
+        self.ks = np.array(ks, dtype=np.int64)
+        self.all = len(ks) == len(bucket.params)
+        self.params = [bucket.params[k] for k in ks]
+        self.table = TensorTable(module, bucket.np_dtype, [tuple(p.shape) for p in self.params])
+        states = [bucket.opt.state[p] for p in self.params]
+        for row, (p, g, state) in enumerate(zip(self.params, [grads[k] for k in ks], states)):
+            self.table.addresses[row] = [p.data_ptr(), g.data_ptr()] + [0] * len(
+                module.INPUTS) + [state[name].data_ptr() if name in state else 0
+                                  for name in module.STATES]
+        self.scalar_states = [tuple(state[name] for name in module.SCALARS) for state in states]
+        self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype) \
+            if self.params else ()
+
+    def step(self, bucket: _Bucket) -> None:
+        module = bucket.module
+        t = int(bucket.steps_np[self.ks[0]]) + 1 if len(self.ks) else 1
+        scalars = tuple(float(s) for s in self.scalar_states[0]) if module.SCALARS else ()
+        not_given = (False,) * len(module.INPUTS)
+        host = cast_host(module.host_scalars(t, *bucket.flat, *scalars, *not_given, *self.flags),
+                         module.HOST_IS_BOOL, bucket.np_dtype)
+        self.table.run(host)
+        if self.all:
+            bucket.steps_np += 1
+        else:
+            bucket.steps_np[self.ks] += 1
+        if module.SCALARS:
+            updated = module.scalar_updates(t, *bucket.flat, *scalars)
+            for states in self.scalar_states:
+                for tensor, value in zip(states, updated):
+                    tensor.fill_(float(value))
+
+
+class _EachRun:
+    """Params stepped one at a time (non-contiguous params or gradients)."""
+
+    def __init__(self, bucket: _Bucket, ks: list[int]):
+        self.ks = ks
+
+    def step(self, bucket: _Bucket) -> None:
+        for k in self.ks:
+            p = bucket.params[k]
+            bucket._step_one(k, p, p.grad, {name: None for name in bucket.module.INPUTS})

@@ -1,0 +1,65 @@
+"""Stepping many tensors of one dtype with one native call.
+
+A :class:`TensorTable` holds, for a fixed list of tensors (sizes and shapes), the work list that
+splits them into chunks, the per-tensor values the element pass reads (sums, sizes), and a table
+of addresses: one row per tensor, one column per array of ``ARRAYS`` (p, g, inputs, states). The
+front ends fill the addresses (parameters and states once; gradients when they change) and call
+:meth:`TensorTable.run` with the host scalars the tensors share.
+
+Sums (LAMB's norms) run over the same fixed ``REDUCE_BLOCK`` blocks as the one-tensor path and
+are added per tensor in block order, so both paths give the same bits.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from .kernels import shape_values
+from .pointers import sum_blocks_in_order, work_list
+
+#: Elements per chunk of the element pass: large enough that scheduling is free, small enough
+#: that 2 threads share a few large tensors evenly.
+CHUNK = 1 << 16
+
+
+class TensorTable:
+    """Tensors of one dtype that share their host scalars, stepped by ``step_many_cpu``."""
+
+    def __init__(self, module: ModuleType, dtype: np.dtype, shapes: list[tuple[int, ...]]):
+        self.module = module
+        self.dtype = np.dtype(dtype)
+        self.like = np.empty(0, self.dtype)
+        self.itemsize = self.dtype.itemsize
+        sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in shapes], dtype=np.int64)
+        self.work = work_list(sizes, CHUNK)
+        self.addresses = np.zeros((len(shapes), len(module.ARRAYS)), dtype=np.int64)
+        reductions = module.REDUCTIONS
+        self.tensor = np.zeros((len(shapes), reductions + len(module.SHAPE_VALUES)), self.dtype)
+        for k, shape in enumerate(shapes):
+            values = shape_values(tuple(shape))
+            for j, name in enumerate(module.SHAPE_VALUES):
+                self.tensor[k, reductions + j] = values[name]
+        if reductions:
+            self.blocks = work_list(sizes, module.REDUCE_BLOCK)
+            self.partials = np.zeros((len(self.blocks), reductions))
+            self.totals = np.zeros((len(shapes), reductions))
+
+    def run_with(self, arrays: list[list[np.ndarray]], host: tuple) -> None:
+        """Fill the addresses from ``arrays[k]`` (tensor k's flat arrays in ``ARRAYS`` order,
+        contiguous, kept alive by the caller) and step."""
+        for k, row in enumerate(arrays):
+            self.addresses[k] = [a.ctypes.data for a in row]
+        self.run(host)
+
+    def run(self, host: tuple) -> None:
+        """One step of every tensor in the table; ``host`` cast to the table's dtype."""
+        module = self.module
+        if module.REDUCTIONS:
+            module.reduce_many_cpu(self.addresses, self.blocks, self.like, self.itemsize, *host,
+                                   self.partials)
+            sum_blocks_in_order(self.partials, self.blocks[:, 0], self.totals)
+            self.tensor[:, :module.REDUCTIONS] = self.totals
+        module.step_many_cpu(self.addresses, self.work, self.like, self.itemsize, *host,
+                             self.tensor)

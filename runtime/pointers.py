@@ -1,0 +1,44 @@
+"""Reading arrays by address inside Numba kernels: the many-tensor kernels take one table of
+addresses per (dtype, param group) instead of one array argument per tensor, so a step over
+hundreds of tensors is one native call.
+
+The addresses come from ``ndarray.ctypes.data`` or ``torch.Tensor.data_ptr()`` of contiguous
+arrays that the caller keeps alive for the call.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def address_as_pointer(typingctx, address, like):
+    """``(T*) address`` for T the dtype of the array ``like`` (LLVM ``inttoptr``)."""
+    pointer = types.CPointer(like.dtype)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(types.intp, like), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def sum_blocks_in_order(partials, block_tensor, totals):
+    """``totals[k] = sum of the partial sums of tensor k's blocks, in block order``: the same
+    order as the one-tensor path, so sums do not depend on how tensors are grouped."""
+    totals[:] = 0.0
+    for b in range(partials.shape[0]):
+        k = block_tensor[b]
+        for j in range(partials.shape[1]):
+            totals[k, j] += partials[b, j]
+
+
+def work_list(sizes: np.ndarray, chunk: int) -> np.ndarray:
+    """Rows ``(tensor, first element, length)`` splitting every tensor into chunks of at most
+    ``chunk`` elements (empty tensors get none)."""
+    rows = [(k, start, min(chunk, int(n) - start))
+            for k, n in enumerate(sizes) for start in range(0, int(n), chunk)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
