@@ -106,6 +106,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         axis_arrays=tuple(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else (),
         axis_kernel=_render_axis_stage(plan),
         many=supports_many(plan),
+        traffic=_traffic(plan),
         scalars=lowered.scalars,
         scalar_args=tuple(str(s) for s in plan.scalar_args),
         scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
@@ -197,6 +198,20 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     return out
 
 
+def _traffic(plan: KernelPlan) -> tuple:
+    """For each pass the runtime may run: (kind, the host flags it assumes as (index, value),
+    arrays it reads, arrays it writes). The benchmark's bytes per element come from it."""
+    host_index = {h.symbol: i for i, h in enumerate(plan.host)}
+    rows = []
+    for kind, passes in (("reduce", plan.reduce_passes), ("prepare", plan.prepare_passes),
+                         ("step", plan.passes)):
+        for element_pass in passes:
+            when = tuple((host_index[flag], value) for flag, value in element_pass.when)
+            written = len(element_pass.stores) if kind != "reduce" else 0
+            rows.append((kind, when, len(element_pass.loads), written))
+    return tuple(rows)
+
+
 def supports_many(plan: KernelPlan) -> bool:
     """Whether the spec has many-tensor kernels: not where a whole-matrix or axis stage runs
     per tensor in NumPy (Muon, Adafactor); those step one tensor at a time."""
@@ -213,6 +228,7 @@ def _render_many(plan, function, element_passes, printer, arrays, host, tensor_a
             temps=[(str(s), printer.doprint(v)) for s, v in element_pass.temps],
             stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
         ))
+    host = [(str(h.symbol), h.is_bool) for h in plan.host]
     return _environment().get_template("numba_cpu_many.py.j2").render(
         function=function, arrays=arrays, host=host, tensor_args=tensor_args,
         sums=[str(r) for r in plan.reductions], passes=passes, reduce=reduce, doc=doc,

@@ -82,6 +82,9 @@ AXIS_STATES = (('row_var', 'row'), ('col_var', 'col'))
 AXIS_ARRAYS = ('_ax0',)
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = False
+#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
+#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
+TRAFFIC = (('reduce', ((9, True), (0, False)), 3, 0), ('reduce', ((9, False), (0, True)), 3, 0), ('step', ((9, True), (0, False)), 3, 1), ('step', ((9, False), (0, True)), 3, 2))
 
 
 def host_scalars(t, lr, beta2_decay, eps1, eps2, d, weight_decay, maximize, _factored, _eps):

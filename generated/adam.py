@@ -83,6 +83,9 @@ AXIS_STATES = ()
 AXIS_ARRAYS = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
+#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
+#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
+TRAFFIC = (('step', ((0, True),), 5, 4), ('step', ((0, False),), 4, 3))
 
 
 def host_scalars(t, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
@@ -195,53 +198,72 @@ def step_cpu(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4,
             exp_avg_sq[_i] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_many_cpu(_addresses, _work, _like, _itemsize, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _tensor):
+def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
 
     ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
-    ``(k, first, length)`` of ``_work`` is a chunk of tensor k, run in parallel with the others.
+    ``(k, first, length)`` of ``_work`` is a chunk of tensor k; the runs of rows between
+    consecutive ``_pieces`` hold about equal numbers of elements and run in parallel.
+    ``_host`` holds the host scalars in the parameter's dtype (flags as 0 or 1): one argument
+    instead of one each keeps the call cheap.
     """
-    for _w in numba.prange(_work.shape[0]):
-        _k = _work[_w, 0]
-        _offset = _work[_w, 1] * _itemsize
-        _len = _work[_w, 2]
-        p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-        g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-        exp_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-        exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
-        max_exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
-        if _h0:
-            for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _max_exp_avg_sq = max_exp_avg_sq[_i]
-                _e0 = ((_h3*_p) if _h4 else (_p))
-                _e1 = ((-_g) if _h6 else (_g))
-                _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-                _e4 = numpy.maximum(_e3, _max_exp_avg_sq)
-                _e5 = ((_e2) if _h7 else (_e1))
-                _e6 = _e5 - _exp_avg
-                _e7 = ((_e6*_h11 + _exp_avg) if _h12 else (_e5 + _e6*_h13))
-                p[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
-                exp_avg[_i] = _e7
-                exp_avg_sq[_i] = _e3
-                max_exp_avg_sq[_i] = _e4
-        else:
-            for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _e0 = ((_h3*_p) if _h4 else (_p))
-                _e1 = ((-_g) if _h6 else (_g))
-                _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-                _e4 = ((_e2) if _h7 else (_e1))
-                _e5 = _e4 - _exp_avg
-                _e6 = ((_e5*_h11 + _exp_avg) if _h12 else (_e4 + _e5*_h13))
-                p[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
-                exp_avg[_i] = _e6
-                exp_avg_sq[_i] = _e3
+    _h0 = _host[0] != 0
+    _h1 = _host[1]
+    _h2 = _host[2]
+    _h3 = _host[3]
+    _h4 = _host[4] != 0
+    _h5 = _host[5]
+    _h6 = _host[6] != 0
+    _h7 = _host[7] != 0
+    _h8 = _host[8]
+    _h9 = _host[9]
+    _h10 = _host[10]
+    _h11 = _host[11]
+    _h12 = _host[12] != 0
+    _h13 = _host[13]
+    _h14 = _host[14]
+    for _piece in numba.prange(_pieces.shape[0] - 1):
+        for _w in range(_pieces[_piece], _pieces[_piece + 1]):
+            _k = _work[_w, 0]
+            _offset = _work[_w, 1] * _itemsize
+            _len = _work[_w, 2]
+            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            exp_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            max_exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
+            if _h0:
+                for _i in range(_len):
+                    _p = p[_i]
+                    _g = g[_i]
+                    _exp_avg = exp_avg[_i]
+                    _exp_avg_sq = exp_avg_sq[_i]
+                    _max_exp_avg_sq = max_exp_avg_sq[_i]
+                    _e0 = ((_h3*_p) if _h4 else (_p))
+                    _e1 = ((-_g) if _h6 else (_g))
+                    _e2 = _e0*_h5 + _e1
+                    _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+                    _e4 = numpy.maximum(_e3, _max_exp_avg_sq)
+                    _e5 = ((_e2) if _h7 else (_e1))
+                    _e6 = _e5 - _exp_avg
+                    _e7 = ((_e6*_h11 + _exp_avg) if _h12 else (_e5 + _e6*_h13))
+                    p[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
+                    exp_avg[_i] = _e7
+                    exp_avg_sq[_i] = _e3
+                    max_exp_avg_sq[_i] = _e4
+            else:
+                for _i in range(_len):
+                    _p = p[_i]
+                    _g = g[_i]
+                    _exp_avg = exp_avg[_i]
+                    _exp_avg_sq = exp_avg_sq[_i]
+                    _e0 = ((_h3*_p) if _h4 else (_p))
+                    _e1 = ((-_g) if _h6 else (_g))
+                    _e2 = _e0*_h5 + _e1
+                    _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+                    _e4 = ((_e2) if _h7 else (_e1))
+                    _e5 = _e4 - _exp_avg
+                    _e6 = ((_e5*_h11 + _exp_avg) if _h12 else (_e4 + _e5*_h13))
+                    p[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
+                    exp_avg[_i] = _e6
+                    exp_avg_sq[_i] = _e3

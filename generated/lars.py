@@ -78,6 +78,9 @@ AXIS_STATES = ()
 AXIS_ARRAYS = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
+#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
+#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
+TRAFFIC = (('reduce', (), 2, 0), ('step', (), 3, 2))
 
 
 def host_scalars(t, lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
@@ -164,52 +167,76 @@ def step_cpu(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
         trace[_i] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_many_cpu(_addresses, _work, _like, _itemsize, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
+def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partials):
     """Numba CPU backend, many tensors in one call: per-chunk sums, in float64, over blocks of REDUCE_BLOCK elements.
 
     ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
-    ``(k, first, length)`` of ``_work`` is a chunk of tensor k, run in parallel with the others.
+    ``(k, first, length)`` of ``_work`` is a chunk of tensor k; the runs of rows between
+    consecutive ``_pieces`` hold about equal numbers of elements and run in parallel.
+    ``_host`` holds the host scalars in the parameter's dtype (flags as 0 or 1): one argument
+    instead of one each keeps the call cheap.
     """
-    for _w in numba.prange(_work.shape[0]):
-        _k = _work[_w, 0]
-        _offset = _work[_w, 1] * _itemsize
-        _len = _work[_w, 2]
-        p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-        g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-        trace = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-        _a0 = 0.0
-        _a1 = 0.0
-        for _i in range(_len):
-            _p = p[_i]
-            _g = g[_i]
-            _a0 += (_g + _h1*_p)**2
-            _a1 += _p**2
-        _partials[_w, 0] = _a0
-        _partials[_w, 1] = _a1
+    _h0 = _host[0]
+    _h1 = _host[1]
+    _h2 = _host[2]
+    _h3 = _host[3]
+    _h4 = _host[4]
+    _h5 = _host[5]
+    _h6 = _host[6]
+    _h7 = _host[7] != 0
+    for _piece in numba.prange(_pieces.shape[0] - 1):
+        for _w in range(_pieces[_piece], _pieces[_piece + 1]):
+            _k = _work[_w, 0]
+            _offset = _work[_w, 1] * _itemsize
+            _len = _work[_w, 2]
+            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            trace = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            _a0 = 0.0
+            _a1 = 0.0
+            for _i in range(_len):
+                _p = p[_i]
+                _g = g[_i]
+                _a0 += (_g + _h1*_p)**2
+                _a1 += _p**2
+            _partials[_w, 0] = _a0
+            _partials[_w, 1] = _a1
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_many_cpu(_addresses, _work, _like, _itemsize, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _tensor):
+def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
 
     ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
-    ``(k, first, length)`` of ``_work`` is a chunk of tensor k, run in parallel with the others.
+    ``(k, first, length)`` of ``_work`` is a chunk of tensor k; the runs of rows between
+    consecutive ``_pieces`` hold about equal numbers of elements and run in parallel.
+    ``_host`` holds the host scalars in the parameter's dtype (flags as 0 or 1): one argument
+    instead of one each keeps the call cheap.
     """
-    for _w in numba.prange(_work.shape[0]):
-        _k = _work[_w, 0]
-        _offset = _work[_w, 1] * _itemsize
-        _len = _work[_w, 2]
-        p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-        g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-        trace = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-        _r0 = _tensor[_k, 0]
-        _r1 = _tensor[_k, 1]
-        for _i in range(_len):
-            _p = p[_i]
-            _g = g[_i]
-            _trace = trace[_i]
-            _e0 = numpy.sqrt(_r1)
-            _e1 = numpy.sqrt(_r0)
-            _e2 = _h6*(_g + _h1*_p)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
-            _e3 = _e2 + _h0*_trace
-            p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
-            trace[_i] = _e3
+    _h0 = _host[0]
+    _h1 = _host[1]
+    _h2 = _host[2]
+    _h3 = _host[3]
+    _h4 = _host[4]
+    _h5 = _host[5]
+    _h6 = _host[6]
+    _h7 = _host[7] != 0
+    for _piece in numba.prange(_pieces.shape[0] - 1):
+        for _w in range(_pieces[_piece], _pieces[_piece + 1]):
+            _k = _work[_w, 0]
+            _offset = _work[_w, 1] * _itemsize
+            _len = _work[_w, 2]
+            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            trace = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            _r0 = _tensor[_k, 0]
+            _r1 = _tensor[_k, 1]
+            for _i in range(_len):
+                _p = p[_i]
+                _g = g[_i]
+                _trace = trace[_i]
+                _e0 = numpy.sqrt(_r1)
+                _e1 = numpy.sqrt(_r0)
+                _e2 = _h6*(_g + _h1*_p)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+                _e3 = _e2 + _h0*_trace
+                p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
+                trace[_i] = _e3

@@ -62,6 +62,9 @@ AXIS_STATES = ()
 AXIS_ARRAYS = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
+#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
+#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
+TRAFFIC = (('step', (), 2, 2),)
 
 
 def host_scalars(t, k, alpha):
@@ -116,22 +119,28 @@ def step_cpu(p, g, slow, _h0, _h1):
         slow[_i] = ((_e0) if _h1 else (_slow))
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_many_cpu(_addresses, _work, _like, _itemsize, _h0, _h1, _tensor):
+def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
 
     ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
-    ``(k, first, length)`` of ``_work`` is a chunk of tensor k, run in parallel with the others.
+    ``(k, first, length)`` of ``_work`` is a chunk of tensor k; the runs of rows between
+    consecutive ``_pieces`` hold about equal numbers of elements and run in parallel.
+    ``_host`` holds the host scalars in the parameter's dtype (flags as 0 or 1): one argument
+    instead of one each keeps the call cheap.
     """
-    for _w in numba.prange(_work.shape[0]):
-        _k = _work[_w, 0]
-        _offset = _work[_w, 1] * _itemsize
-        _len = _work[_w, 2]
-        p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-        g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-        slow = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-        for _i in range(_len):
-            _p = p[_i]
-            _slow = slow[_i]
-            _e0 = _h0*(_p - _slow) + _slow
-            p[_i] = ((_e0) if _h1 else (_p))
-            slow[_i] = ((_e0) if _h1 else (_slow))
+    _h0 = _host[0]
+    _h1 = _host[1] != 0
+    for _piece in numba.prange(_pieces.shape[0] - 1):
+        for _w in range(_pieces[_piece], _pieces[_piece + 1]):
+            _k = _work[_w, 0]
+            _offset = _work[_w, 1] * _itemsize
+            _len = _work[_w, 2]
+            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            slow = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            for _i in range(_len):
+                _p = p[_i]
+                _slow = slow[_i]
+                _e0 = _h0*(_p - _slow) + _slow
+                p[_i] = ((_e0) if _h1 else (_p))
+                slow[_i] = ((_e0) if _h1 else (_slow))

@@ -83,6 +83,9 @@ AXIS_STATES = ()
 AXIS_ARRAYS = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = False
+#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
+#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
+TRAFFIC = (('prepare', (), 2, 1), ('step', (), 4, 2))
 
 
 def host_scalars(t, lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):

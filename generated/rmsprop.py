@@ -82,6 +82,9 @@ AXIS_STATES = ()
 AXIS_ARRAYS = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
+#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
+#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
+TRAFFIC = (('step', ((0, True), (1, True)), 5, 4), ('step', ((0, True), (1, False)), 4, 3), ('step', ((0, False), (1, True)), 4, 3), ('step', ((0, False), (1, False)), 3, 2))
 
 
 def host_scalars(t, lr, alpha, eps, weight_decay, momentum, centered, maximize):
@@ -237,76 +240,93 @@ def step_cpu(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h
             square_avg[_i] = _e2
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_many_cpu(_addresses, _work, _like, _itemsize, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _tensor):
+def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
 
     ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
-    ``(k, first, length)`` of ``_work`` is a chunk of tensor k, run in parallel with the others.
+    ``(k, first, length)`` of ``_work`` is a chunk of tensor k; the runs of rows between
+    consecutive ``_pieces`` hold about equal numbers of elements and run in parallel.
+    ``_host`` holds the host scalars in the parameter's dtype (flags as 0 or 1): one argument
+    instead of one each keeps the call cheap.
     """
-    for _w in numba.prange(_work.shape[0]):
-        _k = _work[_w, 0]
-        _offset = _work[_w, 1] * _itemsize
-        _len = _work[_w, 2]
-        p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-        g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-        square_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-        momentum_buffer = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
-        grad_avg = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
-        if _h0 and _h1:
-            for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _momentum_buffer = momentum_buffer[_i]
-                _grad_avg = grad_avg[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
-                _e2 = ((_e1) if _h6 else (_e0))
-                _e3 = _e2 - _grad_avg
-                _e4 = _e3*_h7 + _grad_avg
-                _e5 = _e2 + _e3*_h9
-                _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer
-                p[_i] = _e7*_h12 + _p
-                square_avg[_i] = _e6
-                momentum_buffer[_i] = _e7
-                grad_avg[_i] = ((_e4) if _h8 else (_e5))
-        elif _h0 and not _h1:
-            for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _momentum_buffer = momentum_buffer[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
-                _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
-                p[_i] = _e3*_h12 + _p
-                square_avg[_i] = _e2
-                momentum_buffer[_i] = _e3
-        elif not _h0 and _h1:
-            for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _grad_avg = grad_avg[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
-                _e2 = ((_e1) if _h6 else (_e0))
-                _e3 = _e2 - _grad_avg
-                _e4 = _e3*_h7 + _grad_avg
-                _e5 = _e2 + _e3*_h9
-                _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                p[_i] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p
-                square_avg[_i] = _e6
-                grad_avg[_i] = ((_e4) if _h8 else (_e5))
-        else:
-            for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
-                _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                p[_i] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p
-                square_avg[_i] = _e2
+    _h0 = _host[0] != 0
+    _h1 = _host[1] != 0
+    _h2 = _host[2]
+    _h3 = _host[3]
+    _h4 = _host[4]
+    _h5 = _host[5] != 0
+    _h6 = _host[6] != 0
+    _h7 = _host[7]
+    _h8 = _host[8] != 0
+    _h9 = _host[9]
+    _h10 = _host[10]
+    _h11 = _host[11]
+    _h12 = _host[12]
+    for _piece in numba.prange(_pieces.shape[0] - 1):
+        for _w in range(_pieces[_piece], _pieces[_piece + 1]):
+            _k = _work[_w, 0]
+            _offset = _work[_w, 1] * _itemsize
+            _len = _work[_w, 2]
+            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            square_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            momentum_buffer = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            grad_avg = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
+            if _h0 and _h1:
+                for _i in range(_len):
+                    _p = p[_i]
+                    _g = g[_i]
+                    _square_avg = square_avg[_i]
+                    _momentum_buffer = momentum_buffer[_i]
+                    _grad_avg = grad_avg[_i]
+                    _e0 = ((-_g) if _h5 else (_g))
+                    _e1 = _e0 + _h4*_p
+                    _e2 = ((_e1) if _h6 else (_e0))
+                    _e3 = _e2 - _grad_avg
+                    _e4 = _e3*_h7 + _grad_avg
+                    _e5 = _e2 + _e3*_h9
+                    _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
+                    _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer
+                    p[_i] = _e7*_h12 + _p
+                    square_avg[_i] = _e6
+                    momentum_buffer[_i] = _e7
+                    grad_avg[_i] = ((_e4) if _h8 else (_e5))
+            elif _h0 and not _h1:
+                for _i in range(_len):
+                    _p = p[_i]
+                    _g = g[_i]
+                    _square_avg = square_avg[_i]
+                    _momentum_buffer = momentum_buffer[_i]
+                    _e0 = ((-_g) if _h5 else (_g))
+                    _e1 = _e0 + _h4*_p
+                    _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
+                    _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
+                    p[_i] = _e3*_h12 + _p
+                    square_avg[_i] = _e2
+                    momentum_buffer[_i] = _e3
+            elif not _h0 and _h1:
+                for _i in range(_len):
+                    _p = p[_i]
+                    _g = g[_i]
+                    _square_avg = square_avg[_i]
+                    _grad_avg = grad_avg[_i]
+                    _e0 = ((-_g) if _h5 else (_g))
+                    _e1 = _e0 + _h4*_p
+                    _e2 = ((_e1) if _h6 else (_e0))
+                    _e3 = _e2 - _grad_avg
+                    _e4 = _e3*_h7 + _grad_avg
+                    _e5 = _e2 + _e3*_h9
+                    _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
+                    p[_i] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p
+                    square_avg[_i] = _e6
+                    grad_avg[_i] = ((_e4) if _h8 else (_e5))
+            else:
+                for _i in range(_len):
+                    _p = p[_i]
+                    _g = g[_i]
+                    _square_avg = square_avg[_i]
+                    _e0 = ((-_g) if _h5 else (_g))
+                    _e1 = _e0 + _h4*_p
+                    _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
+                    p[_i] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p
+                    square_avg[_i] = _e2

@@ -176,3 +176,55 @@ def demo(steps: int, backend: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--many", is_flag=True,
+              help="The 161 tensors of a ResNet-50 instead of one 4096 x 4096 tensor.")
+@click.option("--rounds", default=10, show_default=True, help="Interleaved timing rounds.")
+@click.option("--startup", is_flag=True,
+              help="Also time import plus first step in a fresh process, warm and cold cache.")
+def bench(names: tuple[str, ...], many: bool, rounds: int, startup: bool) -> None:
+    """Time NAMES (default: the catalogue's optimizers) against torch.optim's fastest CPU path;
+    print a Markdown table. Needs torch (pip install "optgen[torch]")."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        click.echo("optgen bench needs PyTorch: pip install 'optgen[torch]'", err=True)
+        sys.exit(1)
+    from .bench import SINGLE_SHAPE, SKIPPED, bench_one, format_table, resnet50_shapes, \
+        startup_seconds
+    from .runtime.loader import available, load
+
+    optimizers = [n for n in available("optimizer")
+                  if getattr(load(n), "KIND", "optimizer") == "optimizer"]
+    chosen = list(names) or [n for n in optimizers if n not in SKIPPED]
+    for name in chosen:
+        if name not in optimizers:
+            raise click.BadParameter(f"{name!r} is not an optimizer of the catalogue "
+                                     f"({', '.join(optimizers)})", param_hint="NAMES")
+    shapes = resnet50_shapes() if many else [SINGLE_SHAPE]
+    rows = []
+    with _progress(len(chosen), "timing") as advance:
+        for name in chosen:
+            rows.append(bench_one(name, shapes, rounds))
+            advance()
+    workload = (f"{len(shapes)} tensors (ResNet-50), {rows[0].values:,} float32 values"
+                if many else f"one {SINGLE_SHAPE[0]} x {SINGLE_SHAPE[1]} float32 tensor")
+    click.echo(f"{workload}; median of {rounds} interleaved rounds; in-place add() reached "
+               f"{statistics_median([r.add_gbps for r in rows]):.1f} GB/s\n")
+    click.echo(format_table(rows))
+    skipped = [f"{n}: {SKIPPED[n]}" for n in SKIPPED if not names and n in optimizers]
+    if skipped:
+        click.echo("\nnot timed: " + "; ".join(skipped))
+    if startup:
+        click.echo(f"\nimport + first Adam step in a fresh process: warm cache "
+                   f"{startup_seconds(cold=False):.2f} s, cold cache (compiling) "
+                   f"{startup_seconds(cold=True):.2f} s")
+
+
+def statistics_median(values) -> float:
+    import statistics
+
+    return statistics.median(values)

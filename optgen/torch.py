@@ -17,6 +17,7 @@ keep float32 states, are widened to float32 for the step and rounded back (to ne
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
 from typing import Any
@@ -28,7 +29,7 @@ from .runtime.kernels import axis_shape, cast_host, host_value, is_factored, run
 from .runtime.loader import available, load
 from .runtime.many import TensorTable
 
-__all__ = ["Optimizer", "optimizer", "available"]
+__all__ = ["Optimizer", "optimizer", "optimizer_class", "available", "clip_grad_norm_"]
 
 #: Class names: torch.optim's where torch has the optimizer.
 CLASS_NAMES = {
@@ -45,6 +46,8 @@ HALF_PRECISION = (torch.bfloat16, torch.float16)
 #: differentiable must be false.
 IMPLEMENTATION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 _GRAD = operator.attrgetter("grad")
+_IS_CONTIGUOUS = torch.Tensor.is_contiguous
+_IS_NONE = {None: True}.get  # True for None, else None (a dict lookup: no tensor __eq__)
 _DATA_PTR = torch.Tensor.data_ptr
 
 
@@ -88,11 +91,23 @@ class Optimizer(torch.optim.Optimizer):
 
     _module = None
 
-    def __init__(self, params, **hypers):
+    def __init__(self, params, process_group=None, **hypers):
+        """``process_group``: for specs with per-tensor reductions (LAMB, LARS), the group whose
+        processes each hold a shard of every tensor (``params[i]`` on each rank is a piece of
+        the same logical tensor); norms, sums and means are then those of the whole tensors
+        (one all-reduce of the per-tensor sums per step)."""
         module = self._module
         if module is None:
             raise TypeError("use optgen.torch.optimizer(name, params, ...) or a catalogue class "
                             "such as optgen.torch.Adam")
+        if process_group is not None:
+            if not module.REDUCTIONS:
+                raise TypeError(f"{module.NAME} has no per-tensor reductions; process_group is "
+                                "for norm-based optimizers (LAMB, LARS)")
+            if module.AXIS_STATES or module.MATRIX_OPS:
+                raise ValueError(f"{module.NAME} cannot step sharded tensors: its row/column "
+                                 "or matrix stage needs whole tensors")
+        self._combine = _all_reduce(process_group) if process_group is not None else None
         self._specs = {h.name: h for h in module.HYPERS}
         for key in IMPLEMENTATION_FLAGS:  # torch's choice of implementation: always ours here
             value = hypers.pop(key, None)
@@ -135,7 +150,6 @@ class Optimizer(torch.optim.Optimizer):
 
     # --- stepping -------------------------------------------------------------------------
 
-    @torch.no_grad()
     def step(self, closure=None, **inputs):
         """One step of every param with a gradient; ``closure`` re-evaluates the loss. A spec's
         extra inputs come as keywords, one list per param group's params (Sophia's
@@ -220,6 +234,8 @@ class _Bucket:
         self.grads: list = [object()] * len(self.params)   # last gradients seen (identity)
         self.param_ptrs: list[int] = []
         self.runs: list[_Run] = []
+        self.none_pattern: list = []
+        self.all_have_grads = False
         # Step counts: one float32 tensor; each state["step"] is a 0-d view of it.
         self.steps = torch.zeros(len(self.params), dtype=torch.float32)
         self.steps_np = self.steps.numpy()
@@ -238,13 +254,31 @@ class _Bucket:
             self.param_ptrs = []  # which states exist may have changed: prepare again
         grads = list(map(_GRAD, self.params))
         if inputs or not self.module.MANY or self.dtype in HALF_PRECISION:
-            self._step_each(grads, inputs)
+            with torch.no_grad():
+                self._step_each(grads, inputs)
             return
-        if (not all(map(operator.is_, grads, self.grads))
-                or list(map(_DATA_PTR, self.params)) != self.param_ptrs):
+        if list(map(_DATA_PTR, self.params)) != self.param_ptrs:
             self._prepare(grads)
+        elif not all(map(operator.is_, grads, self.grads)):
+            self._new_grads(grads)
         for run in self.runs:
             run.step(self)
+
+    def _new_grads(self, grads: list) -> None:
+        """The fast way when only the gradient tensors are new (same params with gradients,
+        contiguous as autograd makes them); otherwise :meth:`_prepare`."""
+        if self.all_have_grads:  # the usual case, checked at C speed
+            same = (not any(map(operator.is_, grads, itertools.repeat(None)))
+                    and all(map(_IS_CONTIGUOUS, grads)))
+        else:
+            same = (not any(map(operator.is_not, map(_IS_NONE, grads), self.none_pattern))
+                    and all(g is None or g.is_contiguous() for g in grads))
+        if not same or not all(isinstance(run, _Run) for run in self.runs):
+            self._prepare(grads)
+            return
+        for run in self.runs:
+            run.set_grads(grads)
+        self.grads = grads
 
     # --- the many-tensor path -------------------------------------------------------------
 
@@ -269,6 +303,8 @@ class _Bucket:
             self.runs = [_Run(self, ks, grads) for ks in by_step.values()]
         self.grads = grads
         self.param_ptrs = list(map(_DATA_PTR, self.params))
+        self.none_pattern = list(map(_IS_NONE, grads))
+        self.all_have_grads = not any(self.none_pattern)
 
     def _ensure_state(self, k: int, p: torch.Tensor) -> None:
         state = self.opt.state[p]
@@ -343,7 +379,8 @@ class _Bucket:
                    else np.empty(0, self.np_dtype) for name in module.STATES]
         axis_states = [state[name].numpy() for name, _ in module.AXIS_STATES if name in state]
         with np.errstate(all="ignore"):
-            run_step(module, "cpu", arrays, host, self.np_dtype, shape, axis_states)
+            run_step(module, "cpu", arrays, host, self.np_dtype, shape, axis_states,
+                     combine=self.opt._combine)
         if copy_back:
             p.copy_(work_p)  # rounds to nearest even into a half-precision param
         if module.SCALARS:
@@ -351,6 +388,52 @@ class _Bucket:
             for name, value in zip(module.SCALARS, updated):
                 state[name].fill_(float(value))
         self.steps_np[k] = t
+
+
+def _all_reduce(group):
+    """Sum float64 arrays over ``group`` (every process calls it at the same point)."""
+    import torch.distributed as dist
+
+    def combine(values: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+        dist.all_reduce(tensor, group=group)
+        return tensor.numpy()
+
+    return combine
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False, process_group=None) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` over the gradients of ``parameters``, with the total
+    norm taken over every process of ``process_group`` (each holding some of the parameters,
+    as under ZeroRedundancyOptimizer, or a shard of each): one all-reduce."""
+    import math
+
+    import torch.distributed as dist
+
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm_type = float(norm_type)
+    if math.isinf(norm_type):
+        local = max((g.detach().abs().max().double() for g in grads if g.numel()),
+                    default=torch.tensor(0.0, dtype=torch.float64))
+        op = dist.ReduceOp.MAX
+    else:
+        local = sum((g.detach().double().abs().pow(norm_type).sum() for g in grads),
+                    torch.tensor(0.0, dtype=torch.float64))
+        op = dist.ReduceOp.SUM
+    local = local.clone()
+    if process_group is not None:
+        dist.all_reduce(local, op=op, group=process_group)
+    total = local if math.isinf(norm_type) else local.pow(1.0 / norm_type)
+    if error_if_nonfinite and not torch.isfinite(total):
+        raise RuntimeError(f"The total norm of order {norm_type} for gradients is non-finite, "
+                           "so it cannot be clipped")
+    coefficient = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.detach().mul_(coefficient.to(g.dtype))
+    return total.to(grads[0].dtype) if grads else total  # torch returns the grads' dtype
 
 
 def _flat_numpy(tensor: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -377,7 +460,8 @@ class _Run:
         self.ks = np.array(ks, dtype=np.int64)
         self.all = len(ks) == len(bucket.params)
         self.params = [bucket.params[k] for k in ks]
-        self.table = TensorTable(module, bucket.np_dtype, [tuple(p.shape) for p in self.params])
+        self.table = TensorTable(module, bucket.np_dtype, [tuple(p.shape) for p in self.params],
+                                 combine=bucket.opt._combine)
         states = [bucket.opt.state[p] for p in self.params]
         for row, (p, g, state) in enumerate(zip(self.params, [grads[k] for k in ks], states)):
             self.table.addresses[row] = [p.data_ptr(), g.data_ptr()] + [0] * len(
@@ -386,15 +470,22 @@ class _Run:
         self.scalar_states = [tuple(state[name] for name in module.SCALARS) for state in states]
         self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype) \
             if self.params else ()
+        self.not_given = (False,) * len(module.INPUTS)
+
+    def set_grads(self, grads: list) -> None:
+        """New gradient tensors for the same params (``zero_grad()`` sets them to None, so
+        backward makes new ones every step): only their addresses change."""
+        if self.all:
+            self.table.addresses[:, 1] = list(map(_DATA_PTR, grads))
+        else:
+            self.table.addresses[:, 1] = [grads[k].data_ptr() for k in self.ks]
 
     def step(self, bucket: _Bucket) -> None:
         module = bucket.module
         t = int(bucket.steps_np[self.ks[0]]) + 1 if len(self.ks) else 1
         scalars = tuple(float(s) for s in self.scalar_states[0]) if module.SCALARS else ()
-        not_given = (False,) * len(module.INPUTS)
-        host = cast_host(module.host_scalars(t, *bucket.flat, *scalars, *not_given, *self.flags),
-                         module.HOST_IS_BOOL, bucket.np_dtype)
-        self.table.run(host)
+        host = module.host_scalars(t, *bucket.flat, *scalars, *self.not_given, *self.flags)
+        self.table.run(self.table.host_array(host))
         if self.all:
             bucket.steps_np += 1
         else:

@@ -55,17 +55,21 @@ def axis_shape(shape: tuple[int, ...], axis: str) -> tuple[int, ...]:
 
 def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
              dtype: np.dtype, shape: tuple[int, ...] | None = None,
-             axis_states: list[np.ndarray] | None = None) -> None:
+             axis_states: list[np.ndarray] | None = None, combine=None) -> None:
     """One step over flat, contiguous ``arrays`` (p, g, inputs, then each state, in ``ARRAYS``
     order) with ``host`` the cast host scalars; ``shape`` is the parameter's (default: flat);
     ``axis_states`` are the factored states in ``AXIS_STATES`` order, where the parameter
-    has them. Updates the arrays in place."""
+    has them. ``combine(values)`` (float64, the per-tensor sums then the element count), where
+    given, sums them over the shards of a tensor held by other processes. Updates the arrays
+    in place."""
     shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
     axes = axis_stage(module, arrays, host, dtype, shape, axis_states)
-    tensor = ()
-    if module.REDUCTIONS:
-        tensor = tuple(dtype.type(s) for s in reduce(module, backend, arrays + axes, host))
     sizes = shape_values(shape)
+    sums = reduce(module, backend, arrays + axes, host) if module.REDUCTIONS else ()
+    if combine is not None:
+        combined = combine(np.array([*sums, sizes["_n"]], dtype=np.float64))
+        sums, sizes["_n"] = tuple(combined[:-1]), combined[-1]
+    tensor = tuple(dtype.type(s) for s in sums)
     tensor += tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
     mats = matrix_stage(module, backend, arrays + axes, host, dtype, shape)
     getattr(module, f"step_{backend}")(*arrays, *axes, *mats, *host, *tensor)

@@ -17,7 +17,7 @@ from types import ModuleType
 import numpy as np
 
 from .kernels import shape_values
-from .pointers import sum_blocks_in_order, work_list
+from .pointers import balanced_pieces, sum_blocks_in_order, work_list
 
 #: Elements per chunk of the element pass: large enough that scheduling is free, small enough
 #: that 2 threads share a few large tensors evenly.
@@ -27,39 +27,55 @@ CHUNK = 1 << 16
 class TensorTable:
     """Tensors of one dtype that share their host scalars, stepped by ``step_many_cpu``."""
 
-    def __init__(self, module: ModuleType, dtype: np.dtype, shapes: list[tuple[int, ...]]):
+    def __init__(self, module: ModuleType, dtype: np.dtype, shapes: list[tuple[int, ...]],
+                 combine=None):
+        """``combine(values)``, where given, sums float64 per-tensor values over the shards
+        of each tensor that other processes hold (an all-reduce): the sums and element counts
+        of ``norm``/``mean``/``rms`` are then those of the whole tensors."""
         self.module = module
         self.dtype = np.dtype(dtype)
         self.like = np.empty(0, self.dtype)
         self.itemsize = self.dtype.itemsize
         sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in shapes], dtype=np.int64)
         self.work = work_list(sizes, CHUNK)
+        self.pieces = balanced_pieces(self.work)
         self.addresses = np.zeros((len(shapes), len(module.ARRAYS)), dtype=np.int64)
         reductions = module.REDUCTIONS
         self.tensor = np.zeros((len(shapes), reductions + len(module.SHAPE_VALUES)), self.dtype)
+        self.combine = combine
+        counts = sizes.astype(np.float64)
+        if combine is not None:
+            counts = combine(counts)
         for k, shape in enumerate(shapes):
             values = shape_values(tuple(shape))
+            values["_n"] = counts[k]
             for j, name in enumerate(module.SHAPE_VALUES):
                 self.tensor[k, reductions + j] = values[name]
         if reductions:
             self.blocks = work_list(sizes, module.REDUCE_BLOCK)
+            self.block_pieces = balanced_pieces(self.blocks)
             self.partials = np.zeros((len(self.blocks), reductions))
             self.totals = np.zeros((len(shapes), reductions))
+
+    def host_array(self, host: tuple) -> np.ndarray:
+        """Host scalars (numbers and flags) as the many-tensor kernels take them."""
+        return np.array(host, dtype=self.dtype)
 
     def run_with(self, arrays: list[list[np.ndarray]], host: tuple) -> None:
         """Fill the addresses from ``arrays[k]`` (tensor k's flat arrays in ``ARRAYS`` order,
         contiguous, kept alive by the caller) and step."""
         for k, row in enumerate(arrays):
             self.addresses[k] = [a.ctypes.data for a in row]
-        self.run(host)
+        self.run(self.host_array(host))
 
-    def run(self, host: tuple) -> None:
-        """One step of every tensor in the table; ``host`` cast to the table's dtype."""
+    def run(self, host: np.ndarray) -> None:
+        """One step of every tensor in the table; ``host`` from :meth:`host_array`."""
         module = self.module
         if module.REDUCTIONS:
-            module.reduce_many_cpu(self.addresses, self.blocks, self.like, self.itemsize, *host,
-                                   self.partials)
+            module.reduce_many_cpu(self.addresses, self.blocks, self.block_pieces, self.like,
+                                   self.itemsize, host, self.partials)
             sum_blocks_in_order(self.partials, self.blocks[:, 0], self.totals)
-            self.tensor[:, :module.REDUCTIONS] = self.totals
-        module.step_many_cpu(self.addresses, self.work, self.like, self.itemsize, *host,
-                             self.tensor)
+            totals = self.combine(self.totals) if self.combine is not None else self.totals
+            self.tensor[:, :module.REDUCTIONS] = totals
+        module.step_many_cpu(self.addresses, self.work, self.pieces, self.like, self.itemsize,
+                             host, self.tensor)

@@ -42,3 +42,15 @@ def work_list(sizes: np.ndarray, chunk: int) -> np.ndarray:
     rows = [(k, start, min(chunk, int(n) - start))
             for k, n in enumerate(sizes) for start in range(0, int(n), chunk)]
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def balanced_pieces(rows: np.ndarray, pieces: int = 64) -> np.ndarray:
+    """Boundaries ``b`` (length m + 1) splitting consecutive ``rows`` into m <= ``pieces``
+    runs of about equal element counts. A parallel loop over runs is split evenly between
+    threads by count, so equal runs keep every thread busy however unequal the tensors are."""
+    if len(rows) == 0:
+        return np.zeros(1, dtype=np.int64)
+    ends = np.cumsum(rows[:, 2])
+    targets = ends[-1] * np.arange(1, pieces) / pieces
+    inner = np.searchsorted(ends, targets, side="left") + 1
+    return np.unique(np.concatenate(([0], inner, [len(rows)]))).astype(np.int64)

@@ -236,6 +236,32 @@ def test_bad_arguments_name_what_is_wrong():
         ot.optimizer("cosine_annealing", [p])
     with pytest.raises(AttributeError):
         ot.NoSuchOptimizer  # noqa: B018
+    with pytest.raises(TypeError, match="process_group is for norm-based optimizers"):
+        ot.Adam([p], process_group=object())
+    with pytest.raises(TypeError, match="takes no input 'hessian'"):
+        ot.Adam([p]).step(hessian=[torch.ones(3)])
+
+
+def test_extra_inputs_match_the_numpy_front_end():
+    """Sophia's Hessian estimate, given every other step, as step(hessian=[...])."""
+    rng = np.random.default_rng(7)
+    start = [rng.standard_normal((3, 4)), rng.standard_normal(5)]
+    params = [torch.tensor(p, requires_grad=True) for p in start]
+    arrays = [p.copy() for p in start]
+    opt, ref = ot.Sophia(params, lr=0.01), optgen.optimizer("sophia", arrays, lr=0.01)
+    for step in range(6):
+        grads = [rng.standard_normal(p.shape) for p in start]
+        hessian = [np.abs(rng.standard_normal(p.shape)) for p in start] if step % 2 else None
+        for p, g in zip(params, grads):
+            p.grad = torch.tensor(g)
+        if hessian is None:
+            opt.step()
+            ref.step(grads)
+        else:
+            opt.step(hessian=[torch.tensor(h) for h in hessian])
+            ref.step(grads, hessian=hessian)
+    for p, a in zip(params, arrays):
+        np.testing.assert_array_equal(p.detach().numpy(), a)
 
 
 def test_catalogue_classes_are_exported():
