@@ -146,19 +146,28 @@ def bench_one(name: str, shapes, rounds: int, progress=None) -> Row:
                values, median["add"])
 
 
-def startup_seconds(cold: bool) -> float:
-    """Seconds for a fresh interpreter to import optgen.torch and take one Adam step: with the
-    Numba cache as it is (warm), or with an empty one (cold: compiles the kernels)."""
-    code = ("import time; s = time.perf_counter(); import torch, optgen.torch as ot; "
-            "p = torch.zeros(1000, requires_grad=True); p.grad = torch.ones(1000); "
-            "ot.Adam([p]).step(); print(time.perf_counter() - s)")
+def startup_seconds(cold: bool = False) -> dict[str, float]:
+    """Seconds a fresh interpreter takes to import and take a first Adam step: through the
+    NumPy front end, and through optgen.torch (after ``import torch``; torch.optim's first
+    Optimizer construction imports torch._dynamo, which any torch optimizer pays). With the
+    Numba cache as it is (warm) or an empty one (cold: the kernels compile)."""
+    code = ("import time, json; s = time.perf_counter(); import numpy as np, optgen; "
+            "p = np.zeros(1000, np.float32); "
+            "optgen.optimizer('adam', [p]).step([np.ones(1000, np.float32)]); "
+            "numpy_s = time.perf_counter() - s; import torch; s = time.perf_counter(); "
+            "import optgen.torch as ot; q = torch.zeros(1000, requires_grad=True); "
+            "q.grad = torch.ones(1000); t = time.perf_counter(); torch.optim.SGD([q]); "
+            "construct = time.perf_counter() - t; ot.Adam([q]).step(); "
+            "print(json.dumps({'numpy': numpy_s, 'torch': time.perf_counter() - s, "
+            "'torch_construct': construct}))")
     env = None
     if cold:
         import os
         env = dict(os.environ, NUMBA_CACHE_DIR=tempfile.mkdtemp(prefix="optgen-cold-"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env)
-    return float(out.stdout.strip().splitlines()[-1])
+    import json
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def format_table(rows: list[Row]) -> str:

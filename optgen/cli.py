@@ -219,9 +219,13 @@ def bench(names: tuple[str, ...], many: bool, rounds: int, startup: bool) -> Non
     if skipped:
         click.echo("\nnot timed: " + "; ".join(skipped))
     if startup:
-        click.echo(f"\nimport + first Adam step in a fresh process: warm cache "
-                   f"{startup_seconds(cold=False):.2f} s, cold cache (compiling) "
-                   f"{startup_seconds(cold=True):.2f} s")
+        startup_seconds(cold=False)  # a first run fills the cache if the kernels changed
+        warm, cold = startup_seconds(cold=False), startup_seconds(cold=True)
+        click.echo(f"\nimport + first Adam step, fresh process, warm Numba cache: NumPy front "
+                   f"end {warm['numpy']:.2f} s; optgen.torch after 'import torch' "
+                   f"{warm['torch']:.2f} s (of which torch.optim's first Optimizer() "
+                   f"{warm['torch_construct']:.2f} s). Cold cache (compiling): "
+                   f"{cold['numpy']:.2f} s and {cold['torch']:.2f} s.")
 
 
 def statistics_median(values) -> float:
