@@ -144,7 +144,7 @@ CACHE_PROBE = textwrap.dedent('''\
     p = np.ones(8, dtype=np.float32)
     opt = optgen.optimizer(sys.argv[1], [p])
     opt.step([np.ones(8, dtype=np.float32)])
-    stats = opt._module.step_cpu.stats
+    stats = opt._module.step_many_cpu.stats  # the kernel contiguous params go through
     print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
     ''')
 

@@ -256,3 +256,31 @@ def test_none_tuple_item_is_accepted_and_validated():
         opt.eps = (None, None)  # only eps1 may be None
     with pytest.raises(TypeError, match=r"eps\[0\] must be a float"):
         opt.eps = ("x", 1e-3)
+
+
+@pytest.mark.parametrize("name", ["adam", "lamb", "nadam"])
+def test_many_tensor_kernel_matches_one_tensor_kernel_bit_for_bit(name):
+    """step_many_cpu over a table of tensors gives the bits step_cpu gives one at a time (the
+    same printed expressions; sums over the same blocks, added in the same order)."""
+    from optgen.runtime.kernels import cast_host, run_step
+    from optgen.runtime.loader import load
+    from optgen.runtime.many import TensorTable
+
+    module = load(name)
+    shapes = [(3, 5), (70000,), (), (2, 3, 4), (5000,)]
+    rng = np.random.default_rng(0)
+    flat = tuple(np.float64(v) if isinstance(v, float) else v
+                 for h in module.HYPERS for v in h.flat(h.coerce(h.default)))
+    host = module.host_scalars(3, *flat, *module.scalar_inits(*flat))
+    host = cast_host(host, module.HOST_IS_BOOL, np.dtype(np.float32))
+    def arrays():
+        gen = np.random.default_rng(1)
+        return [[gen.standard_normal(int(np.prod(s))).astype(np.float32)
+                 for _ in module.ARRAYS] for s in shapes]
+    one, many = arrays(), arrays()
+    for shape, row in zip(shapes, one):
+        run_step(module, "cpu", row, host, np.dtype(np.float32), shape)
+    TensorTable(module, np.float32, shapes).run_with(many, host)
+    for a, b in zip(one, many):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
