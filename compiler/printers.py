@@ -131,3 +131,26 @@ class NumpyArrayPrinter(_BasePrinter):
     def _print_AxisMean(self, expr):
         mean = self._module_format(self._module + ".mean")
         return f"{mean}({self._print(expr.args[0])}, axis={int(expr.args[1])}, keepdims=True)"
+
+
+class NumbaCUDAPrinter(ScalarPrinter):
+    """The Numba CUDA element loop: ``math`` for square roots (float32 stays float32), and
+    NaN-propagating ``maximum``/``minimum`` and ``sign`` as device functions, as NumPy's."""
+
+    _DEVICE = "optgen.runtime.cuda_device"
+
+    def _print_Pow(self, expr, rational=False):
+        return self._hprint_Pow(expr, rational=rational, sqrt="math.sqrt")
+
+    def _fold(self, ufunc: str, args) -> str:
+        name = {"maximum": "_maximum", "minimum": "_minimum"}[ufunc]
+        text = self._print(args[0])
+        for arg in args[1:]:
+            text = f"{name}({text}, {self._print(arg)})"
+        return text
+
+    def _print_sign(self, expr):
+        return f"_sign({self._print(expr.args[0])})"
+
+    def _print_Function(self, expr):
+        raise ValueError(f"{expr.func.__name__}() has no CUDA element code yet")

@@ -18,7 +18,7 @@ import sympy as sp
 
 from .lower import LoweredSpec
 from .plan import KernelPlan
-from .printers import NumbaCPUPrinter, NumpyArrayPrinter, ScalarPrinter
+from .printers import NumbaCPUPrinter, NumbaCUDAPrinter, NumpyArrayPrinter, ScalarPrinter
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         axis_kernel=_render_axis_stage(plan),
         many=supports_many(plan),
         traffic=_traffic(plan),
+        cuda_kernels=_render_cuda(plan),
         scalars=lowered.scalars,
         scalar_args=tuple(str(s) for s in plan.scalar_args),
         scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
@@ -196,6 +197,35 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
                                 tensor_args, reduce=False,
                                 doc="the fused element pass, updated in place."))
     return out
+
+
+def _render_cuda(plan: KernelPlan) -> str:
+    """The CUDA kernels: the same passes, printed for Numba CUDA, made lazily in a function."""
+    printer = NumbaCUDAPrinter()
+    arrays = [a.name for a in plan.arrays]
+    axes = [a.name for a in plan.axis_stage.arrays] if plan.axis_stage else []
+    mats = [m.array for m in plan.matrix_ops]
+    host = [str(h.symbol) for h in plan.host]
+    shapes = [str(s) for s in plan.shape_values]
+
+    def passes(element_passes):
+        return [dict(branch=_branch(i, len(element_passes), p.when),
+                     loads=[(str(a.local), a.name, False) for a in p.loads],
+                     temps=[(str(s), printer.doprint(v)) for s, v in p.temps],
+                     stores=[(name, printer.doprint(v)) for name, v in p.stores])
+                for i, p in enumerate(element_passes)]
+
+    return _environment().get_template("numba_cuda.py.j2").render(
+        step_args=arrays + axes + mats + host + shapes,
+        prepare_args=arrays + axes + mats + host,
+        reduce_args=arrays + axes + host,
+        arrays=arrays, host=host,
+        tensor_args=[str(r) for r in plan.reductions] + shapes,
+        reductions=[str(r) for r in plan.reductions],
+        step_passes=passes(plan.passes), prepare_passes=passes(plan.prepare_passes),
+        reduce_passes=passes(plan.reduce_passes), length=plan.arrays[0].name,
+        many=supports_many(plan) and not plan.reductions,
+    ).rstrip("\n")
 
 
 def _traffic(plan: KernelPlan) -> tuple:

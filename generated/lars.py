@@ -240,3 +240,88 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _e3 = _e2 + _h0*_trace
                 p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
                 trace[_i] = _e3
+
+
+#: Threads per block of the CUDA reduction kernels (a power of two).
+CUDA_THREADS = 128
+_CUDA_KERNELS = None
+
+
+def cuda_kernels():
+    """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
+    memory, then the blocks added in order by one thread: the same bits every run),
+    ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
+    launch; not under the CUDA simulator)."""
+    global _CUDA_KERNELS
+    if _CUDA_KERNELS is None:
+        _CUDA_KERNELS = _make_cuda_kernels()
+    return _CUDA_KERNELS
+
+
+def _make_cuda_kernels():
+    # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
+    global math, cuda, _maximum, _minimum, _sign, address_as_pointer
+    import math
+
+    from numba import cuda
+
+    from optgen.runtime.cuda_device import _maximum, _minimum, _sign, address_as_pointer
+
+    kernels = {}
+
+    @cuda.jit
+    def step_cuda(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _sums):
+        _r0 = _sums[0]
+        _r1 = _sums[1]
+        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+            _p = p[_i]
+            _g = g[_i]
+            _trace = trace[_i]
+            _e0 = math.sqrt(_r1)
+            _e1 = math.sqrt(_r0)
+            _e2 = _h6*(_g + _h1*_p)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+            _e3 = _e2 + _h0*_trace
+            p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
+            trace[_i] = _e3
+    kernels["step"] = step_cuda
+
+    @cuda.jit
+    def reduce_cuda(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
+        _b = cuda.blockIdx.x
+        _t = cuda.threadIdx.x
+        _end = min(p.shape[0], (_b + 1) * REDUCE_BLOCK)
+        _a0 = 0.0
+        _a1 = 0.0
+        for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
+            _p = p[_i]
+            _g = g[_i]
+            _a0 += (_g + _h1*_p)**2
+            _a1 += _p**2
+        _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
+        _shared[0, _t] = _a0
+        _shared[1, _t] = _a1
+        cuda.syncthreads()
+        _stride = CUDA_THREADS // 2
+        while _stride > 0:
+            if _t < _stride:
+                for _j in range(2):
+                    _shared[_j, _t] += _shared[_j, _t + _stride]
+            cuda.syncthreads()
+            _stride //= 2
+        if _t == 0:
+            for _j in range(2):
+                _partials[_b, _j] = _shared[_j, 0]
+    kernels["reduce"] = reduce_cuda
+
+    @cuda.jit
+    def sum_blocks_cuda(_partials, _sums):
+        _j = cuda.grid(1)
+        if _j < _partials.shape[1]:
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, _j]
+            _sums[_j] = _total
+    kernels["sum_blocks"] = sum_blocks_cuda
+    return kernels

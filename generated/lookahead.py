@@ -144,3 +144,61 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _e0 = _h0*(_p - _slow) + _slow
                 p[_i] = ((_e0) if _h1 else (_p))
                 slow[_i] = ((_e0) if _h1 else (_slow))
+
+
+#: Threads per block of the CUDA reduction kernels (a power of two).
+CUDA_THREADS = 128
+_CUDA_KERNELS = None
+
+
+def cuda_kernels():
+    """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
+    memory, then the blocks added in order by one thread: the same bits every run),
+    ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
+    launch; not under the CUDA simulator)."""
+    global _CUDA_KERNELS
+    if _CUDA_KERNELS is None:
+        _CUDA_KERNELS = _make_cuda_kernels()
+    return _CUDA_KERNELS
+
+
+def _make_cuda_kernels():
+    # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
+    global math, cuda, _maximum, _minimum, _sign, address_as_pointer
+    import math
+
+    from numba import cuda
+
+    from optgen.runtime.cuda_device import _maximum, _minimum, _sign, address_as_pointer
+
+    kernels = {}
+
+    @cuda.jit
+    def step_cuda(p, g, slow, _h0, _h1, _sums):
+        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+            _p = p[_i]
+            _slow = slow[_i]
+            _e0 = _h0*(_p - _slow) + _slow
+            p[_i] = ((_e0) if _h1 else (_p))
+            slow[_i] = ((_e0) if _h1 else (_slow))
+    kernels["step"] = step_cuda
+
+    @cuda.jit
+    def step_many_cuda(_addresses, _work, _like, _itemsize, _h0, _h1, _tensor):
+        for _w in range(cuda.blockIdx.x, _work.shape[0], cuda.gridDim.x):
+            _k = _work[_w, 0]
+            _offset = _work[_w, 1] * _itemsize
+            _len = _work[_w, 2]
+            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            slow = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
+                _p = p[_i]
+                _slow = slow[_i]
+                _e0 = _h0*(_p - _slow) + _slow
+                p[_i] = ((_e0) if _h1 else (_p))
+                slow[_i] = ((_e0) if _h1 else (_slow))
+    kernels["step_many"] = step_many_cuda
+    return kernels

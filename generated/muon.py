@@ -163,3 +163,57 @@ def step_cpu(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
         _e0 = _g - _momentum_buffer
         p[_i] = _h0*_p + _h16*_x0*((_h13*numpy.sqrt(numpy.maximum(_cols, _rows))) if _h14 else (numpy.sqrt(numpy.maximum(_h15, _rows/_cols))))
         momentum_buffer[_i] = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
+
+
+#: Threads per block of the CUDA reduction kernels (a power of two).
+CUDA_THREADS = 128
+_CUDA_KERNELS = None
+
+
+def cuda_kernels():
+    """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
+    memory, then the blocks added in order by one thread: the same bits every run),
+    ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
+    launch; not under the CUDA simulator)."""
+    global _CUDA_KERNELS
+    if _CUDA_KERNELS is None:
+        _CUDA_KERNELS = _make_cuda_kernels()
+    return _CUDA_KERNELS
+
+
+def _make_cuda_kernels():
+    # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
+    global math, cuda, _maximum, _minimum, _sign, address_as_pointer
+    import math
+
+    from numba import cuda
+
+    from optgen.runtime.cuda_device import _maximum, _minimum, _sign, address_as_pointer
+
+    kernels = {}
+
+    @cuda.jit
+    def step_cuda(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _rows, _cols, _sums):
+        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+            _p = p[_i]
+            _g = g[_i]
+            _momentum_buffer = momentum_buffer[_i]
+            _x0 = _mat0[_i]
+            _e0 = _g - _momentum_buffer
+            p[_i] = _h0*_p + _h16*_x0*((_h13*math.sqrt(_maximum(_cols, _rows))) if _h14 else (math.sqrt(_maximum(_h15, _rows/_cols))))
+            momentum_buffer[_i] = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
+    kernels["step"] = step_cuda
+
+    @cuda.jit
+    def prepare_cuda(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
+        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+            _g = g[_i]
+            _momentum_buffer = momentum_buffer[_i]
+            _e0 = _g - _momentum_buffer
+            _e1 = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
+            _e2 = _e1 - _g
+            _mat0[_i] = ((((_e2*_h4 + _g) if _h5 else (_e1 + _e2*_h6))) if _h7 else (_e1))
+    kernels["prepare"] = prepare_cuda
+    return kernels

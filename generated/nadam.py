@@ -214,3 +214,82 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 p[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13
                 exp_avg[_i] = _e7
                 exp_avg_sq[_i] = _e4
+
+
+#: Threads per block of the CUDA reduction kernels (a power of two).
+CUDA_THREADS = 128
+_CUDA_KERNELS = None
+
+
+def cuda_kernels():
+    """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
+    memory, then the blocks added in order by one thread: the same bits every run),
+    ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
+    launch; not under the CUDA simulator)."""
+    global _CUDA_KERNELS
+    if _CUDA_KERNELS is None:
+        _CUDA_KERNELS = _make_cuda_kernels()
+    return _CUDA_KERNELS
+
+
+def _make_cuda_kernels():
+    # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
+    global math, cuda, _maximum, _minimum, _sign, address_as_pointer
+    import math
+
+    from numba import cuda
+
+    from optgen.runtime.cuda_device import _maximum, _minimum, _sign, address_as_pointer
+
+    kernels = {}
+
+    @cuda.jit
+    def step_cuda(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _sums):
+        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+            _p = p[_i]
+            _g = g[_i]
+            _exp_avg = exp_avg[_i]
+            _exp_avg_sq = exp_avg_sq[_i]
+            _e0 = ((_h1*_p) if _h2 else (_p))
+            _e1 = ((-_g) if _h4 else (_g))
+            _e2 = _e0*_h3 + _e1
+            _e3 = ((_e2) if _h5 else (_e1))
+            _e4 = _exp_avg_sq*_h0 + _h6*((_e2**2) if _h5 else (_g**2))
+            _e5 = 1/(_h8 + math.sqrt(_e4*_h7))
+            _e6 = _e3 - _exp_avg
+            _e7 = ((_e6*_h10 + _exp_avg) if _h11 else (_e3 + _e6*_h12))
+            p[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13
+            exp_avg[_i] = _e7
+            exp_avg_sq[_i] = _e4
+    kernels["step"] = step_cuda
+
+    @cuda.jit
+    def step_many_cuda(_addresses, _work, _like, _itemsize, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _tensor):
+        for _w in range(cuda.blockIdx.x, _work.shape[0], cuda.gridDim.x):
+            _k = _work[_w, 0]
+            _offset = _work[_w, 1] * _itemsize
+            _len = _work[_w, 2]
+            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            exp_avg = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            exp_avg_sq = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
+                _p = p[_i]
+                _g = g[_i]
+                _exp_avg = exp_avg[_i]
+                _exp_avg_sq = exp_avg_sq[_i]
+                _e0 = ((_h1*_p) if _h2 else (_p))
+                _e1 = ((-_g) if _h4 else (_g))
+                _e2 = _e0*_h3 + _e1
+                _e3 = ((_e2) if _h5 else (_e1))
+                _e4 = _exp_avg_sq*_h0 + _h6*((_e2**2) if _h5 else (_g**2))
+                _e5 = 1/(_h8 + math.sqrt(_e4*_h7))
+                _e6 = _e3 - _exp_avg
+                _e7 = ((_e6*_h10 + _exp_avg) if _h11 else (_e3 + _e6*_h12))
+                p[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13
+                exp_avg[_i] = _e7
+                exp_avg_sq[_i] = _e4
+    kernels["step_many"] = step_many_cuda
+    return kernels

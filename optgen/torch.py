@@ -137,11 +137,18 @@ class Optimizer(torch.optim.Optimizer):
             raise
         index = len(self.param_groups) - 1
         for i, p in enumerate(group["params"]):
-            if p.is_sparse or p.device.type != "cpu":
+            if p.is_sparse or p.device.type not in ("cpu", "cuda"):
                 self.param_groups.pop()
                 raise ValueError(f"param_groups[{index}]['params'][{i}]: optgen.torch steps "
-                                 f"dense CPU tensors (got {p.device.type}"
+                                 f"dense CPU and CUDA tensors (got {p.device.type}"
                                  f"{', sparse' if p.is_sparse else ''})")
+            if p.device.type == "cuda":
+                from .runtime.cuda import require
+                try:
+                    require()
+                except RuntimeError:
+                    self.param_groups.pop()
+                    raise
             if p.dtype not in FULL_PRECISION + HALF_PRECISION:
                 self.param_groups.pop()
                 raise TypeError(f"param_groups[{index}]['params'][{i}] has dtype {p.dtype}; "
@@ -173,10 +180,10 @@ class Optimizer(torch.optim.Optimizer):
         buckets = []
         offset = 0
         for group in self.param_groups:
-            by_dtype: dict[torch.dtype, list[int]] = {}
+            by_kind: dict[tuple, list[int]] = {}
             for i, p in enumerate(group["params"]):
-                by_dtype.setdefault(p.dtype, []).append(i)
-            for dtype, indices in by_dtype.items():
+                by_kind.setdefault((p.dtype, p.device), []).append(i)
+            for (dtype, _), indices in by_kind.items():
                 buckets.append(_Bucket(self, group, indices, offset, dtype))
             offset += len(group["params"])
         return buckets
@@ -226,6 +233,7 @@ class _Bucket:
         self.group = group
         self.params = [group["params"][i] for i in indices]
         self.dtype = dtype
+        self.cuda = self.params[0].device.type == "cuda"
         self.state_dtype = torch.float32 if dtype in HALF_PRECISION else dtype
         self.np_dtype = np.dtype(str(self.state_dtype).replace("torch.", ""))
         self.names = tuple(opt._specs)
@@ -246,6 +254,22 @@ class _Bucket:
                 self.steps_np[k] = float(step)
                 state["step"] = self.steps[k]
 
+    def view(self, tensor: torch.Tensor, flat: bool = True):
+        """A kernel's view of a contiguous tensor: NumPy on the CPU, Numba CUDA on a GPU."""
+        tensor = tensor.detach()
+        if self.cuda:
+            from numba import cuda
+            return cuda.as_cuda_array(tensor.reshape(-1) if flat else tensor)
+        return tensor.numpy().reshape(-1) if flat else tensor.numpy()
+
+    @property
+    def empty(self):
+        """Stands in for a state or input that does not exist."""
+        if self.cuda:
+            from .runtime.cuda_frontend import _empty
+            return _empty(self.np_dtype)
+        return np.empty(0, self.np_dtype)
+
     def step(self, inputs: dict) -> None:
         values = tuple(map(self.group.__getitem__, self.names))
         if values != self.values:
@@ -253,7 +277,8 @@ class _Bucket:
             self.values = values
             self.param_ptrs = []  # which states exist may have changed: prepare again
         grads = list(map(_GRAD, self.params))
-        if inputs or not self.module.MANY or self.dtype in HALF_PRECISION:
+        if inputs or not self.module.MANY or self.dtype in HALF_PRECISION or (
+                self.cuda and self.module.REDUCTIONS):
             with torch.no_grad():
                 self._step_each(grads, inputs)
             return
@@ -273,7 +298,7 @@ class _Bucket:
         else:
             same = (not any(map(operator.is_not, map(_IS_NONE, grads), self.none_pattern))
                     and all(g is None or g.is_contiguous() for g in grads))
-        if not same or not all(isinstance(run, _Run) for run in self.runs):
+        if not same or not all(isinstance(run, (_Run, _CudaRun)) for run in self.runs):
             self._prepare(grads)
             return
         for run in self.runs:
@@ -299,6 +324,8 @@ class _Bucket:
             p.is_contiguous() for p in self.params)
         if not contiguous:
             self.runs = [_EachRun(self, ks) for ks in by_step.values()]
+        elif self.cuda:
+            self.runs = [_CudaRun(self, ks, grads) for ks in by_step.values()]
         else:
             self.runs = [_Run(self, ks, grads) for ks in by_step.values()]
         self.grads = grads
@@ -324,12 +351,17 @@ class _Bucket:
         missing = [name for name in shapes if present.get(name, True) and name not in state]
         if not missing:
             return
-        p_values = p.detach().to(self.state_dtype).numpy()
-        inits = module.state_inits(p_values, *self.flat)
+        p_values = p.detach().to(self.state_dtype)
+        inits = module.state_inits(p_values, *self.flat)  # numbers, or tensors from p
         for index, (name, shape) in enumerate(shapes.items()):
             if name in missing:
-                value = np.array(np.broadcast_to(inits[index], shape), dtype=self.np_dtype)
-                state[name] = torch.from_numpy(value)
+                value = inits[index]
+                if isinstance(value, torch.Tensor):
+                    state[name] = value.to(self.state_dtype).expand(shape).clone(
+                        memory_format=torch.contiguous_format)
+                else:
+                    state[name] = torch.full(shape, float(value), dtype=self.state_dtype,
+                                             device=p.device)
 
     # --- one tensor at a time (matrix/axis stages, inputs, half precision) -----------------
 
@@ -372,15 +404,21 @@ class _Bucket:
                          module.HOST_IS_BOOL, self.np_dtype)
         copy_back = self.dtype in HALF_PRECISION or not p.is_contiguous()
         work_p = p.detach().to(self.state_dtype).contiguous() if copy_back else p.detach()
-        arrays = [work_p.numpy().reshape(-1), _flat_numpy(g, self.state_dtype)]
-        arrays += [_flat_numpy(extra[name], self.state_dtype) if extra[name] is not None
-                   else np.empty(0, self.np_dtype) for name in module.INPUTS]
-        arrays += [state[name].numpy().reshape(-1) if name in state
-                   else np.empty(0, self.np_dtype) for name in module.STATES]
-        axis_states = [state[name].numpy() for name, _ in module.AXIS_STATES if name in state]
-        with np.errstate(all="ignore"):
-            run_step(module, "cpu", arrays, host, self.np_dtype, shape, axis_states,
-                     combine=self.opt._combine)
+        view, empty = self.view, self.empty
+        arrays = [view(work_p), view(_contiguous(g, self.state_dtype))]
+        arrays += [view(_contiguous(extra[name], self.state_dtype)) if extra[name] is not None
+                   else empty for name in module.INPUTS]
+        arrays += [view(state[name]) if name in state else empty for name in module.STATES]
+        axis_states = [view(state[name], flat=False) for name, _ in module.AXIS_STATES
+                       if name in state]
+        if self.cuda:
+            from .runtime.cuda import run_step_cuda
+            run_step_cuda(module, arrays, host, self.np_dtype, shape, axis_states,
+                          stream=_torch_stream(p.device))
+        else:
+            with np.errstate(all="ignore"):
+                run_step(module, "cpu", arrays, host, self.np_dtype, shape, axis_states,
+                         combine=self.opt._combine)
         if copy_back:
             p.copy_(work_p)  # rounds to nearest even into a half-precision param
         if module.SCALARS:
@@ -436,12 +474,19 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     return total.to(grads[0].dtype) if grads else total  # torch returns the grads' dtype
 
 
-def _flat_numpy(tensor: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
-    """A flat, contiguous NumPy view of ``tensor`` in ``dtype`` (a copy only if it must)."""
+def _contiguous(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` in ``dtype``, contiguous (a copy only if it must)."""
     tensor = tensor.detach()
     if tensor.dtype != dtype:
         tensor = tensor.to(dtype)
-    return tensor.contiguous().numpy().reshape(-1)
+    return tensor.contiguous()
+
+
+def _torch_stream(device):
+    """torch's current stream on ``device``, for Numba launches ordered with torch's work."""
+    from numba import cuda
+
+    return cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
 
 
 def _check_grad(p: torch.Tensor, g: torch.Tensor) -> None:
@@ -507,3 +552,48 @@ class _EachRun:
         for k in self.ks:
             p = bucket.params[k]
             bucket._step_one(k, p, p.grad, {name: None for name in bucket.module.INPUTS})
+
+
+class _CudaRun:
+    """CUDA params that share a step count: one ``step_many`` launch on torch's stream."""
+
+    def __init__(self, bucket: _Bucket, ks: list[int], grads: list):
+        from .runtime.cuda import CudaTable
+
+        module = bucket.module
+        self.ks = np.array(ks, dtype=np.int64)
+        self.all = len(ks) == len(bucket.params)
+        self.params = [bucket.params[k] for k in ks]
+        self.device = self.params[0].device
+        states = [bucket.opt.state[p] for p in self.params]
+        addresses = [[p.data_ptr(), grads[k].data_ptr()] + [0] * len(module.INPUTS)
+                     + [state[name].data_ptr() if name in state else 0
+                        for name in module.STATES]
+                     for k, p, state in zip(ks, self.params, states)]
+        self.table = CudaTable(module, bucket.np_dtype, [tuple(p.shape) for p in self.params],
+                               np.array(addresses, dtype=np.int64).reshape(len(ks), -1),
+                               stream=_torch_stream(self.device))
+        self.scalar_states = [tuple(state[name] for name in module.SCALARS) for state in states]
+        self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype)
+        self.not_given = (False,) * len(module.INPUTS)
+
+    def set_grads(self, grads: list) -> None:
+        addresses = [grads[k].data_ptr() for k in self.ks]
+        self.table.set_column(1, addresses, stream=_torch_stream(self.device))
+
+    def step(self, bucket: _Bucket) -> None:
+        module = bucket.module
+        t = int(bucket.steps_np[self.ks[0]]) + 1
+        scalars = tuple(float(s) for s in self.scalar_states[0]) if module.SCALARS else ()
+        host = cast_host(module.host_scalars(t, *bucket.flat, *scalars, *self.not_given,
+                                             *self.flags), module.HOST_IS_BOOL, bucket.np_dtype)
+        self.table.run(host, stream=_torch_stream(self.device))
+        if self.all:
+            bucket.steps_np += 1
+        else:
+            bucket.steps_np[self.ks] += 1
+        if module.SCALARS:
+            updated = module.scalar_updates(t, *bucket.flat, *scalars)
+            for states in self.scalar_states:
+                for tensor, value in zip(states, updated):
+                    tensor.fill_(float(value))

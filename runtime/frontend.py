@@ -20,7 +20,7 @@ from .kernels import axis_shape, cast_host, is_factored, run_step, tensor_flags
 from .loader import available, load
 from .many import TensorTable
 
-BACKENDS = ("cpu", "numpy")
+BACKENDS = ("cpu", "numpy")  # this class's; optimizer() also takes "cuda" (CudaOptimizer)
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 __all__ = ["Optimizer", "available", "optimizer"]
@@ -30,7 +30,8 @@ def optimizer(name_or_path, params, backend: str = "cpu", inner=None, **hypers):
     """An optimizer over ``params`` (a list of float32/float64 arrays, updated in place).
 
     ``name_or_path`` is a catalogue name (see :func:`available`) or the path of a ``.opt`` spec.
-    ``backend`` is ``"cpu"`` (Numba, fused and parallel) or ``"numpy"`` (the reference).
+    ``backend`` is ``"cpu"`` (Numba, fused and parallel), ``"numpy"`` (the reference) or
+    ``"cuda"`` (Numba CUDA kernels; params and grads are CUDA arrays, updated on the device).
     Hyperparameters not given take the spec's defaults. A spec that ``wraps inner`` (Lookahead)
     takes the inner optimizer as ``inner=`` (a name or path); hyperparameters it does not know
     go to the inner one.
@@ -42,6 +43,9 @@ def optimizer(name_or_path, params, backend: str = "cpu", inner=None, **hypers):
     if inner is not None:
         raise TypeError(f"{module.NAME} does not wrap another optimizer; inner= is for specs "
                         "declared 'wraps inner' (lookahead)")
+    if isinstance(backend, str) and backend == "cuda":
+        from .cuda_frontend import CudaOptimizer
+        return CudaOptimizer(module, params, **hypers)
     return Optimizer(module, params, backend=backend, **hypers)
 
 
@@ -57,7 +61,7 @@ class Optimizer(HasHypers):
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a string, got {type(backend).__name__}")
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS + ('cuda',)))}, "
                              f"got {backend!r}")
         self.backend = backend
         self.params = _check_params(params)

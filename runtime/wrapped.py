@@ -18,8 +18,12 @@ class Wrapped:
             raise TypeError(f"{module.NAME} wraps another optimizer: pass inner='adam' (a "
                             "catalogue name or a spec path)")
         own = {h.name for h in module.HYPERS}
-        self.outer = Optimizer(module, params, backend=backend,
-                               **{k: v for k, v in hypers.items() if k in own})
+        outer_hypers = {k: v for k, v in hypers.items() if k in own}
+        if backend == "cuda":
+            from .cuda_frontend import CudaOptimizer
+            self.outer = CudaOptimizer(module, params, **outer_hypers)
+        else:
+            self.outer = Optimizer(module, params, backend=backend, **outer_hypers)
         self.inner = optimizer(inner, params, backend=backend,
                                **{k: v for k, v in hypers.items() if k not in own})
         self.params = self.outer.params

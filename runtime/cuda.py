@@ -1,0 +1,188 @@
+"""The CUDA backend at run time: launching a generated module's CUDA kernels on device arrays.
+
+Arrays are anything with ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays, CUDA
+torch tensors), viewed without copies. One tensor: a grid-stride ``step`` launch, preceded by
+``reduce``/``sum_blocks`` for per-tensor sums (which stay on the device: the element kernel reads
+them from a device array, so there is no host round trip). Many tensors: :class:`CudaTable`, one
+``step_many`` launch over a table of addresses (GPU only; the simulator has no addresses).
+
+Muon's Newton-Schulz and Adafactor's row/column means run on the host (NumPy): their arguments
+and results are copied across once per step; every other spec stays on the device.
+
+Under ``NUMBA_ENABLE_CUDASIM=1`` the kernels run in Numba's CUDA simulator (CI's way to test
+them, on small arrays).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from .kernels import shape_values
+from .matrix import OPERATIONS
+from .pointers import work_list
+
+#: Threads per block of the element kernels (fewer under the simulator, where each is a thread).
+THREADS = 256
+SIM_THREADS = 32
+#: Elements per row of the many-tensor kernel's work list (one CUDA block a row).
+CHUNK = 1 << 14
+
+
+def simulated() -> bool:
+    from numba import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+def available() -> bool:
+    """Whether CUDA kernels can run here: a GPU with a driver, or the simulator."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver installation reports itself as unavailable
+        return False
+
+
+def require() -> None:
+    """Raise a clear error where CUDA cannot run."""
+    try:
+        import numba.cuda  # noqa: F401
+    except ImportError:
+        raise RuntimeError("backend='cuda' needs Numba's CUDA target: pip install "
+                           "'optgen[cuda]' (numba-cuda)") from None
+    if not available():
+        raise RuntimeError("backend='cuda' needs an NVIDIA GPU with its driver, or Numba's CUDA "
+                           "simulator (NUMBA_ENABLE_CUDASIM=1); none is available here")
+
+
+def device_array(obj):
+    """A Numba view of a CUDA array (no copy), or None if ``obj`` is not one. (The simulator's
+    device arrays have no ``__cuda_array_interface__``; they are taken as they are.)"""
+    from numba import cuda
+
+    if simulated():
+        return obj if type(obj).__name__ == "FakeCUDAArray" else None
+    if not hasattr(obj, "__cuda_array_interface__"):
+        return None
+    return cuda.as_cuda_array(obj)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    threads = SIM_THREADS if simulated() else THREADS
+    blocks = max(1, min(-(-n // threads), 2 if simulated() else 8192))
+    return blocks, threads
+
+
+def run_step_cuda(module: ModuleType, arrays: list, host: tuple, dtype: np.dtype,
+                  shape: tuple[int, ...], axis_states: list | None = None, stream=0) -> None:
+    """One step of one tensor: ``arrays`` flat device arrays in ``ARRAYS`` order (absent ones
+    empty), ``host`` cast to ``dtype``; ``axis_states`` the factored states (device arrays)."""
+    from numba import cuda
+
+    kernels = module.cuda_kernels()
+    n = arrays[0].shape[0]
+    if n == 0:
+        return
+    dtype = np.dtype(dtype)
+    axes = _axis_stage(module, arrays, host, dtype, shape, axis_states, stream)
+    sums = cuda.device_array(max(1, module.REDUCTIONS), dtype, stream=stream)
+    if module.REDUCTIONS:
+        blocks = -(-n // module.REDUCE_BLOCK)
+        partials = cuda.device_array((blocks, module.REDUCTIONS), np.float64, stream=stream)
+        kernels["reduce"][blocks, module.CUDA_THREADS, stream](*arrays, *axes, *host, partials)
+        kernels["sum_blocks"][1, 32, stream](partials, sums)
+    mats = _matrix_stage(module, kernels, arrays + axes, host, dtype, shape, stream)
+    sizes = shape_values(tuple(shape))
+    tensor = tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
+    blocks, threads = _grid(n)
+    kernels["step"][blocks, threads, stream](*arrays, *axes, *mats, *host, *tensor, sums)
+
+
+def _axis_stage(module, arrays, host, dtype, shape, axis_states, stream) -> list:
+    """Adafactor's factored stage, on the host: the arrays it reads come over, its states and
+    the broadcast values go back."""
+    from numba import cuda
+
+    if not module.AXIS_ARRAYS:
+        return []
+    if not axis_states:
+        return [cuda.device_array(0, dtype, stream=stream) for _ in module.AXIS_ARRAYS]
+    n = arrays[0].shape[0]
+    on_host = [a.copy_to_host(stream=stream).reshape(shape) if a.shape[0] == n
+               else np.empty(0, dtype) for a in arrays]
+    states = [s.copy_to_host(stream=stream) for s in axis_states]
+    values = module.axis_stage(*on_host, *states, *host)
+    for device, updated in zip(axis_states, states):
+        device.copy_to_device(updated, stream=stream)
+    return [cuda.to_device(np.ascontiguousarray(np.broadcast_to(v, shape), dtype=dtype)
+                           .reshape(-1), stream=stream) for v in values]
+
+
+def _matrix_stage(module, kernels, arrays, host, dtype, shape, stream) -> list:
+    """Muon's Newton-Schulz, on the host: its argument is prepared on the device, iterated with
+    NumPy matmuls in the parameter's dtype, and the result copied back."""
+    from numba import cuda
+
+    if not module.MATRIX_OPS:
+        return []
+    n = arrays[0].shape[0]
+    scratch = [cuda.device_array(n, dtype, stream=stream) for _ in module.MATRIX_OPS]
+    blocks, threads = _grid(n)
+    kernels["prepare"][blocks, threads, stream](*arrays, *scratch, *host)
+    matrix_shape = shape if len(shape) == 2 else (1, n)
+    out = []
+    for (kind, _, host_indices), values in zip(module.MATRIX_OPS, scratch):
+        arguments = [float(host[i]) for i in host_indices]
+        result = OPERATIONS[kind](values.copy_to_host(stream=stream).reshape(matrix_shape),
+                                  *arguments)
+        out.append(cuda.to_device(np.ascontiguousarray(result, dtype=dtype).reshape(-1),
+                                  stream=stream))
+    return out
+
+
+class CudaTable:
+    """Tensors of one dtype on one GPU that share their host scalars, stepped by one
+    ``step_many`` launch: their addresses and work rows live on the device."""
+
+    def __init__(self, module: ModuleType, dtype: np.dtype, shapes: list[tuple[int, ...]],
+                 addresses: np.ndarray, stream=0):
+        from numba import cuda
+
+        self.module = module
+        self.kernel = module.cuda_kernels()["step_many"]
+        self.dtype = np.dtype(dtype)
+        sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in shapes], dtype=np.int64)
+        work = work_list(sizes, CHUNK)
+        self.blocks = max(1, len(work))
+        self.work = cuda.to_device(work.reshape(-1, 3), stream=stream)
+        self.host_addresses = np.ascontiguousarray(addresses, dtype=np.int64)
+        self.addresses = cuda.to_device(self.host_addresses, stream=stream)
+        tensor = np.zeros((len(shapes), len(module.SHAPE_VALUES)), self.dtype)
+        for k, shape in enumerate(shapes):
+            values = shape_values(tuple(shape))
+            tensor[k] = [values[name] for name in module.SHAPE_VALUES]
+        self.tensor = cuda.to_device(tensor if tensor.size else np.zeros((1, 1), self.dtype),
+                                     stream=stream)
+        self.like = cuda.device_array(0, self.dtype)
+        self.empty = len(work) == 0
+
+    def set_addresses(self, addresses: np.ndarray, stream=0) -> None:
+        """New addresses for every array of every tensor (same shapes)."""
+        self.host_addresses[...] = addresses
+        self.addresses.copy_to_device(self.host_addresses, stream=stream)
+
+    def set_column(self, column: int, addresses, stream=0) -> None:
+        """New addresses for one array of every tensor (new gradient tensors): the table is
+        uploaded again (host to device, a few bytes a tensor; nothing comes back)."""
+        self.host_addresses[:, column] = addresses
+        self.addresses.copy_to_device(self.host_addresses, stream=stream)
+
+    def run(self, host: tuple, stream=0) -> None:
+        if self.empty:
+            return
+        self.kernel[min(self.blocks, 65535), THREADS, stream](
+            self.addresses, self.work, self.like, self.dtype.itemsize, *host, self.tensor)

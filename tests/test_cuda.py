@@ -1,0 +1,176 @@
+"""The CUDA backend.
+
+* Every catalogue optimizer's CUDA kernels, run by Numba's CUDA simulator
+  (``NUMBA_ENABLE_CUDASIM=1``, in a subprocess: the simulator is chosen when numba.cuda is first
+  imported), against the ``numpy`` backend: 3 steps, float64 and float32, shapes (3, 4), (5,),
+  (), (0,) and (2, 3, 2) (2-D only for Muon); params and states. Tolerances: float64
+  rtol 1e-12 / atol 1e-14, float32 rtol 1e-5 / atol 1e-6 (the CUDA sums add in a tree).
+* A clear error where CUDA is asked for and neither a GPU nor the simulator is there.
+* On a real GPU only (skipped elsewhere): optgen.torch on CUDA tensors against the CPU backend,
+  and the many-tensor kernel's single launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import optgen
+
+SIMULATOR_RUN = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    from numba import cuda
+    import optgen
+
+    SHAPES = [(3, 4), (5,), (), (0,), (2, 3, 2)]
+    out = {}
+    for name in optgen.available("optimizer"):
+        for dtype in (np.float64, np.float32):
+            rng = np.random.default_rng(0)
+            shapes = [(3, 4), (4, 2)] if name == "muon" else SHAPES
+            start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+            ref = [p.copy() for p in start]
+            dev = [cuda.to_device(p.copy()) for p in start]
+            extra = {"inner": "adam"} if name == "lookahead" else {}
+            if name == "lookahead":
+                extra["k"] = 2
+            opt = optgen.optimizer(name, dev, backend="cuda", **extra)
+            base = optgen.optimizer(name, ref, backend="numpy", **extra)
+            for step in range(3):
+                grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+                opt.step([cuda.to_device(g) for g in grads])
+                base.step(grads)
+            got = [d.copy_to_host() for d in dev]
+            states = [{k: np.asarray(v).tolist() for k, v in s.items() if k != "step"}
+                      for s in opt.state_dict()["state"]] if name != "lookahead" else []
+            want = [{k: np.asarray(v).tolist() for k, v in s.items() if k != "step"}
+                    for s in base.state_dict()["state"]] if name != "lookahead" else []
+            out[f"{name}-{np.dtype(dtype).name}"] = {
+                "got": [g.tolist() for g in got], "want": [r.tolist() for r in ref],
+                "states": states, "want_states": want}
+    json.dump(out, sys.stdout)
+''')
+
+
+def _catalogue_run(simulator: bool) -> dict:
+    env = dict(os.environ)
+    if simulator:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    else:
+        env.pop("NUMBA_ENABLE_CUDASIM", None)
+    run = subprocess.run([sys.executable, "-c", SIMULATOR_RUN], capture_output=True, text=True,
+                         env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    return _catalogue_run(simulator=True)
+
+
+TOLERANCE = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=1e-5, atol=1e-6)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", optgen.available("optimizer"))
+def test_simulated_cuda_kernels_match_numpy_backend(simulated, name, dtype):
+    case = simulated[f"{name}-{dtype}"]
+    for i, (got, want) in enumerate(zip(case["got"], case["want"])):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), **TOLERANCE[dtype],
+                                   err_msg=f"params[{i}]")
+    for got, want in zip(case["states"], case["want_states"]):
+        assert got.keys() == want.keys()
+        for key in got:
+            np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]),
+                                       **TOLERANCE[dtype], err_msg=key)
+
+
+def test_clear_error_without_a_gpu_or_simulator():
+    code = ("import numpy as np, optgen\n"
+            "try:\n"
+            "    optgen.optimizer('adam', [np.ones(3)], backend='cuda')\n"
+            "except RuntimeError as e:\n"
+            "    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # no GPU, even where one is
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "backend='cuda' needs" in run.stdout
+
+
+def _gpu() -> bool:
+    try:
+        from optgen.runtime.cuda import available, simulated as is_simulated
+        return available() and not is_simulated()
+    except Exception:
+        return False
+
+
+gpu = pytest.mark.skipif(not _gpu(), reason="no CUDA GPU here")
+
+
+@pytest.fixture(scope="module")
+def on_gpu():
+    return _catalogue_run(simulator=False)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", optgen.available("optimizer"))
+def test_gpu_kernels_match_numpy_backend(on_gpu, name, dtype):
+    test_simulated_cuda_kernels_match_numpy_backend(on_gpu, name, dtype)
+
+
+@gpu
+@pytest.mark.parametrize("name, hypers", [("adam", {"amsgrad": True}), ("sgd", {"momentum": 0.9}),
+                                          ("lamb", {}), ("adafactor", {}), ("lion", {})])
+def test_torch_cuda_tensors_match_the_cpu(name, hypers):
+    torch = pytest.importorskip("torch")
+    import optgen.torch as ot
+
+    rng = np.random.default_rng(0)
+    shapes = [(64, 33), (1000,), (), (3, 4, 5)]
+    start = [torch.tensor(rng.standard_normal(s), dtype=torch.float32) for s in shapes]
+    cpu = [p.clone().requires_grad_() for p in start]
+    gpu_params = [p.cuda().requires_grad_() for p in start]
+    a, b = ot.optimizer(name, cpu, **hypers), ot.optimizer(name, gpu_params, **hypers)
+    for _ in range(5):
+        grads = [torch.tensor(rng.standard_normal(s), dtype=torch.float32) for s in shapes]
+        for p, g in zip(cpu, grads):
+            p.grad = g.clone()
+        for p, g in zip(gpu_params, grads):
+            p.grad = g.cuda()
+        a.step()
+        b.step()
+    for x, y in zip(cpu, gpu_params):
+        np.testing.assert_allclose(y.detach().cpu().numpy(), x.detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+@gpu
+def test_torch_cuda_many_tensors_take_one_launch(monkeypatch):
+    torch = pytest.importorskip("torch")
+    import optgen.torch as ot
+    from optgen.runtime import cuda as runtime_cuda
+
+    launches = []
+    original = runtime_cuda.CudaTable.run
+    monkeypatch.setattr(runtime_cuda.CudaTable, "run",
+                        lambda self, *a, **k: (launches.append(1), original(self, *a, **k)))
+    params = [torch.zeros(n + 1, device="cuda", requires_grad=True) for n in range(100)]
+    opt = ot.Adam(params, lr=0.1)
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    assert len(launches) == 3
+    expected = torch.full((1,), -0.1 * 3, device="cuda")  # Adam's first steps move by lr
+    torch.testing.assert_close(params[0].detach(), expected, rtol=1e-4, atol=1e-5)
