@@ -93,7 +93,22 @@ class ScalarPrinter(_BasePrinter):
         return f"sum(1 for _v in {self._print(items)} if _v <= {self._print(x)})"
 
 
-class NumbaCPUPrinter(ScalarPrinter):
+class _ElementLoopPrinter(ScalarPrinter):
+    """Element loops of a compiled kernel: a reciprocal is printed as a function, not ``1/x``,
+    whose integer 1 would make Numba compute in float64 for a float32 parameter."""
+
+    _RECIPROCAL = "numpy.reciprocal"
+
+    def _print_Pow(self, expr, rational=False):
+        exponent = expr.exp
+        if exponent.is_Rational and exponent.is_negative and exponent.q in (1, 2):
+            positive = expr.base if exponent == -1 else sp.Pow(expr.base, -exponent,
+                                                                evaluate=False)
+            return f"{self._RECIPROCAL}({self._print(positive)})"
+        return super()._print_Pow(expr, rational=rational)
+
+
+class NumbaCPUPrinter(_ElementLoopPrinter):
     """The Numba CPU element loop."""
 
 
@@ -133,13 +148,17 @@ class NumpyArrayPrinter(_BasePrinter):
         return f"{mean}({self._print(expr.args[0])}, axis={int(expr.args[1])}, keepdims=True)"
 
 
-class NumbaCUDAPrinter(ScalarPrinter):
+class NumbaCUDAPrinter(_ElementLoopPrinter):
     """The Numba CUDA element loop: ``math`` for square roots (float32 stays float32), and
-    NaN-propagating ``maximum``/``minimum`` and ``sign`` as device functions, as NumPy's."""
+    NaN-propagating ``maximum``/``minimum``, ``sign`` and ``reciprocal`` as device functions
+    with NumPy's meaning."""
 
-    _DEVICE = "optgen.runtime.cuda_device"
+    _RECIPROCAL = "_reciprocal"
 
     def _print_Pow(self, expr, rational=False):
+        exponent = expr.exp
+        if exponent.is_Rational and exponent.is_negative and exponent.q in (1, 2):
+            return super()._print_Pow(expr, rational=rational)
         return self._hprint_Pow(expr, rational=rational, sqrt="math.sqrt")
 
     def _fold(self, ufunc: str, args) -> str:

@@ -216,14 +216,14 @@ def step_cpu(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, 
             _p = p[_i]
             _g = g[_i]
             _y0 = _ax0[_i]
-            _e0 = 1/numpy.sqrt(_n)
+            _e0 = numpy.reciprocal(numpy.sqrt(_n))
             p[_i] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y0))) + _h2*_p
     else:
         for _i in numba.prange(p.shape[0]):
             _p = p[_i]
             _g = g[_i]
             _variance = variance[_i]
-            _e0 = 1/numpy.sqrt(_n)
+            _e0 = numpy.reciprocal(numpy.sqrt(_n))
             _e1 = _g**2
             _e2 = _e1 - _variance
             _e3 = ((_e2*_h6 + _variance) if _h7 else (_e1 + _e2*_h8))
@@ -251,12 +251,13 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, address_as_pointer
+    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
     import math
 
     from numba import cuda
 
-    from optgen.runtime.cuda_device import _maximum, _minimum, _sign, address_as_pointer
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+                                            address_as_pointer)
 
     kernels = {}
 
@@ -269,13 +270,13 @@ def _make_cuda_kernels():
                 _p = p[_i]
                 _g = g[_i]
                 _y0 = _ax0[_i]
-                _e0 = 1/math.sqrt(_n)
+                _e0 = _reciprocal(math.sqrt(_n))
                 p[_i] = _h13*((-_g) if _h12 else (_g))*_maximum(_h11, _e0*math.sqrt(_r1))/(_maximum(_h3, _e0*_h10*math.sqrt(_r0))*math.sqrt(_maximum(_h4, _y0))) + _h2*_p
             else:
                 _p = p[_i]
                 _g = g[_i]
                 _variance = variance[_i]
-                _e0 = 1/math.sqrt(_n)
+                _e0 = _reciprocal(math.sqrt(_n))
                 _e1 = _g**2
                 _e2 = _e1 - _variance
                 _e3 = ((_e2*_h6 + _variance) if _h7 else (_e1 + _e2*_h8))

@@ -158,7 +158,7 @@ def step_cpu(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, 
         _e2 = _e0*_h3 + _e1
         _e3 = ((_e2) if _h5 else (_e1))
         _e4 = _exp_avg_sq*_h0 + _h6*((_e2**2) if _h5 else (_g**2))
-        _e5 = 1/(_h8 + numpy.sqrt(_e4*_h7))
+        _e5 = numpy.reciprocal(_h8 + numpy.sqrt(_e4*_h7))
         _e6 = _e3 - _exp_avg
         _e7 = ((_e6*_h10 + _exp_avg) if _h11 else (_e3 + _e6*_h12))
         p[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13
@@ -208,7 +208,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _e2 = _e0*_h3 + _e1
                 _e3 = ((_e2) if _h5 else (_e1))
                 _e4 = _exp_avg_sq*_h0 + _h6*((_e2**2) if _h5 else (_g**2))
-                _e5 = 1/(_h8 + numpy.sqrt(_e4*_h7))
+                _e5 = numpy.reciprocal(_h8 + numpy.sqrt(_e4*_h7))
                 _e6 = _e3 - _exp_avg
                 _e7 = ((_e6*_h10 + _exp_avg) if _h11 else (_e3 + _e6*_h12))
                 p[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13
@@ -236,12 +236,13 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, address_as_pointer
+    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
     import math
 
     from numba import cuda
 
-    from optgen.runtime.cuda_device import _maximum, _minimum, _sign, address_as_pointer
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+                                            address_as_pointer)
 
     kernels = {}
 
@@ -257,7 +258,7 @@ def _make_cuda_kernels():
             _e2 = _e0*_h3 + _e1
             _e3 = ((_e2) if _h5 else (_e1))
             _e4 = _exp_avg_sq*_h0 + _h6*((_e2**2) if _h5 else (_g**2))
-            _e5 = 1/(_h8 + math.sqrt(_e4*_h7))
+            _e5 = _reciprocal(_h8 + math.sqrt(_e4*_h7))
             _e6 = _e3 - _exp_avg
             _e7 = ((_e6*_h10 + _exp_avg) if _h11 else (_e3 + _e6*_h12))
             p[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13
@@ -285,7 +286,7 @@ def _make_cuda_kernels():
                 _e2 = _e0*_h3 + _e1
                 _e3 = ((_e2) if _h5 else (_e1))
                 _e4 = _exp_avg_sq*_h0 + _h6*((_e2**2) if _h5 else (_g**2))
-                _e5 = 1/(_h8 + math.sqrt(_e4*_h7))
+                _e5 = _reciprocal(_h8 + math.sqrt(_e4*_h7))
                 _e6 = _e3 - _exp_avg
                 _e7 = ((_e6*_h10 + _exp_avg) if _h11 else (_e3 + _e6*_h12))
                 p[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13

@@ -172,12 +172,13 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, address_as_pointer
+    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
     import math
 
     from numba import cuda
 
-    from optgen.runtime.cuda_device import _maximum, _minimum, _sign, address_as_pointer
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+                                            address_as_pointer)
 
     kernels = {}
 

@@ -19,11 +19,15 @@ if config.ENABLE_CUDASIM:
     def _sign(x):
         return np.sign(x)
 
+    def _reciprocal(x):
+        return np.reciprocal(x)
+
     def address_as_pointer(address, like):
         raise NotImplementedError("the CUDA simulator has no device addresses: the many-tensor "
                                   "kernel runs on a GPU only")
 else:
-    from numba.core.extending import overload
+    from numba import types
+    from numba.extending import intrinsic
 
     from .pointers import address_as_pointer  # noqa: F401  (for the kernels)
 
@@ -35,18 +39,31 @@ else:
     def _minimum(a, b):
         return a if (a < b or a != a) else b
 
-    def _sign(x):
-        return np.sign(x)
+    @intrinsic
+    def _sign(typingctx, x):
+        """numpy.sign in x's own float type (a literal 1 would promote float32 to float64):
+        1 where x > 0, -1 where x < 0, else x itself (0, -0 or NaN). Inline LLVM selects."""
+        if not isinstance(x, types.Float):
+            return None
 
-    @overload(_sign, target="cuda")
-    def _sign_device(x):
-        one = np.dtype(str(x)).type(1)  # 1 in x's own float type: no promotion
+        def codegen(context, builder, signature, args):
+            (value,) = args
+            kind = signature.args[0]
+            zero, one, minus_one = (context.get_constant(kind, c) for c in (0.0, 1.0, -1.0))
+            positive = builder.fcmp_ordered(">", value, zero)
+            negative = builder.fcmp_ordered("<", value, zero)
+            return builder.select(positive, one, builder.select(negative, minus_one, value))
 
-        def impl(x):
-            if x > 0:
-                return one
-            if x < 0:
-                return -one
-            return x
+        return x(x), codegen
 
-        return impl
+    @intrinsic
+    def _reciprocal(typingctx, x):
+        """1/x in x's own float type (``1/x`` with Python's 1 computes in float64)."""
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            one = context.get_constant(signature.args[0], 1.0)
+            return builder.fdiv(one, args[0])
+
+        return x(x), codegen

@@ -93,6 +93,57 @@ def test_simulated_cuda_kernels_match_numpy_backend(simulated, name, dtype):
                                        **TOLERANCE[dtype], err_msg=key)
 
 
+def _nvvm() -> bool:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM"):
+        return False
+    try:
+        from numba.cuda.cudadrv import nvvm
+        return nvvm.is_available()
+    except Exception:
+        return False
+
+
+def _signature(module, kind: str, dtype):
+    """The Numba types a kernel is launched with (arrays C-contiguous, host scalars typed)."""
+    from numba import types
+
+    f = types.float32 if dtype == np.float32 else types.float64
+    array, table = types.Array(f, 1, "C"), types.Array(types.int64, 2, "C")
+    host = [types.boolean if is_bool else f for is_bool in module.HOST_IS_BOOL]
+    arrays = [array] * (len(module.ARRAYS) + len(module.AXIS_ARRAYS))
+    mats = [array] * len(module.MATRIX_OPS)
+    partials = types.Array(types.float64, 2, "C")
+    return {
+        "step": arrays + mats + host + [f] * len(module.SHAPE_VALUES) + [array],
+        "prepare": arrays + mats + host,
+        "reduce": arrays + host + [partials],
+        "sum_blocks": [partials, array],
+        "step_many": [table, table, array, types.int64] + host + [types.Array(f, 2, "C")],
+    }[kind]
+
+
+@pytest.mark.skipif(not _nvvm(), reason="NVVM (cuda-toolkit[nvvm,nvrtc]) is not installed")
+@pytest.mark.parametrize("name", optgen.available("optimizer"))
+def test_every_cuda_kernel_compiles_to_ptx_for_hopper(name):
+    """Without a GPU, the GPU code is still compiled for real: every kernel of every optimizer,
+    float32 and float64, lowers through NVVM to PTX for sm_90 (H100), and the float32 element
+    kernels contain no float64 arithmetic (nothing promotes float32 to float64)."""
+    import re
+
+    from numba import cuda
+
+    from optgen.runtime.loader import load
+
+    module = load(name)
+    for kind, kernel in module.cuda_kernels().items():
+        for dtype in (np.float32, np.float64):
+            ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(_signature(module, kind, dtype)),
+                                      cc=(9, 0))
+            assert ".entry" in ptx
+            if dtype == np.float32 and kind in ("step", "step_many", "prepare"):
+                assert not re.search(r"\.f64\b", ptx), f"{kind} computes in float64"
+
+
 def test_clear_error_without_a_gpu_or_simulator():
     code = ("import numpy as np, optgen\n"
             "try:\n"

@@ -210,7 +210,7 @@ class TestBadArguments:
             optgen.optimizer("adam", [[1.0, 2.0]])
 
     def test_backend_and_name(self):
-        with pytest.raises(ValueError, match="backend must be one of 'cpu', 'numpy', got 'gpu'"):
+        with pytest.raises(ValueError, match="backend must be one of 'cpu', 'numpy', 'cuda', got 'gpu'"):
             optgen.optimizer("adam", self.params, backend="gpu")
         with pytest.raises(ValueError, match="unknown optimizer .adamm.; the catalogue has: adabelief, adabound"):
             optgen.optimizer("adamm", self.params)
