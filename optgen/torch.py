@@ -354,14 +354,21 @@ class _Bucket:
         p_values = p.detach().to(self.state_dtype)
         inits = module.state_inits(p_values, *self.flat)  # numbers, or tensors from p
         for index, (name, shape) in enumerate(shapes.items()):
-            if name in missing:
-                value = inits[index]
+            if name not in missing:
+                continue
+            value = inits[index]
+            if self.cuda:
+                state[name] = (value.to(self.state_dtype).expand(shape).clone(
+                    memory_format=torch.contiguous_format) if isinstance(value, torch.Tensor)
+                    else torch.full(shape, float(value), dtype=self.state_dtype,
+                                    device=p.device))
+            else:
+                # NumPy asks the kernel for huge pages on large arrays (madvise), which torch's
+                # allocator does not: fewer TLB misses in every pass over the state.
                 if isinstance(value, torch.Tensor):
-                    state[name] = value.to(self.state_dtype).expand(shape).clone(
-                        memory_format=torch.contiguous_format)
-                else:
-                    state[name] = torch.full(shape, float(value), dtype=self.state_dtype,
-                                             device=p.device)
+                    value = value.numpy()
+                state[name] = torch.from_numpy(
+                    np.array(np.broadcast_to(value, shape), dtype=self.np_dtype, order="C"))
 
     # --- one tensor at a time (matrix/axis stages, inputs, half precision) -----------------
 
