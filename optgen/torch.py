@@ -504,8 +504,29 @@ def _check_grad(p: torch.Tensor, g: torch.Tensor) -> None:
                          f"param of shape {tuple(p.shape)} and dtype {p.dtype}")
 
 
-class _Run:
-    """Params that share a step count, stepped by one ``step_many_cpu`` call."""
+class _TableRun:
+    """Params that share a step count, stepped by one native call (``launch``): the host
+    scalars are computed once for all of them, and their step counts advance together."""
+
+    def step(self, bucket: _Bucket) -> None:
+        module = bucket.module
+        t = int(bucket.steps_np[self.ks[0]]) + 1
+        scalars = tuple(float(s) for s in self.scalar_states[0]) if module.SCALARS else ()
+        self.launch(module.host_scalars(t, *bucket.flat, *scalars, *self.not_given,
+                                        *self.flags), bucket)
+        if self.all:
+            bucket.steps_np += 1
+        else:
+            bucket.steps_np[self.ks] += 1
+        if module.SCALARS:
+            updated = module.scalar_updates(t, *bucket.flat, *scalars)
+            for states in self.scalar_states:
+                for tensor, value in zip(states, updated):
+                    tensor.fill_(float(value))
+
+
+class _Run(_TableRun):
+    """CPU params that share a step count: one ``step_many_cpu`` call."""
 
     def __init__(self, bucket: _Bucket, ks: list[int], grads: list):
         module = bucket.module
@@ -532,21 +553,8 @@ class _Run:
         else:
             self.table.addresses[:, 1] = [grads[k].data_ptr() for k in self.ks]
 
-    def step(self, bucket: _Bucket) -> None:
-        module = bucket.module
-        t = int(bucket.steps_np[self.ks[0]]) + 1 if len(self.ks) else 1
-        scalars = tuple(float(s) for s in self.scalar_states[0]) if module.SCALARS else ()
-        host = module.host_scalars(t, *bucket.flat, *scalars, *self.not_given, *self.flags)
+    def launch(self, host: tuple, bucket: _Bucket) -> None:
         self.table.run(self.table.host_array(host))
-        if self.all:
-            bucket.steps_np += 1
-        else:
-            bucket.steps_np[self.ks] += 1
-        if module.SCALARS:
-            updated = module.scalar_updates(t, *bucket.flat, *scalars)
-            for states in self.scalar_states:
-                for tensor, value in zip(states, updated):
-                    tensor.fill_(float(value))
 
 
 class _EachRun:
@@ -561,7 +569,7 @@ class _EachRun:
             bucket._step_one(k, p, p.grad, {name: None for name in bucket.module.INPUTS})
 
 
-class _CudaRun:
+class _CudaRun(_TableRun):
     """CUDA params that share a step count: one ``step_many`` launch on torch's stream."""
 
     def __init__(self, bucket: _Bucket, ks: list[int], grads: list):
@@ -588,19 +596,6 @@ class _CudaRun:
         addresses = [grads[k].data_ptr() for k in self.ks]
         self.table.set_column(1, addresses, stream=_torch_stream(self.device))
 
-    def step(self, bucket: _Bucket) -> None:
-        module = bucket.module
-        t = int(bucket.steps_np[self.ks[0]]) + 1
-        scalars = tuple(float(s) for s in self.scalar_states[0]) if module.SCALARS else ()
-        host = cast_host(module.host_scalars(t, *bucket.flat, *scalars, *self.not_given,
-                                             *self.flags), module.HOST_IS_BOOL, bucket.np_dtype)
-        self.table.run(host, stream=_torch_stream(self.device))
-        if self.all:
-            bucket.steps_np += 1
-        else:
-            bucket.steps_np[self.ks] += 1
-        if module.SCALARS:
-            updated = module.scalar_updates(t, *bucket.flat, *scalars)
-            for states in self.scalar_states:
-                for tensor, value in zip(states, updated):
-                    tensor.fill_(float(value))
+    def launch(self, host: tuple, bucket: _Bucket) -> None:
+        self.table.run(cast_host(host, bucket.module.HOST_IS_BOOL, bucket.np_dtype),
+                       stream=_torch_stream(self.device))
