@@ -136,6 +136,7 @@ def step_cpu(p, g, exp_avg, exp_avg_var, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7,
         exp_avg[_i] = _e1
         exp_avg_var[_i] = _e2
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

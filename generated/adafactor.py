@@ -177,34 +177,86 @@ def step_numpy(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_cpu(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in order. The caller adds the blocks' partial sums in order, so the
-    result does not depend on the number of threads."""
+    parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
+    blocks' partial sums in order, so the result does not depend on the number of threads."""
     _size = p.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     if _h9 and not _h0:
         for _b in numba.prange(_blocks):
-            _a0 = 0.0
-            _a1 = 0.0
-            for _i in range(_b * REDUCE_BLOCK, min(_size, (_b + 1) * REDUCE_BLOCK)):
+            _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
+            _terms = numpy.empty((2, _count))
+            for _j in range(_count):
+                _i = _b * REDUCE_BLOCK + _j
                 _p = p[_i]
                 _g = g[_i]
                 _y0 = _ax0[_i]
-                _a0 += _g**2/numpy.maximum(_h4, _y0)
-                _a1 += _p**2
+                _terms[0, _j] = _g**2/numpy.maximum(_h4, _y0)
+                _terms[1, _j] = _p**2
+            _stop = _count // 4 * 4
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[0, _j]
+                _s1 += _terms[0, _j + 1]
+                _s2 += _terms[0, _j + 2]
+                _s3 += _terms[0, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[0, _j]
+            _a0 = (_s0 + _s1) + (_s2 + _s3)
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[1, _j]
+                _s1 += _terms[1, _j + 1]
+                _s2 += _terms[1, _j + 2]
+                _s3 += _terms[1, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[1, _j]
+            _a1 = (_s0 + _s1) + (_s2 + _s3)
             _partials[_b, 0] = _a0
             _partials[_b, 1] = _a1
     else:
         for _b in numba.prange(_blocks):
-            _a0 = 0.0
-            _a1 = 0.0
-            for _i in range(_b * REDUCE_BLOCK, min(_size, (_b + 1) * REDUCE_BLOCK)):
+            _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
+            _terms = numpy.empty((2, _count))
+            for _j in range(_count):
+                _i = _b * REDUCE_BLOCK + _j
                 _p = p[_i]
                 _g = g[_i]
                 _variance = variance[_i]
                 _e0 = _g**2
                 _e1 = _e0 - _variance
-                _a0 += _e0/numpy.maximum(_h4, ((_e1*_h6 + _variance) if _h7 else (_e0 + _e1*_h8)))
-                _a1 += _p**2
+                _terms[0, _j] = _e0/numpy.maximum(_h4, ((_e1*_h6 + _variance) if _h7 else (_e0 + _e1*_h8)))
+                _terms[1, _j] = _p**2
+            _stop = _count // 4 * 4
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[0, _j]
+                _s1 += _terms[0, _j + 1]
+                _s2 += _terms[0, _j + 2]
+                _s3 += _terms[0, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[0, _j]
+            _a0 = (_s0 + _s1) + (_s2 + _s3)
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[1, _j]
+                _s1 += _terms[1, _j + 1]
+                _s2 += _terms[1, _j + 2]
+                _s3 += _terms[1, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[1, _j]
+            _a1 = (_s0 + _s1) + (_s2 + _s3)
             _partials[_b, 0] = _a0
             _partials[_b, 1] = _a1
 

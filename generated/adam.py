@@ -197,6 +197,7 @@ def step_cpu(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4,
             exp_avg[_i] = _e6
             exp_avg_sq[_i] = _e3
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

@@ -140,6 +140,7 @@ def step_cpu(p, g, ax, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
         p[_i] = _e1
         ax[_i] = ((_ax + _h5*(-_ax + _e1)) if _h6 else (_e1))
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

@@ -135,20 +135,46 @@ def step_numpy(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_cpu(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in order. The caller adds the blocks' partial sums in order, so the
-    result does not depend on the number of threads."""
+    parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
+    blocks' partial sums in order, so the result does not depend on the number of threads."""
     _size = p.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
-        _a0 = 0.0
-        _a1 = 0.0
-        for _i in range(_b * REDUCE_BLOCK, min(_size, (_b + 1) * REDUCE_BLOCK)):
+        _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
+        _terms = numpy.empty((2, _count))
+        for _j in range(_count):
+            _i = _b * REDUCE_BLOCK + _j
             _p = p[_i]
             _g = g[_i]
             _exp_avg = exp_avg[_i]
             _exp_avg_sq = exp_avg_sq[_i]
-            _a0 += _p**2
-            _a1 += (_h0*_p + _h7*(_exp_avg*_h5 + _g*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq*_h1 + _g**2*_h2))))**2
+            _terms[0, _j] = _p**2
+            _terms[1, _j] = (_h0*_p + _h7*(_exp_avg*_h5 + _g*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq*_h1 + _g**2*_h2))))**2
+        _stop = _count // 4 * 4
+        _s0 = 0.0
+        _s1 = 0.0
+        _s2 = 0.0
+        _s3 = 0.0
+        for _j in range(0, _stop, 4):
+            _s0 += _terms[0, _j]
+            _s1 += _terms[0, _j + 1]
+            _s2 += _terms[0, _j + 2]
+            _s3 += _terms[0, _j + 3]
+        for _j in range(_stop, _count):
+            _s0 += _terms[0, _j]
+        _a0 = (_s0 + _s1) + (_s2 + _s3)
+        _s0 = 0.0
+        _s1 = 0.0
+        _s2 = 0.0
+        _s3 = 0.0
+        for _j in range(0, _stop, 4):
+            _s0 += _terms[1, _j]
+            _s1 += _terms[1, _j + 1]
+            _s2 += _terms[1, _j + 2]
+            _s3 += _terms[1, _j + 3]
+        for _j in range(_stop, _count):
+            _s0 += _terms[1, _j]
+        _a1 = (_s0 + _s1) + (_s2 + _s3)
         _partials[_b, 0] = _a0
         _partials[_b, 1] = _a1
 
@@ -167,6 +193,7 @@ def step_cpu(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, 
         p[_i] = _h10*(_e2*_h7/(_h4 + numpy.sqrt(_e3*_h3)) + _h0*_p)*((_e0/_e1) if ((_e0 > _h8) and (_e1 > _h8)) else (_h9)) + _p
         exp_avg[_i] = _e2
         exp_avg_sq[_i] = _e3
+
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partials):
@@ -198,17 +225,44 @@ def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partia
             g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
             exp_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
-            _a0 = 0.0
-            _a1 = 0.0
-            for _i in range(_len):
+            _count = _len - (0)
+            _terms = numpy.empty((2, _count))
+            for _j in range(_count):
+                _i = 0 + _j
                 _p = p[_i]
                 _g = g[_i]
                 _exp_avg = exp_avg[_i]
                 _exp_avg_sq = exp_avg_sq[_i]
-                _a0 += _p**2
-                _a1 += (_h0*_p + _h7*(_exp_avg*_h5 + _g*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq*_h1 + _g**2*_h2))))**2
+                _terms[0, _j] = _p**2
+                _terms[1, _j] = (_h0*_p + _h7*(_exp_avg*_h5 + _g*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq*_h1 + _g**2*_h2))))**2
+            _stop = _count // 4 * 4
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[0, _j]
+                _s1 += _terms[0, _j + 1]
+                _s2 += _terms[0, _j + 2]
+                _s3 += _terms[0, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[0, _j]
+            _a0 = (_s0 + _s1) + (_s2 + _s3)
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[1, _j]
+                _s1 += _terms[1, _j + 1]
+                _s2 += _terms[1, _j + 2]
+                _s3 += _terms[1, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[1, _j]
+            _a1 = (_s0 + _s1) + (_s2 + _s3)
             _partials[_w, 0] = _a0
             _partials[_w, 1] = _a1
+
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):

@@ -137,18 +137,44 @@ def step_numpy(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_cpu(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in order. The caller adds the blocks' partial sums in order, so the
-    result does not depend on the number of threads."""
+    parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
+    blocks' partial sums in order, so the result does not depend on the number of threads."""
     _size = p.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
-        _a0 = 0.0
-        _a1 = 0.0
-        for _i in range(_b * REDUCE_BLOCK, min(_size, (_b + 1) * REDUCE_BLOCK)):
+        _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
+        _terms = numpy.empty((2, _count))
+        for _j in range(_count):
+            _i = _b * REDUCE_BLOCK + _j
             _p = p[_i]
             _g = g[_i]
-            _a0 += (_g + _h1*_p)**2
-            _a1 += _p**2
+            _terms[0, _j] = (_g + _h1*_p)**2
+            _terms[1, _j] = _p**2
+        _stop = _count // 4 * 4
+        _s0 = 0.0
+        _s1 = 0.0
+        _s2 = 0.0
+        _s3 = 0.0
+        for _j in range(0, _stop, 4):
+            _s0 += _terms[0, _j]
+            _s1 += _terms[0, _j + 1]
+            _s2 += _terms[0, _j + 2]
+            _s3 += _terms[0, _j + 3]
+        for _j in range(_stop, _count):
+            _s0 += _terms[0, _j]
+        _a0 = (_s0 + _s1) + (_s2 + _s3)
+        _s0 = 0.0
+        _s1 = 0.0
+        _s2 = 0.0
+        _s3 = 0.0
+        for _j in range(0, _stop, 4):
+            _s0 += _terms[1, _j]
+            _s1 += _terms[1, _j + 1]
+            _s2 += _terms[1, _j + 2]
+            _s3 += _terms[1, _j + 3]
+        for _j in range(_stop, _count):
+            _s0 += _terms[1, _j]
+        _a1 = (_s0 + _s1) + (_s2 + _s3)
         _partials[_b, 0] = _a0
         _partials[_b, 1] = _a1
 
@@ -165,6 +191,7 @@ def step_cpu(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
         _e3 = _e2 + _h0*_trace
         p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
         trace[_i] = _e3
+
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partials):
@@ -192,15 +219,42 @@ def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partia
             p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
             g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
             trace = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            _a0 = 0.0
-            _a1 = 0.0
-            for _i in range(_len):
+            _count = _len - (0)
+            _terms = numpy.empty((2, _count))
+            for _j in range(_count):
+                _i = 0 + _j
                 _p = p[_i]
                 _g = g[_i]
-                _a0 += (_g + _h1*_p)**2
-                _a1 += _p**2
+                _terms[0, _j] = (_g + _h1*_p)**2
+                _terms[1, _j] = _p**2
+            _stop = _count // 4 * 4
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[0, _j]
+                _s1 += _terms[0, _j + 1]
+                _s2 += _terms[0, _j + 2]
+                _s3 += _terms[0, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[0, _j]
+            _a0 = (_s0 + _s1) + (_s2 + _s3)
+            _s0 = 0.0
+            _s1 = 0.0
+            _s2 = 0.0
+            _s3 = 0.0
+            for _j in range(0, _stop, 4):
+                _s0 += _terms[1, _j]
+                _s1 += _terms[1, _j + 1]
+                _s2 += _terms[1, _j + 2]
+                _s3 += _terms[1, _j + 3]
+            for _j in range(_stop, _count):
+                _s0 += _terms[1, _j]
+            _a1 = (_s0 + _s1) + (_s2 + _s3)
             _partials[_w, 0] = _a0
             _partials[_w, 1] = _a1
+
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):

@@ -122,6 +122,7 @@ def step_cpu(p, g, exp_avg, _h0, _h1, _h2, _h3, _h4, _h5):
         p[_i] = _h0*_p + _h3*numpy.sign(_exp_avg*_h1 + _g*_h2)
         exp_avg[_i] = _exp_avg*_h4 + _g*_h5
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

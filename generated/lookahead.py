@@ -118,6 +118,7 @@ def step_cpu(p, g, slow, _h0, _h1):
         p[_i] = ((_e0) if _h1 else (_p))
         slow[_i] = ((_e0) if _h1 else (_slow))
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

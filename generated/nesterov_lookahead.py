@@ -121,6 +121,7 @@ def step_cpu(p, g, v, _h0, _h1, _h2, _h3):
         p[_i] = _e0*_h2 + _h3*_v + _p
         v[_i] = _e0
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

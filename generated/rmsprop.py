@@ -239,6 +239,7 @@ def step_cpu(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h
             p[_i] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p
             square_avg[_i] = _e2
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

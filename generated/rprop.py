@@ -146,6 +146,7 @@ def step_cpu(p, g, prev, step_size, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
         prev[_i] = _e4
         step_size[_i] = _e5
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

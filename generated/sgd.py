@@ -153,6 +153,7 @@ def step_cpu(p, g, momentum_buffer, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8,
             _e0 = ((-_g) if _h3 else (_g))
             p[_i] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.

@@ -162,6 +162,7 @@ def step_cpu(p, g, hessian, exp_avg, hess, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
             p[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess + _h7)) + _h2*_p
             exp_avg[_i] = _e0
 
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
