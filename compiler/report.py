@@ -29,8 +29,9 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
         if re.fullmatch(r"[A-Za-z]\d*", sym.name):
             return super()._print_Symbol(sym, style)
         mi = self.dom.createElement("mi")
-        # the shape values _rows, _cols, _n read as the spec writes them
-        mi.appendChild(self.dom.createTextNode(sym.name.lstrip("_")))
+        # the shape values _rows, _cols, _n and _eps read as the spec writes them
+        name = "epsilon" if sym.name == "_eps" else sym.name.lstrip("_")
+        mi.appendChild(self.dom.createTextNode(name))
         return mi
 
     def _print_Piecewise(self, expr):
@@ -46,6 +47,34 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
                 tr.appendChild(td)
             table.appendChild(tr)
         row.appendChild(table)
+        return row
+
+    def _print_AxisMean(self, expr):
+        return self._named_call("row_mean" if expr.args[1] == -1 else "col_mean", expr.args[:1])
+
+    def _print_Default(self, expr):
+        return self._named_call("default", expr.args)
+
+    def _named_call(self, name: str, args):
+        """``name(a, b)`` as the spec writes it (the function's SymPy class name means nothing
+        to a reader)."""
+        row = self.dom.createElement("mrow")
+        mi = self.dom.createElement("mi")
+        mi.appendChild(self.dom.createTextNode(name))
+        row.appendChild(mi)
+        fenced = self.dom.createElement("mrow")
+        for text, items in (("(", ()), (None, args), (")", ())):
+            if text is not None:
+                mo = self.dom.createElement("mo")
+                mo.appendChild(self.dom.createTextNode(text))
+                fenced.appendChild(mo)
+            for i, arg in enumerate(items):
+                if i:
+                    comma = self.dom.createElement("mo")
+                    comma.appendChild(self.dom.createTextNode(","))
+                    fenced.appendChild(comma)
+                fenced.appendChild(self._print(arg))
+        row.appendChild(fenced)
         return row
 
     def _condition(self, condition):
