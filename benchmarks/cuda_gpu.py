@@ -73,7 +73,6 @@ def row(name: str, shapes) -> dict:
     result["bytes"] = nbytes
     result["gbps"] = nbytes * values / (result["optgen"] * 1e-3) / 1e9
     result["copy_gbps"] = 8 * a.numel() / (result["copy"] * 1e-3) / 1e9
-    del ours, a, b
     torch.cuda.empty_cache()
     return result
 

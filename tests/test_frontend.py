@@ -268,7 +268,6 @@ def test_many_tensor_kernel_matches_one_tensor_kernel_bit_for_bit(name):
 
     module = load(name)
     shapes = [(3, 5), (70000,), (), (2, 3, 4), (5000,)]
-    rng = np.random.default_rng(0)
     flat = tuple(np.float64(v) if isinstance(v, float) else v
                  for h in module.HYPERS for v in h.flat(h.coerce(h.default)))
     host = module.host_scalars(3, *flat, *module.scalar_inits(*flat))
