@@ -115,6 +115,7 @@ def _axis_stage(module, arrays, host, dtype, shape, axis_states, stream) -> list
     on_host = [a.copy_to_host(stream=stream).reshape(shape) if a.shape[0] == n
                else np.empty(0, dtype) for a in arrays]
     states = [s.copy_to_host(stream=stream) for s in axis_states]
+    _synchronize(stream)  # the copies may be asynchronous: wait before NumPy reads them
     values = module.axis_stage(*on_host, *states, *host)
     for device, updated in zip(axis_states, states):
         device.copy_to_device(updated, stream=stream)
@@ -137,11 +138,22 @@ def _matrix_stage(module, kernels, arrays, host, dtype, shape, stream) -> list:
     out = []
     for (kind, _, host_indices), values in zip(module.MATRIX_OPS, scratch):
         arguments = [float(host[i]) for i in host_indices]
-        result = OPERATIONS[kind](values.copy_to_host(stream=stream).reshape(matrix_shape),
-                                  *arguments)
+        on_host = values.copy_to_host(stream=stream)
+        _synchronize(stream)
+        result = OPERATIONS[kind](on_host.reshape(matrix_shape), *arguments)
         out.append(cuda.to_device(np.ascontiguousarray(result, dtype=dtype).reshape(-1),
                                   stream=stream))
     return out
+
+
+def _synchronize(stream) -> None:
+    """Wait for ``stream`` (0: the default stream) to finish its work."""
+    from numba import cuda
+
+    if stream == 0:
+        cuda.synchronize()
+    else:
+        stream.synchronize()
 
 
 class CudaTable:
