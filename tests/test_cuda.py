@@ -225,3 +225,31 @@ def test_torch_cuda_many_tensors_take_one_launch(monkeypatch):
     assert len(launches) == 3
     expected = torch.full((1,), -0.1 * 3, device="cuda")  # Adam's first steps move by lr
     torch.testing.assert_close(params[0].detach(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cuda_front_end_names_bad_arguments():
+    """Under the simulator: host arrays, wrong shapes and unknown inputs are clear errors."""
+    code = textwrap.dedent('''
+        import numpy as np, optgen
+        from numba import cuda
+        def message(call):
+            try:
+                call()
+            except (TypeError, ValueError) as e:
+                return f"{type(e).__name__}: {e}"
+            return "no error"
+        p = cuda.to_device(np.ones(3))
+        print(message(lambda: optgen.optimizer("adam", [np.ones(3)], backend="cuda")))
+        opt = optgen.optimizer("adam", [p], backend="cuda")
+        print(message(lambda: opt.step([cuda.to_device(np.ones(4))])))
+        print(message(lambda: opt.step([np.ones(3)])))
+        print(message(lambda: opt.step([cuda.to_device(np.ones(3))], hessian=[None])))
+    ''')
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("TypeError: params[0] must be a CUDA array")
+    assert lines[1].startswith("ValueError: grads[0] has shape (4,)")
+    assert lines[2].startswith("TypeError: grads[0] must be a CUDA array")
+    assert lines[3] == "TypeError: adam takes no input 'hessian'"
