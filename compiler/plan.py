@@ -78,14 +78,16 @@ class MatrixOp:
 class AxisStage:
     """The factored part of a step (Adafactor), run by the runtime in NumPy on parameter-shaped
     arrays before the other passes, where ``factored`` holds: it updates the per-row and
-    per-column states in place and returns ``values``, each broadcast by the runtime to a
-    full-size scratch array that the passes read as an array (``arrays``)."""
+    per-column states in place and returns ``values``, one per kind of factor (per row, per
+    column, per matrix, or full), which the passes read as arrays (``arrays``): the CPU kernels
+    by row and column index, the other backends broadcast to full size."""
 
     loads: tuple[Array, ...]
     temps: tuple[tuple[sp.Symbol, sp.Expr], ...]
     stores: tuple[tuple[str, sp.Expr], ...]          # per-row/per-column states
     values: tuple[sp.Expr, ...]                      # one per scratch array
     arrays: tuple[Array, ...]                        # _ax0, ...: read by the passes
+    classes: tuple[str, ...]                         # each one's shape: full, row, col, matrix
 
 
 @dataclass(frozen=True)
@@ -309,18 +311,33 @@ def _axis_stage(lowered: LoweredSpec, hoister: "_Hoister", arrays: tuple[Array, 
             values[expr] = sp.Symbol(f"_y{len(values)}", real=True)
         return values[expr]
 
+    def axis_class(expr) -> str:
+        return {frozenset("RC"): "full", frozenset("R"): "row", frozenset("C"): "col",
+                frozenset(): "matrix"}[shape(expr)]
+
     def split(expr):
-        if is_axis(expr):
+        if is_axis(expr) and not isinstance(expr, (sp.Add, sp.Mul)):
             return to_scratch(expr)
         if expr.is_Atom:
             return expr
         if isinstance(expr, (sp.Add, sp.Mul)):
-            axis_part = [a for a in expr.args if is_axis(a)]
-            rest = [split(a) for a in expr.args if not is_axis(a)]
-            if axis_part:
-                folded = expr.func(*axis_part, evaluate=False) if len(axis_part) > 1 else axis_part[0]
-                rest.insert(0, to_scratch(folded))
-            return expr.func(*rest, evaluate=False)
+            # One scratch value per kind of axis factor (per row, per column, per matrix), so
+            # that none is a full-size outer product; a divisor stays a division.
+            groups: dict[tuple[str, bool], list] = {}
+            rest = []
+            for a in expr.args:
+                inverted = (isinstance(expr, sp.Mul) and isinstance(a, sp.Pow)
+                            and a.exp == -1 and is_axis(a.base))
+                if inverted or is_axis(a):
+                    base = a.base if inverted else a
+                    groups.setdefault((axis_class(base), inverted), []).append(base)
+                else:
+                    rest.append(split(a))
+            for (_, inverted), parts in groups.items():
+                combined = expr.func(*parts, evaluate=False) if len(parts) > 1 else parts[0]
+                symbol = to_scratch(combined)
+                rest.append(sp.Pow(symbol, -1, evaluate=False) if inverted else symbol)
+            return expr.func(*rest, evaluate=False) if len(rest) > 1 else rest[0]
         if isinstance(expr, sp.Piecewise):
             return sp.Piecewise(*((split(e), split(c)) for e, c in expr.args), evaluate=False)
         return expr.func(*(split(a) for a in expr.args), evaluate=False)
@@ -352,7 +369,8 @@ def _axis_stage(lowered: LoweredSpec, hoister: "_Hoister", arrays: tuple[Array, 
     scratch = tuple(Array(f"_ax{k}", symbol, None, None) for k, symbol in enumerate(values.values()))
     stage = AxisStage(loads=loads, temps=tuple(temps),
                       stores=tuple(zip(stores, reduced[:len(stores)])),
-                      values=tuple(reduced[len(stores):]), arrays=scratch)
+                      values=tuple(reduced[len(stores):]), arrays=scratch,
+                      classes=tuple(axis_class(v) for v in values))
     return stage, hoisted
 
 

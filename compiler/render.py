@@ -104,8 +104,10 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         tensor_flags=tuple(str(s) for s in plan.tensor_flags),
         axis_states=plan.axis_states,
         axis_arrays=tuple(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else (),
+        axis_classes=plan.axis_stage.classes if plan.axis_stage else (),
         axis_kernel=_render_axis_stage(plan),
         many=supports_many(plan),
+        nests=nests(plan),
         traffic=_traffic(plan),
         cuda_kernels=_render_cuda(plan),
         scalars=lowered.scalars,
@@ -176,17 +178,18 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     mats = [m.array for m in plan.matrix_ops]
     tensor_args = [str(r) for r in plan.reductions] + [str(s) for s in plan.shape_values]
     out = []
+    nest_args = ["_ncols", "_nrows"] if backend.name == "cpu" and nests(plan) else []
     if plan.reductions:
         out.append(_render_passes(backend.reduce_template, backend.reduce_function,
-                                  arrays + host, plan, plan.reduce_passes, printer))
+                                  arrays + host + nest_args, plan, plan.reduce_passes, printer))
     if plan.matrix_ops:
         out.append(_render_passes(backend.template, backend.prepare_function,
                                   arrays + mats + host, plan, plan.prepare_passes, printer,
                                   doc="writes each matrix operation's argument to its scratch "
                                       "array."))
     out.append(_render_passes(backend.template, backend.function,
-                              arrays + mats + host + tensor_args, plan, plan.passes, printer,
-                              doc="one fused pass over flat arrays, updated in place."))
+                              arrays + mats + host + tensor_args + nest_args, plan, plan.passes,
+                              printer, doc="one fused pass over flat arrays, updated in place."))
     if backend.name == "cpu" and supports_many(plan):
         if plan.reductions:
             out.append(_render_many(plan, "reduce_many_cpu", plan.reduce_passes, printer, arrays,
@@ -230,15 +233,18 @@ def _render_cuda(plan: KernelPlan) -> str:
 
 def _traffic(plan: KernelPlan) -> tuple:
     """For each pass the runtime may run: (kind, the host flags it assumes as (index, value),
-    arrays it reads, arrays it writes). The benchmark's bytes per element come from it."""
+    full-size arrays it reads, arrays it writes; per-row/column values are not counted). The
+    benchmark's bytes per element come from it."""
     host_index = {h.symbol: i for i, h in enumerate(plan.host)}
+    small = {name for name, kind in _axis_classes(plan).items() if kind != "full"}
     rows = []
     for kind, passes in (("reduce", plan.reduce_passes), ("prepare", plan.prepare_passes),
                          ("step", plan.passes)):
         for element_pass in passes:
             when = tuple((host_index[flag], value) for flag, value in element_pass.when)
             written = len(element_pass.stores) if kind != "reduce" else 0
-            rows.append((kind, when, len(element_pass.loads), written))
+            read = sum(1 for a in element_pass.loads if a.name not in small)  # per element
+            rows.append((kind, when, read, written))
     return tuple(rows)
 
 
@@ -266,19 +272,53 @@ def _render_many(plan, function, element_passes, printer, arrays, host, tensor_a
 
 
 def _render_passes(template, function, args, plan, element_passes, printer, doc="") -> str:
+    classes = _axis_classes(plan)
     passes = []
     for index, element_pass in enumerate(element_passes):
         stored = {name for name, _ in element_pass.stores}
+        loads = [(str(a.local), a.name, a.name in stored) for a in element_pass.loads]
         passes.append(dict(
             branch=_branch(index, len(element_passes), element_pass.when),
             # The NumPy body reads whole arrays, so an array it writes is read from a copy.
-            loads=[(str(a.local), a.name, a.name in stored) for a in element_pass.loads],
+            loads=[load for load in loads if classes.get(load[1], "full") == "full"],
+            all_loads=loads,
+            # Read per row, per matrix, per column (CPU kernels: the row/column loop nest).
+            row_loads=[load for load in loads if classes.get(load[1]) == "row"],
+            matrix_loads=[load for load in loads if classes.get(load[1]) == "matrix"],
+            col_loads=[load for load in loads if classes.get(load[1]) == "col"],
             temps=[(str(s), printer.doprint(v)) for s, v in element_pass.temps],
             stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
         ))
+        passes[-1]["nest"] = bool(passes[-1]["row_loads"] or passes[-1]["matrix_loads"]
+                                  or passes[-1]["col_loads"])
+        # full-size arrays the nest reads or writes, sliced one row at a time
+        passes[-1]["row_arrays"] = list(dict.fromkeys(
+            [name for _, name, _ in passes[-1]["loads"]]
+            + [name for name, _ in element_pass.stores if not name.startswith("_r")]))
+        if backend_reads_full(template):  # NumPy: every scratch array comes at full size
+            passes[-1]["loads"] = loads
+            passes[-1]["nest"] = False
     return _environment().get_template(template).render(
         function=function, args=args, length=plan.arrays[0].name, passes=passes, doc=doc,
     ).rstrip("\n")
+
+
+def _axis_classes(plan: KernelPlan) -> dict[str, str]:
+    """Each axis scratch array's shape: full, row, col or matrix."""
+    if plan.axis_stage is None:
+        return {}
+    return {a.name: c for a, c in zip(plan.axis_stage.arrays, plan.axis_stage.classes)}
+
+
+def backend_reads_full(template: str) -> bool:
+    """Whether kernels from this template read axis values broadcast to full size (NumPy)."""
+    return template.startswith("numpy")
+
+
+def nests(plan: KernelPlan) -> bool:
+    """Whether the CPU kernels read per-row/column/matrix arrays: they then take the last two
+    sizes, ``_ncols`` and ``_nrows``, after their other arguments."""
+    return any(c != "full" for c in _axis_classes(plan).values())
 
 
 def _branch(index: int, count: int, when) -> str | None:

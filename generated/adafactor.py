@@ -79,12 +79,16 @@ TENSOR_FLAGS = ('_factored', '_eps')
 #: Factored states, one value per row ("row": shape (..., R, 1)) or column ("col": (..., 1, C)),
 #: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
 AXIS_STATES = (('row_var', 'row'), ('col_var', 'col'))
-AXIS_ARRAYS = ('_ax0',)
+AXIS_ARRAYS = ('_ax0', '_ax1', '_ax2')
+#: Each one's shape: "full", or one value per "row", "col" or "matrix". The CPU kernels read
+#: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
+AXIS_CLASSES = ('matrix', 'col', 'row')
+NESTS = True
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = False
 #: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
 #: host_scalars' result, value), arrays read, arrays written), one element of each per element.
-TRAFFIC = (('reduce', ((9, True), (0, False)), 3, 0), ('reduce', ((9, False), (0, True)), 3, 0), ('step', ((9, True), (0, False)), 3, 1), ('step', ((9, False), (0, True)), 3, 2))
+TRAFFIC = (('reduce', ((9, True), (0, False)), 2, 0), ('reduce', ((9, False), (0, True)), 3, 0), ('step', ((9, True), (0, False)), 2, 1), ('step', ((9, False), (0, True)), 3, 2))
 
 
 def host_scalars(t, lr, beta2_decay, eps1, eps2, d, weight_decay, maximize, _factored, _eps):
@@ -137,16 +141,18 @@ def axis_stage(p, g, variance, row_var, col_var, _h0, _h1, _h2, _h3, _h4, _h5, _
     _e6 = ((_col_var + _e5*_h6) if _h7 else (_e4 + _e5*_h8))
     row_var[...] = _e3
     col_var[...] = _e6
-    return (_e3*_e6/numpy.maximum(_h5, numpy.mean(_e3, axis=-2, keepdims=True)),)
+    return (numpy.maximum(_h5, numpy.mean(_e3, axis=-2, keepdims=True)), _e6, _e3,)
 
 
-def reduce_numpy(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
+def reduce_numpy(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
     """Reference backend: the per-tensor sums, in float64."""
     if _h9 and not _h0:
         _p = p
         _g = g
         _y0 = _ax0
-        return (numpy.sum(numpy.broadcast_to(_g**2/numpy.maximum(_h4, _y0), p.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p**2, p.shape), dtype=numpy.float64),)
+        _y1 = _ax1
+        _y2 = _ax2
+        return (numpy.sum(numpy.broadcast_to(_g**2/numpy.maximum(_h4, _y1*_y2/_y0), p.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p**2, p.shape), dtype=numpy.float64),)
     else:
         _p = p
         _g = g
@@ -155,14 +161,16 @@ def reduce_numpy(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _
         _e1 = _e0 - _variance
         return (numpy.sum(numpy.broadcast_to(_e0/numpy.maximum(_h4, ((_e1*_h6 + _variance) if _h7 else (_e0 + _e1*_h8))), p.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p**2, p.shape), dtype=numpy.float64),)
 
-def step_numpy(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n):
+def step_numpy(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h9 and not _h0:
         _p = p.copy()
         _g = g
         _y0 = _ax0
+        _y1 = _ax1
+        _y2 = _ax2
         _e0 = 1/numpy.sqrt(_n)
-        p[...] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y0))) + _h2*_p
+        p[...] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p
     else:
         _p = p.copy()
         _g = g
@@ -175,50 +183,97 @@ def step_numpy(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
         variance[...] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _partials):
+def reduce_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _ncols, _nrows, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
     _size = p.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     if _h9 and not _h0:
-        for _b in numba.prange(_blocks):
-            _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((2, _count))
-            for _j in range(_count):
-                _i = _b * REDUCE_BLOCK + _j
-                _p = p[_i]
-                _g = g[_i]
-                _y0 = _ax0[_i]
-                _terms[0, _j] = _g**2/numpy.maximum(_h4, _y0)
-                _terms[1, _j] = _p**2
-            _stop = _count // 4 * 4
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            for _j in range(0, _stop, 4):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = (_s0 + _s1) + (_s2 + _s3)
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            for _j in range(0, _stop, 4):
-                _s0 += _terms[1, _j]
-                _s1 += _terms[1, _j + 1]
-                _s2 += _terms[1, _j + 2]
-                _s3 += _terms[1, _j + 3]
-            for _j in range(_stop, _count):
-                _s0 += _terms[1, _j]
-            _a1 = (_s0 + _s1) + (_s2 + _s3)
-            _partials[_b, 0] = _a0
-            _partials[_b, 1] = _a1
+        if _ncols > 0:
+            for _row in numba.prange(_size // _ncols):
+                _m = _row // _nrows
+                _y2 = _ax2[_row]
+                _y0 = _ax0[_m]
+                _base = _row * _ncols
+                _count = _ncols
+                _terms = numpy.empty((2, _ncols))
+                _row__ax1 = _ax1[_m * _ncols:(_m + 1) * _ncols]
+                _row_p = p[_base:_base + _ncols]
+                _row_g = g[_base:_base + _ncols]
+                for _c in range(_ncols):
+                    _y1 = _row__ax1[_c]
+                    _p = _row_p[_c]
+                    _g = _row_g[_c]
+                    _terms[0, _c] = _g**2/numpy.maximum(_h4, _y1*_y2/_y0)
+                    _terms[1, _c] = _p**2
+                _stop = _count // 4 * 4
+                _s0 = 0.0
+                _s1 = 0.0
+                _s2 = 0.0
+                _s3 = 0.0
+                for _j in range(0, _stop, 4):
+                    _s0 += _terms[0, _j]
+                    _s1 += _terms[0, _j + 1]
+                    _s2 += _terms[0, _j + 2]
+                    _s3 += _terms[0, _j + 3]
+                for _j in range(_stop, _count):
+                    _s0 += _terms[0, _j]
+                _a0 = (_s0 + _s1) + (_s2 + _s3)
+                _s0 = 0.0
+                _s1 = 0.0
+                _s2 = 0.0
+                _s3 = 0.0
+                for _j in range(0, _stop, 4):
+                    _s0 += _terms[1, _j]
+                    _s1 += _terms[1, _j + 1]
+                    _s2 += _terms[1, _j + 2]
+                    _s3 += _terms[1, _j + 3]
+                for _j in range(_stop, _count):
+                    _s0 += _terms[1, _j]
+                _a1 = (_s0 + _s1) + (_s2 + _s3)
+                _partials[_row, 0] = _a0
+                _partials[_row, 1] = _a1
+        else:  # short rows: the per-row/column values come at full size
+            for _b in numba.prange(_blocks):
+                _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
+                _terms = numpy.empty((2, _count))
+                for _j in range(_count):
+                    _i = _b * REDUCE_BLOCK + _j
+                    _p = p[_i]
+                    _g = g[_i]
+                    _y0 = _ax0[_i]
+                    _y1 = _ax1[_i]
+                    _y2 = _ax2[_i]
+                    _terms[0, _j] = _g**2/numpy.maximum(_h4, _y1*_y2/_y0)
+                    _terms[1, _j] = _p**2
+                _stop = _count // 4 * 4
+                _s0 = 0.0
+                _s1 = 0.0
+                _s2 = 0.0
+                _s3 = 0.0
+                for _j in range(0, _stop, 4):
+                    _s0 += _terms[0, _j]
+                    _s1 += _terms[0, _j + 1]
+                    _s2 += _terms[0, _j + 2]
+                    _s3 += _terms[0, _j + 3]
+                for _j in range(_stop, _count):
+                    _s0 += _terms[0, _j]
+                _a0 = (_s0 + _s1) + (_s2 + _s3)
+                _s0 = 0.0
+                _s1 = 0.0
+                _s2 = 0.0
+                _s3 = 0.0
+                for _j in range(0, _stop, 4):
+                    _s0 += _terms[1, _j]
+                    _s1 += _terms[1, _j + 1]
+                    _s2 += _terms[1, _j + 2]
+                    _s3 += _terms[1, _j + 3]
+                for _j in range(_stop, _count):
+                    _s0 += _terms[1, _j]
+                _a1 = (_s0 + _s1) + (_s2 + _s3)
+                _partials[_b, 0] = _a0
+                _partials[_b, 1] = _a1
     else:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
@@ -261,15 +316,33 @@ def reduce_cpu(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8
             _partials[_b, 1] = _a1
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n):
+def step_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n, _ncols, _nrows):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h9 and not _h0:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _y0 = _ax0[_i]
-            _e0 = numpy.reciprocal(numpy.sqrt(_n))
-            p[_i] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y0))) + _h2*_p
+        if _ncols > 0:
+            for _row in numba.prange(p.shape[0] // _ncols):
+                _m = _row // _nrows
+                _y2 = _ax2[_row]
+                _y0 = _ax0[_m]
+                _base = _row * _ncols
+                _row__ax1 = _ax1[_m * _ncols:(_m + 1) * _ncols]
+                _row_p = p[_base:_base + _ncols]
+                _row_g = g[_base:_base + _ncols]
+                for _c in range(_ncols):
+                    _y1 = _row__ax1[_c]
+                    _p = _row_p[_c]
+                    _g = _row_g[_c]
+                    _e0 = numpy.reciprocal(numpy.sqrt(_n))
+                    _row_p[_c] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p
+        else:  # short rows: the per-row/column values come at full size
+            for _i in numba.prange(p.shape[0]):
+                _p = p[_i]
+                _g = g[_i]
+                _y0 = _ax0[_i]
+                _y1 = _ax1[_i]
+                _y2 = _ax2[_i]
+                _e0 = numpy.reciprocal(numpy.sqrt(_n))
+                p[_i] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p
     else:
         for _i in numba.prange(p.shape[0]):
             _p = p[_i]
@@ -314,7 +387,7 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums):
+    def step_cuda(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums):
         _r0 = _sums[0]
         _r1 = _sums[1]
         for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
@@ -322,8 +395,10 @@ def _make_cuda_kernels():
                 _p = p[_i]
                 _g = g[_i]
                 _y0 = _ax0[_i]
+                _y1 = _ax1[_i]
+                _y2 = _ax2[_i]
                 _e0 = _reciprocal(math.sqrt(_n))
-                p[_i] = _h13*((-_g) if _h12 else (_g))*_maximum(_h11, _e0*math.sqrt(_r1))/(_maximum(_h3, _e0*_h10*math.sqrt(_r0))*math.sqrt(_maximum(_h4, _y0))) + _h2*_p
+                p[_i] = _h13*((-_g) if _h12 else (_g))*_maximum(_h11, _e0*math.sqrt(_r1))/(_maximum(_h3, _e0*_h10*math.sqrt(_r0))*math.sqrt(_maximum(_h4, _y1*_y2/_y0))) + _h2*_p
             else:
                 _p = p[_i]
                 _g = g[_i]
@@ -337,7 +412,7 @@ def _make_cuda_kernels():
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p, g, variance, _ax0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _partials):
+    def reduce_cuda(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p.shape[0], (_b + 1) * REDUCE_BLOCK)
@@ -348,7 +423,9 @@ def _make_cuda_kernels():
                 _p = p[_i]
                 _g = g[_i]
                 _y0 = _ax0[_i]
-                _a0 += _g**2/_maximum(_h4, _y0)
+                _y1 = _ax1[_i]
+                _y2 = _ax2[_i]
+                _a0 += _g**2/_maximum(_h4, _y1*_y2/_y0)
                 _a1 += _p**2
             else:
                 _p = p[_i]

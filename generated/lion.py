@@ -64,6 +64,10 @@ TENSOR_FLAGS = ()
 #: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
 AXIS_STATES = ()
 AXIS_ARRAYS = ()
+#: Each one's shape: "full", or one value per "row", "col" or "matrix". The CPU kernels read
+#: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
+AXIS_CLASSES = ()
+NESTS = False
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
 #: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into

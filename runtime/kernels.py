@@ -12,6 +12,7 @@ from types import ModuleType
 import numpy as np
 
 from .matrix import OPERATIONS
+from .pointers import sum_blocks_in_order
 
 
 def host_value(value):
@@ -63,21 +64,40 @@ def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: t
     given, sums them over the shards of a tensor held by other processes. Updates the arrays
     in place."""
     shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
-    axes = axis_stage(module, arrays, host, dtype, shape, axis_states)
+    nest = _nest_args(module, backend, shape, axis_states)
+    axes = axis_stage(module, arrays, host, dtype, shape, axis_states, bool(nest and nest[0]))
     sizes = shape_values(shape)
-    sums = reduce(module, backend, arrays + axes, host) if module.REDUCTIONS else ()
+    sums = reduce(module, backend, arrays + axes, host, nest) if module.REDUCTIONS else ()
     if combine is not None:
         combined = combine(np.array([*sums, sizes["_n"]], dtype=np.float64))
         sums, sizes["_n"] = tuple(combined[:-1]), combined[-1]
     tensor = tuple(dtype.type(s) for s in sums)
     tensor += tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
     mats = matrix_stage(module, backend, arrays + axes, host, dtype, shape)
-    getattr(module, f"step_{backend}")(*arrays, *axes, *mats, *host, *tensor)
+    getattr(module, f"step_{backend}")(*arrays, *axes, *mats, *host, *tensor, *nest)
 
 
-def axis_stage(module: ModuleType, arrays, host, dtype, shape, axis_states) -> list:
-    """Update the factored states and broadcast the per-row/per-column values the passes read
-    to flat scratch arrays (empty where the parameter is not factored: no pass reads them)."""
+#: Rows shorter than this are stepped flat, with the per-row/column values at full size: a
+#: loop nest over rows of a 3x3 convolution kernel would spend its time starting rows.
+NEST_MIN_COLUMNS = 64
+
+
+def _nest_args(module: ModuleType, backend: str, shape, axis_states) -> tuple:
+    """``(_ncols, _nrows)`` for the CPU kernels that can read per-row/column values in a loop
+    nest (empty for the others); ``_ncols = 0`` asks for the flat loop."""
+    if backend != "cpu" or not getattr(module, "NESTS", False):
+        return ()
+    if not axis_states or shape[-1] < NEST_MIN_COLUMNS or 0 in shape:
+        return (0, 1)
+    return (shape[-1], shape[-2])
+
+
+def axis_stage(module: ModuleType, arrays, host, dtype, shape, axis_states,
+               nest: bool = False) -> list:
+    """Update the factored states and hand the per-row/per-column values the passes read over
+    as flat scratch arrays: in their own shape (one value per row, column or matrix) for
+    kernels that ``nest`` row and column loops, else broadcast to the parameter's shape (empty
+    where the parameter is not factored: no pass reads them)."""
     if not module.AXIS_ARRAYS:
         return []
     if not axis_states:
@@ -85,8 +105,17 @@ def axis_stage(module: ModuleType, arrays, host, dtype, shape, axis_states) -> l
     n = arrays[0].shape[0]
     shaped = [a.reshape(shape) if a.shape[0] == n else a for a in arrays]
     values = module.axis_stage(*shaped, *axis_states, *host)
-    return [np.ascontiguousarray(np.broadcast_to(v, shape), dtype=dtype).reshape(-1)
-            for v in values]
+    classes = getattr(module, "AXIS_CLASSES", ("full",) * len(values))
+    return [np.ascontiguousarray(np.broadcast_to(v, class_shape(shape, kind) if nest
+                                                 else shape), dtype=dtype).reshape(-1)
+            for v, kind in zip(values, classes)]
+
+
+def class_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
+    """The shape of an axis value: full, one per row (..., R, 1), per column (..., 1, C) or
+    per matrix (..., 1, 1)."""
+    return {"full": shape, "row": shape[:-1] + (1,), "col": shape[:-2] + (1,) + shape[-1:],
+            "matrix": shape[:-2] + (1, 1)}[kind]
 
 
 def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -> list:
@@ -104,16 +133,19 @@ def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -
     return out
 
 
-def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple) -> tuple:
-    """The per-tensor sums, in float64. On the CPU, blocks of ``REDUCE_BLOCK`` elements are
-    summed in parallel and their partial sums added here in block order: the same bits with
-    any number of threads."""
+def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
+           nest: tuple = ()) -> tuple:
+    """The per-tensor sums, in float64. On the CPU, blocks of ``REDUCE_BLOCK`` elements (or
+    rows, in a row/column loop nest) are summed in parallel and their partial sums added here
+    in order: the same bits with any number of threads."""
     if backend == "numpy":
         return module.reduce_numpy(*arrays, *host)
-    blocks = -(-arrays[0].shape[0] // module.REDUCE_BLOCK)
+    n = arrays[0].shape[0]
+    blocks = -(-n // module.REDUCE_BLOCK)
+    if nest and nest[0]:
+        blocks = max(blocks, n // nest[0])
     partials = np.zeros((blocks, module.REDUCTIONS))
-    module.reduce_cpu(*arrays, *host, partials)
-    totals = np.zeros(module.REDUCTIONS)
-    for row in partials:  # in order
-        totals += row
-    return tuple(totals)
+    module.reduce_cpu(*arrays, *host, *nest, partials)
+    totals = np.zeros((1, module.REDUCTIONS))
+    sum_blocks_in_order(partials, np.zeros(blocks, dtype=np.int64), totals)  # in order
+    return tuple(totals[0])

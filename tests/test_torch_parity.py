@@ -234,3 +234,28 @@ def test_momentum_forms_match_torch_sgd(name, hypers, torch_hypers, backend):
         topt.step()
     for got, want in zip(params, tparams):
         np.testing.assert_allclose(got, want.numpy(), **TOLERANCES[np.float64])
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_adafactor_long_rows_match_torch(dtype, backend):
+    """Rows of 64 or more columns take the CPU kernels' row/column loop nest (shorter ones, as
+    in the shapes above, the flat loop): both against torch, same tolerances."""
+    rng = np.random.default_rng(4)
+    shapes = [(3, 70), (2, 2, 80), (5, 64)]
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    params = [p.copy() for p in start]
+    tparams = [torch.tensor(p.copy()) for p in start]
+    opt = optgen.optimizer("adafactor", params, backend=backend, weight_decay=0.01)
+    ref = torch.optim.Adafactor(tparams, foreach=False, weight_decay=0.01)
+    for _ in range(STEPS):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        opt.step(grads)
+        for p, g in zip(tparams, grads):
+            p.grad = torch.tensor(g)
+        ref.step()
+    for got, want in zip(params, tparams):
+        np.testing.assert_allclose(got, want.numpy(), **TOLERANCES[dtype])
+    for state, p in zip(opt.state, tparams):
+        for key in ("row_var", "col_var"):
+            np.testing.assert_allclose(state[key], ref.state[p][key].numpy(), **TOLERANCES[dtype])
