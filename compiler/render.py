@@ -181,7 +181,8 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     nest_args = ["_ncols", "_nrows"] if backend.name == "cpu" and nests(plan) else []
     if plan.reductions:
         out.append(_render_passes(backend.reduce_template, backend.reduce_function,
-                                  arrays + host + nest_args, plan, plan.reduce_passes, printer))
+                                  arrays + host + nest_args, plan, plan.reduce_passes, printer,
+                                  nest=bool(nest_args)))
     if plan.matrix_ops:
         out.append(_render_passes(backend.template, backend.prepare_function,
                                   arrays + mats + host, plan, plan.prepare_passes, printer,
@@ -189,7 +190,8 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
                                       "array."))
     out.append(_render_passes(backend.template, backend.function,
                               arrays + mats + host + tensor_args + nest_args, plan, plan.passes,
-                              printer, doc="one fused pass over flat arrays, updated in place."))
+                              printer, doc="one fused pass over flat arrays, updated in place.",
+                              nest=bool(nest_args)))
     if backend.name == "cpu" and supports_many(plan):
         if plan.reductions:
             out.append(_render_many(plan, "reduce_many_cpu", plan.reduce_passes, printer, arrays,
@@ -271,8 +273,11 @@ def _render_many(plan, function, element_passes, printer, arrays, host, tensor_a
     ).rstrip("\n")
 
 
-def _render_passes(template, function, args, plan, element_passes, printer, doc="") -> str:
-    classes = _axis_classes(plan)
+def _render_passes(template, function, args, plan, element_passes, printer, doc="",
+                   nest: bool = False) -> str:
+    """``nest``: the kernel reads per-row/column/matrix values in a row/column loop nest
+    (the CPU's); otherwise every axis value comes at full size."""
+    classes = _axis_classes(plan) if nest else {}
     passes = []
     for index, element_pass in enumerate(element_passes):
         stored = {name for name, _ in element_pass.stores}
@@ -295,9 +300,6 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
         passes[-1]["row_arrays"] = list(dict.fromkeys(
             [name for _, name, _ in passes[-1]["loads"]]
             + [name for name, _ in element_pass.stores if not name.startswith("_r")]))
-        if backend_reads_full(template):  # NumPy: every scratch array comes at full size
-            passes[-1]["loads"] = loads
-            passes[-1]["nest"] = False
     return _environment().get_template(template).render(
         function=function, args=args, length=plan.arrays[0].name, passes=passes, doc=doc,
     ).rstrip("\n")
@@ -308,11 +310,6 @@ def _axis_classes(plan: KernelPlan) -> dict[str, str]:
     if plan.axis_stage is None:
         return {}
     return {a.name: c for a, c in zip(plan.axis_stage.arrays, plan.axis_stage.classes)}
-
-
-def backend_reads_full(template: str) -> bool:
-    """Whether kernels from this template read axis values broadcast to full size (NumPy)."""
-    return template.startswith("numpy")
 
 
 def nests(plan: KernelPlan) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 from pathlib import Path
 
@@ -213,7 +214,7 @@ def bench(names: tuple[str, ...], many: bool, rounds: int, startup: bool) -> Non
     workload = (f"{len(shapes)} tensors (ResNet-50), {rows[0].values:,} float32 values"
                 if many else f"one {SINGLE_SHAPE[0]} x {SINGLE_SHAPE[1]} float32 tensor")
     click.echo(f"{workload}; median of {rounds} interleaved rounds; in-place add() reached "
-               f"{statistics_median([r.add_gbps for r in rows]):.1f} GB/s\n")
+               f"{statistics.median([r.add_gbps for r in rows]):.1f} GB/s\n")
     click.echo(format_table(rows))
     skipped = [f"{n}: {SKIPPED[n]}" for n in SKIPPED if not names and n in optimizers]
     if skipped:
@@ -226,9 +227,3 @@ def bench(names: tuple[str, ...], many: bool, rounds: int, startup: bool) -> Non
                    f"{warm['torch']:.2f} s (of which torch.optim's first Optimizer() "
                    f"{warm['torch_construct']:.2f} s). Cold cache (compiling): "
                    f"{cold['numpy']:.2f} s and {cold['torch']:.2f} s.")
-
-
-def statistics_median(values) -> float:
-    import statistics
-
-    return statistics.median(values)

@@ -17,6 +17,7 @@ keep float32 states, are widened to float32 for the step and rounded back (to ne
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import re
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .runtime.kernels import axis_shape, cast_host, host_value, is_factored, run_step, tensor_flags
+from .runtime.kernels import cast_host, host_value, missing_states, run_step, tensor_flags
 from .runtime.loader import available, load
 from .runtime.many import TensorTable
 
@@ -66,10 +67,8 @@ def optimizer_class(name_or_path) -> type:
                          "(use torch.optim.lr_scheduler for schedules)")
     cls = _CLASSES.get(module.__name__)
     if cls is None:
-        name = CLASS_NAMES.get(module.NAME) or re.sub(r"(?:^|_)(\w)", lambda m: m[1].upper(),
-                                                      module.NAME)
-        cls = type(name, (Optimizer,), {"_module": module, "__doc__": module.DESCRIPTION,
-                                        "__module__": __name__})
+        cls = type(class_name(module.NAME), (Optimizer,),
+                   {"_module": module, "__doc__": module.DESCRIPTION, "__module__": __name__})
         _CLASSES[module.__name__] = cls
     return cls
 
@@ -77,12 +76,21 @@ def optimizer_class(name_or_path) -> type:
 _CLASSES: dict[str, type] = {}
 
 
+def class_name(spec_name: str) -> str:
+    """torch.optim's class name where torch has the optimizer, else the name in CamelCase."""
+    return CLASS_NAMES.get(spec_name) or re.sub(r"(?:^|_)(\w)", lambda m: m[1].upper(),
+                                                spec_name)
+
+
+@functools.cache
+def _catalogue_classes() -> dict[str, str]:
+    return {class_name(name): name for name in available("optimizer")}
+
+
 def __getattr__(name: str):
     """``optgen.torch.Adam`` and friends: the catalogue as classes."""
-    by_class = {CLASS_NAMES.get(n, None) or re.sub(r"(?:^|_)(\w)", lambda m: m[1].upper(), n): n
-                for n in available("optimizer")}
-    if name in by_class:
-        return optimizer_class(by_class[name])
+    if name in _catalogue_classes():
+        return optimizer_class(_catalogue_classes()[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -342,20 +350,13 @@ class _Bucket:
             flat = self.flat
             for name, value in zip(module.SCALARS, module.scalar_inits(*flat)):
                 state[name] = torch.tensor(float(value), dtype=torch.float64)
-        shapes = {name: tuple(p.shape) for name in module.STATES}
-        if is_factored(tuple(p.shape)):
-            shapes.update((name, axis_shape(tuple(p.shape), axis))
-                          for name, axis in module.AXIS_STATES)
         flags = tensor_flags(module, tuple(p.shape), self.np_dtype)
-        present = dict(zip(module.STATES, module.states_present(*self.flat, *flags)))
-        missing = [name for name in shapes if present.get(name, True) and name not in state]
+        missing = missing_states(module, tuple(p.shape), self.flat, flags, state)
         if not missing:
             return
         p_values = p.detach().to(self.state_dtype)
         inits = module.state_inits(p_values, *self.flat)  # numbers, or tensors from p
-        for index, (name, shape) in enumerate(shapes.items()):
-            if name not in missing:
-                continue
+        for index, name, shape in missing:
             value = inits[index]
             if self.cuda:
                 state[name] = (value.to(self.state_dtype).expand(shape).clone(
@@ -506,7 +507,24 @@ def _check_grad(p: torch.Tensor, g: torch.Tensor) -> None:
 
 class _TableRun:
     """Params that share a step count, stepped by one native call (``launch``): the host
-    scalars are computed once for all of them, and their step counts advance together."""
+    scalars are computed once for all of them, and their step counts advance together.
+    Subclasses make ``table`` from the addresses (p, g, inputs, then states; 0 for absent)."""
+
+    def __init__(self, bucket: _Bucket, ks: list[int], grads: list):
+        module = bucket.module
+        self.ks = np.array(ks, dtype=np.int64)
+        self.all = len(ks) == len(bucket.params)
+        self.params = [bucket.params[k] for k in ks]
+        states = [bucket.opt.state[p] for p in self.params]
+        addresses = np.array([[p.data_ptr(), grads[k].data_ptr()] + [0] * len(module.INPUTS)
+                              + [state[name].data_ptr() if name in state else 0
+                                 for name in module.STATES]
+                              for k, p, state in zip(ks, self.params, states)],
+                             dtype=np.int64).reshape(len(ks), len(module.ARRAYS))
+        self.table = self.make_table(bucket, [tuple(p.shape) for p in self.params], addresses)
+        self.scalar_states = [tuple(state[name] for name in module.SCALARS) for state in states]
+        self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype)
+        self.not_given = (False,) * len(module.INPUTS)
 
     def step(self, bucket: _Bucket) -> None:
         module = bucket.module
@@ -528,22 +546,10 @@ class _TableRun:
 class _Run(_TableRun):
     """CPU params that share a step count: one ``step_many_cpu`` call."""
 
-    def __init__(self, bucket: _Bucket, ks: list[int], grads: list):
-        module = bucket.module
-        self.ks = np.array(ks, dtype=np.int64)
-        self.all = len(ks) == len(bucket.params)
-        self.params = [bucket.params[k] for k in ks]
-        self.table = TensorTable(module, bucket.np_dtype, [tuple(p.shape) for p in self.params],
-                                 combine=bucket.opt._combine)
-        states = [bucket.opt.state[p] for p in self.params]
-        for row, (p, g, state) in enumerate(zip(self.params, [grads[k] for k in ks], states)):
-            self.table.addresses[row] = [p.data_ptr(), g.data_ptr()] + [0] * len(
-                module.INPUTS) + [state[name].data_ptr() if name in state else 0
-                                  for name in module.STATES]
-        self.scalar_states = [tuple(state[name] for name in module.SCALARS) for state in states]
-        self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype) \
-            if self.params else ()
-        self.not_given = (False,) * len(module.INPUTS)
+    def make_table(self, bucket: _Bucket, shapes, addresses) -> TensorTable:
+        table = TensorTable(bucket.module, bucket.np_dtype, shapes, combine=bucket.opt._combine)
+        table.addresses[...] = addresses
+        return table
 
     def set_grads(self, grads: list) -> None:
         """New gradient tensors for the same params (``zero_grad()`` sets them to None, so
@@ -572,25 +578,12 @@ class _EachRun:
 class _CudaRun(_TableRun):
     """CUDA params that share a step count: one ``step_many`` launch on torch's stream."""
 
-    def __init__(self, bucket: _Bucket, ks: list[int], grads: list):
+    def make_table(self, bucket: _Bucket, shapes, addresses):
         from .runtime.cuda import CudaTable
 
-        module = bucket.module
-        self.ks = np.array(ks, dtype=np.int64)
-        self.all = len(ks) == len(bucket.params)
-        self.params = [bucket.params[k] for k in ks]
         self.device = self.params[0].device
-        states = [bucket.opt.state[p] for p in self.params]
-        addresses = [[p.data_ptr(), grads[k].data_ptr()] + [0] * len(module.INPUTS)
-                     + [state[name].data_ptr() if name in state else 0
-                        for name in module.STATES]
-                     for k, p, state in zip(ks, self.params, states)]
-        self.table = CudaTable(module, bucket.np_dtype, [tuple(p.shape) for p in self.params],
-                               np.array(addresses, dtype=np.int64).reshape(len(ks), -1),
-                               stream=_torch_stream(self.device))
-        self.scalar_states = [tuple(state[name] for name in module.SCALARS) for state in states]
-        self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype)
-        self.not_given = (False,) * len(module.INPUTS)
+        return CudaTable(bucket.module, bucket.np_dtype, shapes, addresses,
+                         stream=_torch_stream(self.device))
 
     def set_grads(self, grads: list) -> None:
         addresses = [grads[k].data_ptr() for k in self.ks]

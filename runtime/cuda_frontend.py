@@ -16,7 +16,7 @@ import numpy as np
 
 from .cuda import CudaTable, device_array, require, run_step_cuda, simulated
 from .hypers import HasHypers
-from .kernels import axis_shape, cast_host, is_factored, tensor_flags
+from .kernels import cast_host, missing_states, tensor_flags
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -134,19 +134,13 @@ class CudaOptimizer(HasHypers):
         if "step" not in state:
             state["step"] = 0
             state.update(zip(module.SCALARS, map(float, module.scalar_inits(*flat_hypers))))
-        shape = tuple(view.shape)
-        shapes = {name: shape for name in module.STATES}
-        if is_factored(shape):
-            shapes.update((name, axis_shape(shape, axis)) for name, axis in module.AXIS_STATES)
-        present = dict(zip(module.STATES, module.states_present(*flat_hypers, *flags)))
-        missing = [name for name in shapes if present.get(name, True) and name not in state]
+        missing = missing_states(module, tuple(view.shape), flat_hypers, flags, state)
         if missing:
             inits = module.state_inits(view.copy_to_host(), *flat_hypers)
-            for index, (name, state_shape) in enumerate(shapes.items()):
-                if name in missing:
-                    value = np.array(np.broadcast_to(inits[index], state_shape),
-                                     dtype=view.dtype, order="C")
-                    state[name] = cuda.to_device(value)
+            for index, name, shape in missing:
+                value = np.array(np.broadcast_to(inits[index], shape), dtype=view.dtype,
+                                 order="C")
+                state[name] = cuda.to_device(value)
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters and per-param state, states copied to NumPy arrays."""

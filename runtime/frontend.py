@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .hypers import HasHypers
-from .kernels import axis_shape, cast_host, is_factored, run_step, tensor_flags
+from .kernels import axis_shape, cast_host, missing_states, run_step, tensor_flags
 from .loader import available, load
 from .many import TensorTable
 
@@ -146,16 +146,10 @@ class Optimizer(HasHypers):
         if "step" not in state:
             state["step"] = 0
             state.update(zip(module.SCALARS, map(float, module.scalar_inits(*flat_hypers))))
-        shapes = {name: param.shape for name in module.STATES}
-        if is_factored(param.shape):
-            shapes.update((name, axis_shape(param.shape, axis))
-                          for name, axis in module.AXIS_STATES)
-        present = dict(zip(module.STATES, module.states_present(*flat_hypers, *flags)))
-        inits = None
-        for index, (name, shape) in enumerate(shapes.items()):
-            if present.get(name, True) and name not in state:
-                if inits is None:
-                    inits = module.state_inits(param, *flat_hypers)
+        missing = missing_states(module, param.shape, flat_hypers, flags, state)
+        if missing:
+            inits = module.state_inits(param, *flat_hypers)
+            for index, name, shape in missing:
                 state[name] = np.array(np.broadcast_to(inits[index], shape), dtype=param.dtype,
                                        order="C")
 

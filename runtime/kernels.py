@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 
 from .matrix import OPERATIONS
-from .pointers import sum_blocks_in_order
+from .pointers import sum_rows_in_order
 
 
 def host_value(value):
@@ -47,6 +47,20 @@ def tensor_flags(module: ModuleType, shape: tuple[int, ...], dtype: np.dtype) ->
     (``TENSOR_FLAGS``): whether the parameter is factored, its dtype's machine epsilon."""
     values = {"_factored": is_factored(shape), "_eps": np.float64(np.finfo(dtype).eps)}
     return tuple(values[name] for name in module.TENSOR_FLAGS)
+
+
+def missing_states(module: ModuleType, shape: tuple[int, ...], flat_hypers: tuple, flags: tuple,
+                   state: dict) -> list[tuple[int, str, tuple[int, ...]]]:
+    """The states a parameter of ``shape`` should have under these hyperparameters and does
+    not yet: ``(index into state_inits' result, name, shape)``; factored states only for a
+    factored parameter."""
+    present = module.states_present(*flat_hypers, *flags)
+    wanted = [(i, name, shape) for i, (name, exists) in enumerate(zip(module.STATES, present))
+              if exists]
+    if is_factored(shape):
+        wanted += [(len(module.STATES) + j, name, axis_shape(shape, axis))
+                   for j, (name, axis) in enumerate(module.AXIS_STATES)]
+    return [entry for entry in wanted if entry[1] not in state]
 
 
 def axis_shape(shape: tuple[int, ...], axis: str) -> tuple[int, ...]:
@@ -146,6 +160,6 @@ def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tup
         blocks = max(blocks, n // nest[0])
     partials = np.zeros((blocks, module.REDUCTIONS))
     module.reduce_cpu(*arrays, *host, *nest, partials)
-    totals = np.zeros((1, module.REDUCTIONS))
-    sum_blocks_in_order(partials, np.zeros(blocks, dtype=np.int64), totals)  # in order
-    return tuple(totals[0])
+    totals = np.zeros(module.REDUCTIONS)
+    sum_rows_in_order(partials, totals)
+    return tuple(totals)

@@ -36,6 +36,15 @@ def sum_blocks_in_order(partials, block_tensor, totals):
             totals[k, j] += partials[b, j]
 
 
+@numba.njit(cache=True, nogil=True)
+def sum_rows_in_order(partials, totals):
+    """``totals[j] = partials[0, j] + partials[1, j] + ...``, added in row order."""
+    totals[:] = 0.0
+    for b in range(partials.shape[0]):
+        for j in range(partials.shape[1]):
+            totals[j] += partials[b, j]
+
+
 def work_list(sizes: np.ndarray, chunk: int) -> np.ndarray:
     """Rows ``(tensor, first element, length)`` splitting every tensor into chunks of at most
     ``chunk`` elements (empty tensors get none)."""
