@@ -154,12 +154,13 @@ def startup_seconds(cold: bool = False) -> dict[str, float]:
     code = ("import time, json; s = time.perf_counter(); import numpy as np, optgen; "
             "p = np.zeros(1000, np.float32); "
             "optgen.optimizer('adam', [p]).step([np.ones(1000, np.float32)]); "
-            "numpy_s = time.perf_counter() - s; import torch; s = time.perf_counter(); "
+            "numpy_s = time.perf_counter() - s; s = time.perf_counter(); import torch; "
+            "torch_import = time.perf_counter() - s; s = time.perf_counter(); "
             "import optgen.torch as ot; q = torch.zeros(1000, requires_grad=True); "
             "q.grad = torch.ones(1000); t = time.perf_counter(); torch.optim.SGD([q]); "
             "construct = time.perf_counter() - t; ot.Adam([q]).step(); "
             "print(json.dumps({'numpy': numpy_s, 'torch': time.perf_counter() - s, "
-            "'torch_construct': construct}))")
+            "'torch_construct': construct, 'torch_import': torch_import}))")
     env = None
     if cold:
         import os

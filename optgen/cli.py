@@ -223,7 +223,8 @@ def bench(names: tuple[str, ...], many: bool, rounds: int, startup: bool) -> Non
         startup_seconds(cold=False)  # a first run fills the cache if the kernels changed
         warm, cold = startup_seconds(cold=False), startup_seconds(cold=True)
         click.echo(f"\nimport + first Adam step, fresh process, warm Numba cache: NumPy front "
-                   f"end {warm['numpy']:.2f} s; optgen.torch after 'import torch' "
+                   f"end {warm['numpy']:.2f} s; 'import torch' {warm['torch_import']:.2f} s; "
+                   f"optgen.torch after it "
                    f"{warm['torch']:.2f} s (of which torch.optim's first Optimizer() "
                    f"{warm['torch_construct']:.2f} s). Cold cache (compiling): "
                    f"{cold['numpy']:.2f} s and {cold['torch']:.2f} s.")
