@@ -18,6 +18,7 @@ from . import nodes as n
 from .errors import SpecError, SpecErrors
 from .functions import FUNCTIONS
 from .claims_builtin import BUILTIN_CLAIM_IDS
+from .names import MAX_NAME_LENGTH
 from .ir import Claim, CheckedSpec, Hyper, Interval, Kind, Level, Require, State, Statement, Symbol, Type
 
 #: Names every spec has: the parameter, its gradient and the 1-based step.
@@ -34,9 +35,9 @@ BUILTIN_SYMBOLS = {
     "epsilon": Symbol("epsilon", Kind.CONSTANT, Type.NUMBER, Level.HOST),
 }
 # Function names are not reserved: `sum(x)` is a call and `sum` a name (Adagrad's state).
+# Nor are the generated code's own names (`range`, `numpy`, `cuda`, `h0`): spec names are
+# printed into code in a namespace of their own (see names.py).
 RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
-#: Names the generated modules use for their own purposes.
-GENERATED_CODE_NAMES = {"math", "numpy", "numba", "np", "optgen"}
 
 Resolver = Callable[[str], n.SpecAST]
 
@@ -66,6 +67,7 @@ class _Checker:
         self.errors.append(SpecError(message, span, hint=hint))
 
     def run(self) -> CheckedSpec:
+        self._spec_name(self.ast.name, self.ast.name_span)
         ast = self._merge_base(self.ast)
         hypers = tuple(h for h in (self._hyper(d) for d in ast.hypers) if h is not None)
         if ast.kind == "schedule":
@@ -140,9 +142,24 @@ class _Checker:
     def _allowed_name(self, name: str, span) -> bool:
         if name in RESERVED:
             self.error(f"'{name}' is a built-in name and cannot be declared", span)
-        elif name.startswith("_") or name in GENERATED_CODE_NAMES or keyword.iskeyword(name):
-            self.error(f"'{name}' is reserved for generated code", span,
-                       hint="names may not start with '_' or be Python keywords")
+            return False
+        return self._python_name(name, span, "name")
+
+    def _spec_name(self, name: str, span) -> None:
+        """The spec's own name names its module (``generated/<name>.py``) and its classes."""
+        self._python_name(name, span, "spec name")
+
+    def _python_name(self, name: str, span, what: str) -> bool:
+        """Names are keywords (``lr=``) and state-dict keys, and spec names module names: no
+        Python keyword, nothing starting with '_' (the generated code's own namespace), and at
+        most MAX_NAME_LENGTH characters."""
+        if name.startswith("_") or keyword.iskeyword(name):
+            self.error(f"{what} '{name}' is reserved", span,
+                       hint="names may not start with '_' (the generated code's own) or be "
+                            "Python keywords")
+        elif len(name) > MAX_NAME_LENGTH:
+            self.error(f"{what} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}",
+                       span)
         else:
             return True
         return False

@@ -13,9 +13,10 @@ Splits the step by what each part depends on:
   pass per combination of which conditional states and inputs exist, so that every load and
   store in a loop is unconditional.
 
-Names in the plan are the generated code's own: loaded values ``_p``, ``_m``; host scalars
-``_h0, _h1, ...``; element temporaries ``_e0, _e1, ...``; sums ``_r0, ...``; the element count
-``_n``. User names never start with ``_``.
+Names in the plan are the generated code's own (see :mod:`.names`): loaded values ``_p_``,
+``_m_``; host scalars ``_h0, _h1, ...``; element temporaries ``_e0, _e1, ...``; sums ``_r0, ...``;
+the element count ``_n``. Spec names never start with ``_``, and no name of the plan's own ends
+with ``_``, so a spec's ``h0`` (loaded as ``_h0_``) is never the host scalar ``_h0``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .errors import SpecError
 from .functions import (FACTORED, SHAPE_VALUES, TENSOR_FLAGS, AxisMean, Orthogonalize,
                         ReduceSum)
 from .lower import LoweredSpec
+from .names import local_name
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                  *((n, s) for n, s in lowered.states.items()
                    if n not in lowered.scalars and n not in axis_names)]
     axis_in = [(n, lowered.states[n]) for n in lowered.axis_states]
-    local = {symbol: sp.Symbol(f"_{name}", real=True) for name, symbol in arrays_in + axis_in}
+    local = {symbol: sp.Symbol(local_name(name), real=True) for name, symbol in arrays_in + axis_in}
 
     # A conditional state is stored only while its condition holds, so the stored expression
     # may assume it; where the state does not exist, reads see its initial value.

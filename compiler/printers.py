@@ -1,5 +1,8 @@
 """SymPy printers, one per kind of generated code. No expression is ever printed by hand.
 
+Every symbol is printed through :func:`~optgen.compiler.names.code_name`: a spec's names get
+their own namespace in code (``lr`` is ``lr_``), so none can meet a name of the code's own.
+
 * :class:`ScalarPrinter` — code over scalars: the host function (hyperparameters, ``t``) and the
   body of Numba's element loop. Conditions are Python's ``a if c else b`` (only the chosen branch
   runs), comparisons and ``and``/``or``/``not`` are infix, and functions are NumPy's ufuncs, which
@@ -16,6 +19,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import precedence
 
+from .names import code_name
+
 _SETTINGS = {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": False,
              "error_on_reserved": True}
 
@@ -23,6 +28,9 @@ _SETTINGS = {"fully_qualified_modules": True, "inline": True, "allow_unknown_fun
 class _BasePrinter(NumPyPrinter):
     def __init__(self, settings=None):
         super().__init__({**_SETTINGS, **(settings or {})})
+
+    def _print_Symbol(self, expr):
+        return code_name(expr.name)
 
     def _print_Pow(self, expr, rational=False):
         # NumPyPrinter turns x**-1 into x**(-1.0); a division is both faster and exact.

@@ -1,13 +1,20 @@
 """Stage 5, render: :class:`KernelPlan` -> the source of one generated module.
 
 Jinja templates hold only skeletons (the module layout, the NumPy body, the Numba loop); every
-expression in them is printed from SymPy by the backend's printer, and every piece of spec text
-(description, docs, messages) enters as a Python literal through :func:`py_literal`, so nothing a
-spec says is ever pasted into code.
+expression in them is printed from SymPy by the backend's printer. Two rules make the output safe
+by construction:
+
+* every piece of text — the description, docs, messages, choices, the spec's file name in the
+  docstring — enters as a Python literal through :func:`py_literal` (the templates' ``py``
+  filter), so nothing a spec says or is called is ever pasted into code;
+* every spec name enters as :func:`~optgen.compiler.names.code_name` (``lr`` is ``lr_``), the
+  printers' and this module's only way to name a spec's value in code, so no spec name can meet
+  a name of the code's own (``range``, ``cuda``, ``_h0``).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 import re
@@ -17,6 +24,7 @@ import jinja2
 import sympy as sp
 
 from .lower import LoweredSpec
+from .names import code_name
 from .plan import KernelPlan
 from .printers import NumbaCPUPrinter, NumbaCUDAPrinter, NumpyArrayPrinter, ScalarPrinter
 
@@ -64,7 +72,9 @@ def py_literal(value) -> str:
         if math.isnan(value):
             return "float('nan')"
         return repr(value)
-    if isinstance(value, (int, str)):
+    if isinstance(value, str):
+        return _str_literal(value)
+    if isinstance(value, int):
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(py_literal(v) for v in value) + "]"
@@ -72,6 +82,28 @@ def py_literal(value) -> str:
         items = ", ".join(py_literal(v) for v in value)
         return f"({items},)" if len(value) == 1 else f"({items})"
     raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def _str_literal(text: str) -> str:
+    """``repr(text)``; a multi-line text (a docstring) as a raw triple-quoted block instead where
+    that block is exactly ``text`` again: no ``\"\"\"``, no trailing quote or backslash,
+    printable lines only, and the parse of the block gives ``text`` back."""
+    if "\n" in text and '"""' not in text and not text.endswith(('"', "\\")) and all(
+            line.isprintable() for line in text.split("\n")):
+        block = f'r"""{text}"""'
+        try:
+            tree = ast.parse(block, mode="eval")
+        except SyntaxError:
+            tree = None
+        if (tree is not None and isinstance(tree.body, ast.Constant)
+                and tree.body.value == text):
+            return block
+    return repr(text)
+
+
+def _idents(names) -> list[str]:
+    """The identifiers of ``names`` (spec names or the code's own) in generated code."""
+    return [code_name(str(name)) for name in names]
 
 
 @functools.cache
@@ -87,21 +119,31 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
                   base: SourceInfo | None, version: str) -> str:
     spec = lowered.spec
     host = ScalarPrinter()
-    hyper_args = tuple(str(s) for s in plan.hyper_args)
     host_index = {h.symbol: i for i, h in enumerate(plan.host)}
     kernels = [text for backend in BACKENDS for text in _render_kernels(backend, plan)]
+    equations = [latex_equation(eq) for eq in lowered.equations]
     text = _environment().get_template("module.py.j2").render(
+        docstring=_environment().get_template("docstring.j2").render(
+            name=spec.name, version=version, spec_file=source.file, sha256=source.sha256,
+            base=base, equations=equations, kind=spec.kind),
         name=spec.name, description=spec.description, version=version, kind=spec.kind,
-        spec_file=source.file, sha256=source.sha256, base=base,
-        equations=[latex_equation(eq) for eq in lowered.equations],
+        sha256=source.sha256,
         hypers=[_hyper_row(h) for h in spec.hypers],
-        hyper_args=hyper_args,
+        # names as the runtime reads them (keywords, state-dict keys) ...
+        hyper_names=tuple(str(s) for s in plan.hyper_args),
         arrays=tuple(a.name for a in plan.arrays),
         states=tuple(a.name for a in plan.arrays[2 + len(lowered.inputs):]),
         inputs=tuple(lowered.inputs),
-        input_docs=tuple(doc for _, doc in lowered.spec.inputs),
-        flag_args=tuple(str(s) for s in plan.flag_args),
+        scalars=lowered.scalars,
         tensor_flags=tuple(str(s) for s in plan.tensor_flags),
+        shape_values=tuple(str(s) for s in plan.shape_values),
+        # ... and as the functions' parameters
+        t_arg=code_name(str(plan.t)), p_arg=code_name(str(lowered.p)),
+        hyper_args=_idents(plan.hyper_args),
+        scalar_args=_idents(plan.scalar_args),
+        flag_args=_idents(plan.flag_args),
+        tensor_args=_idents(plan.tensor_flags),
+        input_docs=tuple(doc for _, doc in lowered.spec.inputs),
         axis_states=plan.axis_states,
         axis_arrays=tuple(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else (),
         axis_classes=plan.axis_stage.classes if plan.axis_stage else (),
@@ -110,21 +152,17 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         nests=nests(plan),
         traffic=_traffic(plan),
         cuda_kernels=_render_cuda(plan),
-        scalars=lowered.scalars,
-        scalar_args=tuple(str(s) for s in plan.scalar_args),
         scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
         host_is_bool=tuple(h.is_bool for h in plan.host),
         reductions=len(plan.reductions), reduce_block=REDUCE_BLOCK,
-        shape_values=tuple(str(s) for s in plan.shape_values),
         matrix_ops=tuple((m.kind, m.array, tuple(host_index[s] for s in m.host_args))
                          for m in plan.matrix_ops),
-        host_temps=[(str(s), host.doprint(v)) for s, v in plan.host_temps],
+        host_temps=[(code_name(str(s)), host.doprint(v)) for s, v in plan.host_temps],
         host_values=[host.doprint(h.value) for h in plan.host],
         state_inits=[host.doprint(v) for name, v in plan.state_inits
                      if name not in lowered.scalars and name not in lowered.axis_states]
         + [host.doprint(v) for name, v in plan.state_inits if name in lowered.axis_states],
         scalar_inits=[host.doprint(v) for name, v in plan.state_inits if name in lowered.scalars],
-        p_name=str(lowered.p),
         states_present=[host.doprint(c) for _, c in plan.state_conditions],
         requires=[(host.doprint(c), message) for c, message in plan.requires],
         kernels=kernels,
@@ -138,13 +176,17 @@ def render_schedule(lowered: LoweredSpec, source: SourceInfo, version: str) -> s
     printer = ScalarPrinter()
     temps, (value,) = sp.cse([lowered.temps["lr"]], symbols=sp.numbered_symbols("_c"),
                              optimizations=None, order="canonical")
+    equations = [latex_equation(eq) for eq in lowered.equations]
     return _environment().get_template("schedule.py.j2").render(
-        name=spec.name, description=spec.description, version=version,
-        spec_file=source.file, sha256=source.sha256,
-        equations=[latex_equation(eq) for eq in lowered.equations],
+        docstring=_environment().get_template("docstring.j2").render(
+            name=spec.name, version=version, spec_file=source.file, sha256=source.sha256,
+            base=None, equations=equations, kind=spec.kind),
+        name=spec.name, description=spec.description, version=version, sha256=source.sha256,
         hypers=[_hyper_row(h) for h in spec.hypers],
-        hyper_args=tuple(str(s) for s in lowered.hyper_args),
-        temps=[(str(s), printer.doprint(v)) for s, v in temps],
+        hyper_names=tuple(str(s) for s in lowered.hyper_args),
+        t_arg=code_name(str(lowered.t)),
+        hyper_args=_idents(lowered.hyper_args),
+        temps=[(code_name(str(s)), printer.doprint(v)) for s, v in temps],
         value=printer.doprint(value),
         requires=[(printer.doprint(c), message) for c, message in lowered.requires],
     )
@@ -157,13 +199,14 @@ def _render_axis_stage(plan: KernelPlan) -> str | None:
         return None
     printer = NumpyArrayPrinter(plan.host_symbols)
     stored = {name for name, _ in stage.stores}
-    args = ([a.name for a in plan.arrays] + [name for name, _ in plan.axis_states]
-            + [str(h.symbol) for h in plan.host])
+    args = _idents([a.name for a in plan.arrays] + [name for name, _ in plan.axis_states]
+                   + [h.symbol for h in plan.host])
     return _environment().get_template("numpy_axis.py.j2").render(
         args=args,
-        loads=[(str(a.local), a.name, a.name in stored) for a in stage.loads],
-        temps=[(str(s), printer.doprint(v)) for s, v in stage.temps],
-        stores=[(name, printer.doprint(v)) for name, v in stage.stores],
+        loads=[(code_name(str(a.local)), code_name(a.name), a.name in stored)
+               for a in stage.loads],
+        temps=[(code_name(str(s)), printer.doprint(v)) for s, v in stage.temps],
+        stores=[(code_name(name), printer.doprint(v)) for name, v in stage.stores],
         values=[printer.doprint(v) for v in stage.values],
     ).rstrip("\n")
 
@@ -172,11 +215,11 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     """The element kernel, preceded by the reduction kernel where the spec has reductions."""
     printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter
                else backend.printer())
-    arrays = [a.name for a in plan.arrays]
-    arrays += [a.name for a in plan.axis_stage.arrays] if plan.axis_stage else []
-    host = [str(h.symbol) for h in plan.host]
-    mats = [m.array for m in plan.matrix_ops]
-    tensor_args = [str(r) for r in plan.reductions] + [str(s) for s in plan.shape_values]
+    arrays = _idents(a.name for a in plan.arrays)
+    arrays += _idents(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else []
+    host = _idents(h.symbol for h in plan.host)
+    mats = _idents(m.array for m in plan.matrix_ops)
+    tensor_args = _idents(plan.reductions) + _idents(plan.shape_values)
     out = []
     nest_args = ["_ncols", "_nrows"] if backend.name == "cpu" and nests(plan) else []
     if plan.reductions:
@@ -207,28 +250,24 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
 def _render_cuda(plan: KernelPlan) -> str:
     """The CUDA kernels: the same passes, printed for Numba CUDA, made lazily in a function."""
     printer = NumbaCUDAPrinter()
-    arrays = [a.name for a in plan.arrays]
-    axes = [a.name for a in plan.axis_stage.arrays] if plan.axis_stage else []
-    mats = [m.array for m in plan.matrix_ops]
-    host = [str(h.symbol) for h in plan.host]
-    shapes = [str(s) for s in plan.shape_values]
+    arrays = _idents(a.name for a in plan.arrays)
+    axes = _idents(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else []
+    mats = _idents(m.array for m in plan.matrix_ops)
+    host = _idents(h.symbol for h in plan.host)
+    shapes = _idents(plan.shape_values)
 
     def passes(element_passes):
-        return [dict(branch=_branch(i, len(element_passes), p.when),
-                     loads=[(str(a.local), a.name, False) for a in p.loads],
-                     temps=[(str(s), printer.doprint(v)) for s, v in p.temps],
-                     stores=[(name, printer.doprint(v)) for name, v in p.stores])
-                for i, p in enumerate(element_passes)]
+        return [_pass_code(i, element_passes, printer) for i in range(len(element_passes))]
 
     return _environment().get_template("numba_cuda.py.j2").render(
         step_args=arrays + axes + mats + host + shapes,
         prepare_args=arrays + axes + mats + host,
         reduce_args=arrays + axes + host,
         arrays=arrays, host=host,
-        tensor_args=[str(r) for r in plan.reductions] + shapes,
-        reductions=[str(r) for r in plan.reductions],
+        tensor_args=_idents(plan.reductions) + shapes,
+        reductions=_idents(plan.reductions),
         step_passes=passes(plan.passes), prepare_passes=passes(plan.prepare_passes),
-        reduce_passes=passes(plan.reduce_passes), length=plan.arrays[0].name,
+        reduce_passes=passes(plan.reduce_passes), length=arrays[0],
         many=supports_many(plan) and not plan.reductions,
     ).rstrip("\n")
 
@@ -258,19 +297,24 @@ def supports_many(plan: KernelPlan) -> bool:
 
 def _render_many(plan, function, element_passes, printer, arrays, host, tensor_args, reduce,
                  doc) -> str:
-    passes = []
-    for index, element_pass in enumerate(element_passes):
-        passes.append(dict(
-            branch=_branch(index, len(element_passes), element_pass.when),
-            loads=[(str(a.local), a.name, False) for a in element_pass.loads],
-            temps=[(str(s), printer.doprint(v)) for s, v in element_pass.temps],
-            stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
-        ))
-    host = [(str(h.symbol), h.is_bool) for h in plan.host]
+    passes = [_pass_code(i, element_passes, printer) for i in range(len(element_passes))]
+    host = [(code_name(str(h.symbol)), h.is_bool) for h in plan.host]
     return _environment().get_template("numba_cpu_many.py.j2").render(
         function=function, arrays=arrays, host=host, tensor_args=tensor_args,
-        sums=[str(r) for r in plan.reductions], passes=passes, reduce=reduce, doc=doc,
+        sums=_idents(plan.reductions), passes=passes, reduce=reduce, doc=doc,
     ).rstrip("\n")
+
+
+def _pass_code(index: int, element_passes, printer) -> dict:
+    """One element pass for a flat loop: its branch, loads, temporaries and stores, named as
+    the generated code names them."""
+    element_pass = element_passes[index]
+    return dict(
+        branch=_branch(index, len(element_passes), element_pass.when),
+        loads=[(code_name(str(a.local)), code_name(a.name), False) for a in element_pass.loads],
+        temps=[(code_name(str(s)), printer.doprint(v)) for s, v in element_pass.temps],
+        stores=[(code_name(name), printer.doprint(v)) for name, v in element_pass.stores],
+    )
 
 
 def _render_passes(template, function, args, plan, element_passes, printer, doc="",
@@ -281,7 +325,8 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
     passes = []
     for index, element_pass in enumerate(element_passes):
         stored = {name for name, _ in element_pass.stores}
-        loads = [(str(a.local), a.name, a.name in stored) for a in element_pass.loads]
+        loads = [(code_name(str(a.local)), code_name(a.name), a.name in stored)
+                 for a in element_pass.loads]
         passes.append(dict(
             branch=_branch(index, len(element_passes), element_pass.when),
             # The NumPy body reads whole arrays, so an array it writes is read from a copy.
@@ -291,17 +336,21 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
             row_loads=[load for load in loads if classes.get(load[1]) == "row"],
             matrix_loads=[load for load in loads if classes.get(load[1]) == "matrix"],
             col_loads=[load for load in loads if classes.get(load[1]) == "col"],
-            temps=[(str(s), printer.doprint(v)) for s, v in element_pass.temps],
-            stores=[(name, printer.doprint(v)) for name, v in element_pass.stores],
+            temps=[(code_name(str(s)), printer.doprint(v)) for s, v in element_pass.temps],
+            stores=[(code_name(name), printer.doprint(v)) for name, v in element_pass.stores],
         ))
         passes[-1]["nest"] = bool(passes[-1]["row_loads"] or passes[-1]["matrix_loads"]
                                   or passes[-1]["col_loads"])
         # full-size arrays the nest reads or writes, sliced one row at a time
         passes[-1]["row_arrays"] = list(dict.fromkeys(
             [name for _, name, _ in passes[-1]["loads"]]
-            + [name for name, _ in element_pass.stores if not name.startswith("_r")]))
+            + [code_name(name) for name, _ in element_pass.stores if not name.startswith("_r")]))
+        # each array's slice for the row in hand, named by position (the code's own names)
+        passes[-1]["slices"] = {name: f"_row{k}" for k, name in enumerate(dict.fromkeys(
+            [name for _, name, _ in passes[-1]["col_loads"]] + passes[-1]["row_arrays"]))}
     return _environment().get_template(template).render(
-        function=function, args=args, length=plan.arrays[0].name, passes=passes, doc=doc,
+        function=function, args=args, length=code_name(plan.arrays[0].name), passes=passes,
+        doc=doc,
     ).rstrip("\n")
 
 

@@ -87,66 +87,66 @@ MANY = True
 TRAFFIC = (('step', (), 4, 3),)
 
 
-def host_scalars(t, lr, b1, b2, final_lr, gamma, eps, weight_decay):
+def host_scalars(t_, lr_, b1_, b2_, final_lr_, gamma_, eps_, weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (b1, weight_decay, (weight_decay != 0), 1 - b1, final_lr*(1 + 1/(gamma*t)), final_lr*(1 - 1/(gamma*t + 1)), b2, 1 - b2, eps, lr*numpy.sqrt(1 - b2**t)/(1 - b1**t),)
+    return (b1_, weight_decay_, (weight_decay_ != 0), 1 - b1_, final_lr_*(1 + 1/(gamma_*t_)), final_lr_*(1 - 1/(gamma_*t_ + 1)), b2_, 1 - b2_, eps_, lr_*numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_),)
 
 
-def state_inits(p, lr, b1, b2, final_lr, gamma, eps, weight_decay):
+def state_inits(p_, lr_, b1_, b2_, final_lr_, gamma_, eps_, weight_decay_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0, 0,)
 
 
-def scalar_inits(lr, b1, b2, final_lr, gamma, eps, weight_decay):
+def scalar_inits(lr_, b1_, b2_, final_lr_, gamma_, eps_, weight_decay_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, b1, b2, final_lr, gamma, eps, weight_decay):
+def scalar_updates(t_, lr_, b1_, b2_, final_lr_, gamma_, eps_, weight_decay_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, b1, b2, final_lr, gamma, eps, weight_decay):
+def states_present(lr_, b1_, b2_, final_lr_, gamma_, eps_, weight_decay_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True, True,)
 
 
-def violated_requirements(lr, b1, b2, final_lr, gamma, eps, weight_decay):
+def violated_requirements(lr_, b1_, b2_, final_lr_, gamma_, eps_, weight_decay_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
+def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _exp_avg = exp_avg.copy()
-    _exp_avg_sq = exp_avg_sq.copy()
-    _e0 = _g + _h1*_p
-    _e1 = _exp_avg*_h0 + _h3*((_e0) if _h2 else (_g))
-    _e2 = _exp_avg_sq*_h6 + _h7*((_e0**2) if _h2 else (_g**2))
-    p[...] = -_e1*numpy.minimum(_h4, numpy.maximum(_h5, _h9/(numpy.sqrt(_e2) + _h8))) + _p
-    exp_avg[...] = _e1
-    exp_avg_sq[...] = _e2
+    _p_ = p_.copy()
+    _g_ = g_
+    _exp_avg_ = exp_avg_.copy()
+    _exp_avg_sq_ = exp_avg_sq_.copy()
+    _e0 = _g_ + _h1*_p_
+    _e1 = _exp_avg_*_h0 + _h3*((_e0) if _h2 else (_g_))
+    _e2 = _exp_avg_sq_*_h6 + _h7*((_e0**2) if _h2 else (_g_**2))
+    p_[...] = -_e1*numpy.minimum(_h4, numpy.maximum(_h5, _h9/(numpy.sqrt(_e2) + _h8))) + _p_
+    exp_avg_[...] = _e1
+    exp_avg_sq_[...] = _e2
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
+def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _exp_avg = exp_avg[_i]
-        _exp_avg_sq = exp_avg_sq[_i]
-        _e0 = _g + _h1*_p
-        _e1 = _exp_avg*_h0 + _h3*((_e0) if _h2 else (_g))
-        _e2 = _exp_avg_sq*_h6 + _h7*((_e0**2) if _h2 else (_g**2))
-        p[_i] = -_e1*numpy.minimum(_h4, numpy.maximum(_h5, _h9/(numpy.sqrt(_e2) + _h8))) + _p
-        exp_avg[_i] = _e1
-        exp_avg_sq[_i] = _e2
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _exp_avg_ = exp_avg_[_i]
+        _exp_avg_sq_ = exp_avg_sq_[_i]
+        _e0 = _g_ + _h1*_p_
+        _e1 = _exp_avg_*_h0 + _h3*((_e0) if _h2 else (_g_))
+        _e2 = _exp_avg_sq_*_h6 + _h7*((_e0**2) if _h2 else (_g_**2))
+        p_[_i] = -_e1*numpy.minimum(_h4, numpy.maximum(_h5, _h9/(numpy.sqrt(_e2) + _h8))) + _p_
+        exp_avg_[_i] = _e1
+        exp_avg_sq_[_i] = _e2
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -174,21 +174,21 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            exp_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _e0 = _g + _h1*_p
-                _e1 = _exp_avg*_h0 + _h3*((_e0) if _h2 else (_g))
-                _e2 = _exp_avg_sq*_h6 + _h7*((_e0**2) if _h2 else (_g**2))
-                p[_i] = -_e1*numpy.minimum(_h4, numpy.maximum(_h5, _h9/(numpy.sqrt(_e2) + _h8))) + _p
-                exp_avg[_i] = _e1
-                exp_avg_sq[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _e0 = _g_ + _h1*_p_
+                _e1 = _exp_avg_*_h0 + _h3*((_e0) if _h2 else (_g_))
+                _e2 = _exp_avg_sq_*_h6 + _h7*((_e0**2) if _h2 else (_g_**2))
+                p_[_i] = -_e1*numpy.minimum(_h4, numpy.maximum(_h5, _h9/(numpy.sqrt(_e2) + _h8))) + _p_
+                exp_avg_[_i] = _e1
+                exp_avg_sq_[_i] = _e2
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -222,18 +222,18 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, exp_avg, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _exp_avg = exp_avg[_i]
-            _exp_avg_sq = exp_avg_sq[_i]
-            _e0 = _g + _h1*_p
-            _e1 = _exp_avg*_h0 + _h3*((_e0) if _h2 else (_g))
-            _e2 = _exp_avg_sq*_h6 + _h7*((_e0**2) if _h2 else (_g**2))
-            p[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(math.sqrt(_e2) + _h8))) + _p
-            exp_avg[_i] = _e1
-            exp_avg_sq[_i] = _e2
+    def step_cuda(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _exp_avg_ = exp_avg_[_i]
+            _exp_avg_sq_ = exp_avg_sq_[_i]
+            _e0 = _g_ + _h1*_p_
+            _e1 = _exp_avg_*_h0 + _h3*((_e0) if _h2 else (_g_))
+            _e2 = _exp_avg_sq_*_h6 + _h7*((_e0**2) if _h2 else (_g_**2))
+            p_[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(math.sqrt(_e2) + _h8))) + _p_
+            exp_avg_[_i] = _e1
+            exp_avg_sq_[_i] = _e2
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -242,20 +242,20 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            exp_avg = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            exp_avg_sq = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            exp_avg_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            exp_avg_sq_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _e0 = _g + _h1*_p
-                _e1 = _exp_avg*_h0 + _h3*((_e0) if _h2 else (_g))
-                _e2 = _exp_avg_sq*_h6 + _h7*((_e0**2) if _h2 else (_g**2))
-                p[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(math.sqrt(_e2) + _h8))) + _p
-                exp_avg[_i] = _e1
-                exp_avg_sq[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _e0 = _g_ + _h1*_p_
+                _e1 = _exp_avg_*_h0 + _h3*((_e0) if _h2 else (_g_))
+                _e2 = _exp_avg_sq_*_h6 + _h7*((_e0**2) if _h2 else (_g_**2))
+                p_[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(math.sqrt(_e2) + _h8))) + _p_
+                exp_avg_[_i] = _e1
+                exp_avg_sq_[_i] = _e2
     kernels["step_many"] = step_many_cuda
     return kernels

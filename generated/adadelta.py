@@ -83,72 +83,72 @@ MANY = True
 TRAFFIC = (('step', (), 4, 3),)
 
 
-def host_scalars(t, lr, rho, eps, weight_decay, maximize):
+def host_scalars(t_, lr_, rho_, eps_, weight_decay_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (eps, rho, weight_decay, maximize, (weight_decay != 0), 1 - rho, -lr,)
+    return (eps_, rho_, weight_decay_, maximize_, (weight_decay_ != 0), 1 - rho_, -lr_,)
 
 
-def state_inits(p, lr, rho, eps, weight_decay, maximize):
+def state_inits(p_, lr_, rho_, eps_, weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0, 0,)
 
 
-def scalar_inits(lr, rho, eps, weight_decay, maximize):
+def scalar_inits(lr_, rho_, eps_, weight_decay_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, rho, eps, weight_decay, maximize):
+def scalar_updates(t_, lr_, rho_, eps_, weight_decay_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, rho, eps, weight_decay, maximize):
+def states_present(lr_, rho_, eps_, weight_decay_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True, True,)
 
 
-def violated_requirements(lr, rho, eps, weight_decay, maximize):
+def violated_requirements(lr_, rho_, eps_, weight_decay_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
+def step_numpy(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _square_avg = square_avg.copy()
-    _acc_delta = acc_delta.copy()
-    _e0 = _acc_delta + _h0
-    _e1 = ((-_g) if _h3 else (_g))
-    _e2 = _e1 + _h2*_p
-    _e3 = _h5*((_e2**2) if _h4 else (_g**2))
-    _e4 = _e3 + _h1*_square_avg
+    _p_ = p_.copy()
+    _g_ = g_
+    _square_avg_ = square_avg_.copy()
+    _acc_delta_ = acc_delta_.copy()
+    _e0 = _acc_delta_ + _h0
+    _e1 = ((-_g_) if _h3 else (_g_))
+    _e2 = _e1 + _h2*_p_
+    _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
+    _e4 = _e3 + _h1*_square_avg_
     _e5 = _e4 + _h0
-    p[...] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p
-    square_avg[...] = _e4
-    acc_delta[...] = _acc_delta*_h1 + _e0*_e3/_e5
+    p_[...] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p_
+    square_avg_[...] = _e4
+    acc_delta_[...] = _acc_delta_*_h1 + _e0*_e3/_e5
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
+def step_cpu(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _square_avg = square_avg[_i]
-        _acc_delta = acc_delta[_i]
-        _e0 = _acc_delta + _h0
-        _e1 = ((-_g) if _h3 else (_g))
-        _e2 = _e1 + _h2*_p
-        _e3 = _h5*((_e2**2) if _h4 else (_g**2))
-        _e4 = _e3 + _h1*_square_avg
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _square_avg_ = square_avg_[_i]
+        _acc_delta_ = acc_delta_[_i]
+        _e0 = _acc_delta_ + _h0
+        _e1 = ((-_g_) if _h3 else (_g_))
+        _e2 = _e1 + _h2*_p_
+        _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
+        _e4 = _e3 + _h1*_square_avg_
         _e5 = _e4 + _h0
-        p[_i] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p
-        square_avg[_i] = _e4
-        acc_delta[_i] = _acc_delta*_h1 + _e0*_e3/_e5
+        p_[_i] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p_
+        square_avg_[_i] = _e4
+        acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -173,24 +173,24 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            square_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            acc_delta = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            square_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            acc_delta_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _acc_delta = acc_delta[_i]
-                _e0 = _acc_delta + _h0
-                _e1 = ((-_g) if _h3 else (_g))
-                _e2 = _e1 + _h2*_p
-                _e3 = _h5*((_e2**2) if _h4 else (_g**2))
-                _e4 = _e3 + _h1*_square_avg
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _square_avg_ = square_avg_[_i]
+                _acc_delta_ = acc_delta_[_i]
+                _e0 = _acc_delta_ + _h0
+                _e1 = ((-_g_) if _h3 else (_g_))
+                _e2 = _e1 + _h2*_p_
+                _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
+                _e4 = _e3 + _h1*_square_avg_
                 _e5 = _e4 + _h0
-                p[_i] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p
-                square_avg[_i] = _e4
-                acc_delta[_i] = _acc_delta*_h1 + _e0*_e3/_e5
+                p_[_i] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p_
+                square_avg_[_i] = _e4
+                acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -224,21 +224,21 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, square_avg, acc_delta, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _square_avg = square_avg[_i]
-            _acc_delta = acc_delta[_i]
-            _e0 = _acc_delta + _h0
-            _e1 = ((-_g) if _h3 else (_g))
-            _e2 = _e1 + _h2*_p
-            _e3 = _h5*((_e2**2) if _h4 else (_g**2))
-            _e4 = _e3 + _h1*_square_avg
+    def step_cuda(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _square_avg_ = square_avg_[_i]
+            _acc_delta_ = acc_delta_[_i]
+            _e0 = _acc_delta_ + _h0
+            _e1 = ((-_g_) if _h3 else (_g_))
+            _e2 = _e1 + _h2*_p_
+            _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
+            _e4 = _e3 + _h1*_square_avg_
             _e5 = _e4 + _h0
-            p[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p
-            square_avg[_i] = _e4
-            acc_delta[_i] = _acc_delta*_h1 + _e0*_e3/_e5
+            p_[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p_
+            square_avg_[_i] = _e4
+            acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -247,23 +247,23 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            square_avg = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            acc_delta = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            square_avg_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            acc_delta_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _acc_delta = acc_delta[_i]
-                _e0 = _acc_delta + _h0
-                _e1 = ((-_g) if _h3 else (_g))
-                _e2 = _e1 + _h2*_p
-                _e3 = _h5*((_e2**2) if _h4 else (_g**2))
-                _e4 = _e3 + _h1*_square_avg
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _square_avg_ = square_avg_[_i]
+                _acc_delta_ = acc_delta_[_i]
+                _e0 = _acc_delta_ + _h0
+                _e1 = ((-_g_) if _h3 else (_g_))
+                _e2 = _e1 + _h2*_p_
+                _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
+                _e4 = _e3 + _h1*_square_avg_
                 _e5 = _e4 + _h0
-                p[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p
-                square_avg[_i] = _e4
-                acc_delta[_i] = _acc_delta*_h1 + _e0*_e3/_e5
+                p_[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p_
+                square_avg_[_i] = _e4
+                acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -91,103 +91,103 @@ MANY = False
 TRAFFIC = (('reduce', ((9, True), (0, False)), 2, 0), ('reduce', ((9, False), (0, True)), 3, 0), ('step', ((9, True), (0, False)), 2, 1), ('step', ((9, False), (0, True)), 3, 2))
 
 
-def host_scalars(t, lr, beta2_decay, eps1, eps2, d, weight_decay, maximize, _factored, _eps):
+def host_scalars(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_, _factored, _eps):
     """The per-step scalars of the element pass, computed once outside it."""
-    _c0 = ((_eps) if numpy.isnan(eps1) else (eps1))
-    _c1 = t**beta2_decay
-    return ((not _factored), 0, -lr*weight_decay + 1, 1, _c0**2, _c0, _c1, (_c1 < 1/2), _c1 - 1, _factored, 1/d, eps2, maximize, -numpy.minimum(lr, 1/numpy.sqrt(t)),)
+    _c0 = ((_eps) if numpy.isnan(eps1_) else (eps1_))
+    _c1 = t_**beta2_decay_
+    return ((not _factored), 0, -lr_*weight_decay_ + 1, 1, _c0**2, _c0, _c1, (_c1 < 1/2), _c1 - 1, _factored, 1/d_, eps2_, maximize_, -numpy.minimum(lr_, 1/numpy.sqrt(t_)),)
 
 
-def state_inits(p, lr, beta2_decay, eps1, eps2, d, weight_decay, maximize):
+def state_inits(p_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0, 0, 0,)
 
 
-def scalar_inits(lr, beta2_decay, eps1, eps2, d, weight_decay, maximize):
+def scalar_inits(lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, beta2_decay, eps1, eps2, d, weight_decay, maximize):
+def scalar_updates(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, beta2_decay, eps1, eps2, d, weight_decay, maximize, _factored, _eps):
+def states_present(lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_, _factored, _eps):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return ((not _factored),)
 
 
-def violated_requirements(lr, beta2_decay, eps1, eps2, d, weight_decay, maximize):
+def violated_requirements(lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
-def axis_stage(p, g, variance, row_var, col_var, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
+def axis_stage(p_, g_, variance_, row_var_, col_var_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
     """The factored part of the step, in NumPy on parameter-shaped arrays (every backend): updates
     the per-row and per-column states in place and returns the values the passes read (the
     runtime broadcasts each to the parameter's shape)."""
-    _g = g
-    _row_var = row_var.copy()
-    _col_var = col_var.copy()
-    _e0 = _g**2
+    _g_ = g_
+    _row_var_ = row_var_.copy()
+    _col_var_ = col_var_.copy()
+    _e0 = _g_**2
     _e1 = numpy.mean(_e0, axis=-1, keepdims=True)
-    _e2 = _e1 - _row_var
-    _e3 = ((_e2*_h6 + _row_var) if _h7 else (_e1 + _e2*_h8))
+    _e2 = _e1 - _row_var_
+    _e3 = ((_e2*_h6 + _row_var_) if _h7 else (_e1 + _e2*_h8))
     _e4 = numpy.mean(_e0, axis=-2, keepdims=True)
-    _e5 = -_col_var + _e4
-    _e6 = ((_col_var + _e5*_h6) if _h7 else (_e4 + _e5*_h8))
-    row_var[...] = _e3
-    col_var[...] = _e6
+    _e5 = -_col_var_ + _e4
+    _e6 = ((_col_var_ + _e5*_h6) if _h7 else (_e4 + _e5*_h8))
+    row_var_[...] = _e3
+    col_var_[...] = _e6
     return (numpy.maximum(_h5, numpy.mean(_e3, axis=-2, keepdims=True)), _e6, _e3,)
 
 
-def reduce_numpy(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
+def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
     """Reference backend: the per-tensor sums, in float64."""
     if _h9 and not _h0:
-        _p = p
-        _g = g
+        _p_ = p_
+        _g_ = g_
         _y0 = _ax0
         _y1 = _ax1
         _y2 = _ax2
-        return (numpy.sum(numpy.broadcast_to(_g**2/numpy.maximum(_h4, _y1*_y2/_y0), p.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p**2, p.shape), dtype=numpy.float64),)
+        return (numpy.sum(numpy.broadcast_to(_g_**2/numpy.maximum(_h4, _y1*_y2/_y0), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64),)
     else:
-        _p = p
-        _g = g
-        _variance = variance
-        _e0 = _g**2
-        _e1 = _e0 - _variance
-        return (numpy.sum(numpy.broadcast_to(_e0/numpy.maximum(_h4, ((_e1*_h6 + _variance) if _h7 else (_e0 + _e1*_h8))), p.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p**2, p.shape), dtype=numpy.float64),)
+        _p_ = p_
+        _g_ = g_
+        _variance_ = variance_
+        _e0 = _g_**2
+        _e1 = _e0 - _variance_
+        return (numpy.sum(numpy.broadcast_to(_e0/numpy.maximum(_h4, ((_e1*_h6 + _variance_) if _h7 else (_e0 + _e1*_h8))), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64),)
 
-def step_numpy(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n):
+def step_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h9 and not _h0:
-        _p = p.copy()
-        _g = g
+        _p_ = p_.copy()
+        _g_ = g_
         _y0 = _ax0
         _y1 = _ax1
         _y2 = _ax2
         _e0 = 1/numpy.sqrt(_n)
-        p[...] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p
+        p_[...] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
     else:
-        _p = p.copy()
-        _g = g
-        _variance = variance.copy()
+        _p_ = p_.copy()
+        _g_ = g_
+        _variance_ = variance_.copy()
         _e0 = 1/numpy.sqrt(_n)
-        _e1 = _g**2
-        _e2 = _e1 - _variance
-        _e3 = ((_e2*_h6 + _variance) if _h7 else (_e1 + _e2*_h8))
-        p[...] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.sqrt(numpy.maximum(_e3, _h4))*numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))) + _h2*_p
-        variance[...] = _e3
+        _e1 = _g_**2
+        _e2 = _e1 - _variance_
+        _e3 = ((_e2*_h6 + _variance_) if _h7 else (_e1 + _e2*_h8))
+        p_[...] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.sqrt(numpy.maximum(_e3, _h4))*numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))) + _h2*_p_
+        variance_[...] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _ncols, _nrows, _partials):
+def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _ncols, _nrows, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
-    _size = p.shape[0]
+    _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     if _h9 and not _h0:
         if _ncols > 0:
@@ -198,15 +198,15 @@ def reduce_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _
                 _base = _row * _ncols
                 _count = _ncols
                 _terms = numpy.empty((2, _ncols))
-                _row__ax1 = _ax1[_m * _ncols:(_m + 1) * _ncols]
-                _row_p = p[_base:_base + _ncols]
-                _row_g = g[_base:_base + _ncols]
+                _row0 = _ax1[_m * _ncols:(_m + 1) * _ncols]
+                _row1 = p_[_base:_base + _ncols]
+                _row2 = g_[_base:_base + _ncols]
                 for _c in range(_ncols):
-                    _y1 = _row__ax1[_c]
-                    _p = _row_p[_c]
-                    _g = _row_g[_c]
-                    _terms[0, _c] = _g**2/numpy.maximum(_h4, _y1*_y2/_y0)
-                    _terms[1, _c] = _p**2
+                    _y1 = _row0[_c]
+                    _p_ = _row1[_c]
+                    _g_ = _row2[_c]
+                    _terms[0, _c] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
+                    _terms[1, _c] = _p_**2
                 _stop = _count // 4 * 4
                 _s0 = 0.0
                 _s1 = 0.0
@@ -240,13 +240,13 @@ def reduce_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _
                 _terms = numpy.empty((2, _count))
                 for _j in range(_count):
                     _i = _b * REDUCE_BLOCK + _j
-                    _p = p[_i]
-                    _g = g[_i]
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
                     _y0 = _ax0[_i]
                     _y1 = _ax1[_i]
                     _y2 = _ax2[_i]
-                    _terms[0, _j] = _g**2/numpy.maximum(_h4, _y1*_y2/_y0)
-                    _terms[1, _j] = _p**2
+                    _terms[0, _j] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
+                    _terms[1, _j] = _p_**2
                 _stop = _count // 4 * 4
                 _s0 = 0.0
                 _s1 = 0.0
@@ -280,13 +280,13 @@ def reduce_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _
             _terms = numpy.empty((2, _count))
             for _j in range(_count):
                 _i = _b * REDUCE_BLOCK + _j
-                _p = p[_i]
-                _g = g[_i]
-                _variance = variance[_i]
-                _e0 = _g**2
-                _e1 = _e0 - _variance
-                _terms[0, _j] = _e0/numpy.maximum(_h4, ((_e1*_h6 + _variance) if _h7 else (_e0 + _e1*_h8)))
-                _terms[1, _j] = _p**2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _variance_ = variance_[_i]
+                _e0 = _g_**2
+                _e1 = _e0 - _variance_
+                _terms[0, _j] = _e0/numpy.maximum(_h4, ((_e1*_h6 + _variance_) if _h7 else (_e0 + _e1*_h8)))
+                _terms[1, _j] = _p_**2
             _stop = _count // 4 * 4
             _s0 = 0.0
             _s1 = 0.0
@@ -316,44 +316,44 @@ def reduce_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _
             _partials[_b, 1] = _a1
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n, _ncols, _nrows):
+def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n, _ncols, _nrows):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h9 and not _h0:
         if _ncols > 0:
-            for _row in numba.prange(p.shape[0] // _ncols):
+            for _row in numba.prange(p_.shape[0] // _ncols):
                 _m = _row // _nrows
                 _y2 = _ax2[_row]
                 _y0 = _ax0[_m]
                 _base = _row * _ncols
-                _row__ax1 = _ax1[_m * _ncols:(_m + 1) * _ncols]
-                _row_p = p[_base:_base + _ncols]
-                _row_g = g[_base:_base + _ncols]
+                _row0 = _ax1[_m * _ncols:(_m + 1) * _ncols]
+                _row1 = p_[_base:_base + _ncols]
+                _row2 = g_[_base:_base + _ncols]
                 for _c in range(_ncols):
-                    _y1 = _row__ax1[_c]
-                    _p = _row_p[_c]
-                    _g = _row_g[_c]
+                    _y1 = _row0[_c]
+                    _p_ = _row1[_c]
+                    _g_ = _row2[_c]
                     _e0 = numpy.reciprocal(numpy.sqrt(_n))
-                    _row_p[_c] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p
+                    _row1[_c] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
         else:  # short rows: the per-row/column values come at full size
-            for _i in numba.prange(p.shape[0]):
-                _p = p[_i]
-                _g = g[_i]
+            for _i in numba.prange(p_.shape[0]):
+                _p_ = p_[_i]
+                _g_ = g_[_i]
                 _y0 = _ax0[_i]
                 _y1 = _ax1[_i]
                 _y2 = _ax2[_i]
                 _e0 = numpy.reciprocal(numpy.sqrt(_n))
-                p[_i] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p
+                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
     else:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _variance = variance[_i]
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _variance_ = variance_[_i]
             _e0 = numpy.reciprocal(numpy.sqrt(_n))
-            _e1 = _g**2
-            _e2 = _e1 - _variance
-            _e3 = ((_e2*_h6 + _variance) if _h7 else (_e1 + _e2*_h8))
-            p[_i] = _h13*((-_g) if _h12 else (_g))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.sqrt(numpy.maximum(_e3, _h4))*numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))) + _h2*_p
-            variance[_i] = _e3
+            _e1 = _g_**2
+            _e2 = _e1 - _variance_
+            _e3 = ((_e2*_h6 + _variance_) if _h7 else (_e1 + _e2*_h8))
+            p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.sqrt(numpy.maximum(_e3, _h4))*numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))) + _h2*_p_
+            variance_[_i] = _e3
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -387,54 +387,54 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums):
+    def step_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums):
         _r0 = _sums[0]
         _r1 = _sums[1]
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             if _h9 and not _h0:
-                _p = p[_i]
-                _g = g[_i]
+                _p_ = p_[_i]
+                _g_ = g_[_i]
                 _y0 = _ax0[_i]
                 _y1 = _ax1[_i]
                 _y2 = _ax2[_i]
                 _e0 = _reciprocal(math.sqrt(_n))
-                p[_i] = _h13*((-_g) if _h12 else (_g))*_maximum(_h11, _e0*math.sqrt(_r1))/(_maximum(_h3, _e0*_h10*math.sqrt(_r0))*math.sqrt(_maximum(_h4, _y1*_y2/_y0))) + _h2*_p
+                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*math.sqrt(_r1))/(_maximum(_h3, _e0*_h10*math.sqrt(_r0))*math.sqrt(_maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
             else:
-                _p = p[_i]
-                _g = g[_i]
-                _variance = variance[_i]
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _variance_ = variance_[_i]
                 _e0 = _reciprocal(math.sqrt(_n))
-                _e1 = _g**2
-                _e2 = _e1 - _variance
-                _e3 = ((_e2*_h6 + _variance) if _h7 else (_e1 + _e2*_h8))
-                p[_i] = _h13*((-_g) if _h12 else (_g))*_maximum(_h11, _e0*math.sqrt(_r1))/(math.sqrt(_maximum(_e3, _h4))*_maximum(_h3, _e0*_h10*math.sqrt(_r0))) + _h2*_p
-                variance[_i] = _e3
+                _e1 = _g_**2
+                _e2 = _e1 - _variance_
+                _e3 = ((_e2*_h6 + _variance_) if _h7 else (_e1 + _e2*_h8))
+                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*math.sqrt(_r1))/(math.sqrt(_maximum(_e3, _h4))*_maximum(_h3, _e0*_h10*math.sqrt(_r0))) + _h2*_p_
+                variance_[_i] = _e3
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p, g, variance, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _partials):
+    def reduce_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
-        _end = min(p.shape[0], (_b + 1) * REDUCE_BLOCK)
+        _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
         _a0 = 0.0
         _a1 = 0.0
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
             if _h9 and not _h0:
-                _p = p[_i]
-                _g = g[_i]
+                _p_ = p_[_i]
+                _g_ = g_[_i]
                 _y0 = _ax0[_i]
                 _y1 = _ax1[_i]
                 _y2 = _ax2[_i]
-                _a0 += _g**2/_maximum(_h4, _y1*_y2/_y0)
-                _a1 += _p**2
+                _a0 += _g_**2/_maximum(_h4, _y1*_y2/_y0)
+                _a1 += _p_**2
             else:
-                _p = p[_i]
-                _g = g[_i]
-                _variance = variance[_i]
-                _e0 = _g**2
-                _e1 = _e0 - _variance
-                _a0 += _e0/_maximum(_h4, ((_e1*_h6 + _variance) if _h7 else (_e0 + _e1*_h8)))
-                _a1 += _p**2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _variance_ = variance_[_i]
+                _e0 = _g_**2
+                _e1 = _e0 - _variance_
+                _a0 += _e0/_maximum(_h4, ((_e1*_h6 + _variance_) if _h7 else (_e0 + _e1*_h8)))
+                _a1 += _p_**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
         _shared[1, _t] = _a1

@@ -85,62 +85,62 @@ MANY = True
 TRAFFIC = (('step', (), 3, 2),)
 
 
-def host_scalars(t, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+def host_scalars(t_, lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (weight_decay, maximize, (weight_decay != 0), eps, -lr/(lr_decay*(t - 1) + 1),)
+    return (weight_decay_, maximize_, (weight_decay_ != 0), eps_, -lr_/(lr_decay_*(t_ - 1) + 1),)
 
 
-def state_inits(p, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+def state_inits(p_, lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
-    return (initial_accumulator_value,)
+    return (initial_accumulator_value_,)
 
 
-def scalar_inits(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+def scalar_inits(lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+def scalar_updates(t_, lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+def states_present(lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+def violated_requirements(lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, sum, _h0, _h1, _h2, _h3, _h4):
+def step_numpy(p_, g_, sum_, _h0, _h1, _h2, _h3, _h4):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _sum = sum.copy()
-    _e0 = ((-_g) if _h1 else (_g))
-    _e1 = _e0 + _h0*_p
-    _e2 = _sum + ((_e1**2) if _h2 else (_g**2))
-    p[...] = _h4*((_e1) if _h2 else (_e0))/(numpy.sqrt(_e2) + _h3) + _p
-    sum[...] = _e2
+    _p_ = p_.copy()
+    _g_ = g_
+    _sum_ = sum_.copy()
+    _e0 = ((-_g_) if _h1 else (_g_))
+    _e1 = _e0 + _h0*_p_
+    _e2 = _sum_ + ((_e1**2) if _h2 else (_g_**2))
+    p_[...] = _h4*((_e1) if _h2 else (_e0))/(numpy.sqrt(_e2) + _h3) + _p_
+    sum_[...] = _e2
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, sum, _h0, _h1, _h2, _h3, _h4):
+def step_cpu(p_, g_, sum_, _h0, _h1, _h2, _h3, _h4):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _sum = sum[_i]
-        _e0 = ((-_g) if _h1 else (_g))
-        _e1 = _e0 + _h0*_p
-        _e2 = _sum + ((_e1**2) if _h2 else (_g**2))
-        p[_i] = _h4*((_e1) if _h2 else (_e0))/(numpy.sqrt(_e2) + _h3) + _p
-        sum[_i] = _e2
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _sum_ = sum_[_i]
+        _e0 = ((-_g_) if _h1 else (_g_))
+        _e1 = _e0 + _h0*_p_
+        _e2 = _sum_ + ((_e1**2) if _h2 else (_g_**2))
+        p_[_i] = _h4*((_e1) if _h2 else (_e0))/(numpy.sqrt(_e2) + _h3) + _p_
+        sum_[_i] = _e2
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -163,18 +163,18 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            sum = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            sum_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _sum = sum[_i]
-                _e0 = ((-_g) if _h1 else (_g))
-                _e1 = _e0 + _h0*_p
-                _e2 = _sum + ((_e1**2) if _h2 else (_g**2))
-                p[_i] = _h4*((_e1) if _h2 else (_e0))/(numpy.sqrt(_e2) + _h3) + _p
-                sum[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _sum_ = sum_[_i]
+                _e0 = ((-_g_) if _h1 else (_g_))
+                _e1 = _e0 + _h0*_p_
+                _e2 = _sum_ + ((_e1**2) if _h2 else (_g_**2))
+                p_[_i] = _h4*((_e1) if _h2 else (_e0))/(numpy.sqrt(_e2) + _h3) + _p_
+                sum_[_i] = _e2
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -208,16 +208,16 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, sum, _h0, _h1, _h2, _h3, _h4, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _sum = sum[_i]
-            _e0 = ((-_g) if _h1 else (_g))
-            _e1 = _e0 + _h0*_p
-            _e2 = _sum + ((_e1**2) if _h2 else (_g**2))
-            p[_i] = _h4*((_e1) if _h2 else (_e0))/(math.sqrt(_e2) + _h3) + _p
-            sum[_i] = _e2
+    def step_cuda(p_, g_, sum_, _h0, _h1, _h2, _h3, _h4, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _sum_ = sum_[_i]
+            _e0 = ((-_g_) if _h1 else (_g_))
+            _e1 = _e0 + _h0*_p_
+            _e2 = _sum_ + ((_e1**2) if _h2 else (_g_**2))
+            p_[_i] = _h4*((_e1) if _h2 else (_e0))/(math.sqrt(_e2) + _h3) + _p_
+            sum_[_i] = _e2
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -226,17 +226,17 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            sum = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            sum_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _sum = sum[_i]
-                _e0 = ((-_g) if _h1 else (_g))
-                _e1 = _e0 + _h0*_p
-                _e2 = _sum + ((_e1**2) if _h2 else (_g**2))
-                p[_i] = _h4*((_e1) if _h2 else (_e0))/(math.sqrt(_e2) + _h3) + _p
-                sum[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _sum_ = sum_[_i]
+                _e0 = ((-_g_) if _h1 else (_g_))
+                _e1 = _e0 + _h0*_p_
+                _e2 = _sum_ + ((_e1**2) if _h2 else (_g_**2))
+                p_[_i] = _h4*((_e1) if _h2 else (_e0))/(math.sqrt(_e2) + _h3) + _p_
+                sum_[_i] = _e2
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -82,70 +82,70 @@ MANY = True
 TRAFFIC = (('step', (), 4, 3),)
 
 
-def host_scalars(t, lr, b1, b2, eps, weight_decay, maximize):
+def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (b2, weight_decay, maximize, (weight_decay != 0), eps, 1 - b1, (b1 > 1/2), -b1, -lr/(1 - b1**t),)
+    return (b2_, weight_decay_, maximize_, (weight_decay_ != 0), eps_, 1 - b1_, (b1_ > 1/2), -b1_, -lr_/(1 - b1_**t_),)
 
 
-def state_inits(p, lr, b1, b2, eps, weight_decay, maximize):
+def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0, 0,)
 
 
-def scalar_inits(lr, b1, b2, eps, weight_decay, maximize):
+def scalar_inits(lr_, b1_, b2_, eps_, weight_decay_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, b1, b2, eps, weight_decay, maximize):
+def scalar_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, b1, b2, eps, weight_decay, maximize):
+def states_present(lr_, b1_, b2_, eps_, weight_decay_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True, True,)
 
 
-def violated_requirements(lr, b1, b2, eps, weight_decay, maximize):
+def violated_requirements(lr_, b1_, b2_, eps_, weight_decay_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, exp_avg, exp_inf, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8):
+def step_numpy(p_, g_, exp_avg_, exp_inf_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _exp_avg = exp_avg.copy()
-    _exp_inf = exp_inf.copy()
-    _e0 = ((-_g) if _h2 else (_g))
-    _e1 = ((_e0 + _h1*_p) if _h3 else (_e0))
-    _e2 = numpy.maximum(_exp_inf*_h0, _h4 + abs(_e1))
-    _e3 = _e1 - _exp_avg
-    _e4 = ((_e3*_h5 + _exp_avg) if _h6 else (_e1 + _e3*_h7))
-    p[...] = _p + _e4*_h8/_e2
-    exp_avg[...] = _e4
-    exp_inf[...] = _e2
+    _p_ = p_.copy()
+    _g_ = g_
+    _exp_avg_ = exp_avg_.copy()
+    _exp_inf_ = exp_inf_.copy()
+    _e0 = ((-_g_) if _h2 else (_g_))
+    _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
+    _e2 = numpy.maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+    _e3 = _e1 - _exp_avg_
+    _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
+    p_[...] = _p_ + _e4*_h8/_e2
+    exp_avg_[...] = _e4
+    exp_inf_[...] = _e2
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, exp_avg, exp_inf, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8):
+def step_cpu(p_, g_, exp_avg_, exp_inf_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _exp_avg = exp_avg[_i]
-        _exp_inf = exp_inf[_i]
-        _e0 = ((-_g) if _h2 else (_g))
-        _e1 = ((_e0 + _h1*_p) if _h3 else (_e0))
-        _e2 = numpy.maximum(_exp_inf*_h0, _h4 + abs(_e1))
-        _e3 = _e1 - _exp_avg
-        _e4 = ((_e3*_h5 + _exp_avg) if _h6 else (_e1 + _e3*_h7))
-        p[_i] = _p + _e4*_h8/_e2
-        exp_avg[_i] = _e4
-        exp_inf[_i] = _e2
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _exp_avg_ = exp_avg_[_i]
+        _exp_inf_ = exp_inf_[_i]
+        _e0 = ((-_g_) if _h2 else (_g_))
+        _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
+        _e2 = numpy.maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+        _e3 = _e1 - _exp_avg_
+        _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
+        p_[_i] = _p_ + _e4*_h8/_e2
+        exp_avg_[_i] = _e4
+        exp_inf_[_i] = _e2
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -172,23 +172,23 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            exp_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            exp_inf = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            exp_inf_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_inf = exp_inf[_i]
-                _e0 = ((-_g) if _h2 else (_g))
-                _e1 = ((_e0 + _h1*_p) if _h3 else (_e0))
-                _e2 = numpy.maximum(_exp_inf*_h0, _h4 + abs(_e1))
-                _e3 = _e1 - _exp_avg
-                _e4 = ((_e3*_h5 + _exp_avg) if _h6 else (_e1 + _e3*_h7))
-                p[_i] = _p + _e4*_h8/_e2
-                exp_avg[_i] = _e4
-                exp_inf[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_inf_ = exp_inf_[_i]
+                _e0 = ((-_g_) if _h2 else (_g_))
+                _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
+                _e2 = numpy.maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+                _e3 = _e1 - _exp_avg_
+                _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
+                p_[_i] = _p_ + _e4*_h8/_e2
+                exp_avg_[_i] = _e4
+                exp_inf_[_i] = _e2
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -222,20 +222,20 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, exp_avg, exp_inf, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _exp_avg = exp_avg[_i]
-            _exp_inf = exp_inf[_i]
-            _e0 = ((-_g) if _h2 else (_g))
-            _e1 = ((_e0 + _h1*_p) if _h3 else (_e0))
-            _e2 = _maximum(_exp_inf*_h0, _h4 + abs(_e1))
-            _e3 = _e1 - _exp_avg
-            _e4 = ((_e3*_h5 + _exp_avg) if _h6 else (_e1 + _e3*_h7))
-            p[_i] = _p + _e4*_h8/_e2
-            exp_avg[_i] = _e4
-            exp_inf[_i] = _e2
+    def step_cuda(p_, g_, exp_avg_, exp_inf_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _exp_avg_ = exp_avg_[_i]
+            _exp_inf_ = exp_inf_[_i]
+            _e0 = ((-_g_) if _h2 else (_g_))
+            _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
+            _e2 = _maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+            _e3 = _e1 - _exp_avg_
+            _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
+            p_[_i] = _p_ + _e4*_h8/_e2
+            exp_avg_[_i] = _e4
+            exp_inf_[_i] = _e2
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -244,22 +244,22 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            exp_avg = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            exp_inf = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            exp_avg_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            exp_inf_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_inf = exp_inf[_i]
-                _e0 = ((-_g) if _h2 else (_g))
-                _e1 = ((_e0 + _h1*_p) if _h3 else (_e0))
-                _e2 = _maximum(_exp_inf*_h0, _h4 + abs(_e1))
-                _e3 = _e1 - _exp_avg
-                _e4 = ((_e3*_h5 + _exp_avg) if _h6 else (_e1 + _e3*_h7))
-                p[_i] = _p + _e4*_h8/_e2
-                exp_avg[_i] = _e4
-                exp_inf[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_inf_ = exp_inf_[_i]
+                _e0 = ((-_g_) if _h2 else (_g_))
+                _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
+                _e2 = _maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+                _e3 = _e1 - _exp_avg_
+                _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
+                p_[_i] = _p_ + _e4*_h8/_e2
+                exp_avg_[_i] = _e4
+                exp_inf_[_i] = _e2
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -93,114 +93,114 @@ MANY = True
 TRAFFIC = (('step', ((0, True),), 5, 4), ('step', ((0, False),), 4, 3))
 
 
-def host_scalars(t, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
-    _c0 = (weight_decay != 0)
-    return (amsgrad, 0, b2, -lr*weight_decay + 1, (_c0 and decoupled_weight_decay), weight_decay, maximize, (_c0 and (not decoupled_weight_decay)), 1 - b2, 1/numpy.sqrt(1 - b2**t), eps, 1 - b1, (b1 > 1/2), -b1, -lr/(1 - b1**t),)
+    _c0 = (weight_decay_ != 0)
+    return (amsgrad_, 0, b2_, -lr_*weight_decay_ + 1, (_c0 and decoupled_weight_decay_), weight_decay_, maximize_, (_c0 and (not decoupled_weight_decay_)), 1 - b2_, 1/numpy.sqrt(1 - b2_**t_), eps_, 1 - b1_, (b1_ > 1/2), -b1_, -lr_/(1 - b1_**t_),)
 
 
-def state_inits(p, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0, 0, 0,)
 
 
-def scalar_inits(lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+def scalar_inits(lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+def scalar_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+def states_present(lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
-    return (True, True, amsgrad,)
+    return (True, True, amsgrad_,)
 
 
-def violated_requirements(lr, b1, b2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+def violated_requirements(lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
+def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h0:
-        _p = p.copy()
-        _g = g
-        _exp_avg = exp_avg.copy()
-        _exp_avg_sq = exp_avg_sq.copy()
-        _max_exp_avg_sq = max_exp_avg_sq.copy()
-        _e0 = ((_h3*_p) if _h4 else (_p))
-        _e1 = ((-_g) if _h6 else (_g))
+        _p_ = p_.copy()
+        _g_ = g_
+        _exp_avg_ = exp_avg_.copy()
+        _exp_avg_sq_ = exp_avg_sq_.copy()
+        _max_exp_avg_sq_ = max_exp_avg_sq_.copy()
+        _e0 = ((_h3*_p_) if _h4 else (_p_))
+        _e1 = ((-_g_) if _h6 else (_g_))
         _e2 = _e0*_h5 + _e1
-        _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-        _e4 = numpy.maximum(_e3, _max_exp_avg_sq)
+        _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+        _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
         _e5 = ((_e2) if _h7 else (_e1))
-        _e6 = _e5 - _exp_avg
-        _e7 = ((_e6*_h11 + _exp_avg) if _h12 else (_e5 + _e6*_h13))
-        p[...] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
-        exp_avg[...] = _e7
-        exp_avg_sq[...] = _e3
-        max_exp_avg_sq[...] = _e4
+        _e6 = _e5 - _exp_avg_
+        _e7 = ((_e6*_h11 + _exp_avg_) if _h12 else (_e5 + _e6*_h13))
+        p_[...] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
+        exp_avg_[...] = _e7
+        exp_avg_sq_[...] = _e3
+        max_exp_avg_sq_[...] = _e4
     else:
-        _p = p.copy()
-        _g = g
-        _exp_avg = exp_avg.copy()
-        _exp_avg_sq = exp_avg_sq.copy()
-        _e0 = ((_h3*_p) if _h4 else (_p))
-        _e1 = ((-_g) if _h6 else (_g))
+        _p_ = p_.copy()
+        _g_ = g_
+        _exp_avg_ = exp_avg_.copy()
+        _exp_avg_sq_ = exp_avg_sq_.copy()
+        _e0 = ((_h3*_p_) if _h4 else (_p_))
+        _e1 = ((-_g_) if _h6 else (_g_))
         _e2 = _e0*_h5 + _e1
-        _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+        _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
         _e4 = ((_e2) if _h7 else (_e1))
-        _e5 = _e4 - _exp_avg
-        _e6 = ((_e5*_h11 + _exp_avg) if _h12 else (_e4 + _e5*_h13))
-        p[...] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
-        exp_avg[...] = _e6
-        exp_avg_sq[...] = _e3
+        _e5 = _e4 - _exp_avg_
+        _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
+        p_[...] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
+        exp_avg_[...] = _e6
+        exp_avg_sq_[...] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
+def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h0:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _exp_avg = exp_avg[_i]
-            _exp_avg_sq = exp_avg_sq[_i]
-            _max_exp_avg_sq = max_exp_avg_sq[_i]
-            _e0 = ((_h3*_p) if _h4 else (_p))
-            _e1 = ((-_g) if _h6 else (_g))
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _exp_avg_ = exp_avg_[_i]
+            _exp_avg_sq_ = exp_avg_sq_[_i]
+            _max_exp_avg_sq_ = max_exp_avg_sq_[_i]
+            _e0 = ((_h3*_p_) if _h4 else (_p_))
+            _e1 = ((-_g_) if _h6 else (_g_))
             _e2 = _e0*_h5 + _e1
-            _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-            _e4 = numpy.maximum(_e3, _max_exp_avg_sq)
+            _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+            _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
             _e5 = ((_e2) if _h7 else (_e1))
-            _e6 = _e5 - _exp_avg
-            _e7 = ((_e6*_h11 + _exp_avg) if _h12 else (_e5 + _e6*_h13))
-            p[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
-            exp_avg[_i] = _e7
-            exp_avg_sq[_i] = _e3
-            max_exp_avg_sq[_i] = _e4
+            _e6 = _e5 - _exp_avg_
+            _e7 = ((_e6*_h11 + _exp_avg_) if _h12 else (_e5 + _e6*_h13))
+            p_[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
+            exp_avg_[_i] = _e7
+            exp_avg_sq_[_i] = _e3
+            max_exp_avg_sq_[_i] = _e4
     else:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _exp_avg = exp_avg[_i]
-            _exp_avg_sq = exp_avg_sq[_i]
-            _e0 = ((_h3*_p) if _h4 else (_p))
-            _e1 = ((-_g) if _h6 else (_g))
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _exp_avg_ = exp_avg_[_i]
+            _exp_avg_sq_ = exp_avg_sq_[_i]
+            _e0 = ((_h3*_p_) if _h4 else (_p_))
+            _e1 = ((-_g_) if _h6 else (_g_))
             _e2 = _e0*_h5 + _e1
-            _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+            _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
             _e4 = ((_e2) if _h7 else (_e1))
-            _e5 = _e4 - _exp_avg
-            _e6 = ((_e5*_h11 + _exp_avg) if _h12 else (_e4 + _e5*_h13))
-            p[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
-            exp_avg[_i] = _e6
-            exp_avg_sq[_i] = _e3
+            _e5 = _e4 - _exp_avg_
+            _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
+            p_[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
+            exp_avg_[_i] = _e6
+            exp_avg_sq_[_i] = _e3
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -233,46 +233,46 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            exp_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
-            max_exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            max_exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
             if _h0:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _exp_avg = exp_avg[_i]
-                    _exp_avg_sq = exp_avg_sq[_i]
-                    _max_exp_avg_sq = max_exp_avg_sq[_i]
-                    _e0 = ((_h3*_p) if _h4 else (_p))
-                    _e1 = ((-_g) if _h6 else (_g))
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _exp_avg_sq_ = exp_avg_sq_[_i]
+                    _max_exp_avg_sq_ = max_exp_avg_sq_[_i]
+                    _e0 = ((_h3*_p_) if _h4 else (_p_))
+                    _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-                    _e4 = numpy.maximum(_e3, _max_exp_avg_sq)
+                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
                     _e5 = ((_e2) if _h7 else (_e1))
-                    _e6 = _e5 - _exp_avg
-                    _e7 = ((_e6*_h11 + _exp_avg) if _h12 else (_e5 + _e6*_h13))
-                    p[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
-                    exp_avg[_i] = _e7
-                    exp_avg_sq[_i] = _e3
-                    max_exp_avg_sq[_i] = _e4
+                    _e6 = _e5 - _exp_avg_
+                    _e7 = ((_e6*_h11 + _exp_avg_) if _h12 else (_e5 + _e6*_h13))
+                    p_[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
+                    exp_avg_[_i] = _e7
+                    exp_avg_sq_[_i] = _e3
+                    max_exp_avg_sq_[_i] = _e4
             else:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _exp_avg = exp_avg[_i]
-                    _exp_avg_sq = exp_avg_sq[_i]
-                    _e0 = ((_h3*_p) if _h4 else (_p))
-                    _e1 = ((-_g) if _h6 else (_g))
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _exp_avg_sq_ = exp_avg_sq_[_i]
+                    _e0 = ((_h3*_p_) if _h4 else (_p_))
+                    _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = ((_e2) if _h7 else (_e1))
-                    _e5 = _e4 - _exp_avg
-                    _e6 = ((_e5*_h11 + _exp_avg) if _h12 else (_e4 + _e5*_h13))
-                    p[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
-                    exp_avg[_i] = _e6
-                    exp_avg_sq[_i] = _e3
+                    _e5 = _e4 - _exp_avg_
+                    _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
+                    p_[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
+                    exp_avg_[_i] = _e6
+                    exp_avg_sq_[_i] = _e3
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -306,41 +306,41 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+    def step_cuda(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             if _h0:
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _max_exp_avg_sq = max_exp_avg_sq[_i]
-                _e0 = ((_h3*_p) if _h4 else (_p))
-                _e1 = ((-_g) if _h6 else (_g))
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _max_exp_avg_sq_ = max_exp_avg_sq_[_i]
+                _e0 = ((_h3*_p_) if _h4 else (_p_))
+                _e1 = ((-_g_) if _h6 else (_g_))
                 _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-                _e4 = _maximum(_e3, _max_exp_avg_sq)
+                _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                _e4 = _maximum(_e3, _max_exp_avg_sq_)
                 _e5 = ((_e2) if _h7 else (_e1))
-                _e6 = _e5 - _exp_avg
-                _e7 = ((_e6*_h11 + _exp_avg) if _h12 else (_e5 + _e6*_h13))
-                p[_i] = _e0 + _e7*_h14/(math.sqrt(_e4)*_h9 + _h10)
-                exp_avg[_i] = _e7
-                exp_avg_sq[_i] = _e3
-                max_exp_avg_sq[_i] = _e4
+                _e6 = _e5 - _exp_avg_
+                _e7 = ((_e6*_h11 + _exp_avg_) if _h12 else (_e5 + _e6*_h13))
+                p_[_i] = _e0 + _e7*_h14/(math.sqrt(_e4)*_h9 + _h10)
+                exp_avg_[_i] = _e7
+                exp_avg_sq_[_i] = _e3
+                max_exp_avg_sq_[_i] = _e4
             else:
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _e0 = ((_h3*_p) if _h4 else (_p))
-                _e1 = ((-_g) if _h6 else (_g))
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _e0 = ((_h3*_p_) if _h4 else (_p_))
+                _e1 = ((-_g_) if _h6 else (_g_))
                 _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+                _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
                 _e4 = ((_e2) if _h7 else (_e1))
-                _e5 = _e4 - _exp_avg
-                _e6 = ((_e5*_h11 + _exp_avg) if _h12 else (_e4 + _e5*_h13))
-                p[_i] = _e0 + _e6*_h14/(math.sqrt(_e3)*_h9 + _h10)
-                exp_avg[_i] = _e6
-                exp_avg_sq[_i] = _e3
+                _e5 = _e4 - _exp_avg_
+                _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
+                p_[_i] = _e0 + _e6*_h14/(math.sqrt(_e3)*_h9 + _h10)
+                exp_avg_[_i] = _e6
+                exp_avg_sq_[_i] = _e3
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -349,44 +349,44 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            exp_avg = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            exp_avg_sq = address_as_pointer(_addresses[_k, 3] + _offset, _like)
-            max_exp_avg_sq = address_as_pointer(_addresses[_k, 4] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            exp_avg_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            exp_avg_sq_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            max_exp_avg_sq_ = address_as_pointer(_addresses[_k, 4] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
                 if _h0:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _exp_avg = exp_avg[_i]
-                    _exp_avg_sq = exp_avg_sq[_i]
-                    _max_exp_avg_sq = max_exp_avg_sq[_i]
-                    _e0 = ((_h3*_p) if _h4 else (_p))
-                    _e1 = ((-_g) if _h6 else (_g))
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _exp_avg_sq_ = exp_avg_sq_[_i]
+                    _max_exp_avg_sq_ = max_exp_avg_sq_[_i]
+                    _e0 = ((_h3*_p_) if _h4 else (_p_))
+                    _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
-                    _e4 = _maximum(_e3, _max_exp_avg_sq)
+                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e4 = _maximum(_e3, _max_exp_avg_sq_)
                     _e5 = ((_e2) if _h7 else (_e1))
-                    _e6 = _e5 - _exp_avg
-                    _e7 = ((_e6*_h11 + _exp_avg) if _h12 else (_e5 + _e6*_h13))
-                    p[_i] = _e0 + _e7*_h14/(math.sqrt(_e4)*_h9 + _h10)
-                    exp_avg[_i] = _e7
-                    exp_avg_sq[_i] = _e3
-                    max_exp_avg_sq[_i] = _e4
+                    _e6 = _e5 - _exp_avg_
+                    _e7 = ((_e6*_h11 + _exp_avg_) if _h12 else (_e5 + _e6*_h13))
+                    p_[_i] = _e0 + _e7*_h14/(math.sqrt(_e4)*_h9 + _h10)
+                    exp_avg_[_i] = _e7
+                    exp_avg_sq_[_i] = _e3
+                    max_exp_avg_sq_[_i] = _e4
                 else:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _exp_avg = exp_avg[_i]
-                    _exp_avg_sq = exp_avg_sq[_i]
-                    _e0 = ((_h3*_p) if _h4 else (_p))
-                    _e1 = ((-_g) if _h6 else (_g))
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _exp_avg_sq_ = exp_avg_sq_[_i]
+                    _e0 = ((_h3*_p_) if _h4 else (_p_))
+                    _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq*_h2 + _h8*((_e2**2) if _h7 else (_g**2))
+                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = ((_e2) if _h7 else (_e1))
-                    _e5 = _e4 - _exp_avg
-                    _e6 = ((_e5*_h11 + _exp_avg) if _h12 else (_e4 + _e5*_h13))
-                    p[_i] = _e0 + _e6*_h14/(math.sqrt(_e3)*_h9 + _h10)
-                    exp_avg[_i] = _e6
-                    exp_avg_sq[_i] = _e3
+                    _e5 = _e4 - _exp_avg_
+                    _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
+                    p_[_i] = _e0 + _e6*_h14/(math.sqrt(_e3)*_h9 + _h10)
+                    exp_avg_[_i] = _e6
+                    exp_avg_sq_[_i] = _e3
     kernels["step_many"] = step_many_cuda
     return kernels

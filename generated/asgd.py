@@ -87,62 +87,62 @@ MANY = True
 TRAFFIC = (('step', (), 3, 2),)
 
 
-def host_scalars(t, lr, lambd, alpha, t0, weight_decay, maximize):
+def host_scalars(t_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    _c0 = lr*(lambd*lr*(t - 1) + 1)**(-alpha)
-    _c1 = 1/numpy.maximum(1, t - t0 - 1)
-    return (-_c0*lambd + 1, weight_decay, maximize, (weight_decay != 0), -_c0, _c1, (_c1 != 1),)
+    _c0 = lr_*(lambd_*lr_*(t_ - 1) + 1)**(-alpha_)
+    _c1 = 1/numpy.maximum(1, t_ - t0_ - 1)
+    return (-_c0*lambd_ + 1, weight_decay_, maximize_, (weight_decay_ != 0), -_c0, _c1, (_c1 != 1),)
 
 
-def state_inits(p, lr, lambd, alpha, t0, weight_decay, maximize):
+def state_inits(p_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0,)
 
 
-def scalar_inits(lr, lambd, alpha, t0, weight_decay, maximize):
+def scalar_inits(lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, lambd, alpha, t0, weight_decay, maximize):
+def scalar_updates(t_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, lambd, alpha, t0, weight_decay, maximize):
+def states_present(lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(lr, lambd, alpha, t0, weight_decay, maximize):
+def violated_requirements(lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, ax, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
+def step_numpy(p_, g_, ax_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _ax = ax.copy()
-    _e0 = ((-_g) if _h2 else (_g))
-    _e1 = _h0*_p + _h4*((_e0 + _h1*_p) if _h3 else (_e0))
-    p[...] = _e1
-    ax[...] = ((_ax + _h5*(-_ax + _e1)) if _h6 else (_e1))
+    _p_ = p_.copy()
+    _g_ = g_
+    _ax_ = ax_.copy()
+    _e0 = ((-_g_) if _h2 else (_g_))
+    _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
+    p_[...] = _e1
+    ax_[...] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, ax, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
+def step_cpu(p_, g_, ax_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _ax = ax[_i]
-        _e0 = ((-_g) if _h2 else (_g))
-        _e1 = _h0*_p + _h4*((_e0 + _h1*_p) if _h3 else (_e0))
-        p[_i] = _e1
-        ax[_i] = ((_ax + _h5*(-_ax + _e1)) if _h6 else (_e1))
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _ax_ = ax_[_i]
+        _e0 = ((-_g_) if _h2 else (_g_))
+        _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
+        p_[_i] = _e1
+        ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -167,17 +167,17 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            ax = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            ax_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _ax = ax[_i]
-                _e0 = ((-_g) if _h2 else (_g))
-                _e1 = _h0*_p + _h4*((_e0 + _h1*_p) if _h3 else (_e0))
-                p[_i] = _e1
-                ax[_i] = ((_ax + _h5*(-_ax + _e1)) if _h6 else (_e1))
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _ax_ = ax_[_i]
+                _e0 = ((-_g_) if _h2 else (_g_))
+                _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
+                p_[_i] = _e1
+                ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -211,15 +211,15 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, ax, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _ax = ax[_i]
-            _e0 = ((-_g) if _h2 else (_g))
-            _e1 = _h0*_p + _h4*((_e0 + _h1*_p) if _h3 else (_e0))
-            p[_i] = _e1
-            ax[_i] = ((_ax + _h5*(-_ax + _e1)) if _h6 else (_e1))
+    def step_cuda(p_, g_, ax_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _ax_ = ax_[_i]
+            _e0 = ((-_g_) if _h2 else (_g_))
+            _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
+            p_[_i] = _e1
+            ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -228,16 +228,16 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            ax = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            ax_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _ax = ax[_i]
-                _e0 = ((-_g) if _h2 else (_g))
-                _e1 = _h0*_p + _h4*((_e0 + _h1*_p) if _h3 else (_e0))
-                p[_i] = _e1
-                ax[_i] = ((_ax + _h5*(-_ax + _e1)) if _h6 else (_e1))
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _ax_ = ax_[_i]
+                _e0 = ((-_g_) if _h2 else (_g_))
+                _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
+                p_[_i] = _e1
+                ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
     kernels["step_many"] = step_many_cuda
     return kernels

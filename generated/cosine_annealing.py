@@ -37,12 +37,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'T_max', 'eta_min')
 
 
-def lr_at(t, base_lr, T_max, eta_min):
+def lr_at(t_, base_lr_, T_max_, eta_min_):
     """The learning rate after t scheduler steps."""
-    return eta_min + (1/2)*(base_lr - eta_min)*(numpy.cos(numpy.pi*t/T_max) + 1)
+    return eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.pi*t_/T_max_) + 1)
 
 
-def violated_requirements(base_lr, T_max, eta_min):
+def violated_requirements(base_lr_, T_max_, eta_min_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

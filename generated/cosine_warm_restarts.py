@@ -48,20 +48,20 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'T_0', 'T_mult', 'eta_min')
 
 
-def lr_at(t, base_lr, T_0, T_mult, eta_min):
+def lr_at(t_, base_lr_, T_0_, T_mult_, eta_min_):
     """The learning rate after t scheduler steps."""
-    _c0 = 1/T_0
-    _c1 = numpy.maximum(2, T_mult)
+    _c0 = 1/T_0_
+    _c1 = numpy.maximum(2, T_mult_)
     _c2 = _c1 - 1
-    _c3 = numpy.floor(numpy.log(_c0*_c2*t + 1)/numpy.log(_c1))
-    _c4 = T_0/_c2
+    _c3 = numpy.floor(numpy.log(_c0*_c2*t_ + 1)/numpy.log(_c1))
+    _c4 = T_0_/_c2
     _c5 = _c3 + 1
-    _c6 = _c1**((_c3 - 1) if (t < _c4*(_c1**_c3 - 1)) else (((_c5) if (t >= _c4*(_c1**_c5 - 1)) else (_c3))))
-    _c7 = (T_mult > 1)
-    return eta_min + (1/2)*(base_lr - eta_min)*(numpy.cos(numpy.pi*((_c0/_c6) if _c7 else (_c0))*((-_c4*(_c6 - 1) + t) if _c7 else (numpy.mod(t, T_0)))) + 1)
+    _c6 = _c1**((_c3 - 1) if (t_ < _c4*(_c1**_c3 - 1)) else (((_c5) if (t_ >= _c4*(_c1**_c5 - 1)) else (_c3))))
+    _c7 = (T_mult_ > 1)
+    return eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.pi*((_c0/_c6) if _c7 else (_c0))*((-_c4*(_c6 - 1) + t_) if _c7 else (numpy.mod(t_, T_0_)))) + 1)
 
 
-def violated_requirements(base_lr, T_0, T_mult, eta_min):
+def violated_requirements(base_lr_, T_0_, T_mult_, eta_min_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

@@ -34,12 +34,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'gamma')
 
 
-def lr_at(t, base_lr, gamma):
+def lr_at(t_, base_lr_, gamma_):
     """The learning rate after t scheduler steps."""
-    return base_lr*gamma**t
+    return base_lr_*gamma_**t_
 
 
-def violated_requirements(base_lr, gamma):
+def violated_requirements(base_lr_, gamma_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

@@ -34,12 +34,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'warmup')
 
 
-def lr_at(t, base_lr, warmup):
+def lr_at(t_, base_lr_, warmup_):
     """The learning rate after t scheduler steps."""
-    return ((base_lr*t/warmup) if (t < warmup) else (base_lr*numpy.sqrt(warmup)/numpy.sqrt(t)))
+    return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (base_lr_*numpy.sqrt(warmup_)/numpy.sqrt(t_)))
 
 
-def violated_requirements(base_lr, warmup):
+def violated_requirements(base_lr_, warmup_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

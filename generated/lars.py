@@ -87,73 +87,73 @@ MANY = True
 TRAFFIC = (('reduce', (), 2, 0), ('step', (), 3, 2))
 
 
-def host_scalars(t, lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
+def host_scalars(t_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (momentum, weight_decay, eps, trust_coefficient, 0, 1, -lr, nesterov,)
+    return (momentum_, weight_decay_, eps_, trust_coefficient_, 0, 1, -lr_, nesterov_,)
 
 
-def state_inits(p, lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
+def state_inits(p_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0,)
 
 
-def scalar_inits(lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
+def scalar_inits(lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
+def scalar_updates(t_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
+def states_present(lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(lr, weight_decay, trust_coefficient, eps, momentum, nesterov):
+def violated_requirements(lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def reduce_numpy(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
+def reduce_numpy(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
     """Reference backend: the per-tensor sums, in float64."""
-    _p = p
-    _g = g
-    return (numpy.sum(numpy.broadcast_to((_g + _h1*_p)**2, p.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p**2, p.shape), dtype=numpy.float64),)
+    _p_ = p_
+    _g_ = g_
+    return (numpy.sum(numpy.broadcast_to((_g_ + _h1*_p_)**2, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64),)
 
-def step_numpy(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
+def step_numpy(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _trace = trace.copy()
+    _p_ = p_.copy()
+    _g_ = g_
+    _trace_ = trace_.copy()
     _e0 = numpy.sqrt(_r1)
     _e1 = numpy.sqrt(_r0)
-    _e2 = _h6*(_g + _h1*_p)*numpy.where(numpy.logical_and(numpy.greater(_e0, _h4), numpy.greater(_e1, _h4)), _e0*_h3/(_e1 + _h2), _h5)
-    _e3 = _e2 + _h0*_trace
-    p[...] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
-    trace[...] = _e3
+    _e2 = _h6*(_g_ + _h1*_p_)*numpy.where(numpy.logical_and(numpy.greater(_e0, _h4), numpy.greater(_e1, _h4)), _e0*_h3/(_e1 + _h2), _h5)
+    _e3 = _e2 + _h0*_trace_
+    p_[...] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
+    trace_[...] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
+def reduce_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
-    _size = p.shape[0]
+    _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
         _terms = numpy.empty((2, _count))
         for _j in range(_count):
             _i = _b * REDUCE_BLOCK + _j
-            _p = p[_i]
-            _g = g[_i]
-            _terms[0, _j] = (_g + _h1*_p)**2
-            _terms[1, _j] = _p**2
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _terms[0, _j] = (_g_ + _h1*_p_)**2
+            _terms[1, _j] = _p_**2
         _stop = _count // 4 * 4
         _s0 = 0.0
         _s1 = 0.0
@@ -183,18 +183,18 @@ def reduce_cpu(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
         _partials[_b, 1] = _a1
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
+def step_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _trace = trace[_i]
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _trace_ = trace_[_i]
         _e0 = numpy.sqrt(_r1)
         _e1 = numpy.sqrt(_r0)
-        _e2 = _h6*(_g + _h1*_p)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
-        _e3 = _e2 + _h0*_trace
-        p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
-        trace[_i] = _e3
+        _e2 = _h6*(_g_ + _h1*_p_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+        _e3 = _e2 + _h0*_trace_
+        p_[_i] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
+        trace_[_i] = _e3
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -220,17 +220,17 @@ def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partia
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            trace = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            trace_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             _count = _len - (0)
             _terms = numpy.empty((2, _count))
             for _j in range(_count):
                 _i = 0 + _j
-                _p = p[_i]
-                _g = g[_i]
-                _terms[0, _j] = (_g + _h1*_p)**2
-                _terms[1, _j] = _p**2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _terms[0, _j] = (_g_ + _h1*_p_)**2
+                _terms[1, _j] = _p_**2
             _stop = _count // 4 * 4
             _s0 = 0.0
             _s1 = 0.0
@@ -283,21 +283,21 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            trace = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            trace_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             _r0 = _tensor[_k, 0]
             _r1 = _tensor[_k, 1]
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _trace = trace[_i]
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _trace_ = trace_[_i]
                 _e0 = numpy.sqrt(_r1)
                 _e1 = numpy.sqrt(_r0)
-                _e2 = _h6*(_g + _h1*_p)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
-                _e3 = _e2 + _h0*_trace
-                p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
-                trace[_i] = _e3
+                _e2 = _h6*(_g_ + _h1*_p_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+                _e3 = _e2 + _h0*_trace_
+                p_[_i] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
+                trace_[_i] = _e3
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -331,33 +331,33 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _sums):
+    def step_cuda(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _sums):
         _r0 = _sums[0]
         _r1 = _sums[1]
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _trace = trace[_i]
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _trace_ = trace_[_i]
             _e0 = math.sqrt(_r1)
             _e1 = math.sqrt(_r0)
-            _e2 = _h6*(_g + _h1*_p)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
-            _e3 = _e2 + _h0*_trace
-            p[_i] = _p + ((_e2 + _e3*_h0) if _h7 else (_e3))
-            trace[_i] = _e3
+            _e2 = _h6*(_g_ + _h1*_p_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+            _e3 = _e2 + _h0*_trace_
+            p_[_i] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
+            trace_[_i] = _e3
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p, g, trace, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
+    def reduce_cuda(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
-        _end = min(p.shape[0], (_b + 1) * REDUCE_BLOCK)
+        _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
         _a0 = 0.0
         _a1 = 0.0
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
-            _p = p[_i]
-            _g = g[_i]
-            _a0 += (_g + _h1*_p)**2
-            _a1 += _p**2
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _a0 += (_g_ + _h1*_p_)**2
+            _a1 += _p_**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
         _shared[1, _t] = _a1

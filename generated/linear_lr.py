@@ -40,12 +40,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'start_factor', 'end_factor', 'total_iters')
 
 
-def lr_at(t, base_lr, start_factor, end_factor, total_iters):
+def lr_at(t_, base_lr_, start_factor_, end_factor_, total_iters_):
     """The learning rate after t scheduler steps."""
-    return base_lr*(start_factor + (end_factor - start_factor)*numpy.minimum(t, total_iters)/total_iters)
+    return base_lr_*(start_factor_ + (end_factor_ - start_factor_)*numpy.minimum(t_, total_iters_)/total_iters_)
 
 
-def violated_requirements(base_lr, start_factor, end_factor, total_iters):
+def violated_requirements(base_lr_, start_factor_, end_factor_, total_iters_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

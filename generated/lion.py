@@ -75,56 +75,56 @@ MANY = True
 TRAFFIC = (('step', (), 3, 2),)
 
 
-def host_scalars(t, lr, b1, b2, weight_decay):
+def host_scalars(t_, lr_, b1_, b2_, weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (-lr*weight_decay + 1, b1, 1 - b1, -lr, b2, 1 - b2,)
+    return (-lr_*weight_decay_ + 1, b1_, 1 - b1_, -lr_, b2_, 1 - b2_,)
 
 
-def state_inits(p, lr, b1, b2, weight_decay):
+def state_inits(p_, lr_, b1_, b2_, weight_decay_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0,)
 
 
-def scalar_inits(lr, b1, b2, weight_decay):
+def scalar_inits(lr_, b1_, b2_, weight_decay_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, b1, b2, weight_decay):
+def scalar_updates(t_, lr_, b1_, b2_, weight_decay_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, b1, b2, weight_decay):
+def states_present(lr_, b1_, b2_, weight_decay_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(lr, b1, b2, weight_decay):
+def violated_requirements(lr_, b1_, b2_, weight_decay_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, exp_avg, _h0, _h1, _h2, _h3, _h4, _h5):
+def step_numpy(p_, g_, exp_avg_, _h0, _h1, _h2, _h3, _h4, _h5):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _exp_avg = exp_avg.copy()
-    p[...] = _h0*_p + _h3*numpy.sign(_exp_avg*_h1 + _g*_h2)
-    exp_avg[...] = _exp_avg*_h4 + _g*_h5
+    _p_ = p_.copy()
+    _g_ = g_
+    _exp_avg_ = exp_avg_.copy()
+    p_[...] = _h0*_p_ + _h3*numpy.sign(_exp_avg_*_h1 + _g_*_h2)
+    exp_avg_[...] = _exp_avg_*_h4 + _g_*_h5
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, exp_avg, _h0, _h1, _h2, _h3, _h4, _h5):
+def step_cpu(p_, g_, exp_avg_, _h0, _h1, _h2, _h3, _h4, _h5):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _exp_avg = exp_avg[_i]
-        p[_i] = _h0*_p + _h3*numpy.sign(_exp_avg*_h1 + _g*_h2)
-        exp_avg[_i] = _exp_avg*_h4 + _g*_h5
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _exp_avg_ = exp_avg_[_i]
+        p_[_i] = _h0*_p_ + _h3*numpy.sign(_exp_avg_*_h1 + _g_*_h2)
+        exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -148,15 +148,15 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            exp_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                p[_i] = _h0*_p + _h3*numpy.sign(_exp_avg*_h1 + _g*_h2)
-                exp_avg[_i] = _exp_avg*_h4 + _g*_h5
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                p_[_i] = _h0*_p_ + _h3*numpy.sign(_exp_avg_*_h1 + _g_*_h2)
+                exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -190,13 +190,13 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, exp_avg, _h0, _h1, _h2, _h3, _h4, _h5, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _exp_avg = exp_avg[_i]
-            p[_i] = _h0*_p + _h3*_sign(_exp_avg*_h1 + _g*_h2)
-            exp_avg[_i] = _exp_avg*_h4 + _g*_h5
+    def step_cuda(p_, g_, exp_avg_, _h0, _h1, _h2, _h3, _h4, _h5, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _exp_avg_ = exp_avg_[_i]
+            p_[_i] = _h0*_p_ + _h3*_sign(_exp_avg_*_h1 + _g_*_h2)
+            exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -205,14 +205,14 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            exp_avg = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            exp_avg_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                p[_i] = _h0*_p + _h3*_sign(_exp_avg*_h1 + _g*_h2)
-                exp_avg[_i] = _exp_avg*_h4 + _g*_h5
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                p_[_i] = _h0*_p_ + _h3*_sign(_exp_avg_*_h1 + _g_*_h2)
+                exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
     kernels["step_many"] = step_many_cuda
     return kernels

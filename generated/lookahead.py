@@ -71,56 +71,56 @@ MANY = True
 TRAFFIC = (('step', (), 2, 2),)
 
 
-def host_scalars(t, k, alpha):
+def host_scalars(t_, k_, alpha_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (alpha, ((numpy.mod(t, k)) == 0),)
+    return (alpha_, ((numpy.mod(t_, k_)) == 0),)
 
 
-def state_inits(p, k, alpha):
+def state_inits(p_, k_, alpha_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
-    return (p,)
+    return (p_,)
 
 
-def scalar_inits(k, alpha):
+def scalar_inits(k_, alpha_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, k, alpha):
+def scalar_updates(t_, k_, alpha_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(k, alpha):
+def states_present(k_, alpha_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(k, alpha):
+def violated_requirements(k_, alpha_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, slow, _h0, _h1):
+def step_numpy(p_, g_, slow_, _h0, _h1):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _slow = slow.copy()
-    _e0 = _h0*(_p - _slow) + _slow
-    p[...] = ((_e0) if _h1 else (_p))
-    slow[...] = ((_e0) if _h1 else (_slow))
+    _p_ = p_.copy()
+    _slow_ = slow_.copy()
+    _e0 = _h0*(_p_ - _slow_) + _slow_
+    p_[...] = ((_e0) if _h1 else (_p_))
+    slow_[...] = ((_e0) if _h1 else (_slow_))
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, slow, _h0, _h1):
+def step_cpu(p_, g_, slow_, _h0, _h1):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _slow = slow[_i]
-        _e0 = _h0*(_p - _slow) + _slow
-        p[_i] = ((_e0) if _h1 else (_p))
-        slow[_i] = ((_e0) if _h1 else (_slow))
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _slow_ = slow_[_i]
+        _e0 = _h0*(_p_ - _slow_) + _slow_
+        p_[_i] = ((_e0) if _h1 else (_p_))
+        slow_[_i] = ((_e0) if _h1 else (_slow_))
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -140,15 +140,15 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            slow = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            slow_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _slow = slow[_i]
-                _e0 = _h0*(_p - _slow) + _slow
-                p[_i] = ((_e0) if _h1 else (_p))
-                slow[_i] = ((_e0) if _h1 else (_slow))
+                _p_ = p_[_i]
+                _slow_ = slow_[_i]
+                _e0 = _h0*(_p_ - _slow_) + _slow_
+                p_[_i] = ((_e0) if _h1 else (_p_))
+                slow_[_i] = ((_e0) if _h1 else (_slow_))
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -182,13 +182,13 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, slow, _h0, _h1, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _slow = slow[_i]
-            _e0 = _h0*(_p - _slow) + _slow
-            p[_i] = ((_e0) if _h1 else (_p))
-            slow[_i] = ((_e0) if _h1 else (_slow))
+    def step_cuda(p_, g_, slow_, _h0, _h1, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _slow_ = slow_[_i]
+            _e0 = _h0*(_p_ - _slow_) + _slow_
+            p_[_i] = ((_e0) if _h1 else (_p_))
+            slow_[_i] = ((_e0) if _h1 else (_slow_))
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -197,14 +197,14 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            slow = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            slow_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _slow = slow[_i]
-                _e0 = _h0*(_p - _slow) + _slow
-                p[_i] = ((_e0) if _h1 else (_p))
-                slow[_i] = ((_e0) if _h1 else (_slow))
+                _p_ = p_[_i]
+                _slow_ = slow_[_i]
+                _e0 = _h0*(_p_ - _slow_) + _slow_
+                p_[_i] = ((_e0) if _h1 else (_p_))
+                slow_[_i] = ((_e0) if _h1 else (_slow_))
     kernels["step_many"] = step_many_cuda
     return kernels

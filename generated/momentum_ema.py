@@ -71,58 +71,58 @@ MANY = True
 TRAFFIC = (('step', (), 3, 2),)
 
 
-def host_scalars(t, lr, beta):
+def host_scalars(t_, lr_, beta_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (1 - beta, beta, -lr,)
+    return (1 - beta_, beta_, -lr_,)
 
 
-def state_inits(p, lr, beta):
+def state_inits(p_, lr_, beta_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0,)
 
 
-def scalar_inits(lr, beta):
+def scalar_inits(lr_, beta_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, beta):
+def scalar_updates(t_, lr_, beta_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, beta):
+def states_present(lr_, beta_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(lr, beta):
+def violated_requirements(lr_, beta_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, m, _h0, _h1, _h2):
+def step_numpy(p_, g_, m_, _h0, _h1, _h2):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _m = m.copy()
-    _e0 = _g*_h0 + _h1*_m
-    p[...] = _e0*_h2 + _p
-    m[...] = _e0
+    _p_ = p_.copy()
+    _g_ = g_
+    _m_ = m_.copy()
+    _e0 = _g_*_h0 + _h1*_m_
+    p_[...] = _e0*_h2 + _p_
+    m_[...] = _e0
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, m, _h0, _h1, _h2):
+def step_cpu(p_, g_, m_, _h0, _h1, _h2):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _m = m[_i]
-        _e0 = _g*_h0 + _h1*_m
-        p[_i] = _e0*_h2 + _p
-        m[_i] = _e0
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _m_ = m_[_i]
+        _e0 = _g_*_h0 + _h1*_m_
+        p_[_i] = _e0*_h2 + _p_
+        m_[_i] = _e0
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -143,16 +143,16 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            m = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            m_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _m = m[_i]
-                _e0 = _g*_h0 + _h1*_m
-                p[_i] = _e0*_h2 + _p
-                m[_i] = _e0
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _m_ = m_[_i]
+                _e0 = _g_*_h0 + _h1*_m_
+                p_[_i] = _e0*_h2 + _p_
+                m_[_i] = _e0
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -186,14 +186,14 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, m, _h0, _h1, _h2, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _m = m[_i]
-            _e0 = _g*_h0 + _h1*_m
-            p[_i] = _e0*_h2 + _p
-            m[_i] = _e0
+    def step_cuda(p_, g_, m_, _h0, _h1, _h2, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _m_ = m_[_i]
+            _e0 = _g_*_h0 + _h1*_m_
+            p_[_i] = _e0*_h2 + _p_
+            m_[_i] = _e0
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -202,15 +202,15 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            m = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            m_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _m = m[_i]
-                _e0 = _g*_h0 + _h1*_m
-                p[_i] = _e0*_h2 + _p
-                m[_i] = _e0
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _m_ = m_[_i]
+                _e0 = _g_*_h0 + _h1*_m_
+                p_[_i] = _e0*_h2 + _p_
+                m_[_i] = _e0
     kernels["step_many"] = step_many_cuda
     return kernels

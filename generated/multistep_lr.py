@@ -37,12 +37,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'milestones', 'gamma')
 
 
-def lr_at(t, base_lr, milestones, gamma):
+def lr_at(t_, base_lr_, milestones_, gamma_):
     """The learning rate after t scheduler steps."""
-    return base_lr*gamma**sum(1 for _v in milestones if _v <= t)
+    return base_lr_*gamma_**sum(1 for _v in milestones_ if _v <= t_)
 
 
-def violated_requirements(base_lr, milestones, gamma):
+def violated_requirements(base_lr_, milestones_, gamma_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

@@ -92,81 +92,81 @@ MANY = False
 TRAFFIC = (('prepare', (), 2, 1), ('step', (), 4, 2))
 
 
-def host_scalars(t, lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):
+def host_scalars(t_, lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """The per-step scalars of the element pass, computed once outside it."""
-    _c0 = momentum - 1
-    return (-lr*weight_decay + 1, -_c0, (momentum > 1/2), -momentum, momentum, (momentum < 1/2), _c0, nesterov, ns_a, ns_b, ns_c, ns_steps, eps, 1/5, (adjust_lr_fn == 1), 1, -lr,)
+    _c0 = momentum_ - 1
+    return (-lr_*weight_decay_ + 1, -_c0, (momentum_ > 1/2), -momentum_, momentum_, (momentum_ < 1/2), _c0, nesterov_, ns_a_, ns_b_, ns_c_, ns_steps_, eps_, 1/5, (adjust_lr_fn_ == 1), 1, -lr_,)
 
 
-def state_inits(p, lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):
+def state_inits(p_, lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0,)
 
 
-def scalar_inits(lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):
+def scalar_inits(lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):
+def scalar_updates(t_, lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):
+def states_present(lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn):
+def violated_requirements(lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def prepare_numpy(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
+def prepare_numpy(p_, g_, momentum_buffer_, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
     """Reference backend (whole-array NumPy): writes each matrix operation's argument to its scratch array."""
-    _g = g
-    _momentum_buffer = momentum_buffer
-    _e0 = _g - _momentum_buffer
-    _e1 = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
-    _e2 = _e1 - _g
-    _mat0[...] = ((((_e2*_h4 + _g) if _h5 else (_e1 + _e2*_h6))) if _h7 else (_e1))
+    _g_ = g_
+    _momentum_buffer_ = momentum_buffer_
+    _e0 = _g_ - _momentum_buffer_
+    _e1 = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
+    _e2 = _e1 - _g_
+    _mat0[...] = ((((_e2*_h4 + _g_) if _h5 else (_e1 + _e2*_h6))) if _h7 else (_e1))
 
-def step_numpy(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _rows, _cols):
+def step_numpy(p_, g_, momentum_buffer_, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _rows, _cols):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _momentum_buffer = momentum_buffer.copy()
+    _p_ = p_.copy()
+    _g_ = g_
+    _momentum_buffer_ = momentum_buffer_.copy()
     _x0 = _mat0
-    _e0 = _g - _momentum_buffer
-    p[...] = _h0*_p + _h16*_x0*((_h13*numpy.sqrt(numpy.maximum(_cols, _rows))) if _h14 else (numpy.sqrt(numpy.maximum(_h15, _rows/_cols))))
-    momentum_buffer[...] = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
+    _e0 = _g_ - _momentum_buffer_
+    p_[...] = _h0*_p_ + _h16*_x0*((_h13*numpy.sqrt(numpy.maximum(_cols, _rows))) if _h14 else (numpy.sqrt(numpy.maximum(_h15, _rows/_cols))))
+    momentum_buffer_[...] = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def prepare_cpu(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
+def prepare_cpu(p_, g_, momentum_buffer_, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
     """Numba CPU backend: writes each matrix operation's argument to its scratch array."""
-    for _i in numba.prange(p.shape[0]):
-        _g = g[_i]
-        _momentum_buffer = momentum_buffer[_i]
-        _e0 = _g - _momentum_buffer
-        _e1 = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
-        _e2 = _e1 - _g
-        _mat0[_i] = ((((_e2*_h4 + _g) if _h5 else (_e1 + _e2*_h6))) if _h7 else (_e1))
+    for _i in numba.prange(p_.shape[0]):
+        _g_ = g_[_i]
+        _momentum_buffer_ = momentum_buffer_[_i]
+        _e0 = _g_ - _momentum_buffer_
+        _e1 = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
+        _e2 = _e1 - _g_
+        _mat0[_i] = ((((_e2*_h4 + _g_) if _h5 else (_e1 + _e2*_h6))) if _h7 else (_e1))
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _rows, _cols):
+def step_cpu(p_, g_, momentum_buffer_, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _rows, _cols):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _momentum_buffer = momentum_buffer[_i]
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _momentum_buffer_ = momentum_buffer_[_i]
         _x0 = _mat0[_i]
-        _e0 = _g - _momentum_buffer
-        p[_i] = _h0*_p + _h16*_x0*((_h13*numpy.sqrt(numpy.maximum(_cols, _rows))) if _h14 else (numpy.sqrt(numpy.maximum(_h15, _rows/_cols))))
-        momentum_buffer[_i] = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
+        _e0 = _g_ - _momentum_buffer_
+        p_[_i] = _h0*_p_ + _h16*_x0*((_h13*numpy.sqrt(numpy.maximum(_cols, _rows))) if _h14 else (numpy.sqrt(numpy.maximum(_h15, _rows/_cols))))
+        momentum_buffer_[_i] = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -200,25 +200,25 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _rows, _cols, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _momentum_buffer = momentum_buffer[_i]
+    def step_cuda(p_, g_, momentum_buffer_, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _rows, _cols, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _momentum_buffer_ = momentum_buffer_[_i]
             _x0 = _mat0[_i]
-            _e0 = _g - _momentum_buffer
-            p[_i] = _h0*_p + _h16*_x0*((_h13*math.sqrt(_maximum(_cols, _rows))) if _h14 else (math.sqrt(_maximum(_h15, _rows/_cols))))
-            momentum_buffer[_i] = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
+            _e0 = _g_ - _momentum_buffer_
+            p_[_i] = _h0*_p_ + _h16*_x0*((_h13*math.sqrt(_maximum(_cols, _rows))) if _h14 else (math.sqrt(_maximum(_h15, _rows/_cols))))
+            momentum_buffer_[_i] = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def prepare_cuda(p, g, momentum_buffer, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _g = g[_i]
-            _momentum_buffer = momentum_buffer[_i]
-            _e0 = _g - _momentum_buffer
-            _e1 = ((_e0*_h1 + _momentum_buffer) if _h2 else (_e0*_h3 + _g))
-            _e2 = _e1 - _g
-            _mat0[_i] = ((((_e2*_h4 + _g) if _h5 else (_e1 + _e2*_h6))) if _h7 else (_e1))
+    def prepare_cuda(p_, g_, momentum_buffer_, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _g_ = g_[_i]
+            _momentum_buffer_ = momentum_buffer_[_i]
+            _e0 = _g_ - _momentum_buffer_
+            _e1 = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
+            _e2 = _e1 - _g_
+            _mat0[_i] = ((((_e2*_h4 + _g_) if _h5 else (_e1 + _e2*_h6))) if _h7 else (_e1))
     kernels["prepare"] = prepare_cuda
     return kernels

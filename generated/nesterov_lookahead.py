@@ -72,58 +72,58 @@ MANY = True
 TRAFFIC = (('step', (), 3, 2),)
 
 
-def host_scalars(t, lr, momentum):
+def host_scalars(t_, lr_, momentum_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (momentum, -lr, momentum + 1, -momentum,)
+    return (momentum_, -lr_, momentum_ + 1, -momentum_,)
 
 
-def state_inits(p, lr, momentum):
+def state_inits(p_, lr_, momentum_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0,)
 
 
-def scalar_inits(lr, momentum):
+def scalar_inits(lr_, momentum_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, momentum):
+def scalar_updates(t_, lr_, momentum_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, momentum):
+def states_present(lr_, momentum_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True,)
 
 
-def violated_requirements(lr, momentum):
+def violated_requirements(lr_, momentum_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, v, _h0, _h1, _h2, _h3):
+def step_numpy(p_, g_, v_, _h0, _h1, _h2, _h3):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _v = v.copy()
-    _e0 = _g*_h1 + _h0*_v
-    p[...] = _e0*_h2 + _h3*_v + _p
-    v[...] = _e0
+    _p_ = p_.copy()
+    _g_ = g_
+    _v_ = v_.copy()
+    _e0 = _g_*_h1 + _h0*_v_
+    p_[...] = _e0*_h2 + _h3*_v_ + _p_
+    v_[...] = _e0
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, v, _h0, _h1, _h2, _h3):
+def step_cpu(p_, g_, v_, _h0, _h1, _h2, _h3):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _v = v[_i]
-        _e0 = _g*_h1 + _h0*_v
-        p[_i] = _e0*_h2 + _h3*_v + _p
-        v[_i] = _e0
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _v_ = v_[_i]
+        _e0 = _g_*_h1 + _h0*_v_
+        p_[_i] = _e0*_h2 + _h3*_v_ + _p_
+        v_[_i] = _e0
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -145,16 +145,16 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            v = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            v_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _v = v[_i]
-                _e0 = _g*_h1 + _h0*_v
-                p[_i] = _e0*_h2 + _h3*_v + _p
-                v[_i] = _e0
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _v_ = v_[_i]
+                _e0 = _g_*_h1 + _h0*_v_
+                p_[_i] = _e0*_h2 + _h3*_v_ + _p_
+                v_[_i] = _e0
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -188,14 +188,14 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, v, _h0, _h1, _h2, _h3, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _v = v[_i]
-            _e0 = _g*_h1 + _h0*_v
-            p[_i] = _e0*_h2 + _h3*_v + _p
-            v[_i] = _e0
+    def step_cuda(p_, g_, v_, _h0, _h1, _h2, _h3, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _v_ = v_[_i]
+            _e0 = _g_*_h1 + _h0*_v_
+            p_[_i] = _e0*_h2 + _h3*_v_ + _p_
+            v_[_i] = _e0
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -204,15 +204,15 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            v = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            v_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _v = v[_i]
-                _e0 = _g*_h1 + _h0*_v
-                p[_i] = _e0*_h2 + _h3*_v + _p
-                v[_i] = _e0
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _v_ = v_[_i]
+                _e0 = _g_*_h1 + _h0*_v_
+                p_[_i] = _e0*_h2 + _h3*_v_ + _p_
+                v_[_i] = _e0
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -50,19 +50,19 @@ HYPERS = (
 HYPER_ARGS = ('max_lr', 'total_steps', 'pct_start', 'div_factor', 'final_div_factor')
 
 
-def lr_at(t, max_lr, total_steps, pct_start, div_factor, final_div_factor):
+def lr_at(t_, max_lr_, total_steps_, pct_start_, div_factor_, final_div_factor_):
     """The learning rate after t scheduler steps."""
-    _c0 = pct_start*total_steps
+    _c0 = pct_start_*total_steps_
     _c1 = _c0 - 1
-    _c2 = (t <= _c1)
-    _c3 = max_lr/div_factor
-    _c4 = ((max_lr) if _c2 else (_c3/final_div_factor))
-    return _c4 + (-1/2*_c4 + (1/2)*((_c3) if _c2 else (max_lr)))*(numpy.cos(numpy.pi*((t/_c1) if _c2 else ((-_c0 + t + 1)/(-_c0 + total_steps)))) + 1)
+    _c2 = (t_ <= _c1)
+    _c3 = max_lr_/div_factor_
+    _c4 = ((max_lr_) if _c2 else (_c3/final_div_factor_))
+    return _c4 + (-1/2*_c4 + (1/2)*((_c3) if _c2 else (max_lr_)))*(numpy.cos(numpy.pi*((t_/_c1) if _c2 else ((-_c0 + t_ + 1)/(-_c0 + total_steps_)))) + 1)
 
 
-def violated_requirements(max_lr, total_steps, pct_start, div_factor, final_div_factor):
+def violated_requirements(max_lr_, total_steps_, pct_start_, div_factor_, final_div_factor_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
-    if not ((pct_start*total_steps > 1) and (pct_start*total_steps < total_steps)):
+    if not ((pct_start_*total_steps_ > 1) and (pct_start_*total_steps_ < total_steps_)):
         broken.append('pct_start * total_steps must lie between 1 and total_steps')
     return broken

@@ -37,12 +37,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'total_iters', 'power')
 
 
-def lr_at(t, base_lr, total_iters, power):
+def lr_at(t_, base_lr_, total_iters_, power_):
     """The learning rate after t scheduler steps."""
-    return base_lr*(1 - numpy.minimum(t, total_iters)/total_iters)**power
+    return base_lr_*(1 - numpy.minimum(t_, total_iters_)/total_iters_)**power_
 
 
-def violated_requirements(base_lr, total_iters, power):
+def violated_requirements(base_lr_, total_iters_, power_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

@@ -91,157 +91,157 @@ MANY = True
 TRAFFIC = (('step', ((0, True), (1, True)), 5, 4), ('step', ((0, True), (1, False)), 4, 3), ('step', ((0, False), (1, True)), 4, 3), ('step', ((0, False), (1, False)), 3, 2))
 
 
-def host_scalars(t, lr, alpha, eps, weight_decay, momentum, centered, maximize):
+def host_scalars(t_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return ((momentum > 0), centered, 0, momentum, weight_decay, maximize, (weight_decay != 0), 1 - alpha, (alpha > 1/2), -alpha, alpha, eps, -lr,)
+    return ((momentum_ > 0), centered_, 0, momentum_, weight_decay_, maximize_, (weight_decay_ != 0), 1 - alpha_, (alpha_ > 1/2), -alpha_, alpha_, eps_, -lr_,)
 
 
-def state_inits(p, lr, alpha, eps, weight_decay, momentum, centered, maximize):
+def state_inits(p_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0, 0, 0,)
 
 
-def scalar_inits(lr, alpha, eps, weight_decay, momentum, centered, maximize):
+def scalar_inits(lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, alpha, eps, weight_decay, momentum, centered, maximize):
+def scalar_updates(t_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, alpha, eps, weight_decay, momentum, centered, maximize):
+def states_present(lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
-    return (True, (momentum > 0), centered,)
+    return (True, (momentum_ > 0), centered_,)
 
 
-def violated_requirements(lr, alpha, eps, weight_decay, momentum, centered, maximize):
+def violated_requirements(lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
+def step_numpy(p_, g_, square_avg_, momentum_buffer_, grad_avg_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h0 and _h1:
-        _p = p.copy()
-        _g = g
-        _square_avg = square_avg.copy()
-        _momentum_buffer = momentum_buffer.copy()
-        _grad_avg = grad_avg.copy()
-        _e0 = ((-_g) if _h5 else (_g))
-        _e1 = _e0 + _h4*_p
+        _p_ = p_.copy()
+        _g_ = g_
+        _square_avg_ = square_avg_.copy()
+        _momentum_buffer_ = momentum_buffer_.copy()
+        _grad_avg_ = grad_avg_.copy()
+        _e0 = ((-_g_) if _h5 else (_g_))
+        _e1 = _e0 + _h4*_p_
         _e2 = ((_e1) if _h6 else (_e0))
-        _e3 = _e2 - _grad_avg
-        _e4 = _e3*_h7 + _grad_avg
+        _e3 = _e2 - _grad_avg_
+        _e4 = _e3*_h7 + _grad_avg_
         _e5 = _e2 + _e3*_h9
-        _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-        _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer
-        p[...] = _e7*_h12 + _p
-        square_avg[...] = _e6
-        momentum_buffer[...] = _e7
-        grad_avg[...] = ((_e4) if _h8 else (_e5))
+        _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+        _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
+        p_[...] = _e7*_h12 + _p_
+        square_avg_[...] = _e6
+        momentum_buffer_[...] = _e7
+        grad_avg_[...] = ((_e4) if _h8 else (_e5))
     elif _h0 and not _h1:
-        _p = p.copy()
-        _g = g
-        _square_avg = square_avg.copy()
-        _momentum_buffer = momentum_buffer.copy()
-        _e0 = ((-_g) if _h5 else (_g))
-        _e1 = _e0 + _h4*_p
-        _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-        _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
-        p[...] = _e3*_h12 + _p
-        square_avg[...] = _e2
-        momentum_buffer[...] = _e3
+        _p_ = p_.copy()
+        _g_ = g_
+        _square_avg_ = square_avg_.copy()
+        _momentum_buffer_ = momentum_buffer_.copy()
+        _e0 = ((-_g_) if _h5 else (_g_))
+        _e1 = _e0 + _h4*_p_
+        _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+        _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
+        p_[...] = _e3*_h12 + _p_
+        square_avg_[...] = _e2
+        momentum_buffer_[...] = _e3
     elif not _h0 and _h1:
-        _p = p.copy()
-        _g = g
-        _square_avg = square_avg.copy()
-        _grad_avg = grad_avg.copy()
-        _e0 = ((-_g) if _h5 else (_g))
-        _e1 = _e0 + _h4*_p
+        _p_ = p_.copy()
+        _g_ = g_
+        _square_avg_ = square_avg_.copy()
+        _grad_avg_ = grad_avg_.copy()
+        _e0 = ((-_g_) if _h5 else (_g_))
+        _e1 = _e0 + _h4*_p_
         _e2 = ((_e1) if _h6 else (_e0))
-        _e3 = _e2 - _grad_avg
-        _e4 = _e3*_h7 + _grad_avg
+        _e3 = _e2 - _grad_avg_
+        _e4 = _e3*_h7 + _grad_avg_
         _e5 = _e2 + _e3*_h9
-        _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-        p[...] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p
-        square_avg[...] = _e6
-        grad_avg[...] = ((_e4) if _h8 else (_e5))
+        _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+        p_[...] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
+        square_avg_[...] = _e6
+        grad_avg_[...] = ((_e4) if _h8 else (_e5))
     else:
-        _p = p.copy()
-        _g = g
-        _square_avg = square_avg.copy()
-        _e0 = ((-_g) if _h5 else (_g))
-        _e1 = _e0 + _h4*_p
-        _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-        p[...] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p
-        square_avg[...] = _e2
+        _p_ = p_.copy()
+        _g_ = g_
+        _square_avg_ = square_avg_.copy()
+        _e0 = ((-_g_) if _h5 else (_g_))
+        _e1 = _e0 + _h4*_p_
+        _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+        p_[...] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p_
+        square_avg_[...] = _e2
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
+def step_cpu(p_, g_, square_avg_, momentum_buffer_, grad_avg_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h0 and _h1:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _square_avg = square_avg[_i]
-            _momentum_buffer = momentum_buffer[_i]
-            _grad_avg = grad_avg[_i]
-            _e0 = ((-_g) if _h5 else (_g))
-            _e1 = _e0 + _h4*_p
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _square_avg_ = square_avg_[_i]
+            _momentum_buffer_ = momentum_buffer_[_i]
+            _grad_avg_ = grad_avg_[_i]
+            _e0 = ((-_g_) if _h5 else (_g_))
+            _e1 = _e0 + _h4*_p_
             _e2 = ((_e1) if _h6 else (_e0))
-            _e3 = _e2 - _grad_avg
-            _e4 = _e3*_h7 + _grad_avg
+            _e3 = _e2 - _grad_avg_
+            _e4 = _e3*_h7 + _grad_avg_
             _e5 = _e2 + _e3*_h9
-            _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-            _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer
-            p[_i] = _e7*_h12 + _p
-            square_avg[_i] = _e6
-            momentum_buffer[_i] = _e7
-            grad_avg[_i] = ((_e4) if _h8 else (_e5))
+            _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+            _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
+            p_[_i] = _e7*_h12 + _p_
+            square_avg_[_i] = _e6
+            momentum_buffer_[_i] = _e7
+            grad_avg_[_i] = ((_e4) if _h8 else (_e5))
     elif _h0 and not _h1:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _square_avg = square_avg[_i]
-            _momentum_buffer = momentum_buffer[_i]
-            _e0 = ((-_g) if _h5 else (_g))
-            _e1 = _e0 + _h4*_p
-            _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-            _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
-            p[_i] = _e3*_h12 + _p
-            square_avg[_i] = _e2
-            momentum_buffer[_i] = _e3
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _square_avg_ = square_avg_[_i]
+            _momentum_buffer_ = momentum_buffer_[_i]
+            _e0 = ((-_g_) if _h5 else (_g_))
+            _e1 = _e0 + _h4*_p_
+            _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+            _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
+            p_[_i] = _e3*_h12 + _p_
+            square_avg_[_i] = _e2
+            momentum_buffer_[_i] = _e3
     elif not _h0 and _h1:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _square_avg = square_avg[_i]
-            _grad_avg = grad_avg[_i]
-            _e0 = ((-_g) if _h5 else (_g))
-            _e1 = _e0 + _h4*_p
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _square_avg_ = square_avg_[_i]
+            _grad_avg_ = grad_avg_[_i]
+            _e0 = ((-_g_) if _h5 else (_g_))
+            _e1 = _e0 + _h4*_p_
             _e2 = ((_e1) if _h6 else (_e0))
-            _e3 = _e2 - _grad_avg
-            _e4 = _e3*_h7 + _grad_avg
+            _e3 = _e2 - _grad_avg_
+            _e4 = _e3*_h7 + _grad_avg_
             _e5 = _e2 + _e3*_h9
-            _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-            p[_i] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p
-            square_avg[_i] = _e6
-            grad_avg[_i] = ((_e4) if _h8 else (_e5))
+            _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+            p_[_i] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
+            square_avg_[_i] = _e6
+            grad_avg_[_i] = ((_e4) if _h8 else (_e5))
     else:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _square_avg = square_avg[_i]
-            _e0 = ((-_g) if _h5 else (_g))
-            _e1 = _e0 + _h4*_p
-            _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-            p[_i] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p
-            square_avg[_i] = _e2
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _square_avg_ = square_avg_[_i]
+            _e0 = ((-_g_) if _h5 else (_g_))
+            _e1 = _e0 + _h4*_p_
+            _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+            p_[_i] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p_
+            square_avg_[_i] = _e2
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -272,69 +272,69 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            square_avg = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            momentum_buffer = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
-            grad_avg = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            square_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            momentum_buffer_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            grad_avg_ = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
             if _h0 and _h1:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _momentum_buffer = momentum_buffer[_i]
-                    _grad_avg = grad_avg[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _momentum_buffer_ = momentum_buffer_[_i]
+                    _grad_avg_ = grad_avg_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
                     _e2 = ((_e1) if _h6 else (_e0))
-                    _e3 = _e2 - _grad_avg
-                    _e4 = _e3*_h7 + _grad_avg
+                    _e3 = _e2 - _grad_avg_
+                    _e4 = _e3*_h7 + _grad_avg_
                     _e5 = _e2 + _e3*_h9
-                    _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer
-                    p[_i] = _e7*_h12 + _p
-                    square_avg[_i] = _e6
-                    momentum_buffer[_i] = _e7
-                    grad_avg[_i] = ((_e4) if _h8 else (_e5))
+                    _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    _e7 = _e2/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
+                    p_[_i] = _e7*_h12 + _p_
+                    square_avg_[_i] = _e6
+                    momentum_buffer_[_i] = _e7
+                    grad_avg_[_i] = ((_e4) if _h8 else (_e5))
             elif _h0 and not _h1:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _momentum_buffer = momentum_buffer[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
-                    _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
-                    p[_i] = _e3*_h12 + _p
-                    square_avg[_i] = _e2
-                    momentum_buffer[_i] = _e3
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _momentum_buffer_ = momentum_buffer_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
+                    _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11)
+                    p_[_i] = _e3*_h12 + _p_
+                    square_avg_[_i] = _e2
+                    momentum_buffer_[_i] = _e3
             elif not _h0 and _h1:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _grad_avg = grad_avg[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _grad_avg_ = grad_avg_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
                     _e2 = ((_e1) if _h6 else (_e0))
-                    _e3 = _e2 - _grad_avg
-                    _e4 = _e3*_h7 + _grad_avg
+                    _e3 = _e2 - _grad_avg_
+                    _e4 = _e3*_h7 + _grad_avg_
                     _e5 = _e2 + _e3*_h9
-                    _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    p[_i] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p
-                    square_avg[_i] = _e6
-                    grad_avg[_i] = ((_e4) if _h8 else (_e5))
+                    _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    p_[_i] = _e2*_h12/(_h11 + numpy.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
+                    square_avg_[_i] = _e6
+                    grad_avg_[_i] = ((_e4) if _h8 else (_e5))
             else:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
-                    _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    p[_i] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p
-                    square_avg[_i] = _e2
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
+                    _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    p_[_i] = _h12*((_e1) if _h6 else (_e0))/(numpy.sqrt(_e2) + _h11) + _p_
+                    square_avg_[_i] = _e2
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -368,62 +368,62 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, square_avg, momentum_buffer, grad_avg, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+    def step_cuda(p_, g_, square_avg_, momentum_buffer_, grad_avg_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             if _h0 and _h1:
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _momentum_buffer = momentum_buffer[_i]
-                _grad_avg = grad_avg[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _square_avg_ = square_avg_[_i]
+                _momentum_buffer_ = momentum_buffer_[_i]
+                _grad_avg_ = grad_avg_[_i]
+                _e0 = ((-_g_) if _h5 else (_g_))
+                _e1 = _e0 + _h4*_p_
                 _e2 = ((_e1) if _h6 else (_e0))
-                _e3 = _e2 - _grad_avg
-                _e4 = _e3*_h7 + _grad_avg
+                _e3 = _e2 - _grad_avg_
+                _e4 = _e3*_h7 + _grad_avg_
                 _e5 = _e2 + _e3*_h9
-                _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                _e7 = _e2/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer
-                p[_i] = _e7*_h12 + _p
-                square_avg[_i] = _e6
-                momentum_buffer[_i] = _e7
-                grad_avg[_i] = ((_e4) if _h8 else (_e5))
+                _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                _e7 = _e2/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
+                p_[_i] = _e7*_h12 + _p_
+                square_avg_[_i] = _e6
+                momentum_buffer_[_i] = _e7
+                grad_avg_[_i] = ((_e4) if _h8 else (_e5))
             elif _h0 and not _h1:
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _momentum_buffer = momentum_buffer[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
-                _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11)
-                p[_i] = _e3*_h12 + _p
-                square_avg[_i] = _e2
-                momentum_buffer[_i] = _e3
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _square_avg_ = square_avg_[_i]
+                _momentum_buffer_ = momentum_buffer_[_i]
+                _e0 = ((-_g_) if _h5 else (_g_))
+                _e1 = _e0 + _h4*_p_
+                _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11)
+                p_[_i] = _e3*_h12 + _p_
+                square_avg_[_i] = _e2
+                momentum_buffer_[_i] = _e3
             elif not _h0 and _h1:
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _grad_avg = grad_avg[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _square_avg_ = square_avg_[_i]
+                _grad_avg_ = grad_avg_[_i]
+                _e0 = ((-_g_) if _h5 else (_g_))
+                _e1 = _e0 + _h4*_p_
                 _e2 = ((_e1) if _h6 else (_e0))
-                _e3 = _e2 - _grad_avg
-                _e4 = _e3*_h7 + _grad_avg
+                _e3 = _e2 - _grad_avg_
+                _e4 = _e3*_h7 + _grad_avg_
                 _e5 = _e2 + _e3*_h9
-                _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                p[_i] = _e2*_h12/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p
-                square_avg[_i] = _e6
-                grad_avg[_i] = ((_e4) if _h8 else (_e5))
+                _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                p_[_i] = _e2*_h12/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
+                square_avg_[_i] = _e6
+                grad_avg_[_i] = ((_e4) if _h8 else (_e5))
             else:
-                _p = p[_i]
-                _g = g[_i]
-                _square_avg = square_avg[_i]
-                _e0 = ((-_g) if _h5 else (_g))
-                _e1 = _e0 + _h4*_p
-                _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                p[_i] = _h12*((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11) + _p
-                square_avg[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _square_avg_ = square_avg_[_i]
+                _e0 = ((-_g_) if _h5 else (_g_))
+                _e1 = _e0 + _h4*_p_
+                _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                p_[_i] = _h12*((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11) + _p_
+                square_avg_[_i] = _e2
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -432,65 +432,65 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            square_avg = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            momentum_buffer = address_as_pointer(_addresses[_k, 3] + _offset, _like)
-            grad_avg = address_as_pointer(_addresses[_k, 4] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            square_avg_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            momentum_buffer_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            grad_avg_ = address_as_pointer(_addresses[_k, 4] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
                 if _h0 and _h1:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _momentum_buffer = momentum_buffer[_i]
-                    _grad_avg = grad_avg[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _momentum_buffer_ = momentum_buffer_[_i]
+                    _grad_avg_ = grad_avg_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
                     _e2 = ((_e1) if _h6 else (_e0))
-                    _e3 = _e2 - _grad_avg
-                    _e4 = _e3*_h7 + _grad_avg
+                    _e3 = _e2 - _grad_avg_
+                    _e4 = _e3*_h7 + _grad_avg_
                     _e5 = _e2 + _e3*_h9
-                    _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    _e7 = _e2/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer
-                    p[_i] = _e7*_h12 + _p
-                    square_avg[_i] = _e6
-                    momentum_buffer[_i] = _e7
-                    grad_avg[_i] = ((_e4) if _h8 else (_e5))
+                    _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    _e7 = _e2/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
+                    p_[_i] = _e7*_h12 + _p_
+                    square_avg_[_i] = _e6
+                    momentum_buffer_[_i] = _e7
+                    grad_avg_[_i] = ((_e4) if _h8 else (_e5))
                 elif _h0 and not _h1:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _momentum_buffer = momentum_buffer[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
-                    _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    _e3 = _h3*_momentum_buffer + ((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11)
-                    p[_i] = _e3*_h12 + _p
-                    square_avg[_i] = _e2
-                    momentum_buffer[_i] = _e3
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _momentum_buffer_ = momentum_buffer_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
+                    _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11)
+                    p_[_i] = _e3*_h12 + _p_
+                    square_avg_[_i] = _e2
+                    momentum_buffer_[_i] = _e3
                 elif not _h0 and _h1:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _grad_avg = grad_avg[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _grad_avg_ = grad_avg_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
                     _e2 = ((_e1) if _h6 else (_e0))
-                    _e3 = _e2 - _grad_avg
-                    _e4 = _e3*_h7 + _grad_avg
+                    _e3 = _e2 - _grad_avg_
+                    _e4 = _e3*_h7 + _grad_avg_
                     _e5 = _e2 + _e3*_h9
-                    _e6 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    p[_i] = _e2*_h12/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p
-                    square_avg[_i] = _e6
-                    grad_avg[_i] = ((_e4) if _h8 else (_e5))
+                    _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    p_[_i] = _e2*_h12/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
+                    square_avg_[_i] = _e6
+                    grad_avg_[_i] = ((_e4) if _h8 else (_e5))
                 else:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _square_avg = square_avg[_i]
-                    _e0 = ((-_g) if _h5 else (_g))
-                    _e1 = _e0 + _h4*_p
-                    _e2 = _h10*_square_avg + _h7*((_e1**2) if _h6 else (_g**2))
-                    p[_i] = _h12*((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11) + _p
-                    square_avg[_i] = _e2
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _square_avg_ = square_avg_[_i]
+                    _e0 = ((-_g_) if _h5 else (_g_))
+                    _e1 = _e0 + _h4*_p_
+                    _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
+                    p_[_i] = _h12*((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11) + _p_
+                    square_avg_[_i] = _e2
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -81,74 +81,74 @@ MANY = True
 TRAFFIC = (('step', (), 4, 3),)
 
 
-def host_scalars(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+def host_scalars(t_, lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (step_size_max, step_size_min, etaplus, maximize, 0, (not maximize), etaminus, 1,)
+    return (step_size_max_, step_size_min_, etaplus_, maximize_, 0, (not maximize_), etaminus_, 1,)
 
 
-def state_inits(p, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+def state_inits(p_, lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
-    return (0, lr,)
+    return (0, lr_,)
 
 
-def scalar_inits(lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+def scalar_inits(lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+def scalar_updates(t_, lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+def states_present(lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True, True,)
 
 
-def violated_requirements(lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
+def violated_requirements(lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
-    if not ((etaplus > 1) and (etaminus < 1)):
+    if not ((etaplus_ > 1) and (etaminus_ < 1)):
         broken.append('Invalid eta values: etas must satisfy 0 < etas[0] < 1 < etas[1]')
     return broken
 
 
 
-def step_numpy(p, g, prev, step_size, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
+def step_numpy(p_, g_, prev_, step_size_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _prev = prev.copy()
-    _step_size = step_size.copy()
-    _e0 = _g*_prev
+    _p_ = p_.copy()
+    _g_ = g_
+    _prev_ = prev_.copy()
+    _step_size_ = step_size_.copy()
+    _e0 = _g_*_prev_
     _e1 = numpy.less(_h4, _e0)
     _e2 = numpy.greater(_h4, _e0)
     _e3 = numpy.logical_or(numpy.logical_and(_e1, _h3), numpy.logical_and(_e2, _h5))
-    _e4 = numpy.where(_e3, _h4, ((-_g) if _h3 else (_g)))
-    _e5 = numpy.minimum(_h0, numpy.maximum(_h1, _step_size*numpy.where(numpy.logical_or(numpy.logical_and(_e1, _h5), numpy.logical_and(_e2, _h3)), _h2, numpy.where(_e3, _h6, _h7))))
-    p[...] = -_e5*numpy.sign(_e4) + _p
-    prev[...] = _e4
-    step_size[...] = _e5
+    _e4 = numpy.where(_e3, _h4, ((-_g_) if _h3 else (_g_)))
+    _e5 = numpy.minimum(_h0, numpy.maximum(_h1, _step_size_*numpy.where(numpy.logical_or(numpy.logical_and(_e1, _h5), numpy.logical_and(_e2, _h3)), _h2, numpy.where(_e3, _h6, _h7))))
+    p_[...] = -_e5*numpy.sign(_e4) + _p_
+    prev_[...] = _e4
+    step_size_[...] = _e5
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, prev, step_size, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
+def step_cpu(p_, g_, prev_, step_size_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _prev = prev[_i]
-        _step_size = step_size[_i]
-        _e0 = _g*_prev
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _prev_ = prev_[_i]
+        _step_size_ = step_size_[_i]
+        _e0 = _g_*_prev_
         _e1 = (_h4 < _e0)
         _e2 = (_h4 > _e0)
         _e3 = ((_e1 and _h3) or (_e2 and _h5))
-        _e4 = ((_h4) if _e3 else (((-_g) if _h3 else (_g))))
-        _e5 = numpy.minimum(_h0, numpy.maximum(_h1, _step_size*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
-        p[_i] = -_e5*numpy.sign(_e4) + _p
-        prev[_i] = _e4
-        step_size[_i] = _e5
+        _e4 = ((_h4) if _e3 else (((-_g_) if _h3 else (_g_))))
+        _e5 = numpy.minimum(_h0, numpy.maximum(_h1, _step_size_*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
+        p_[_i] = -_e5*numpy.sign(_e4) + _p_
+        prev_[_i] = _e4
+        step_size_[_i] = _e5
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -174,24 +174,24 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            prev = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            step_size = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            prev_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            step_size_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _prev = prev[_i]
-                _step_size = step_size[_i]
-                _e0 = _g*_prev
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _prev_ = prev_[_i]
+                _step_size_ = step_size_[_i]
+                _e0 = _g_*_prev_
                 _e1 = (_h4 < _e0)
                 _e2 = (_h4 > _e0)
                 _e3 = ((_e1 and _h3) or (_e2 and _h5))
-                _e4 = ((_h4) if _e3 else (((-_g) if _h3 else (_g))))
-                _e5 = numpy.minimum(_h0, numpy.maximum(_h1, _step_size*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
-                p[_i] = -_e5*numpy.sign(_e4) + _p
-                prev[_i] = _e4
-                step_size[_i] = _e5
+                _e4 = ((_h4) if _e3 else (((-_g_) if _h3 else (_g_))))
+                _e5 = numpy.minimum(_h0, numpy.maximum(_h1, _step_size_*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
+                p_[_i] = -_e5*numpy.sign(_e4) + _p_
+                prev_[_i] = _e4
+                step_size_[_i] = _e5
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -225,21 +225,21 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, prev, step_size, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _prev = prev[_i]
-            _step_size = step_size[_i]
-            _e0 = _g*_prev
+    def step_cuda(p_, g_, prev_, step_size_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _prev_ = prev_[_i]
+            _step_size_ = step_size_[_i]
+            _e0 = _g_*_prev_
             _e1 = (_h4 < _e0)
             _e2 = (_h4 > _e0)
             _e3 = ((_e1 and _h3) or (_e2 and _h5))
-            _e4 = ((_h4) if _e3 else (((-_g) if _h3 else (_g))))
-            _e5 = _minimum(_h0, _maximum(_h1, _step_size*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
-            p[_i] = -_e5*_sign(_e4) + _p
-            prev[_i] = _e4
-            step_size[_i] = _e5
+            _e4 = ((_h4) if _e3 else (((-_g_) if _h3 else (_g_))))
+            _e5 = _minimum(_h0, _maximum(_h1, _step_size_*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
+            p_[_i] = -_e5*_sign(_e4) + _p_
+            prev_[_i] = _e4
+            step_size_[_i] = _e5
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -248,23 +248,23 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            prev = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            step_size = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            prev_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            step_size_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _prev = prev[_i]
-                _step_size = step_size[_i]
-                _e0 = _g*_prev
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _prev_ = prev_[_i]
+                _step_size_ = step_size_[_i]
+                _e0 = _g_*_prev_
                 _e1 = (_h4 < _e0)
                 _e2 = (_h4 > _e0)
                 _e3 = ((_e1 and _h3) or (_e2 and _h5))
-                _e4 = ((_h4) if _e3 else (((-_g) if _h3 else (_g))))
-                _e5 = _minimum(_h0, _maximum(_h1, _step_size*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
-                p[_i] = -_e5*_sign(_e4) + _p
-                prev[_i] = _e4
-                step_size[_i] = _e5
+                _e4 = ((_h4) if _e3 else (((-_g_) if _h3 else (_g_))))
+                _e5 = _minimum(_h0, _maximum(_h1, _step_size_*((_h2) if ((_e1 and _h5) or (_e2 and _h3)) else (((_h6) if _e3 else (_h7))))))
+                p_[_i] = -_e5*_sign(_e4) + _p_
+                prev_[_i] = _e4
+                step_size_[_i] = _e5
     kernels["step_many"] = step_many_cuda
     return kernels

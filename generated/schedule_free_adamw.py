@@ -94,82 +94,82 @@ MANY = True
 TRAFFIC = (('step', (), 4, 3),)
 
 
-def host_scalars(t, lr, b1, b2, eps, weight_decay, warmup_steps, r, weight_lr_power, lr_max, weight_sum):
+def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_, lr_max_, weight_sum_):
     """The per-step scalars of the element pass, computed once outside it."""
-    _c0 = lr*t/numpy.maximum(1, warmup_steps)
-    _c1 = t - 1
-    _c2 = (warmup_steps > _c1)
-    _c3 = ((_c0) if _c2 else (lr))
-    _c4 = t**r
-    _c5 = _c4*numpy.maximum(_c3, lr_max)**weight_lr_power
-    _c6 = _c4*numpy.maximum(lr, lr_max)**weight_lr_power
-    _c7 = _c6 + weight_sum
-    _c8 = _c4*numpy.maximum(_c0, lr_max)**weight_lr_power
-    _c9 = _c8 + weight_sum
-    _c10 = ((_c2 and (_c9 != 0)) or ((warmup_steps <= _c1) and (_c7 != 0)))
-    _c11 = ((_c5/(_c5 + weight_sum)) if _c10 else (0))
+    _c0 = lr_*t_/numpy.maximum(1, warmup_steps_)
+    _c1 = t_ - 1
+    _c2 = (warmup_steps_ > _c1)
+    _c3 = ((_c0) if _c2 else (lr_))
+    _c4 = t_**r_
+    _c5 = _c4*numpy.maximum(_c3, lr_max_)**weight_lr_power_
+    _c6 = _c4*numpy.maximum(lr_, lr_max_)**weight_lr_power_
+    _c7 = _c6 + weight_sum_
+    _c8 = _c4*numpy.maximum(_c0, lr_max_)**weight_lr_power_
+    _c9 = _c8 + weight_sum_
+    _c10 = ((_c2 and (_c9 != 0)) or ((warmup_steps_ <= _c1) and (_c7 != 0)))
+    _c11 = ((_c5/(_c5 + weight_sum_)) if _c10 else (0))
     _c12 = _c11 - 1
     _c13 = (not (_c10 and _c2))
-    return (b2, 1 - b2, 1/(1 - b2**t), eps, weight_decay, (weight_decay != 0), _c3*(-_c12*b1 - 1), _c11, ((_c13 and (not _c10)) or (_c10 and _c13 and (_c6/_c7 < 1/2)) or (_c10 and _c2 and (_c8/_c9 < 1/2))), _c12, -_c3,)
+    return (b2_, 1 - b2_, 1/(1 - b2_**t_), eps_, weight_decay_, (weight_decay_ != 0), _c3*(-_c12*b1_ - 1), _c11, ((_c13 and (not _c10)) or (_c10 and _c13 and (_c6/_c7 < 1/2)) or (_c10 and _c2 and (_c8/_c9 < 1/2))), _c12, -_c3,)
 
 
-def state_inits(p, lr, b1, b2, eps, weight_decay, warmup_steps, r, weight_lr_power):
+def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
-    return (p, 0,)
+    return (p_, 0,)
 
 
-def scalar_inits(lr, b1, b2, eps, weight_decay, warmup_steps, r, weight_lr_power):
+def scalar_inits(lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return (-1, 0,)
 
 
-def scalar_updates(t, lr, b1, b2, eps, weight_decay, warmup_steps, r, weight_lr_power, lr_max, weight_sum):
+def scalar_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_, lr_max_, weight_sum_):
     """Each scalar state after the step, in ``SCALARS`` order."""
-    return (numpy.maximum(lr_max, ((lr*t/numpy.maximum(1, warmup_steps)) if (warmup_steps > t - 1) else (lr))), t**r*numpy.maximum(lr_max, ((lr*t/numpy.maximum(1, warmup_steps)) if (warmup_steps > t - 1) else (lr)))**weight_lr_power + weight_sum,)
+    return (numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_))), t_**r_*numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_)))**weight_lr_power_ + weight_sum_,)
 
 
-def states_present(lr, b1, b2, eps, weight_decay, warmup_steps, r, weight_lr_power):
+def states_present(lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True, True,)
 
 
-def violated_requirements(lr, b1, b2, eps, weight_decay, warmup_steps, r, weight_lr_power):
+def violated_requirements(lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, z, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
+def step_numpy(p_, g_, z_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    _p = p.copy()
-    _g = g
-    _z = z.copy()
-    _exp_avg_sq = exp_avg_sq.copy()
-    _e0 = -_p + _z
-    _e1 = _exp_avg_sq*_h0 + _g**2*_h1
-    _e2 = _g/(_h3 + numpy.sqrt(_e1*_h2))
-    _e3 = ((_e2 + _h4*_p) if _h5 else (_e2))
-    p[...] = _e3*_h6 + ((_e0*_h7 + _p) if _h8 else (_e0*_h9 + _z))
-    z[...] = _e3*_h10 + _z
-    exp_avg_sq[...] = _e1
+    _p_ = p_.copy()
+    _g_ = g_
+    _z_ = z_.copy()
+    _exp_avg_sq_ = exp_avg_sq_.copy()
+    _e0 = -_p_ + _z_
+    _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+    _e2 = _g_/(_h3 + numpy.sqrt(_e1*_h2))
+    _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
+    p_[...] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
+    z_[...] = _e3*_h10 + _z_
+    exp_avg_sq_[...] = _e1
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, z, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
+def step_cpu(p_, g_, z_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p.shape[0]):
-        _p = p[_i]
-        _g = g[_i]
-        _z = z[_i]
-        _exp_avg_sq = exp_avg_sq[_i]
-        _e0 = -_p + _z
-        _e1 = _exp_avg_sq*_h0 + _g**2*_h1
-        _e2 = _g/(_h3 + numpy.sqrt(_e1*_h2))
-        _e3 = ((_e2 + _h4*_p) if _h5 else (_e2))
-        p[_i] = _e3*_h6 + ((_e0*_h7 + _p) if _h8 else (_e0*_h9 + _z))
-        z[_i] = _e3*_h10 + _z
-        exp_avg_sq[_i] = _e1
+    for _i in numba.prange(p_.shape[0]):
+        _p_ = p_[_i]
+        _g_ = g_[_i]
+        _z_ = z_[_i]
+        _exp_avg_sq_ = exp_avg_sq_[_i]
+        _e0 = -_p_ + _z_
+        _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+        _e2 = _g_/(_h3 + numpy.sqrt(_e1*_h2))
+        _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
+        p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
+        z_[_i] = _e3*_h10 + _z_
+        exp_avg_sq_[_i] = _e1
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -198,22 +198,22 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            z = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            exp_avg_sq = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            z_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
             for _i in range(_len):
-                _p = p[_i]
-                _g = g[_i]
-                _z = z[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _e0 = -_p + _z
-                _e1 = _exp_avg_sq*_h0 + _g**2*_h1
-                _e2 = _g/(_h3 + numpy.sqrt(_e1*_h2))
-                _e3 = ((_e2 + _h4*_p) if _h5 else (_e2))
-                p[_i] = _e3*_h6 + ((_e0*_h7 + _p) if _h8 else (_e0*_h9 + _z))
-                z[_i] = _e3*_h10 + _z
-                exp_avg_sq[_i] = _e1
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _z_ = z_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _e0 = -_p_ + _z_
+                _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+                _e2 = _g_/(_h3 + numpy.sqrt(_e1*_h2))
+                _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
+                p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
+                z_[_i] = _e3*_h10 + _z_
+                exp_avg_sq_[_i] = _e1
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -247,19 +247,19 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, z, exp_avg_sq, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-            _p = p[_i]
-            _g = g[_i]
-            _z = z[_i]
-            _exp_avg_sq = exp_avg_sq[_i]
-            _e0 = -_p + _z
-            _e1 = _exp_avg_sq*_h0 + _g**2*_h1
-            _e2 = _g/(_h3 + math.sqrt(_e1*_h2))
-            _e3 = ((_e2 + _h4*_p) if _h5 else (_e2))
-            p[_i] = _e3*_h6 + ((_e0*_h7 + _p) if _h8 else (_e0*_h9 + _z))
-            z[_i] = _e3*_h10 + _z
-            exp_avg_sq[_i] = _e1
+    def step_cuda(p_, g_, z_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _z_ = z_[_i]
+            _exp_avg_sq_ = exp_avg_sq_[_i]
+            _e0 = -_p_ + _z_
+            _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+            _e2 = _g_/(_h3 + math.sqrt(_e1*_h2))
+            _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
+            p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
+            z_[_i] = _e3*_h10 + _z_
+            exp_avg_sq_[_i] = _e1
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -268,21 +268,21 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            z = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            exp_avg_sq = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            z_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            exp_avg_sq_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
-                _p = p[_i]
-                _g = g[_i]
-                _z = z[_i]
-                _exp_avg_sq = exp_avg_sq[_i]
-                _e0 = -_p + _z
-                _e1 = _exp_avg_sq*_h0 + _g**2*_h1
-                _e2 = _g/(_h3 + math.sqrt(_e1*_h2))
-                _e3 = ((_e2 + _h4*_p) if _h5 else (_e2))
-                p[_i] = _e3*_h6 + ((_e0*_h7 + _p) if _h8 else (_e0*_h9 + _z))
-                z[_i] = _e3*_h10 + _z
-                exp_avg_sq[_i] = _e1
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _z_ = z_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _e0 = -_p_ + _z_
+                _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+                _e2 = _g_/(_h3 + math.sqrt(_e1*_h2))
+                _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
+                p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
+                z_[_i] = _e3*_h10 + _z_
+                exp_avg_sq_[_i] = _e1
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -85,77 +85,77 @@ MANY = True
 TRAFFIC = (('step', ((0, True),), 3, 2), ('step', ((0, False),), 2, 1))
 
 
-def host_scalars(t, lr, momentum, dampening, weight_decay, nesterov, maximize):
+def host_scalars(t_, lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return ((momentum != 0), 0, weight_decay, maximize, (weight_decay != 0), (t == 1), momentum, 1 - dampening, nesterov, -lr,)
+    return ((momentum_ != 0), 0, weight_decay_, maximize_, (weight_decay_ != 0), (t_ == 1), momentum_, 1 - dampening_, nesterov_, -lr_,)
 
 
-def state_inits(p, lr, momentum, dampening, weight_decay, nesterov, maximize):
+def state_inits(p_, lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0,)
 
 
-def scalar_inits(lr, momentum, dampening, weight_decay, nesterov, maximize):
+def scalar_inits(lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, momentum, dampening, weight_decay, nesterov, maximize):
+def scalar_updates(t_, lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, momentum, dampening, weight_decay, nesterov, maximize):
+def states_present(lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
-    return ((momentum != 0),)
+    return ((momentum_ != 0),)
 
 
-def violated_requirements(lr, momentum, dampening, weight_decay, nesterov, maximize):
+def violated_requirements(lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
-    if not ((not nesterov) or ((dampening == 0) and (momentum > 0))):
+    if not ((not nesterov_) or ((dampening_ == 0) and (momentum_ > 0))):
         broken.append('Nesterov momentum requires a momentum and zero dampening')
     return broken
 
 
 
-def step_numpy(p, g, momentum_buffer, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
+def step_numpy(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h0:
-        _p = p.copy()
-        _g = g
-        _momentum_buffer = momentum_buffer.copy()
-        _e0 = ((-_g) if _h3 else (_g))
-        _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
-        _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
-        p[...] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p
-        momentum_buffer[...] = _e2
+        _p_ = p_.copy()
+        _g_ = g_
+        _momentum_buffer_ = momentum_buffer_.copy()
+        _e0 = ((-_g_) if _h3 else (_g_))
+        _e1 = ((_e0 + _h2*_p_) if _h4 else (_e0))
+        _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer_))
+        p_[...] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p_
+        momentum_buffer_[...] = _e2
     else:
-        _p = p.copy()
-        _g = g
-        _e0 = ((-_g) if _h3 else (_g))
-        p[...] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
+        _p_ = p_.copy()
+        _g_ = g_
+        _e0 = ((-_g_) if _h3 else (_g_))
+        p_[...] = _h9*((_e0 + _h2*_p_) if _h4 else (_e0)) + _p_
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, momentum_buffer, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
+def step_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h0:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _momentum_buffer = momentum_buffer[_i]
-            _e0 = ((-_g) if _h3 else (_g))
-            _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
-            _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
-            p[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p
-            momentum_buffer[_i] = _e2
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _momentum_buffer_ = momentum_buffer_[_i]
+            _e0 = ((-_g_) if _h3 else (_g_))
+            _e1 = ((_e0 + _h2*_p_) if _h4 else (_e0))
+            _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer_))
+            p_[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p_
+            momentum_buffer_[_i] = _e2
     else:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _e0 = ((-_g) if _h3 else (_g))
-            p[_i] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _e0 = ((-_g_) if _h3 else (_g_))
+            p_[_i] = _h9*((_e0 + _h2*_p_) if _h4 else (_e0)) + _p_
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -183,25 +183,25 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            momentum_buffer = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            momentum_buffer_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
             if _h0:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _momentum_buffer = momentum_buffer[_i]
-                    _e0 = ((-_g) if _h3 else (_g))
-                    _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
-                    _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
-                    p[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p
-                    momentum_buffer[_i] = _e2
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _momentum_buffer_ = momentum_buffer_[_i]
+                    _e0 = ((-_g_) if _h3 else (_g_))
+                    _e1 = ((_e0 + _h2*_p_) if _h4 else (_e0))
+                    _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer_))
+                    p_[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p_
+                    momentum_buffer_[_i] = _e2
             else:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _e0 = ((-_g) if _h3 else (_g))
-                    p[_i] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _e0 = ((-_g_) if _h3 else (_g_))
+                    p_[_i] = _h9*((_e0 + _h2*_p_) if _h4 else (_e0)) + _p_
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -235,22 +235,22 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, momentum_buffer, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+    def step_cuda(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             if _h0:
-                _p = p[_i]
-                _g = g[_i]
-                _momentum_buffer = momentum_buffer[_i]
-                _e0 = ((-_g) if _h3 else (_g))
-                _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
-                _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
-                p[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p
-                momentum_buffer[_i] = _e2
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _momentum_buffer_ = momentum_buffer_[_i]
+                _e0 = ((-_g_) if _h3 else (_g_))
+                _e1 = ((_e0 + _h2*_p_) if _h4 else (_e0))
+                _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer_))
+                p_[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p_
+                momentum_buffer_[_i] = _e2
             else:
-                _p = p[_i]
-                _g = g[_i]
-                _e0 = ((-_g) if _h3 else (_g))
-                p[_i] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _e0 = ((-_g_) if _h3 else (_g_))
+                p_[_i] = _h9*((_e0 + _h2*_p_) if _h4 else (_e0)) + _p_
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -259,23 +259,23 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            momentum_buffer = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            momentum_buffer_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
                 if _h0:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _momentum_buffer = momentum_buffer[_i]
-                    _e0 = ((-_g) if _h3 else (_g))
-                    _e1 = ((_e0 + _h2*_p) if _h4 else (_e0))
-                    _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer))
-                    p[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p
-                    momentum_buffer[_i] = _e2
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _momentum_buffer_ = momentum_buffer_[_i]
+                    _e0 = ((-_g_) if _h3 else (_g_))
+                    _e1 = ((_e0 + _h2*_p_) if _h4 else (_e0))
+                    _e2 = ((_e1) if _h5 else (_e1*_h7 + _h6*_momentum_buffer_))
+                    p_[_i] = _h9*((_e1 + _e2*_h6) if _h8 else (_e2)) + _p_
+                    momentum_buffer_[_i] = _e2
                 else:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _e0 = ((-_g) if _h3 else (_g))
-                    p[_i] = _h9*((_e0 + _h2*_p) if _h4 else (_e0)) + _p
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _e0 = ((-_g_) if _h3 else (_g_))
+                    p_[_i] = _h9*((_e0 + _h2*_p_) if _h4 else (_e0)) + _p_
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -86,85 +86,85 @@ MANY = True
 TRAFFIC = (('step', ((0, True),), 5, 3), ('step', ((0, False),), 4, 2))
 
 
-def host_scalars(t, lr, b1, b2, rho, weight_decay, bs, maximize, has_hessian):
+def host_scalars(t_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_, has_hessian_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (has_hessian, 0, -lr*weight_decay + 1, 1, b2, 1 - b2, bs*rho, 1/1000000000000000, b1, maximize, 1 - b1, -lr,)
+    return (has_hessian_, 0, -lr_*weight_decay_ + 1, 1, b2_, 1 - b2_, bs_*rho_, 1/1000000000000000, b1_, maximize_, 1 - b1_, -lr_,)
 
 
-def state_inits(p, lr, b1, b2, rho, weight_decay, bs, maximize):
+def state_inits(p_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""
     return (0, 0,)
 
 
-def scalar_inits(lr, b1, b2, rho, weight_decay, bs, maximize):
+def scalar_inits(lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_):
     """Initial value of each scalar state, in ``SCALARS`` order."""
     return ()
 
 
-def scalar_updates(t, lr, b1, b2, rho, weight_decay, bs, maximize):
+def scalar_updates(t_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_):
     """Each scalar state after the step, in ``SCALARS`` order."""
     return ()
 
 
-def states_present(lr, b1, b2, rho, weight_decay, bs, maximize):
+def states_present(lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_):
     """Whether each state exists under these hyperparameters, in ``STATES`` order."""
     return (True, True,)
 
 
-def violated_requirements(lr, b1, b2, rho, weight_decay, bs, maximize):
+def violated_requirements(lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
 
 
 
-def step_numpy(p, g, hessian, exp_avg, hess, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11):
+def step_numpy(p_, g_, hessian_, exp_avg_, hess_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h0:
-        _p = p.copy()
-        _g = g
-        _hessian = hessian
-        _exp_avg = exp_avg.copy()
-        _hess = hess.copy()
-        _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-        _e1 = _h4*_hess + _h5*_hessian
-        p[...] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p
-        exp_avg[...] = _e0
-        hess[...] = _e1
+        _p_ = p_.copy()
+        _g_ = g_
+        _hessian_ = hessian_
+        _exp_avg_ = exp_avg_.copy()
+        _hess_ = hess_.copy()
+        _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+        _e1 = _h4*_hess_ + _h5*_hessian_
+        p_[...] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
+        exp_avg_[...] = _e0
+        hess_[...] = _e1
     else:
-        _p = p.copy()
-        _g = g
-        _exp_avg = exp_avg.copy()
-        _hess = hess
-        _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-        p[...] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess + _h7)) + _h2*_p
-        exp_avg[...] = _e0
+        _p_ = p_.copy()
+        _g_ = g_
+        _exp_avg_ = exp_avg_.copy()
+        _hess_ = hess_
+        _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+        p_[...] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
+        exp_avg_[...] = _e0
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p, g, hessian, exp_avg, hess, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11):
+def step_cpu(p_, g_, hessian_, exp_avg_, hess_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h0:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _hessian = hessian[_i]
-            _exp_avg = exp_avg[_i]
-            _hess = hess[_i]
-            _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-            _e1 = _h4*_hess + _h5*_hessian
-            p[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p
-            exp_avg[_i] = _e0
-            hess[_i] = _e1
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _hessian_ = hessian_[_i]
+            _exp_avg_ = exp_avg_[_i]
+            _hess_ = hess_[_i]
+            _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+            _e1 = _h4*_hess_ + _h5*_hessian_
+            p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
+            exp_avg_[_i] = _e0
+            hess_[_i] = _e1
     else:
-        for _i in numba.prange(p.shape[0]):
-            _p = p[_i]
-            _g = g[_i]
-            _exp_avg = exp_avg[_i]
-            _hess = hess[_i]
-            _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-            p[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess + _h7)) + _h2*_p
-            exp_avg[_i] = _e0
+        for _i in numba.prange(p_.shape[0]):
+            _p_ = p_[_i]
+            _g_ = g_[_i]
+            _exp_avg_ = exp_avg_[_i]
+            _hess_ = hess_[_i]
+            _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+            p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
+            exp_avg_[_i] = _e0
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -194,32 +194,32 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            hessian = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            exp_avg = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
-            hess = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
+            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+            hessian_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+            exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+            hess_ = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
             if _h0:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _hessian = hessian[_i]
-                    _exp_avg = exp_avg[_i]
-                    _hess = hess[_i]
-                    _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-                    _e1 = _h4*_hess + _h5*_hessian
-                    p[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p
-                    exp_avg[_i] = _e0
-                    hess[_i] = _e1
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _hessian_ = hessian_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _hess_ = hess_[_i]
+                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    _e1 = _h4*_hess_ + _h5*_hessian_
+                    p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
+                    exp_avg_[_i] = _e0
+                    hess_[_i] = _e1
             else:
                 for _i in range(_len):
-                    _p = p[_i]
-                    _g = g[_i]
-                    _exp_avg = exp_avg[_i]
-                    _hess = hess[_i]
-                    _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-                    p[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess + _h7)) + _h2*_p
-                    exp_avg[_i] = _e0
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _hess_ = hess_[_i]
+                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
+                    exp_avg_[_i] = _e0
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -253,27 +253,27 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p, g, hessian, exp_avg, hess, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _sums):
-        for _i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+    def step_cuda(p_, g_, hessian_, exp_avg_, hess_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _sums):
+        for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             if _h0:
-                _p = p[_i]
-                _g = g[_i]
-                _hessian = hessian[_i]
-                _exp_avg = exp_avg[_i]
-                _hess = hess[_i]
-                _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-                _e1 = _h4*_hess + _h5*_hessian
-                p[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p
-                exp_avg[_i] = _e0
-                hess[_i] = _e1
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _hessian_ = hessian_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _hess_ = hess_[_i]
+                _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                _e1 = _h4*_hess_ + _h5*_hessian_
+                p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
+                exp_avg_[_i] = _e0
+                hess_[_i] = _e1
             else:
-                _p = p[_i]
-                _g = g[_i]
-                _exp_avg = exp_avg[_i]
-                _hess = hess[_i]
-                _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-                p[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_h6*_hess + _h7)) + _h2*_p
-                exp_avg[_i] = _e0
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _hess_ = hess_[_i]
+                _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
+                exp_avg_[_i] = _e0
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -282,30 +282,30 @@ def _make_cuda_kernels():
             _k = _work[_w, 0]
             _offset = _work[_w, 1] * _itemsize
             _len = _work[_w, 2]
-            p = address_as_pointer(_addresses[_k, 0] + _offset, _like)
-            g = address_as_pointer(_addresses[_k, 1] + _offset, _like)
-            hessian = address_as_pointer(_addresses[_k, 2] + _offset, _like)
-            exp_avg = address_as_pointer(_addresses[_k, 3] + _offset, _like)
-            hess = address_as_pointer(_addresses[_k, 4] + _offset, _like)
+            p_ = address_as_pointer(_addresses[_k, 0] + _offset, _like)
+            g_ = address_as_pointer(_addresses[_k, 1] + _offset, _like)
+            hessian_ = address_as_pointer(_addresses[_k, 2] + _offset, _like)
+            exp_avg_ = address_as_pointer(_addresses[_k, 3] + _offset, _like)
+            hess_ = address_as_pointer(_addresses[_k, 4] + _offset, _like)
             for _i in range(cuda.threadIdx.x, _len, cuda.blockDim.x):
                 if _h0:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _hessian = hessian[_i]
-                    _exp_avg = exp_avg[_i]
-                    _hess = hess[_i]
-                    _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-                    _e1 = _h4*_hess + _h5*_hessian
-                    p[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p
-                    exp_avg[_i] = _e0
-                    hess[_i] = _e1
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _hessian_ = hessian_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _hess_ = hess_[_i]
+                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    _e1 = _h4*_hess_ + _h5*_hessian_
+                    p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
+                    exp_avg_[_i] = _e0
+                    hess_[_i] = _e1
                 else:
-                    _p = p[_i]
-                    _g = g[_i]
-                    _exp_avg = exp_avg[_i]
-                    _hess = hess[_i]
-                    _e0 = _exp_avg*_h8 + _h10*((-_g) if _h9 else (_g))
-                    p[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_h6*_hess + _h7)) + _h2*_p
-                    exp_avg[_i] = _e0
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _hess_ = hess_[_i]
+                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
+                    exp_avg_[_i] = _e0
     kernels["step_many"] = step_many_cuda
     return kernels

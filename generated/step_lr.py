@@ -37,12 +37,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'step_size', 'gamma')
 
 
-def lr_at(t, base_lr, step_size, gamma):
+def lr_at(t_, base_lr_, step_size_, gamma_):
     """The learning rate after t scheduler steps."""
-    return base_lr*gamma**numpy.floor(t/step_size)
+    return base_lr_*gamma_**numpy.floor(t_/step_size_)
 
 
-def violated_requirements(base_lr, step_size, gamma):
+def violated_requirements(base_lr_, step_size_, gamma_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken

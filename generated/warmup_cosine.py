@@ -41,16 +41,16 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'warmup', 'total', 'eta_min')
 
 
-def lr_at(t, base_lr, warmup, total, eta_min):
+def lr_at(t_, base_lr_, warmup_, total_, eta_min_):
     """The learning rate after t scheduler steps."""
-    _c0 = -warmup
-    _c1 = _c0 + total
-    return ((base_lr*t/warmup) if (t < warmup) else (eta_min + (1/2)*(base_lr - eta_min)*(numpy.cos(numpy.pi*numpy.minimum(_c1, _c0 + t)/_c1) + 1)))
+    _c0 = -warmup_
+    _c1 = _c0 + total_
+    return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.pi*numpy.minimum(_c1, _c0 + t_)/_c1) + 1)))
 
 
-def violated_requirements(base_lr, warmup, total, eta_min):
+def violated_requirements(base_lr_, warmup_, total_, eta_min_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
-    if not (warmup < total):
+    if not (warmup_ < total_):
         broken.append('warmup must end before total')
     return broken

@@ -44,12 +44,12 @@ HYPERS = (
 HYPER_ARGS = ('base_lr', 'warmup', 'stable', 'decay', 'min_lr')
 
 
-def lr_at(t, base_lr, warmup, stable, decay, min_lr):
+def lr_at(t_, base_lr_, warmup_, stable_, decay_, min_lr_):
     """The learning rate after t scheduler steps."""
-    return ((base_lr*t/warmup) if (t < warmup) else (base_lr + (-base_lr + min_lr)*numpy.minimum(decay, numpy.maximum(0, -stable + t - warmup))/decay))
+    return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (base_lr_ + (-base_lr_ + min_lr_)*numpy.minimum(decay_, numpy.maximum(0, -stable_ + t_ - warmup_))/decay_))
 
 
-def violated_requirements(base_lr, warmup, stable, decay, min_lr):
+def violated_requirements(base_lr_, warmup_, stable_, decay_, min_lr_):
     """Messages of the spec's requirements these hyperparameters break."""
     broken = []
     return broken
