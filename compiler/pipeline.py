@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from ..files import SPEC_SUFFIX, catalogue_dir, find_spec
 from . import nodes
 from .check import check
 from .errors import SpecError
@@ -21,13 +22,8 @@ from .parse import parse
 from .plan import KernelPlan, plan
 from .render import SourceInfo, render_module, render_schedule
 
-SPEC_SUFFIX = ".opt"
-
-
-def catalogue_dir() -> Path:
-    """The folder of the shipped specs (``specs/`` in a checkout)."""
-    from .. import specs
-    return Path(specs.__file__).parent
+__all__ = ["SPEC_SUFFIX", "Compiled", "SpecFile", "catalogue_dir", "catalogue_paths",
+           "check_file", "compile_file", "find_spec", "parse_file"]
 
 
 def catalogue_paths() -> list[Path]:
@@ -65,15 +61,6 @@ class Compiled:
     @property
     def name(self) -> str:
         return self.checked.name
-
-
-def find_spec(name: str, near: Path | None = None) -> Path:
-    """The file of spec ``name``: beside ``near`` first, then in the catalogue."""
-    for folder in ([near.parent] if near is not None else []) + [catalogue_dir()]:
-        candidate = folder / f"{name}{SPEC_SUFFIX}"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(name)
 
 
 def parse_file(file: SpecFile) -> nodes.SpecAST:

@@ -17,6 +17,13 @@ def _print_errors(errors) -> None:
         click.echo(str(error), err=True)
 
 
+class _Unusable(click.ClickException):
+    """A folder or file the command must write cannot be used: ``Error: ...`` on one line,
+    exit status 2, raised before the work whenever it can be known then."""
+
+    exit_code = 2
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="optgen")
 def main() -> None:
@@ -25,14 +32,21 @@ def main() -> None:
 
 @main.command()
 @click.argument("specs", nargs=-1)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the generated modules (default: optgen's generated/).")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Folder for the generated modules (default: optgen's generated/, for "
+                   "catalogue specs only; any other spec needs --out).")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 naming each module that is not up to date.")
 def build(specs: tuple[str, ...], out: Path | None, check: bool) -> None:
-    """Compile SPECS (paths or catalogue names; default: the whole catalogue)."""
+    """Compile SPECS (default: the whole catalogue).
+
+    A spec is a path when it ends in .opt or contains a '/', else a catalogue name (a file
+    called 'adam' here is './adam'). Exit status 1 for spec errors and stale modules, 2 when
+    the output folder cannot be written (checked before compiling).
+    """
     from .compiler.build import build as run_build, resolve_spec_argument
     from .compiler.errors import SpecError
+    from .files import FolderError
 
     try:
         paths = [resolve_spec_argument(s) for s in specs] or None
@@ -40,8 +54,11 @@ def build(specs: tuple[str, ...], out: Path | None, check: bool) -> None:
         _print_errors([error])
         sys.exit(1)
     total = len(paths) if paths else _catalogue_size()
-    with _progress(total, "checking" if check else "building") as advance:
-        report = run_build(paths, out=out, check=check, progress=lambda _: advance())
+    try:
+        with _progress(total, "checking" if check else "building") as advance:
+            report = run_build(paths, out=out, check=check, progress=lambda _: advance())
+    except FolderError as error:
+        raise _Unusable(str(error)) from None
     _print_errors(report.errors)
     for path in report.written:
         click.echo(f"wrote {path}")
@@ -99,15 +116,17 @@ def check(files: tuple[Path, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
               show_default=True, help="Report format.")
 @click.option("--json", "as_json", is_flag=True, help="Shorthand for --format json.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the report here instead of standard output.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the report here instead of standard output (its folder is probed "
+                   "before the work).")
 @click.option("--budget", type=click.FloatRange(min=0), default=8.0, show_default=True,
               help="Seconds of symbolic work per claim before it is reported unknown (0: none).")
 def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None,
            budget: float) -> None:
     """Prove, refute or leave unknown every claim about SPECS (default: the whole catalogue).
 
-    Exit status 1 when a spec's own claim is refuted or a spec is invalid.
+    Exit status 1 when a spec's own claim is refuted or a spec is invalid; 2 when the report's
+    folder or optgen's cache folder cannot be written (checked before the work).
     """
     import time
 
@@ -116,6 +135,8 @@ def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None,
     from .compiler.pipeline import catalogue_paths
     from .compiler.report import to_html, to_json, to_markdown
     from .compiler.verify import verify_file
+    from .files import FolderError, writable_folder, write_atomic
+    from .runtime.loader import private_cache_dir
 
     fmt = "json" if as_json else fmt
     failed = False
@@ -124,6 +145,14 @@ def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None,
     except SpecError as error:
         _print_errors([error])
         sys.exit(1)
+    try:  # a refuted claim is re-run through the generated NumPy kernel, loaded from the cache
+        if output is not None:
+            if output.is_dir():
+                raise FolderError(f"the report's path {str(output)!r} is a folder")
+            writable_folder(output.parent, "report's folder")
+        private_cache_dir(writable=True)
+    except FolderError as error:
+        raise _Unusable(str(error)) from None
     reports = []
     start = time.perf_counter()
     with _progress(len(paths), "verifying") as advance:
@@ -138,7 +167,10 @@ def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None,
     text = {"json": lambda: to_json(reports), "md": lambda: to_markdown(reports, seconds),
             "html": lambda: to_html(reports, seconds)}[fmt]()
     if output is not None:
-        output.write_text(text)
+        try:
+            write_atomic(output, text)
+        except OSError as error:
+            raise _Unusable(f"cannot write {output}: {error.strerror or error}") from None
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text)

@@ -32,7 +32,8 @@ def test_wheel_carries_grammar_templates_specs_and_generated(wheel):
     names = set(wheel.namelist())
     for required in ["optgen/compiler/spec.lark", "optgen/compiler/templates/module.py.j2",
                      "optgen/compiler/templates/numba_cpu.py.j2", "optgen/specs/adam.opt",
-                     "optgen/generated/adam.py", "optgen/runtime/frontend.py", "optgen/cli.py"]:
+                     "optgen/generated/adam.py", "optgen/runtime/frontend.py", "optgen/cli.py",
+                     "optgen/files.py"]:
         assert required in names
 
 
