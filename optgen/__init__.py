@@ -7,7 +7,8 @@ Write an optimizer as a short spec, ``optgen build`` it into fused kernels, and 
 __version__ = "0.1.0"
 
 from .runtime.clipping import clip_grad_norm_, clip_grad_value_  # noqa: E402
-from .runtime.frontend import Optimizer, available, optimizer  # noqa: E402
+from .runtime.factory import available, optimizer  # noqa: E402
+from .runtime.frontend import Optimizer  # noqa: E402
 from .runtime.schedules import (  # noqa: E402
     ReduceLROnPlateau, Schedule, ScheduledLR, SequentialSchedule, schedule)
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .runtime.frontend import optimizer
+from .runtime.factory import optimizer
 from .runtime.loader import available, load
 
 #: Hyperparameters that suit this problem; everything else is the spec's default.

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .checks import check_scalar, check_step_count, restored_states, state_entries
 from .cuda import CudaTable, device_array, require, run_step_cuda, simulated
 from .hypers import HasHypers
 from .kernels import cast_host, missing_states, tensor_flags
@@ -80,6 +81,7 @@ class CudaOptimizer(HasHypers):
         module = self._module
         self._check_grads(grads)
         self._check_inputs(inputs, grads)
+        self._check_states(grads)
         flat_hypers = self._flat(self._hypers)
         batches: dict[tuple, list] = {}
         for i, (view, grad, state) in enumerate(zip(self._views, grads, self.state)):
@@ -123,6 +125,32 @@ class CudaOptimizer(HasHypers):
                 table.set_addresses(addresses)
             table.run(batch[0][2])
 
+    def _check_states(self, grads) -> None:
+        """Every existing state of the params to step is a device array of the param's shape
+        and dtype (the kernels address them whole)."""
+        states = self.state
+        if (not isinstance(states, list) or len(states) != len(self.params)
+                or not all(isinstance(s, dict) for s in states)):
+            raise TypeError(f"state must be a list of {len(self.params)} dicts, one per param")
+        for i, (view, grad, state) in enumerate(zip(self._views, grads, states)):
+            if grad is None:
+                continue
+            for name, kind, shape in state_entries(self._module, tuple(view.shape)):
+                if name not in state:
+                    continue
+                where = f"state {name!r} of params[{i}]"
+                if kind == "step":
+                    check_step_count(state[name], where)
+                elif kind == "scalar":
+                    check_scalar(state[name], where)
+                else:
+                    array = device_array(state[name])
+                    if (array is None or tuple(array.shape) != shape
+                            or np.dtype(array.dtype) != np.dtype(view.dtype)
+                            or not array.is_c_contiguous()):
+                        raise ValueError(f"{where} must be a C-contiguous CUDA array of shape "
+                                         f"{shape} and dtype {view.dtype}")
+
     def _many(self) -> bool:
         module = self._module
         return (not simulated() and module.MANY and not module.REDUCTIONS)
@@ -152,14 +180,12 @@ class CudaOptimizer(HasHypers):
         """Restore from :meth:`state_dict` (here or from the CPU front end's)."""
         from numba import cuda
 
-        from .frontend import Optimizer
-
-        host_params = [np.zeros(v.shape, v.dtype) for v in self._views]
-        checker = Optimizer(self._module, host_params, backend="numpy")
-        checker.load_state_dict(state_dict)  # validates shapes, names, hypers
-        self.set(**state_dict.get("hypers", {}))
+        restored, hypers = restored_states(
+            self._module, self.name, [(tuple(v.shape), np.dtype(v.dtype)) for v in self._views],
+            state_dict)  # validates shapes, names and numbers before anything changes
+        self.set(**hypers)
         self.state = [{k: (cuda.to_device(v) if isinstance(v, np.ndarray) else v)
-                       for k, v in s.items()} for s in checker.state]
+                       for k, v in s.items()} for s in restored]
 
     def __repr__(self) -> str:
         return f"optgen.optimizer({self.name!r}, {len(self.params)} params, backend='cuda')"

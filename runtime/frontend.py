@@ -1,4 +1,5 @@
-"""The NumPy front end: ``optgen.optimizer(name_or_path, params, backend="cpu", **hypers)``.
+"""The NumPy front end's optimizer: lists of arrays on the CPU (``backend="cpu"`` or
+``"numpy"``), made by :func:`optgen.optimizer` (:mod:`optgen.runtime.factory`).
 
 The generated module is the pure part (host scalars and element kernels); this is the
 bookkeeping: validating arguments, allocating state lazily, counting steps per parameter,
@@ -6,47 +7,29 @@ flattening arrays for the kernels, and state dicts.
 
 Every check happens before anything is modified: a bad call raises ``TypeError``/``ValueError``
 naming the offending argument and leaves parameters, states and hyperparameters as they were.
+The arrays are re-checked at every step (the params' dtype and writeability, every state's
+type, shape and dtype: see :mod:`optgen.runtime.checks`), since the kernels write through
+addresses. One optimizer stepped from several threads at once runs the steps one after another.
 """
 
 from __future__ import annotations
 
+import threading
 from types import ModuleType
 from typing import Any, Sequence
 
 import numpy as np
 
+from .checks import (check_scalar, check_step_count, checked_array_state, find_overlap,
+                     numpy_shares, numpy_spans, overlap_error, restored_states, state_entries)
 from .hypers import HasHypers
-from .kernels import axis_shape, cast_host, missing_states, run_step, tensor_flags
-from .loader import available, load
+from .kernels import cast_host, missing_states, run_step, tensor_flags
 from .many import TensorTable
 
 BACKENDS = ("cpu", "numpy")  # this class's; optimizer() also takes "cuda" (CudaOptimizer)
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-__all__ = ["Optimizer", "available", "optimizer"]
-
-
-def optimizer(name_or_path, params, backend: str = "cpu", inner=None, **hypers):
-    """An optimizer over ``params`` (a list of float32/float64 arrays, updated in place).
-
-    ``name_or_path`` is a catalogue name (see :func:`available`) or the path of a ``.opt`` spec.
-    ``backend`` is ``"cpu"`` (Numba, fused and parallel), ``"numpy"`` (the reference) or
-    ``"cuda"`` (Numba CUDA kernels; params and grads are CUDA arrays, updated on the device).
-    Hyperparameters not given take the spec's defaults. A spec that ``wraps inner`` (Lookahead)
-    takes the inner optimizer as ``inner=`` (a name or path); hyperparameters it does not know
-    go to the inner one.
-    """
-    module = load(name_or_path)
-    if getattr(module, "KIND", "optimizer") == "wrapper":
-        from .wrapped import Wrapped
-        return Wrapped(module, params, inner=inner, backend=backend, **hypers)
-    if inner is not None:
-        raise TypeError(f"{module.NAME} does not wrap another optimizer; inner= is for specs "
-                        "declared 'wraps inner' (lookahead)")
-    if isinstance(backend, str) and backend == "cuda":
-        from .cuda_frontend import CudaOptimizer
-        return CudaOptimizer(module, params, **hypers)
-    return Optimizer(module, params, backend=backend, **hypers)
+__all__ = ["Optimizer"]
 
 
 class Optimizer(HasHypers):
@@ -68,6 +51,9 @@ class Optimizer(HasHypers):
         self._init_hypers(hypers)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
         self._tables: dict[tuple, TensorTable] = {}
+        self._lock = threading.Lock()
+        self._checked_arrays: tuple = ()  # ids of the params and states last checked for overlaps
+        self._check_overlaps()
 
     # --- stepping -------------------------------------------------------------------------
 
@@ -78,9 +64,18 @@ class Optimizer(HasHypers):
         ``step(grads, hessian=[...])``); a missing one, or ``None`` for a param, means not
         given this step.
         """
+        with self._lock:
+            self._step(grads, inputs)
+
+    def _step(self, grads, inputs) -> None:
+        _check_params(self.params)  # may have been made read-only, or replaced
         grads = self._check_grads(grads)
         extra = self._check_inputs(inputs, grads)
         self._check_matrices(grads)
+        fixes = self._check_states(grads)
+        for state, name, value in fixes:  # every check passed: now convert
+            state[name] = value
+        self._check_overlaps()
         flat_hypers = self._flat(self._hypers)
         module = self._module
         host_cache: dict[tuple, tuple] = {}
@@ -91,8 +86,8 @@ class Optimizer(HasHypers):
                     continue
                 flags = tensor_flags(module, param.shape, param.dtype)
                 self._ensure_state(param, state, flat_hypers, flags)
-                t = state["step"] + 1
-                scalars = tuple(state[name] for name in module.SCALARS)
+                t = int(state["step"]) + 1
+                scalars = tuple(float(state[name]) for name in module.SCALARS)
                 given = tuple(extra[name][i] is not None for name in module.INPUTS)
                 key = (t, param.dtype, scalars, given, flags)
                 if key not in host_cache:
@@ -135,6 +130,8 @@ class Optimizer(HasHypers):
     def prepare(self, grads) -> None:
         """Create the states of the params ``grads`` will step, from their current values
         (a wrapper's states start from p before the inner optimizer moves it)."""
+        for state, name, value in self._check_states(grads):
+            state[name] = value
         flat_hypers = self._flat(self._hypers)
         for param, grad, state in zip(self.params, grads, self.state):
             if grad is not None:
@@ -152,6 +149,48 @@ class Optimizer(HasHypers):
             for index, name, shape in missing:
                 state[name] = np.array(np.broadcast_to(inits[index], shape), dtype=param.dtype,
                                        order="C")
+
+    def _check_states(self, grads) -> list[tuple[dict, str, np.ndarray]]:
+        """Validate the states of the params ``grads`` steps (whatever replaced them since);
+        the entries to convert to the param's dtype and C order."""
+        states = self.state
+        if (not isinstance(states, list) or len(states) != len(self.params)
+                or not all(isinstance(s, dict) for s in states)):
+            raise TypeError(f"state must be a list of {len(self.params)} dicts, one per param "
+                            "(set it with load_state_dict)")
+        fixes = []
+        for i, (param, grad, state) in enumerate(zip(self.params, grads, states)):
+            if grad is None or not state:
+                continue
+            for name, kind, shape in state_entries(self._module, param.shape):
+                if name not in state:
+                    continue
+                where = f"state {name!r} of params[{i}]"
+                if kind == "step":
+                    check_step_count(state[name], where)
+                elif kind == "scalar":
+                    check_scalar(state[name], where)
+                else:
+                    value = checked_array_state(state[name], f"params[{i}]", name, shape,
+                                                param.dtype)
+                    if value is not state[name]:
+                        fixes.append((state, name, value))
+        return fixes
+
+    def _check_overlaps(self) -> None:
+        """No two arrays the step writes (params, states) share memory; checked again only
+        when one of them is a new object."""
+        arrays = [(f"params[{i}]", p) for i, p in enumerate(self.params)]
+        arrays += [(f"state {name!r} of params[{i}]", value)
+                   for i, state in enumerate(self.state) for name, value in state.items()
+                   if isinstance(value, np.ndarray)]
+        ids = tuple(id(a) for _, a in arrays)
+        if ids == self._checked_arrays:
+            return
+        pair = find_overlap(numpy_spans(arrays), numpy_shares)
+        if pair is not None:
+            raise overlap_error(*pair)
+        self._checked_arrays = ids
 
     def _check_matrices(self, grads) -> None:
         if not self._module.MATRIX_OPS:
@@ -199,51 +238,21 @@ class Optimizer(HasHypers):
 
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of the optimizer's state: hyperparameters and per-param state."""
-        return {
-            "optimizer": self.name,
-            "hypers": self.hypers,
-            "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
-                      for s in self.state],
-        }
+        with self._lock:
+            return {
+                "optimizer": self.name,
+                "hypers": self.hypers,
+                "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v)
+                           for k, v in s.items()} for s in self.state],
+            }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; validated whole before anything is replaced."""
-        if not isinstance(state_dict, dict) or "state" not in state_dict:
-            raise TypeError("state_dict must be a dict from Optimizer.state_dict()")
-        if state_dict.get("optimizer") != self.name:
-            raise ValueError(f"state_dict is for optimizer {state_dict.get('optimizer')!r}, "
-                             f"not {self.name!r}")
-        states = state_dict["state"]
-        if len(states) != len(self.params):
-            raise ValueError(f"state_dict has state for {len(states)} params, this optimizer "
-                             f"has {len(self.params)}")
-        restored = []
-        for i, (param, saved) in enumerate(zip(self.params, states)):
-            entry = {}
-            for key, value in saved.items():
-                if key == "step":
-                    if not isinstance(value, (int, np.integer)) or value < 0:
-                        raise ValueError(f"state_dict['state'][{i}]['step'] must be a "
-                                         f"nonnegative int, got {value!r}")
-                    entry[key] = int(value)
-                elif key in self._module.SCALARS:
-                    if not isinstance(value, (int, float, np.floating, np.integer)):
-                        raise ValueError(f"state_dict['state'][{i}][{key!r}] must be a number")
-                    entry[key] = float(value)
-                elif key in self._module.STATES or key in dict(self._module.AXIS_STATES):
-                    value = np.asarray(value)
-                    axis = dict(self._module.AXIS_STATES).get(key)
-                    expected = param.shape if axis is None else axis_shape(param.shape, axis)
-                    if value.shape != expected:
-                        raise ValueError(f"state_dict['state'][{i}][{key!r}] has shape "
-                                         f"{value.shape}, expected {expected} for params[{i}] "
-                                         f"of shape {param.shape}")
-                    entry[key] = np.array(value, dtype=param.dtype, order="C", copy=True)
-                else:
-                    raise ValueError(f"state_dict['state'][{i}] has unknown entry {key!r}")
-            restored.append(entry)
-        self.set(**state_dict.get("hypers", {}))  # validates; raises before replacing anything
-        self.state = restored
+        restored, hypers = restored_states(self._module, self.name,
+                                           [(p.shape, p.dtype) for p in self.params], state_dict)
+        with self._lock:
+            self.set(**hypers)  # validates; raises before replacing anything
+            self.state = restored
 
     def __repr__(self) -> str:
         hypers = ", ".join(f"{k}={v!r}" for k, v in self._hypers.items())
@@ -262,6 +271,8 @@ def _check_params(params) -> list[np.ndarray]:
             raise TypeError(f"params[{i}] has dtype {p.dtype}; supported: float32, float64")
         if not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only; the optimizer updates params in place")
+        if not p.flags.aligned:
+            raise ValueError(f"params[{i}] is not aligned to its dtype; copy it first")
         out.append(p)
     return out
 

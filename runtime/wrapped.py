@@ -7,27 +7,20 @@ the inner optimizer first moves them (Lookahead's slow weights start at the init
 
 from __future__ import annotations
 
+import threading
 from typing import Any
-
-from .frontend import Optimizer, optimizer
 
 
 class Wrapped:
-    def __init__(self, module, params, inner=None, backend: str = "cpu", **hypers):
-        if inner is None:
-            raise TypeError(f"{module.NAME} wraps another optimizer: pass inner='adam' (a "
-                            "catalogue name or a spec path)")
-        own = {h.name for h in module.HYPERS}
-        outer_hypers = {k: v for k, v in hypers.items() if k in own}
-        if backend == "cuda":
-            from .cuda_frontend import CudaOptimizer
-            self.outer = CudaOptimizer(module, params, **outer_hypers)
-        else:
-            self.outer = Optimizer(module, params, backend=backend, **outer_hypers)
-        self.inner = optimizer(inner, params, backend=backend,
-                               **{k: v for k, v in hypers.items() if k not in own})
-        self.params = self.outer.params
-        self.backend = backend
+    """``outer`` (the wrapper spec's optimizer) after ``inner``, over the same params; made by
+    :func:`optgen.optimizer` (:mod:`optgen.runtime.factory`)."""
+
+    def __init__(self, outer, inner):
+        self.outer = outer
+        self.inner = inner
+        self.params = outer.params
+        self.backend = outer.backend
+        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -49,7 +42,7 @@ class Wrapped:
             raise
 
     def __getattr__(self, key):
-        if key in ("outer", "inner"):
+        if key in ("outer", "inner", "_lock"):
             raise AttributeError(key)
         hypers = self.hypers
         if key in hypers:
@@ -57,17 +50,18 @@ class Wrapped:
         raise AttributeError(f"'Wrapped' object has no attribute {key!r}")
 
     def __setattr__(self, key, value):
-        if key not in ("outer", "inner", "params", "backend") and key in self.hypers:
+        if key not in ("outer", "inner", "params", "backend", "_lock") and key in self.hypers:
             self.set(**{key: value})
         else:
             object.__setattr__(self, key, value)
 
     def step(self, grads, **inputs) -> None:
-        grads = self.inner._check_grads(grads)
-        self.inner._check_inputs(inputs, grads)  # all checks before anything changes
-        self.outer.prepare(grads)
-        self.inner.step(grads, **inputs)
-        self.outer.step(grads)
+        with self._lock:  # inner then outer, one thread's step at a time
+            grads = self.inner._check_grads(grads)
+            self.inner._check_inputs(inputs, grads)  # all checks before anything changes
+            self.outer.prepare(grads)
+            self.inner.step(grads, **inputs)
+            self.outer.step(grads)
 
     @property
     def state(self) -> list[dict[str, Any]]:

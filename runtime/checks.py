@@ -1,0 +1,192 @@
+"""Validation the front ends share: the kernels write through raw addresses, so before a step
+every array they touch must be what the tables were built for.
+
+The rules, for every front end (NumPy, CUDA, ``optgen.torch``):
+
+* a state entry has the parameter's shape (a factored state its row/column shape); one of
+  another floating dtype is converted to the state dtype (a copy, as torch.optim's
+  ``load_state_dict`` casts); anything else raises, naming the parameter and the state;
+* no two arrays the step writes (parameters and states) share memory: a ``ValueError`` names
+  both;
+* a dense layout (every element once, no gaps: C order, channels-last, any permutation) is
+  stepped in storage order when its gradient and states have the same strides; other layouts
+  through a contiguous copy.
+
+All of it is bookkeeping in Python, below the front-end classes; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # NumPy < 2
+    byte_bounds = np.byte_bounds
+
+
+def is_dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """Whether strides (in elements) lay ``shape`` out without gaps or overlaps, in some order
+    of the dimensions (C order, channels-last, a transposed matrix ...)."""
+    expected = 1
+    for size, stride in sorted(((n, s) for n, s in zip(shape, strides) if n != 1),
+                               key=lambda pair: pair[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def byte_span(address: int, shape: tuple[int, ...], strides: tuple[int, ...],
+              itemsize: int) -> tuple[int, int]:
+    """``[first, end)``: the bytes an array with nonnegative ``strides`` (in elements) can
+    touch; empty for an empty array."""
+    if 0 in shape:
+        return address, address
+    last = sum((n - 1) * s for n, s in zip(shape, strides))
+    return address, address + (last + 1) * itemsize
+
+
+def find_overlap(spans: Iterable[tuple[str, int, int, object]],
+                 shares: Callable[[object, object], bool] | None = None
+                 ) -> tuple[str, str] | None:
+    """The labels of two arrays that share memory, or None. ``spans`` are
+    ``(label, first byte, end byte, array)``; spans that intersect are confirmed with
+    ``shares(a, b)`` where given (strided views can interleave without a common element)."""
+    ordered = sorted((s for s in spans if s[2] > s[1]), key=lambda s: s[1])
+    open_spans: list[tuple[str, int, int, object]] = []
+    for span in ordered:
+        open_spans = [o for o in open_spans if o[2] > span[1]]
+        for other in open_spans:
+            if shares is None or shares(other[3], span[3]):
+                return other[0], span[0]
+        open_spans.append(span)
+    return None
+
+
+def numpy_shares(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exact for ordinary views; treats an undecidable case as shared."""
+    try:
+        return bool(np.shares_memory(a, b, max_work=100_000))
+    except np.exceptions.TooHardError:
+        return True
+
+
+def overlap_error(first: str, second: str) -> ValueError:
+    return ValueError(f"{first} and {second} share memory; the optimizer writes both in place, "
+                      "so each must have storage of its own")
+
+
+def state_shape_error(param: str, name: str, shape, expected) -> ValueError:
+    return ValueError(f"state {name!r} of {param} has shape {tuple(shape)}, expected "
+                      f"{tuple(expected)} (the parameter's); was it saved for another model, "
+                      "or replaced by hand?")
+
+
+def state_type_error(param: str, name: str, value, kind: str) -> TypeError:
+    return TypeError(f"state {name!r} of {param} must be {kind}, got {type(value).__name__}")
+
+
+def state_entries(module, shape: tuple[int, ...]) -> list[tuple[str, str, tuple | None]]:
+    """``(name, kind, shape)`` of every entry a param of ``shape`` may keep: the step count
+    (kind "step"), per-tensor scalars ("scalar"), per-element and factored states ("array",
+    with the shape they must have)."""
+    from .kernels import axis_shape, is_factored
+
+    entries = [("step", "step", None)] + [(name, "scalar", None) for name in module.SCALARS]
+    entries += [(name, "array", tuple(shape)) for name in module.STATES]
+    if is_factored(tuple(shape)):
+        entries += [(name, "array", axis_shape(tuple(shape), axis))
+                    for name, axis in module.AXIS_STATES]
+    return entries
+
+
+def check_step_count(value, where: str) -> int:
+    """A saved or hand-set step count: a nonnegative whole number."""
+    number = value.item() if hasattr(value, "item") and getattr(value, "size", 1) == 1 else value
+    if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)) \
+            or not (number >= 0) or not float(number).is_integer():
+        raise ValueError(f"{where} must be a nonnegative whole number, got {value!r}")
+    return int(number)
+
+
+def check_scalar(value, where: str) -> float:
+    number = value.item() if hasattr(value, "item") and getattr(value, "size", 1) == 1 else value
+    if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where} must be a number, got {type(value).__name__}")
+    return float(number)
+
+
+def checked_array_state(value, where_param: str, name: str, shape: tuple,
+                        dtype: np.dtype) -> np.ndarray:
+    """A NumPy state entry as the kernels need it (``dtype``, C order): ``value`` itself, or
+    a converted copy; raises for a wrong type, shape or a read-only array."""
+    if not isinstance(value, np.ndarray):
+        raise state_type_error(where_param, name, value, "a numpy array")
+    if value.shape != tuple(shape):
+        raise state_shape_error(where_param, name, value.shape, shape)
+    if value.dtype.kind != "f":
+        raise TypeError(f"state {name!r} of {where_param} has dtype {value.dtype}; a floating "
+                        "dtype is needed")
+    if value.dtype == dtype and value.flags.c_contiguous:
+        if not value.flags.writeable:
+            raise ValueError(f"state {name!r} of {where_param} is read-only")
+        return value
+    return np.array(value, dtype=dtype, order="C")
+
+
+def numpy_spans(arrays: Iterable[tuple[str, np.ndarray]]):
+    """``find_overlap``'s spans of NumPy arrays (exact bounds, any strides)."""
+    for label, array in arrays:
+        if array.size:
+            low, high = byte_bounds(array)
+            yield label, low, high, array
+
+
+def restored_states(module, name: str, params: list[tuple[tuple, np.dtype]],
+                    state_dict) -> tuple[list[dict], dict]:
+    """Validate a NumPy-front-end state dict (``{"optimizer", "hypers", "state"}``) for params
+    of these ``(shape, dtype)``; its per-param states as new arrays, and its hypers."""
+    if not isinstance(state_dict, dict) or "state" not in state_dict:
+        raise TypeError("state_dict must be a dict from Optimizer.state_dict()")
+    if state_dict.get("optimizer") != name:
+        raise ValueError(f"state_dict is for optimizer {state_dict.get('optimizer')!r}, "
+                         f"not {name!r}")
+    states = state_dict["state"]
+    if not isinstance(states, (list, tuple)) or len(states) != len(params):
+        raise ValueError(f"state_dict has state for {len(states) if isinstance(states, (list, tuple)) else '?'} "
+                         f"params, this optimizer has {len(params)}")
+    restored = []
+    for i, ((shape, dtype), saved) in enumerate(zip(params, states)):
+        if not isinstance(saved, dict):
+            raise TypeError(f"state_dict['state'][{i}] must be a dict")
+        kinds = {entry[0]: entry for entry in state_entries(module, shape)}
+        axis = dict(module.AXIS_STATES)
+        entry = {}
+        for key, value in saved.items():
+            where = f"state_dict['state'][{i}][{key!r}]"
+            if key not in kinds:
+                if key in axis:  # a factored state saved for a param that is not factored
+                    raise ValueError(f"{where}: params[{i}] of shape {shape} keeps no factored "
+                                     "states")
+                raise ValueError(f"state_dict['state'][{i}] has unknown entry {key!r}")
+            _, kind, expected = kinds[key]
+            if kind == "step":
+                entry[key] = check_step_count(value, where)
+            elif kind == "scalar":
+                entry[key] = check_scalar(value, where)
+            else:
+                value = np.asarray(value)
+                if value.shape != expected:
+                    raise ValueError(f"{where} has shape {value.shape}, expected {expected} "
+                                     f"for params[{i}] of shape {shape}")
+                if value.dtype.kind not in "fiu":
+                    raise TypeError(f"{where} has dtype {value.dtype}; a number array is needed")
+                entry[key] = np.array(value, dtype=dtype, order="C", copy=True)
+        restored.append(entry)
+    hypers = state_dict.get("hypers", {})
+    if not isinstance(hypers, dict):
+        raise TypeError("state_dict['hypers'] must be a dict")
+    return restored, hypers
