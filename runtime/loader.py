@@ -149,8 +149,10 @@ _fingerprint: str | None = None
 
 
 def _compiler_fingerprint() -> str:
-    """The sha256 of the compiler's sources, grammar and templates, read from its folder
-    without importing it: a changed compiler means a cache miss."""
+    """A sha256 of the compiler's sources, grammar and templates (read from its folder without
+    importing it), and of where and when SymPy, Lark and Jinja were installed (their
+    ``__init__.py``'s path, size and mtime, which an upgrade changes): either changed means a
+    cache miss."""
     global _fingerprint
     if _fingerprint is None:
         spec = importlib.util.find_spec(f"{__package__.rpartition('.')[0]}.compiler")
@@ -160,6 +162,12 @@ def _compiler_fingerprint() -> str:
                            and p.suffix in (".py", ".lark", ".j2")):
             digest.update(f"{file.relative_to(folder).as_posix()}\0".encode())
             digest.update(_sha256(file.read_bytes()).encode())
+        for package in ("sympy", "lark", "jinja2"):
+            origin = getattr(importlib.util.find_spec(package), "origin", None) or ""
+            with contextlib.suppress(OSError):
+                info = os.stat(origin)
+                origin += f"\0{info.st_size}\0{info.st_mtime_ns}"
+            digest.update(f"{package}\0{origin}\0".encode())
         _fingerprint = digest.hexdigest()
     return _fingerprint
 
