@@ -441,6 +441,7 @@ class _Bucket:
         self.stale = True
         self.runs: list = []
         self.grads: list = []
+        self.each_seen = None
 
     # --- check: validate, decide what is stale ---------------------------------------------
 
@@ -454,7 +455,7 @@ class _Bucket:
         self.grads = grads
         if inputs or self.each:
             self._validate(grads, inputs)
-            self.stale = True
+            self.stale = self._each_signature() != self.each_seen  # overlaps to check again?
         elif self.stale or not self._tables_hold(grads):
             self._validate(grads, inputs)
             self.stale = True
@@ -504,6 +505,15 @@ class _Bucket:
                         raise state_shape_error(label, name, value.shape, shape)
                     _check_tensor_like(value, p, where, shape)
 
+    def _each_signature(self) -> tuple:
+        """What the overlap check depends on, for params stepped one at a time: which params
+        step, their addresses, their state entries' identities and addresses."""
+        active = [p for p, g in zip(self.params, self.grads) if g is not None]
+        entries = [v for d in map(self.opt.state.get, active) if d for v in d.values()
+                   if isinstance(v, torch.Tensor)]
+        return (list(map(id, active)), list(map(_DATA_PTR, active)), list(map(id, entries)),
+                list(map(_DATA_PTR, entries)))
+
     def _tables_hold(self, grads: list) -> bool:
         """Whether the tables still address exactly these tensors (the per-step check: a few
         C-speed passes over the params, gradients and state entries); new gradient tensors of
@@ -551,6 +561,9 @@ class _Bucket:
             for k, (p, g) in enumerate(zip(self.params, grads)):
                 if g is not None:
                     self._step_one(k, p, g, self._inputs_for(k, inputs))
+            self.each_seen = self._each_signature()
+            self.runs = []  # the tables, if any, are stale now
+            self.stale = True
             return
         if self.stale:
             self._prepare(grads)
