@@ -607,7 +607,10 @@ class _Bucket:
             + module.SCALARS if params else ("step",)
         self.getter = _entries_getter(names)
         self.entries = list(itertools.chain.from_iterable(map(self.getter, self.dicts)))
-        self.entry_tensors = [e for e in self.entries if isinstance(e, torch.Tensor)]
+        # The kernels address the per-element states; step counts and scalar states are read
+        # and written by value, so their identity is all that matters.
+        addressed = [n for n in names if n in module.STATES]
+        self.entry_tensors = [d[n] for d in self.dicts for n in addressed]
         self.entry_ptrs = list(map(_DATA_PTR, self.entry_tensors))
         self.held = [t.untyped_storage() for t in params + self.entry_tensors]
         self.stale = False
