@@ -21,6 +21,7 @@ import torch
 
 import optgen.torch as ot
 from optgen.bench import HYPERS, TORCH, bytes_per_element, resnet50_shapes
+from optgen.files import write_atomic
 from optgen.runtime.loader import load
 
 #: torch.optim optimizers timed on the GPU (Adafactor and ASGD step per tensor here).
@@ -108,8 +109,7 @@ def main() -> None:
     text.append(overhead)
     print(overhead)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(text) + "\n")
+        write_atomic(args.out, "\n".join(text) + "\n")
 
 
 if __name__ == "__main__":

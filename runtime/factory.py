@@ -21,7 +21,10 @@ __all__ = ["available", "optimizer"]
 def optimizer(name_or_path, params, backend: str = "cpu", inner=None, **hypers):
     """An optimizer over ``params`` (a list of float32/float64 arrays, updated in place).
 
-    ``name_or_path`` is a catalogue name (see :func:`available`) or the path of a ``.opt`` spec.
+    ``name_or_path`` is a catalogue name (see :func:`available`) or the path of a ``.opt`` spec:
+    it is a path when it is an ``os.PathLike``, ends in ``.opt`` or contains a path separator
+    (``"./adam"``), else a name — a file called ``adam`` in the working folder never shadows
+    the catalogue's ``adam``.
     ``backend`` is ``"cpu"`` (Numba, fused and parallel), ``"numpy"`` (the reference) or
     ``"cuda"`` (Numba CUDA kernels; params and grads are CUDA arrays, updated on the device).
     Hyperparameters not given take the spec's defaults. A spec that ``wraps inner`` (Lookahead)
