@@ -14,6 +14,7 @@ import difflib
 import keyword
 from typing import Callable
 
+from . import bounds
 from . import nodes as n
 from .errors import SpecError, SpecErrors
 from .functions import FUNCTIONS
@@ -62,9 +63,21 @@ class _Checker:
         self.optional: set[str] = set()   # tuple items that may be None
         self.host_extras: frozenset[str] = frozenset()  # non-hypers allowed where hypers are
         self.optional_ok = False  # typing default()'s first argument
+        self.costs: dict[str, bounds.Cost] = {}  # each assigned name's value, as SymPy will hold it
 
     def error(self, message: str, span, hint: str | None = None) -> None:
         self.errors.append(SpecError(message, span, hint=hint))
+
+    def _measure(self, expr: n.Expr | None, env=None) -> bounds.Cost | None:
+        """The expression's cost (see bounds.py); None after recording an error, where it is
+        too large for the stages after this one."""
+        if expr is None:
+            return None
+        try:
+            return bounds.cost_of(expr, self.costs if env is None else env)
+        except bounds.TooLarge as error:
+            self.error(error.message, error.node.span)
+            return None
 
     def run(self) -> CheckedSpec:
         self._spec_name(self.ast.name, self.ast.name_span)
@@ -76,6 +89,7 @@ class _Checker:
         inputs = tuple((d.name, d.doc or "") for d in ast.inputs if self._input(d))
         states = tuple(s for s in (self._state(d) for d in ast.states) if s is not None)
         requires = tuple(self._require(d) for d in ast.requires)
+        self._counts(ast, hypers, states, inputs)
         statements = self._statements(ast.updates, ast.has_update_section)
         claims = tuple(c for c in (self._check_claim(d, hypers, states) for d in self.ast.claims)
                        if c)
@@ -287,11 +301,24 @@ class _Checker:
         if not self._declare(decl.name, Symbol(decl.name, Kind.STATE, Type.NUMBER, level),
                              decl.span):
             return None
+        self._measure(decl.init, {})
+        self._measure(decl.condition, {})
         return State(decl.name, decl.init, decl.condition, decl.span, decl.scalar, decl.axis)
 
     def _require(self, decl: n.RequireDecl) -> Require:
-        self._expect(decl.condition, Type.BOOL, hyper_only=True, what="a requirement")
+        if self._expect(decl.condition, Type.BOOL, hyper_only=True, what="a requirement"):
+            self._measure(decl.condition, {})
         return Require(decl.condition, decl.message, decl.span)
+
+    def _counts(self, ast: n.SpecAST, hypers, states, inputs) -> None:
+        """How many hyperparameters and arrays (every kernel takes each array as an argument)."""
+        if len(ast.hypers) > bounds.MAX_HYPERS:
+            self.error(f"{len(ast.hypers)} hyperparameters; the limit is {bounds.MAX_HYPERS}",
+                       ast.hypers[bounds.MAX_HYPERS].span)
+        arrays = [s for s in states if not s.scalar] + list(inputs)
+        if len(arrays) > bounds.MAX_ARRAYS:
+            self.error(f"{len(arrays)} per-element states and inputs; the limit is "
+                       f"{bounds.MAX_ARRAYS}", ast.name_span)
 
     # --- the update section ---------------------------------------------------------------
 
@@ -301,6 +328,10 @@ class _Checker:
             return ()
         out = []
         assigns_p = False
+        if len(updates) > bounds.MAX_STATEMENTS:
+            self.error(f"{len(updates)} statements in the update section; the limit is "
+                       f"{bounds.MAX_STATEMENTS}", updates[bounds.MAX_STATEMENTS].span)
+            return ()
         self.assigned_later = {stmt.target for stmt in updates}
         for stmt in updates:
             cond = None
@@ -337,6 +368,8 @@ class _Checker:
                 # a temporary that became per-tensor or per-element stays so
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, target.type, value[1])
             assigns_p |= stmt.target == "p"
+            if value is not None and (stmt.condition is None or cond is not None):
+                self._measure_assignment(stmt)
             out.append(Statement(stmt.target, stmt.value, stmt.condition, stmt.span))
         if self.ast.kind == "schedule":
             if "lr" not in self.assigned_later:
@@ -345,6 +378,18 @@ class _Checker:
             self.error("the update section never assigns 'p', so the optimizer would do nothing",
                        self.ast.name_span)
         return tuple(out)
+
+    def _measure_assignment(self, stmt: n.Assign) -> None:
+        """What the target holds after ``stmt`` once lowering substitutes what it reads."""
+        value = self._measure(stmt.value)
+        condition = self._measure(stmt.condition)
+        if value is None or (stmt.condition is not None and condition is None):
+            return
+        try:
+            self.costs[stmt.target] = bounds.guarded(
+                value, condition, self.costs.get(stmt.target, bounds.SYMBOL), stmt)
+        except bounds.TooLarge as error:
+            self.error(error.message, stmt.span)
 
     # --- claims ---------------------------------------------------------------------------
 
@@ -391,6 +436,10 @@ class _Checker:
         exprs = ([decl.relation] if decl.relation is not None else []) + list(decl.given)
         exprs += [e for b in decl.at + decl.other_bindings
                   for e in (b.value if isinstance(b.value, tuple) else (b.value,))]
+        for expr in exprs:  # the verifier's SymPy computes with these numbers too
+            self._measure(expr, {})
+        if len(self.errors) > count:
+            return None
         scalar = {name for h in hypers for name in h.scalar_names}
         mentioned = sorted({name for e in exprs for name in _names(e)} & scalar)
         return Claim(decl, tuple(variables), tuple(mentioned))

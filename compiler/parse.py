@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 
 import lark
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 
 from . import nodes as n
+from .bounds import MAX_DEPTH, MAX_DIGITS
 from .errors import SpecError, SpecErrors, Span
 
 _TOKEN_WORDS = {
@@ -111,8 +112,25 @@ def _string_value(token: Token) -> str:
 
 
 @v_args(meta=True, inline=True)
-class _ToNodes(Transformer):
-    """Lark tree -> nodes. Items come back as ``(kind, node)`` pairs for :func:`_assemble`."""
+class _ToNodes(Transformer_NonRecursive):
+    """Lark tree -> nodes. Items come back as ``(kind, node)`` pairs for :func:`_assemble`.
+
+    Not recursive (a deep expression cannot overflow Python's stack here); each expression's
+    depth is counted as it is built, and one nested deeper than MAX_DEPTH is refused at once,
+    so no later stage recurses deeper than that."""
+
+    def __init__(self):
+        super().__init__()
+        self._depth: dict[int, int] = {}  # id(node) -> nesting depth (nodes live until the end)
+
+    def _nested(self, node, *children):
+        depth = 1 + max((self._depth.get(id(c), 1) for c in children), default=0)
+        if depth > MAX_DEPTH:
+            raise SpecError(f"this expression nests {depth} operations deep; the limit is "
+                            f"{MAX_DEPTH}", node.span,
+                            hint="split it into temporaries, or sum fewer terms in one line")
+        self._depth[id(node)] = depth
+        return node
 
     # expressions
     def number(self, meta, token):
@@ -135,29 +153,31 @@ class _ToNodes(Transformer):
         return n.Name(_token_span(token), str(token))
 
     def call(self, meta, func, *args):
-        return n.Call(_meta_span(meta), str(func), tuple(a for a in args if a is not None))
+        args = tuple(a for a in args if a is not None)
+        return self._nested(n.Call(_meta_span(meta), str(func), args), *args)
 
     def neg(self, meta, operand):
-        return n.Neg(_meta_span(meta), operand)
+        return self._nested(n.Neg(_meta_span(meta), operand), operand)
 
     def binary(self, meta, left, op, right):
         op = "^" if str(op) == "**" else str(op)
-        return n.Binary(_meta_span(meta), op, left, right)
+        return self._nested(n.Binary(_meta_span(meta), op, left, right), left, right)
 
     def compare(self, meta, left, op, right):
-        return n.Compare(_meta_span(meta), str(op), left, right)
+        return self._nested(n.Compare(_meta_span(meta), str(op), left, right), left, right)
 
     def or_(self, meta, left, right):
-        return n.BoolOp(_meta_span(meta), "or", left, right)
+        return self._nested(n.BoolOp(_meta_span(meta), "or", left, right), left, right)
 
     def and_(self, meta, left, right):
-        return n.BoolOp(_meta_span(meta), "and", left, right)
+        return self._nested(n.BoolOp(_meta_span(meta), "and", left, right), left, right)
 
     def not_(self, meta, operand):
-        return n.Not(_meta_span(meta), operand)
+        return self._nested(n.Not(_meta_span(meta), operand), operand)
 
     def ternary(self, meta, condition, then, otherwise):
-        return n.Ternary(_meta_span(meta), condition, then, otherwise)
+        return self._nested(n.Ternary(_meta_span(meta), condition, then, otherwise),
+                            condition, then, otherwise)
 
     def guard(self, meta, condition):
         return condition
@@ -261,6 +281,9 @@ class _ToNodes(Transformer):
 
 def _number_value(token: Token) -> float | int:
     text = str(token)
+    if len(text) > MAX_DIGITS:
+        raise SpecError(f"a number literal may have at most {MAX_DIGITS} characters",
+                        _token_span(token))
     if any(c in text for c in ".eE"):
         return float(text)
     return int(text)

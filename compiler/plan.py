@@ -21,6 +21,7 @@ with ``_``, so a spec's ``h0`` (loaded as ``_h0_``) is never the host scalar ``_
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from .errors import SpecError
 from .functions import (FACTORED, SHAPE_VALUES, TENSOR_FLAGS, AxisMean, Orthogonalize,
                         ReduceSum)
 from .lower import LoweredSpec
-from .names import local_name
+from .names import code_name, local_name
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,46 @@ class KernelPlan:
     state_inits: tuple[tuple[str, sp.Basic], ...]
     state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
     requires: tuple[tuple[sp.Basic, str], ...]
+    #: The plan's symbols for the spec's names are positional (``_u3``, loaded values ``_v1``);
+    #: this says how generated code spells each one (``lr_``, ``_exp_avg_``).
+    names: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def host_symbols(self) -> frozenset[sp.Symbol]:
         return frozenset(h.symbol for h in self.host)
 
 
+def _positional(lowered: LoweredSpec) -> tuple[LoweredSpec, dict[str, str]]:
+    """The lowered spec with every symbol of a spec name renamed by position (``_u0``, ``_u1``,
+    ... in declaration order), and how code spells each. SymPy orders the terms of a sum by the
+    symbols' names, so with the spec's own names the order of floating-point operations, and
+    so the bits, would depend on what a spec calls its values; by position they cannot."""
+    spec_symbols = [*lowered.hypers.values(), lowered.t, lowered.p, lowered.g,
+                    *lowered.states.values(), *lowered.inputs.values(),
+                    *lowered.input_flags.values()]
+    rename = {s: sp.Symbol(f"_u{k}", **s.assumptions0) for k, s in enumerate(spec_symbols)}
+    names = {rename[s].name: code_name(s.name) for s in spec_symbols}
+
+    def sub(expr):
+        return sp.sympify(expr).xreplace(rename)
+
+    renamed = dataclasses.replace(
+        lowered,
+        hypers={k: rename[v] for k, v in lowered.hypers.items()}, t=rename[lowered.t],
+        p=rename[lowered.p], g=rename[lowered.g],
+        states={k: rename[v] for k, v in lowered.states.items()},
+        inputs={k: rename[v] for k, v in lowered.inputs.items()},
+        input_flags={k: rename[v] for k, v in lowered.input_flags.items()},
+        outputs={k: sub(v) for k, v in lowered.outputs.items()},
+        temps={k: sub(v) for k, v in lowered.temps.items()},
+        state_inits={k: sub(v) for k, v in lowered.state_inits.items()},
+        state_conditions={k: sub(v) for k, v in lowered.state_conditions.items()},
+        requires=tuple((sub(c), m) for c, m in lowered.requires))
+    return renamed, names
+
+
 def plan(lowered: LoweredSpec) -> KernelPlan:
+    lowered, names = _positional(lowered)
     scalar_args = tuple(lowered.states[name] for name in lowered.scalars)
     input_flags = tuple(lowered.input_flags.values())
     used = set().union(*(sp.sympify(e).free_symbols for e in (
@@ -137,7 +171,9 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                  *((n, s) for n, s in lowered.states.items()
                    if n not in lowered.scalars and n not in axis_names)]
     axis_in = [(n, lowered.states[n]) for n in lowered.axis_states]
-    local = {symbol: sp.Symbol(local_name(name), real=True) for name, symbol in arrays_in + axis_in}
+    local = {symbol: sp.Symbol(f"_v{k}", real=True)
+             for k, (name, symbol) in enumerate(arrays_in + axis_in)}
+    names.update({local[symbol].name: local_name(name) for name, symbol in arrays_in + axis_in})
 
     # A conditional state is stored only while its condition holds, so the stored expression
     # may assume it; where the state does not exist, reads see its initial value.
@@ -241,6 +277,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                                for name in lowered.states
                                if name not in lowered.scalars and name not in axis_names),
         requires=lowered.requires,
+        names=names,
     )
 
 

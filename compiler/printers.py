@@ -26,11 +26,12 @@ _SETTINGS = {"fully_qualified_modules": True, "inline": True, "allow_unknown_fun
 
 
 class _BasePrinter(NumPyPrinter):
-    def __init__(self, settings=None):
+    def __init__(self, settings=None, names=None):
         super().__init__({**_SETTINGS, **(settings or {})})
+        self.names = names or {}  # the plan's positional symbols -> their spelling in code
 
     def _print_Symbol(self, expr):
-        return code_name(expr.name)
+        return self.names.get(expr.name) or code_name(expr.name)
 
     def _print_Pow(self, expr, rational=False):
         # NumPyPrinter turns x**-1 into x**(-1.0); a division is both faster and exact.
@@ -129,8 +130,8 @@ class NumpyArrayPrinter(_BasePrinter):
     def _print_Or(self, expr):
         return self._fold("logical_or", expr.args)
 
-    def __init__(self, host_symbols=frozenset(), settings=None):
-        super().__init__(settings)
+    def __init__(self, host_symbols=frozenset(), settings=None, names=None):
+        super().__init__(settings, names)
         self.host_symbols = frozenset(host_symbols)
 
     def _print_Piecewise(self, expr):

@@ -101,9 +101,13 @@ def _str_literal(text: str) -> str:
     return repr(text)
 
 
-def _idents(names) -> list[str]:
-    """The identifiers of ``names`` (spec names or the code's own) in generated code."""
-    return [code_name(str(name)) for name in names]
+def _ident(plan: KernelPlan, name) -> str:
+    """The identifier of a plan's symbol or array name in generated code."""
+    return plan.names.get(str(name)) or code_name(str(name))
+
+
+def _idents(plan: KernelPlan, names) -> list[str]:
+    return [_ident(plan, name) for name in names]
 
 
 @functools.cache
@@ -118,7 +122,7 @@ def _environment() -> jinja2.Environment:
 def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
                   base: SourceInfo | None, version: str) -> str:
     spec = lowered.spec
-    host = ScalarPrinter()
+    host = ScalarPrinter(names=plan.names)
     host_index = {h.symbol: i for i, h in enumerate(plan.host)}
     kernels = [text for backend in BACKENDS for text in _render_kernels(backend, plan)]
     equations = [latex_equation(eq) for eq in lowered.equations]
@@ -130,7 +134,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         sha256=source.sha256,
         hypers=[_hyper_row(h) for h in spec.hypers],
         # names as the runtime reads them (keywords, state-dict keys) ...
-        hyper_names=tuple(str(s) for s in plan.hyper_args),
+        hyper_names=tuple(name for h in spec.hypers for name in h.scalar_names),
         arrays=tuple(a.name for a in plan.arrays),
         states=tuple(a.name for a in plan.arrays[2 + len(lowered.inputs):]),
         inputs=tuple(lowered.inputs),
@@ -138,11 +142,11 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         tensor_flags=tuple(str(s) for s in plan.tensor_flags),
         shape_values=tuple(str(s) for s in plan.shape_values),
         # ... and as the functions' parameters
-        t_arg=code_name(str(plan.t)), p_arg=code_name(str(lowered.p)),
-        hyper_args=_idents(plan.hyper_args),
-        scalar_args=_idents(plan.scalar_args),
-        flag_args=_idents(plan.flag_args),
-        tensor_args=_idents(plan.tensor_flags),
+        t_arg=_ident(plan, plan.t), p_arg=code_name("p"),
+        hyper_args=_idents(plan, plan.hyper_args),
+        scalar_args=_idents(plan, plan.scalar_args),
+        flag_args=_idents(plan, plan.flag_args),
+        tensor_args=_idents(plan, plan.tensor_flags),
         input_docs=tuple(doc for _, doc in lowered.spec.inputs),
         axis_states=plan.axis_states,
         axis_arrays=tuple(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else (),
@@ -157,7 +161,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         reductions=len(plan.reductions), reduce_block=REDUCE_BLOCK,
         matrix_ops=tuple((m.kind, m.array, tuple(host_index[s] for s in m.host_args))
                          for m in plan.matrix_ops),
-        host_temps=[(code_name(str(s)), host.doprint(v)) for s, v in plan.host_temps],
+        host_temps=[(_ident(plan, s), host.doprint(v)) for s, v in plan.host_temps],
         host_values=[host.doprint(h.value) for h in plan.host],
         state_inits=[host.doprint(v) for name, v in plan.state_inits
                      if name not in lowered.scalars and name not in lowered.axis_states]
@@ -185,7 +189,7 @@ def render_schedule(lowered: LoweredSpec, source: SourceInfo, version: str) -> s
         hypers=[_hyper_row(h) for h in spec.hypers],
         hyper_names=tuple(str(s) for s in lowered.hyper_args),
         t_arg=code_name(str(lowered.t)),
-        hyper_args=_idents(lowered.hyper_args),
+        hyper_args=[code_name(str(s)) for s in lowered.hyper_args],
         temps=[(code_name(str(s)), printer.doprint(v)) for s, v in temps],
         value=printer.doprint(value),
         requires=[(printer.doprint(c), message) for c, message in lowered.requires],
@@ -197,13 +201,13 @@ def _render_axis_stage(plan: KernelPlan) -> str | None:
     stage = plan.axis_stage
     if stage is None:
         return None
-    printer = NumpyArrayPrinter(plan.host_symbols)
+    printer = NumpyArrayPrinter(plan.host_symbols, names=plan.names)
     stored = {name for name, _ in stage.stores}
-    args = _idents([a.name for a in plan.arrays] + [name for name, _ in plan.axis_states]
+    args = _idents(plan, [a.name for a in plan.arrays] + [name for name, _ in plan.axis_states]
                    + [h.symbol for h in plan.host])
     return _environment().get_template("numpy_axis.py.j2").render(
         args=args,
-        loads=[(code_name(str(a.local)), code_name(a.name), a.name in stored)
+        loads=[(_ident(plan, a.local), code_name(a.name), a.name in stored)
                for a in stage.loads],
         temps=[(code_name(str(s)), printer.doprint(v)) for s, v in stage.temps],
         stores=[(code_name(name), printer.doprint(v)) for name, v in stage.stores],
@@ -213,13 +217,13 @@ def _render_axis_stage(plan: KernelPlan) -> str | None:
 
 def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     """The element kernel, preceded by the reduction kernel where the spec has reductions."""
-    printer = (backend.printer(plan.host_symbols) if backend.printer is NumpyArrayPrinter
-               else backend.printer())
-    arrays = _idents(a.name for a in plan.arrays)
-    arrays += _idents(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else []
-    host = _idents(h.symbol for h in plan.host)
-    mats = _idents(m.array for m in plan.matrix_ops)
-    tensor_args = _idents(plan.reductions) + _idents(plan.shape_values)
+    printer = (backend.printer(plan.host_symbols, names=plan.names)
+               if backend.printer is NumpyArrayPrinter else backend.printer(names=plan.names))
+    arrays = _idents(plan, [a.name for a in plan.arrays])
+    arrays += _idents(plan, [a.name for a in plan.axis_stage.arrays]) if plan.axis_stage else []
+    host = _idents(plan, [h.symbol for h in plan.host])
+    mats = _idents(plan, [m.array for m in plan.matrix_ops])
+    tensor_args = _idents(plan, plan.reductions) + _idents(plan, plan.shape_values)
     out = []
     nest_args = ["_ncols", "_nrows"] if backend.name == "cpu" and nests(plan) else []
     if plan.reductions:
@@ -249,23 +253,23 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
 
 def _render_cuda(plan: KernelPlan) -> str:
     """The CUDA kernels: the same passes, printed for Numba CUDA, made lazily in a function."""
-    printer = NumbaCUDAPrinter()
-    arrays = _idents(a.name for a in plan.arrays)
-    axes = _idents(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else []
-    mats = _idents(m.array for m in plan.matrix_ops)
-    host = _idents(h.symbol for h in plan.host)
-    shapes = _idents(plan.shape_values)
+    printer = NumbaCUDAPrinter(names=plan.names)
+    arrays = _idents(plan, [a.name for a in plan.arrays])
+    axes = _idents(plan, [a.name for a in plan.axis_stage.arrays]) if plan.axis_stage else []
+    mats = _idents(plan, [m.array for m in plan.matrix_ops])
+    host = _idents(plan, [h.symbol for h in plan.host])
+    shapes = _idents(plan, plan.shape_values)
 
     def passes(element_passes):
-        return [_pass_code(i, element_passes, printer) for i in range(len(element_passes))]
+        return [_pass_code(plan, i, element_passes, printer) for i in range(len(element_passes))]
 
     return _environment().get_template("numba_cuda.py.j2").render(
         step_args=arrays + axes + mats + host + shapes,
         prepare_args=arrays + axes + mats + host,
         reduce_args=arrays + axes + host,
         arrays=arrays, host=host,
-        tensor_args=_idents(plan.reductions) + shapes,
-        reductions=_idents(plan.reductions),
+        tensor_args=_idents(plan, plan.reductions) + shapes,
+        reductions=_idents(plan, plan.reductions),
         step_passes=passes(plan.passes), prepare_passes=passes(plan.prepare_passes),
         reduce_passes=passes(plan.reduce_passes), length=arrays[0],
         many=supports_many(plan) and not plan.reductions,
@@ -297,21 +301,21 @@ def supports_many(plan: KernelPlan) -> bool:
 
 def _render_many(plan, function, element_passes, printer, arrays, host, tensor_args, reduce,
                  doc) -> str:
-    passes = [_pass_code(i, element_passes, printer) for i in range(len(element_passes))]
-    host = [(code_name(str(h.symbol)), h.is_bool) for h in plan.host]
+    passes = [_pass_code(plan, i, element_passes, printer) for i in range(len(element_passes))]
+    host = [(_ident(plan, h.symbol), h.is_bool) for h in plan.host]
     return _environment().get_template("numba_cpu_many.py.j2").render(
         function=function, arrays=arrays, host=host, tensor_args=tensor_args,
-        sums=_idents(plan.reductions), passes=passes, reduce=reduce, doc=doc,
+        sums=_idents(plan, plan.reductions), passes=passes, reduce=reduce, doc=doc,
     ).rstrip("\n")
 
 
-def _pass_code(index: int, element_passes, printer) -> dict:
+def _pass_code(plan: KernelPlan, index: int, element_passes, printer) -> dict:
     """One element pass for a flat loop: its branch, loads, temporaries and stores, named as
     the generated code names them."""
     element_pass = element_passes[index]
     return dict(
         branch=_branch(index, len(element_passes), element_pass.when),
-        loads=[(code_name(str(a.local)), code_name(a.name), False) for a in element_pass.loads],
+        loads=[(_ident(plan, a.local), code_name(a.name), False) for a in element_pass.loads],
         temps=[(code_name(str(s)), printer.doprint(v)) for s, v in element_pass.temps],
         stores=[(code_name(name), printer.doprint(v)) for name, v in element_pass.stores],
     )
@@ -325,7 +329,7 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
     passes = []
     for index, element_pass in enumerate(element_passes):
         stored = {name for name, _ in element_pass.stores}
-        loads = [(code_name(str(a.local)), code_name(a.name), a.name in stored)
+        loads = [(_ident(plan, a.local), code_name(a.name), a.name in stored)
                  for a in element_pass.loads]
         passes.append(dict(
             branch=_branch(index, len(element_passes), element_pass.when),

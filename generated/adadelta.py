@@ -122,7 +122,7 @@ def step_numpy(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h
     _g_ = g_
     _square_avg_ = square_avg_.copy()
     _acc_delta_ = acc_delta_.copy()
-    _e0 = _acc_delta_ + _h0
+    _e0 = _h0 + _acc_delta_
     _e1 = ((-_g_) if _h3 else (_g_))
     _e2 = _e1 + _h2*_p_
     _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
@@ -130,7 +130,7 @@ def step_numpy(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h
     _e5 = _e4 + _h0
     p_[...] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p_
     square_avg_[...] = _e4
-    acc_delta_[...] = _acc_delta_*_h1 + _e0*_e3/_e5
+    acc_delta_[...] = _e0*_e3/_e5 + _h1*_acc_delta_
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
@@ -140,7 +140,7 @@ def step_cpu(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h6)
         _g_ = g_[_i]
         _square_avg_ = square_avg_[_i]
         _acc_delta_ = acc_delta_[_i]
-        _e0 = _acc_delta_ + _h0
+        _e0 = _h0 + _acc_delta_
         _e1 = ((-_g_) if _h3 else (_g_))
         _e2 = _e1 + _h2*_p_
         _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
@@ -148,7 +148,7 @@ def step_cpu(p_, g_, square_avg_, acc_delta_, _h0, _h1, _h2, _h3, _h4, _h5, _h6)
         _e5 = _e4 + _h0
         p_[_i] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p_
         square_avg_[_i] = _e4
-        acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
+        acc_delta_[_i] = _e0*_e3/_e5 + _h1*_acc_delta_
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -182,7 +182,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _g_ = g_[_i]
                 _square_avg_ = square_avg_[_i]
                 _acc_delta_ = acc_delta_[_i]
-                _e0 = _acc_delta_ + _h0
+                _e0 = _h0 + _acc_delta_
                 _e1 = ((-_g_) if _h3 else (_g_))
                 _e2 = _e1 + _h2*_p_
                 _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
@@ -190,7 +190,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _e5 = _e4 + _h0
                 p_[_i] = numpy.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/numpy.sqrt(_e5) + _p_
                 square_avg_[_i] = _e4
-                acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
+                acc_delta_[_i] = _e0*_e3/_e5 + _h1*_acc_delta_
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -230,7 +230,7 @@ def _make_cuda_kernels():
             _g_ = g_[_i]
             _square_avg_ = square_avg_[_i]
             _acc_delta_ = acc_delta_[_i]
-            _e0 = _acc_delta_ + _h0
+            _e0 = _h0 + _acc_delta_
             _e1 = ((-_g_) if _h3 else (_g_))
             _e2 = _e1 + _h2*_p_
             _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
@@ -238,7 +238,7 @@ def _make_cuda_kernels():
             _e5 = _e4 + _h0
             p_[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p_
             square_avg_[_i] = _e4
-            acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
+            acc_delta_[_i] = _e0*_e3/_e5 + _h1*_acc_delta_
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -256,7 +256,7 @@ def _make_cuda_kernels():
                 _g_ = g_[_i]
                 _square_avg_ = square_avg_[_i]
                 _acc_delta_ = acc_delta_[_i]
-                _e0 = _acc_delta_ + _h0
+                _e0 = _h0 + _acc_delta_
                 _e1 = ((-_g_) if _h3 else (_g_))
                 _e2 = _e1 + _h2*_p_
                 _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
@@ -264,6 +264,6 @@ def _make_cuda_kernels():
                 _e5 = _e4 + _h0
                 p_[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p_
                 square_avg_[_i] = _e4
-                acc_delta_[_i] = _acc_delta_*_h1 + _e0*_e3/_e5
+                acc_delta_[_i] = _e0*_e3/_e5 + _h1*_acc_delta_
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -82,7 +82,7 @@ AXIS_STATES = (('row_var', 'row'), ('col_var', 'col'))
 AXIS_ARRAYS = ('_ax0', '_ax1', '_ax2')
 #: Each one's shape: "full", or one value per "row", "col" or "matrix". The CPU kernels read
 #: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
-AXIS_CLASSES = ('matrix', 'col', 'row')
+AXIS_CLASSES = ('matrix', 'row', 'col')
 NESTS = True
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = False
@@ -137,11 +137,11 @@ def axis_stage(p_, g_, variance_, row_var_, col_var_, _h0, _h1, _h2, _h3, _h4, _
     _e2 = _e1 - _row_var_
     _e3 = ((_e2*_h6 + _row_var_) if _h7 else (_e1 + _e2*_h8))
     _e4 = numpy.mean(_e0, axis=-2, keepdims=True)
-    _e5 = -_col_var_ + _e4
-    _e6 = ((_col_var_ + _e5*_h6) if _h7 else (_e4 + _e5*_h8))
+    _e5 = _e4 - _col_var_
+    _e6 = ((_e5*_h6 + _col_var_) if _h7 else (_e4 + _e5*_h8))
     row_var_[...] = _e3
     col_var_[...] = _e6
-    return (numpy.maximum(_h5, numpy.mean(_e3, axis=-2, keepdims=True)), _e6, _e3,)
+    return (numpy.maximum(_h5, numpy.mean(_e3, axis=-2, keepdims=True)), _e3, _e6,)
 
 
 def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
@@ -193,16 +193,16 @@ def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5
         if _ncols > 0:
             for _row in numba.prange(_size // _ncols):
                 _m = _row // _nrows
-                _y2 = _ax2[_row]
+                _y1 = _ax1[_row]
                 _y0 = _ax0[_m]
                 _base = _row * _ncols
                 _count = _ncols
                 _terms = numpy.empty((2, _ncols))
-                _row0 = _ax1[_m * _ncols:(_m + 1) * _ncols]
+                _row0 = _ax2[_m * _ncols:(_m + 1) * _ncols]
                 _row1 = p_[_base:_base + _ncols]
                 _row2 = g_[_base:_base + _ncols]
                 for _c in range(_ncols):
-                    _y1 = _row0[_c]
+                    _y2 = _row0[_c]
                     _p_ = _row1[_c]
                     _g_ = _row2[_c]
                     _terms[0, _c] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
@@ -322,14 +322,14 @@ def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, 
         if _ncols > 0:
             for _row in numba.prange(p_.shape[0] // _ncols):
                 _m = _row // _nrows
-                _y2 = _ax2[_row]
+                _y1 = _ax1[_row]
                 _y0 = _ax0[_m]
                 _base = _row * _ncols
-                _row0 = _ax1[_m * _ncols:(_m + 1) * _ncols]
+                _row0 = _ax2[_m * _ncols:(_m + 1) * _ncols]
                 _row1 = p_[_base:_base + _ncols]
                 _row2 = g_[_base:_base + _ncols]
                 for _c in range(_ncols):
-                    _y1 = _row0[_c]
+                    _y2 = _row0[_c]
                     _p_ = _row1[_c]
                     _g_ = _row2[_c]
                     _e0 = numpy.reciprocal(numpy.sqrt(_n))

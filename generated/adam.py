@@ -137,7 +137,7 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h
         _e0 = ((_h3*_p_) if _h4 else (_p_))
         _e1 = ((-_g_) if _h6 else (_g_))
         _e2 = _e0*_h5 + _e1
-        _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+        _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
         _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
         _e5 = ((_e2) if _h7 else (_e1))
         _e6 = _e5 - _exp_avg_
@@ -154,7 +154,7 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h
         _e0 = ((_h3*_p_) if _h4 else (_p_))
         _e1 = ((-_g_) if _h6 else (_g_))
         _e2 = _e0*_h5 + _e1
-        _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+        _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
         _e4 = ((_e2) if _h7 else (_e1))
         _e5 = _e4 - _exp_avg_
         _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -175,7 +175,7 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3,
             _e0 = ((_h3*_p_) if _h4 else (_p_))
             _e1 = ((-_g_) if _h6 else (_g_))
             _e2 = _e0*_h5 + _e1
-            _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+            _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
             _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
             _e5 = ((_e2) if _h7 else (_e1))
             _e6 = _e5 - _exp_avg_
@@ -193,7 +193,7 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3,
             _e0 = ((_h3*_p_) if _h4 else (_p_))
             _e1 = ((-_g_) if _h6 else (_g_))
             _e2 = _e0*_h5 + _e1
-            _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+            _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
             _e4 = ((_e2) if _h7 else (_e1))
             _e5 = _e4 - _exp_avg_
             _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -247,7 +247,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
                     _e5 = ((_e2) if _h7 else (_e1))
                     _e6 = _e5 - _exp_avg_
@@ -265,7 +265,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = ((_e2) if _h7 else (_e1))
                     _e5 = _e4 - _exp_avg_
                     _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -316,7 +316,7 @@ def _make_cuda_kernels():
                 _e0 = ((_h3*_p_) if _h4 else (_p_))
                 _e1 = ((-_g_) if _h6 else (_g_))
                 _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                 _e4 = _maximum(_e3, _max_exp_avg_sq_)
                 _e5 = ((_e2) if _h7 else (_e1))
                 _e6 = _e5 - _exp_avg_
@@ -333,7 +333,7 @@ def _make_cuda_kernels():
                 _e0 = ((_h3*_p_) if _h4 else (_p_))
                 _e1 = ((-_g_) if _h6 else (_g_))
                 _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                 _e4 = ((_e2) if _h7 else (_e1))
                 _e5 = _e4 - _exp_avg_
                 _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -363,7 +363,7 @@ def _make_cuda_kernels():
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = _maximum(_e3, _max_exp_avg_sq_)
                     _e5 = ((_e2) if _h7 else (_e1))
                     _e6 = _e5 - _exp_avg_
@@ -380,7 +380,7 @@ def _make_cuda_kernels():
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = ((_e2) if _h7 else (_e1))
                     _e5 = _e4 - _exp_avg_
                     _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))

@@ -123,7 +123,7 @@ def step_numpy(p_, g_, exp_avg_, exp_inf_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
     _exp_inf_ = exp_inf_.copy()
     _e0 = ((-_g_) if _h2 else (_g_))
     _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
-    _e2 = numpy.maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+    _e2 = numpy.maximum(_h0*_exp_inf_, _h4 + abs(_e1))
     _e3 = _e1 - _exp_avg_
     _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
     p_[...] = _p_ + _e4*_h8/_e2
@@ -140,7 +140,7 @@ def step_cpu(p_, g_, exp_avg_, exp_inf_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7,
         _exp_inf_ = exp_inf_[_i]
         _e0 = ((-_g_) if _h2 else (_g_))
         _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
-        _e2 = numpy.maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+        _e2 = numpy.maximum(_h0*_exp_inf_, _h4 + abs(_e1))
         _e3 = _e1 - _exp_avg_
         _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
         p_[_i] = _p_ + _e4*_h8/_e2
@@ -183,7 +183,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _exp_inf_ = exp_inf_[_i]
                 _e0 = ((-_g_) if _h2 else (_g_))
                 _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
-                _e2 = numpy.maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+                _e2 = numpy.maximum(_h0*_exp_inf_, _h4 + abs(_e1))
                 _e3 = _e1 - _exp_avg_
                 _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
                 p_[_i] = _p_ + _e4*_h8/_e2
@@ -230,7 +230,7 @@ def _make_cuda_kernels():
             _exp_inf_ = exp_inf_[_i]
             _e0 = ((-_g_) if _h2 else (_g_))
             _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
-            _e2 = _maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+            _e2 = _maximum(_h0*_exp_inf_, _h4 + abs(_e1))
             _e3 = _e1 - _exp_avg_
             _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
             p_[_i] = _p_ + _e4*_h8/_e2
@@ -255,7 +255,7 @@ def _make_cuda_kernels():
                 _exp_inf_ = exp_inf_[_i]
                 _e0 = ((-_g_) if _h2 else (_g_))
                 _e1 = ((_e0 + _h1*_p_) if _h3 else (_e0))
-                _e2 = _maximum(_exp_inf_*_h0, _h4 + abs(_e1))
+                _e2 = _maximum(_h0*_exp_inf_, _h4 + abs(_e1))
                 _e3 = _e1 - _exp_avg_
                 _e4 = ((_e3*_h5 + _exp_avg_) if _h6 else (_e1 + _e3*_h7))
                 p_[_i] = _p_ + _e4*_h8/_e2

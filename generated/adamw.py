@@ -138,7 +138,7 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h
         _e0 = ((_h3*_p_) if _h4 else (_p_))
         _e1 = ((-_g_) if _h6 else (_g_))
         _e2 = _e0*_h5 + _e1
-        _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+        _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
         _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
         _e5 = ((_e2) if _h7 else (_e1))
         _e6 = _e5 - _exp_avg_
@@ -155,7 +155,7 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h
         _e0 = ((_h3*_p_) if _h4 else (_p_))
         _e1 = ((-_g_) if _h6 else (_g_))
         _e2 = _e0*_h5 + _e1
-        _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+        _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
         _e4 = ((_e2) if _h7 else (_e1))
         _e5 = _e4 - _exp_avg_
         _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -176,7 +176,7 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3,
             _e0 = ((_h3*_p_) if _h4 else (_p_))
             _e1 = ((-_g_) if _h6 else (_g_))
             _e2 = _e0*_h5 + _e1
-            _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+            _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
             _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
             _e5 = ((_e2) if _h7 else (_e1))
             _e6 = _e5 - _exp_avg_
@@ -194,7 +194,7 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3,
             _e0 = ((_h3*_p_) if _h4 else (_p_))
             _e1 = ((-_g_) if _h6 else (_g_))
             _e2 = _e0*_h5 + _e1
-            _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+            _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
             _e4 = ((_e2) if _h7 else (_e1))
             _e5 = _e4 - _exp_avg_
             _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -248,7 +248,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
                     _e5 = ((_e2) if _h7 else (_e1))
                     _e6 = _e5 - _exp_avg_
@@ -266,7 +266,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = ((_e2) if _h7 else (_e1))
                     _e5 = _e4 - _exp_avg_
                     _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -317,7 +317,7 @@ def _make_cuda_kernels():
                 _e0 = ((_h3*_p_) if _h4 else (_p_))
                 _e1 = ((-_g_) if _h6 else (_g_))
                 _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                 _e4 = _maximum(_e3, _max_exp_avg_sq_)
                 _e5 = ((_e2) if _h7 else (_e1))
                 _e6 = _e5 - _exp_avg_
@@ -334,7 +334,7 @@ def _make_cuda_kernels():
                 _e0 = ((_h3*_p_) if _h4 else (_p_))
                 _e1 = ((-_g_) if _h6 else (_g_))
                 _e2 = _e0*_h5 + _e1
-                _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                 _e4 = ((_e2) if _h7 else (_e1))
                 _e5 = _e4 - _exp_avg_
                 _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -364,7 +364,7 @@ def _make_cuda_kernels():
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = _maximum(_e3, _max_exp_avg_sq_)
                     _e5 = ((_e2) if _h7 else (_e1))
                     _e6 = _e5 - _exp_avg_
@@ -381,7 +381,7 @@ def _make_cuda_kernels():
                     _e0 = ((_h3*_p_) if _h4 else (_p_))
                     _e1 = ((-_g_) if _h6 else (_g_))
                     _e2 = _e0*_h5 + _e1
-                    _e3 = _exp_avg_sq_*_h2 + _h8*((_e2**2) if _h7 else (_g_**2))
+                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
                     _e4 = ((_e2) if _h7 else (_e1))
                     _e5 = _e4 - _exp_avg_
                     _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))

@@ -89,8 +89,8 @@ TRAFFIC = (('step', (), 3, 2),)
 
 def host_scalars(t_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
-    _c0 = lr_*(lambd_*lr_*(t_ - 1) + 1)**(-alpha_)
-    _c1 = 1/numpy.maximum(1, t_ - t0_ - 1)
+    _c0 = lr_*(lr_*lambd_*(t_ - 1) + 1)**(-alpha_)
+    _c1 = 1/numpy.maximum(1, -t0_ + t_ - 1)
     return (-_c0*lambd_ + 1, weight_decay_, maximize_, (weight_decay_ != 0), -_c0, _c1, (_c1 != 1),)
 
 
@@ -130,7 +130,7 @@ def step_numpy(p_, g_, ax_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
     _e0 = ((-_g_) if _h2 else (_g_))
     _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
     p_[...] = _e1
-    ax_[...] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
+    ax_[...] = ((_h5*(_e1 - _ax_) + _ax_) if _h6 else (_e1))
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p_, g_, ax_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
@@ -142,7 +142,7 @@ def step_cpu(p_, g_, ax_, _h0, _h1, _h2, _h3, _h4, _h5, _h6):
         _e0 = ((-_g_) if _h2 else (_g_))
         _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
         p_[_i] = _e1
-        ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
+        ax_[_i] = ((_h5*(_e1 - _ax_) + _ax_) if _h6 else (_e1))
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -177,7 +177,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _e0 = ((-_g_) if _h2 else (_g_))
                 _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
                 p_[_i] = _e1
-                ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
+                ax_[_i] = ((_h5*(_e1 - _ax_) + _ax_) if _h6 else (_e1))
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -219,7 +219,7 @@ def _make_cuda_kernels():
             _e0 = ((-_g_) if _h2 else (_g_))
             _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
             p_[_i] = _e1
-            ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
+            ax_[_i] = ((_h5*(_e1 - _ax_) + _ax_) if _h6 else (_e1))
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -238,6 +238,6 @@ def _make_cuda_kernels():
                 _e0 = ((-_g_) if _h2 else (_g_))
                 _e1 = _h0*_p_ + _h4*((_e0 + _h1*_p_) if _h3 else (_e0))
                 p_[_i] = _e1
-                ax_[_i] = ((_ax_ + _h5*(-_ax_ + _e1)) if _h6 else (_e1))
+                ax_[_i] = ((_h5*(_e1 - _ax_) + _ax_) if _h6 else (_e1))
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -83,7 +83,7 @@ TRAFFIC = (('reduce', (), 4, 0), ('step', (), 4, 3))
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (weight_decay_, b2_, 1 - b2_, 1/(1 - b2_**t_), eps_, b1_, 1 - b1_, 1/(1 - b1_**t_), 0, 1, -lr_,)
+    return (weight_decay_, b2_, 1 - b2_, 1/(1 - b2_**t_), eps_, 1 - b1_, b1_, 1/(1 - b1_**t_), 0, 1, -lr_,)
 
 
 def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_):
@@ -120,7 +120,7 @@ def reduce_numpy(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h
     _g_ = g_
     _exp_avg_ = exp_avg_
     _exp_avg_sq_ = exp_avg_sq_
-    return (numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to((_h0*_p_ + _h7*(_exp_avg_*_h5 + _g_*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq_*_h1 + _g_**2*_h2))))**2, p_.shape), dtype=numpy.float64),)
+    return (numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to((_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + numpy.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2, p_.shape), dtype=numpy.float64),)
 
 def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _r0, _r1):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
@@ -130,8 +130,8 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6,
     _exp_avg_sq_ = exp_avg_sq_.copy()
     _e0 = numpy.sqrt(_r0)
     _e1 = numpy.sqrt(_r1)
-    _e2 = _exp_avg_*_h5 + _g_*_h6
-    _e3 = _exp_avg_sq_*_h1 + _g_**2*_h2
+    _e2 = _h5*_g_ + _h6*_exp_avg_
+    _e3 = _h1*_exp_avg_sq_ + _h2*_g_**2
     p_[...] = _h10*(_e2*_h7/(_h4 + numpy.sqrt(_e3*_h3)) + _h0*_p_)*numpy.where(numpy.logical_and(numpy.greater(_e0, _h8), numpy.greater(_e1, _h8)), _e0/_e1, _h9) + _p_
     exp_avg_[...] = _e2
     exp_avg_sq_[...] = _e3
@@ -153,7 +153,7 @@ def reduce_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6,
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _terms[0, _j] = _p_**2
-            _terms[1, _j] = (_h0*_p_ + _h7*(_exp_avg_*_h5 + _g_*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq_*_h1 + _g_**2*_h2))))**2
+            _terms[1, _j] = (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + numpy.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
         _stop = _count // 4 * 4
         _s0 = 0.0
         _s1 = 0.0
@@ -192,8 +192,8 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _
         _exp_avg_sq_ = exp_avg_sq_[_i]
         _e0 = numpy.sqrt(_r0)
         _e1 = numpy.sqrt(_r1)
-        _e2 = _exp_avg_*_h5 + _g_*_h6
-        _e3 = _exp_avg_sq_*_h1 + _g_**2*_h2
+        _e2 = _h5*_g_ + _h6*_exp_avg_
+        _e3 = _h1*_exp_avg_sq_ + _h2*_g_**2
         p_[_i] = _h10*(_e2*_h7/(_h4 + numpy.sqrt(_e3*_h3)) + _h0*_p_)*((_e0/_e1) if ((_e0 > _h8) and (_e1 > _h8)) else (_h9)) + _p_
         exp_avg_[_i] = _e2
         exp_avg_sq_[_i] = _e3
@@ -238,7 +238,7 @@ def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partia
                 _exp_avg_ = exp_avg_[_i]
                 _exp_avg_sq_ = exp_avg_sq_[_i]
                 _terms[0, _j] = _p_**2
-                _terms[1, _j] = (_h0*_p_ + _h7*(_exp_avg_*_h5 + _g_*_h6)/(_h4 + numpy.sqrt(_h3*(_exp_avg_sq_*_h1 + _g_**2*_h2))))**2
+                _terms[1, _j] = (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + numpy.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
             _stop = _count // 4 * 4
             _s0 = 0.0
             _s1 = 0.0
@@ -307,8 +307,8 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _exp_avg_sq_ = exp_avg_sq_[_i]
                 _e0 = numpy.sqrt(_r0)
                 _e1 = numpy.sqrt(_r1)
-                _e2 = _exp_avg_*_h5 + _g_*_h6
-                _e3 = _exp_avg_sq_*_h1 + _g_**2*_h2
+                _e2 = _h5*_g_ + _h6*_exp_avg_
+                _e3 = _h1*_exp_avg_sq_ + _h2*_g_**2
                 p_[_i] = _h10*(_e2*_h7/(_h4 + numpy.sqrt(_e3*_h3)) + _h0*_p_)*((_e0/_e1) if ((_e0 > _h8) and (_e1 > _h8)) else (_h9)) + _p_
                 exp_avg_[_i] = _e2
                 exp_avg_sq_[_i] = _e3
@@ -355,8 +355,8 @@ def _make_cuda_kernels():
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _e0 = math.sqrt(_r0)
             _e1 = math.sqrt(_r1)
-            _e2 = _exp_avg_*_h5 + _g_*_h6
-            _e3 = _exp_avg_sq_*_h1 + _g_**2*_h2
+            _e2 = _h5*_g_ + _h6*_exp_avg_
+            _e3 = _h1*_exp_avg_sq_ + _h2*_g_**2
             p_[_i] = _h10*(_e2*_h7/(_h4 + math.sqrt(_e3*_h3)) + _h0*_p_)*((_e0/_e1) if ((_e0 > _h8) and (_e1 > _h8)) else (_h9)) + _p_
             exp_avg_[_i] = _e2
             exp_avg_sq_[_i] = _e3
@@ -375,7 +375,7 @@ def _make_cuda_kernels():
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _a0 += _p_**2
-            _a1 += (_h0*_p_ + _h7*(_exp_avg_*_h5 + _g_*_h6)/(_h4 + math.sqrt(_h3*(_exp_avg_sq_*_h1 + _g_**2*_h2))))**2
+            _a1 += (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + math.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
         _shared[1, _t] = _a1

@@ -124,7 +124,7 @@ def reduce_numpy(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
     """Reference backend: the per-tensor sums, in float64."""
     _p_ = p_
     _g_ = g_
-    return (numpy.sum(numpy.broadcast_to((_g_ + _h1*_p_)**2, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64),)
+    return (numpy.sum(numpy.broadcast_to((_h1*_p_ + _g_)**2, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64),)
 
 def step_numpy(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
@@ -133,7 +133,7 @@ def step_numpy(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1)
     _trace_ = trace_.copy()
     _e0 = numpy.sqrt(_r1)
     _e1 = numpy.sqrt(_r0)
-    _e2 = _h6*(_g_ + _h1*_p_)*numpy.where(numpy.logical_and(numpy.greater(_e0, _h4), numpy.greater(_e1, _h4)), _e0*_h3/(_e1 + _h2), _h5)
+    _e2 = _h6*(_h1*_p_ + _g_)*numpy.where(numpy.logical_and(numpy.greater(_e0, _h4), numpy.greater(_e1, _h4)), _e0*_h3/(_e1 + _h2), _h5)
     _e3 = _e2 + _h0*_trace_
     p_[...] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
     trace_[...] = _e3
@@ -152,7 +152,7 @@ def reduce_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials
             _i = _b * REDUCE_BLOCK + _j
             _p_ = p_[_i]
             _g_ = g_[_i]
-            _terms[0, _j] = (_g_ + _h1*_p_)**2
+            _terms[0, _j] = (_h1*_p_ + _g_)**2
             _terms[1, _j] = _p_**2
         _stop = _count // 4 * 4
         _s0 = 0.0
@@ -191,7 +191,7 @@ def step_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
         _trace_ = trace_[_i]
         _e0 = numpy.sqrt(_r1)
         _e1 = numpy.sqrt(_r0)
-        _e2 = _h6*(_g_ + _h1*_p_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+        _e2 = _h6*(_h1*_p_ + _g_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
         _e3 = _e2 + _h0*_trace_
         p_[_i] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
         trace_[_i] = _e3
@@ -229,7 +229,7 @@ def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partia
                 _i = 0 + _j
                 _p_ = p_[_i]
                 _g_ = g_[_i]
-                _terms[0, _j] = (_g_ + _h1*_p_)**2
+                _terms[0, _j] = (_h1*_p_ + _g_)**2
                 _terms[1, _j] = _p_**2
             _stop = _count // 4 * 4
             _s0 = 0.0
@@ -294,7 +294,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _trace_ = trace_[_i]
                 _e0 = numpy.sqrt(_r1)
                 _e1 = numpy.sqrt(_r0)
-                _e2 = _h6*(_g_ + _h1*_p_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+                _e2 = _h6*(_h1*_p_ + _g_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
                 _e3 = _e2 + _h0*_trace_
                 p_[_i] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
                 trace_[_i] = _e3
@@ -340,7 +340,7 @@ def _make_cuda_kernels():
             _trace_ = trace_[_i]
             _e0 = math.sqrt(_r1)
             _e1 = math.sqrt(_r0)
-            _e2 = _h6*(_g_ + _h1*_p_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
+            _e2 = _h6*(_h1*_p_ + _g_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
             _e3 = _e2 + _h0*_trace_
             p_[_i] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
             trace_[_i] = _e3
@@ -356,7 +356,7 @@ def _make_cuda_kernels():
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
             _p_ = p_[_i]
             _g_ = g_[_i]
-            _a0 += (_g_ + _h1*_p_)**2
+            _a0 += (_h1*_p_ + _g_)**2
             _a1 += _p_**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0

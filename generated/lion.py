@@ -77,7 +77,7 @@ TRAFFIC = (('step', (), 3, 2),)
 
 def host_scalars(t_, lr_, b1_, b2_, weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (-lr_*weight_decay_ + 1, b1_, 1 - b1_, -lr_, b2_, 1 - b2_,)
+    return (-lr_*weight_decay_ + 1, 1 - b1_, b1_, -lr_, 1 - b2_, b2_,)
 
 
 def state_inits(p_, lr_, b1_, b2_, weight_decay_):
@@ -113,8 +113,8 @@ def step_numpy(p_, g_, exp_avg_, _h0, _h1, _h2, _h3, _h4, _h5):
     _p_ = p_.copy()
     _g_ = g_
     _exp_avg_ = exp_avg_.copy()
-    p_[...] = _h0*_p_ + _h3*numpy.sign(_exp_avg_*_h1 + _g_*_h2)
-    exp_avg_[...] = _exp_avg_*_h4 + _g_*_h5
+    p_[...] = _h0*_p_ + _h3*numpy.sign(_h1*_g_ + _h2*_exp_avg_)
+    exp_avg_[...] = _h4*_g_ + _h5*_exp_avg_
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p_, g_, exp_avg_, _h0, _h1, _h2, _h3, _h4, _h5):
@@ -123,8 +123,8 @@ def step_cpu(p_, g_, exp_avg_, _h0, _h1, _h2, _h3, _h4, _h5):
         _p_ = p_[_i]
         _g_ = g_[_i]
         _exp_avg_ = exp_avg_[_i]
-        p_[_i] = _h0*_p_ + _h3*numpy.sign(_exp_avg_*_h1 + _g_*_h2)
-        exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
+        p_[_i] = _h0*_p_ + _h3*numpy.sign(_h1*_g_ + _h2*_exp_avg_)
+        exp_avg_[_i] = _h4*_g_ + _h5*_exp_avg_
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -155,8 +155,8 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _exp_avg_ = exp_avg_[_i]
-                p_[_i] = _h0*_p_ + _h3*numpy.sign(_exp_avg_*_h1 + _g_*_h2)
-                exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
+                p_[_i] = _h0*_p_ + _h3*numpy.sign(_h1*_g_ + _h2*_exp_avg_)
+                exp_avg_[_i] = _h4*_g_ + _h5*_exp_avg_
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -195,8 +195,8 @@ def _make_cuda_kernels():
             _p_ = p_[_i]
             _g_ = g_[_i]
             _exp_avg_ = exp_avg_[_i]
-            p_[_i] = _h0*_p_ + _h3*_sign(_exp_avg_*_h1 + _g_*_h2)
-            exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
+            p_[_i] = _h0*_p_ + _h3*_sign(_h1*_g_ + _h2*_exp_avg_)
+            exp_avg_[_i] = _h4*_g_ + _h5*_exp_avg_
     kernels["step"] = step_cuda
 
     @cuda.jit
@@ -212,7 +212,7 @@ def _make_cuda_kernels():
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _exp_avg_ = exp_avg_[_i]
-                p_[_i] = _h0*_p_ + _h3*_sign(_exp_avg_*_h1 + _g_*_h2)
-                exp_avg_[_i] = _exp_avg_*_h4 + _g_*_h5
+                p_[_i] = _h0*_p_ + _h3*_sign(_h1*_g_ + _h2*_exp_avg_)
+                exp_avg_[_i] = _h4*_g_ + _h5*_exp_avg_
     kernels["step_many"] = step_many_cuda
     return kernels

@@ -109,7 +109,7 @@ def step_numpy(p_, g_, m_, _h0, _h1, _h2):
     _p_ = p_.copy()
     _g_ = g_
     _m_ = m_.copy()
-    _e0 = _g_*_h0 + _h1*_m_
+    _e0 = _h0*_g_ + _h1*_m_
     p_[...] = _e0*_h2 + _p_
     m_[...] = _e0
 
@@ -120,7 +120,7 @@ def step_cpu(p_, g_, m_, _h0, _h1, _h2):
         _p_ = p_[_i]
         _g_ = g_[_i]
         _m_ = m_[_i]
-        _e0 = _g_*_h0 + _h1*_m_
+        _e0 = _h0*_g_ + _h1*_m_
         p_[_i] = _e0*_h2 + _p_
         m_[_i] = _e0
 
@@ -150,7 +150,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _m_ = m_[_i]
-                _e0 = _g_*_h0 + _h1*_m_
+                _e0 = _h0*_g_ + _h1*_m_
                 p_[_i] = _e0*_h2 + _p_
                 m_[_i] = _e0
 
@@ -191,7 +191,7 @@ def _make_cuda_kernels():
             _p_ = p_[_i]
             _g_ = g_[_i]
             _m_ = m_[_i]
-            _e0 = _g_*_h0 + _h1*_m_
+            _e0 = _h0*_g_ + _h1*_m_
             p_[_i] = _e0*_h2 + _p_
             m_[_i] = _e0
     kernels["step"] = step_cuda
@@ -209,7 +209,7 @@ def _make_cuda_kernels():
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _m_ = m_[_i]
-                _e0 = _g_*_h0 + _h1*_m_
+                _e0 = _h0*_g_ + _h1*_m_
                 p_[_i] = _e0*_h2 + _p_
                 m_[_i] = _e0
     kernels["step_many"] = step_many_cuda

@@ -100,7 +100,7 @@ def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, momentum_decay_, decoup
     _c1 = 1 - 1/2*(24/25)**(momentum_decay_*t_)
     _c2 = _c1*b1_
     _c3 = 1 - 1/2*(24/25)**(momentum_decay_*(t_ + 1))
-    return (b2_, -lr_*weight_decay_ + 1, (_c0 and decoupled_weight_decay_), weight_decay_, maximize_, (_c0 and (not decoupled_weight_decay_)), 1 - b2_, 1/(1 - b2_**t_), eps_, -lr_*(1 - _c2)/(-_c2*mu_product_ + 1), 1 - b1_, (b1_ > 1/2), -b1_, -_c3*b1_*lr_/(-_c1*_c3*b1_**2*mu_product_ + 1),)
+    return (b2_, -lr_*weight_decay_ + 1, (_c0 and decoupled_weight_decay_), weight_decay_, maximize_, (_c0 and (not decoupled_weight_decay_)), 1 - b2_, 1/(1 - b2_**t_), eps_, -lr_*(1 - _c2)/(-_c2*mu_product_ + 1), 1 - b1_, (b1_ > 1/2), -b1_, -_c3*lr_*b1_/(-_c1*_c3*b1_**2*mu_product_ + 1),)
 
 
 def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_, momentum_decay_, decoupled_weight_decay_, maximize_):
@@ -141,7 +141,7 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6,
     _e1 = ((-_g_) if _h4 else (_g_))
     _e2 = _e0*_h3 + _e1
     _e3 = ((_e2) if _h5 else (_e1))
-    _e4 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+    _e4 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
     _e5 = 1/(_h8 + numpy.sqrt(_e4*_h7))
     _e6 = _e3 - _exp_avg_
     _e7 = ((_e6*_h10 + _exp_avg_) if _h11 else (_e3 + _e6*_h12))
@@ -161,7 +161,7 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _
         _e1 = ((-_g_) if _h4 else (_g_))
         _e2 = _e0*_h3 + _e1
         _e3 = ((_e2) if _h5 else (_e1))
-        _e4 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+        _e4 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
         _e5 = numpy.reciprocal(_h8 + numpy.sqrt(_e4*_h7))
         _e6 = _e3 - _exp_avg_
         _e7 = ((_e6*_h10 + _exp_avg_) if _h11 else (_e3 + _e6*_h12))
@@ -212,7 +212,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _e1 = ((-_g_) if _h4 else (_g_))
                 _e2 = _e0*_h3 + _e1
                 _e3 = ((_e2) if _h5 else (_e1))
-                _e4 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+                _e4 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
                 _e5 = numpy.reciprocal(_h8 + numpy.sqrt(_e4*_h7))
                 _e6 = _e3 - _exp_avg_
                 _e7 = ((_e6*_h10 + _exp_avg_) if _h11 else (_e3 + _e6*_h12))
@@ -262,7 +262,7 @@ def _make_cuda_kernels():
             _e1 = ((-_g_) if _h4 else (_g_))
             _e2 = _e0*_h3 + _e1
             _e3 = ((_e2) if _h5 else (_e1))
-            _e4 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+            _e4 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
             _e5 = _reciprocal(_h8 + math.sqrt(_e4*_h7))
             _e6 = _e3 - _exp_avg_
             _e7 = ((_e6*_h10 + _exp_avg_) if _h11 else (_e3 + _e6*_h12))
@@ -290,7 +290,7 @@ def _make_cuda_kernels():
                 _e1 = ((-_g_) if _h4 else (_g_))
                 _e2 = _e0*_h3 + _e1
                 _e3 = ((_e2) if _h5 else (_e1))
-                _e4 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+                _e4 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
                 _e5 = _reciprocal(_h8 + math.sqrt(_e4*_h7))
                 _e6 = _e3 - _exp_avg_
                 _e7 = ((_e6*_h10 + _exp_avg_) if _h11 else (_e3 + _e6*_h12))

@@ -110,7 +110,7 @@ def step_numpy(p_, g_, v_, _h0, _h1, _h2, _h3):
     _p_ = p_.copy()
     _g_ = g_
     _v_ = v_.copy()
-    _e0 = _g_*_h1 + _h0*_v_
+    _e0 = _h0*_v_ + _h1*_g_
     p_[...] = _e0*_h2 + _h3*_v_ + _p_
     v_[...] = _e0
 
@@ -121,7 +121,7 @@ def step_cpu(p_, g_, v_, _h0, _h1, _h2, _h3):
         _p_ = p_[_i]
         _g_ = g_[_i]
         _v_ = v_[_i]
-        _e0 = _g_*_h1 + _h0*_v_
+        _e0 = _h0*_v_ + _h1*_g_
         p_[_i] = _e0*_h2 + _h3*_v_ + _p_
         v_[_i] = _e0
 
@@ -152,7 +152,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _v_ = v_[_i]
-                _e0 = _g_*_h1 + _h0*_v_
+                _e0 = _h0*_v_ + _h1*_g_
                 p_[_i] = _e0*_h2 + _h3*_v_ + _p_
                 v_[_i] = _e0
 
@@ -193,7 +193,7 @@ def _make_cuda_kernels():
             _p_ = p_[_i]
             _g_ = g_[_i]
             _v_ = v_[_i]
-            _e0 = _g_*_h1 + _h0*_v_
+            _e0 = _h0*_v_ + _h1*_g_
             p_[_i] = _e0*_h2 + _h3*_v_ + _p_
             v_[_i] = _e0
     kernels["step"] = step_cuda
@@ -211,7 +211,7 @@ def _make_cuda_kernels():
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _v_ = v_[_i]
-                _e0 = _g_*_h1 + _h0*_v_
+                _e0 = _h0*_v_ + _h1*_g_
                 p_[_i] = _e0*_h2 + _h3*_v_ + _p_
                 v_[_i] = _e0
     kernels["step_many"] = step_many_cuda

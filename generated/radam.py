@@ -141,7 +141,7 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6,
     _e0 = ((_h1*_p_) if _h2 else (_p_))
     _e1 = ((-_g_) if _h4 else (_g_))
     _e2 = _e0*_h3 + _e1
-    _e3 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+    _e3 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
     _e4 = ((_e2) if _h5 else (_e1))
     _e5 = _e4 - _exp_avg_
     _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -160,7 +160,7 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _
         _e0 = ((_h1*_p_) if _h2 else (_p_))
         _e1 = ((-_g_) if _h4 else (_g_))
         _e2 = _e0*_h3 + _e1
-        _e3 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+        _e3 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
         _e4 = ((_e2) if _h5 else (_e1))
         _e5 = _e4 - _exp_avg_
         _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -211,7 +211,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _e0 = ((_h1*_p_) if _h2 else (_p_))
                 _e1 = ((-_g_) if _h4 else (_g_))
                 _e2 = _e0*_h3 + _e1
-                _e3 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+                _e3 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
                 _e4 = ((_e2) if _h5 else (_e1))
                 _e5 = _e4 - _exp_avg_
                 _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -260,7 +260,7 @@ def _make_cuda_kernels():
             _e0 = ((_h1*_p_) if _h2 else (_p_))
             _e1 = ((-_g_) if _h4 else (_g_))
             _e2 = _e0*_h3 + _e1
-            _e3 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+            _e3 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
             _e4 = ((_e2) if _h5 else (_e1))
             _e5 = _e4 - _exp_avg_
             _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
@@ -287,7 +287,7 @@ def _make_cuda_kernels():
                 _e0 = ((_h1*_p_) if _h2 else (_p_))
                 _e1 = ((-_g_) if _h4 else (_g_))
                 _e2 = _e0*_h3 + _e1
-                _e3 = _exp_avg_sq_*_h0 + _h6*((_e2**2) if _h5 else (_g_**2))
+                _e3 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
                 _e4 = ((_e2) if _h5 else (_e1))
                 _e5 = _e4 - _exp_avg_
                 _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))

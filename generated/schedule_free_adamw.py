@@ -126,7 +126,7 @@ def scalar_inits(lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_l
 
 def scalar_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_, lr_max_, weight_sum_):
     """Each scalar state after the step, in ``SCALARS`` order."""
-    return (numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_))), t_**r_*numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_)))**weight_lr_power_ + weight_sum_,)
+    return (numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_))), weight_sum_ + t_**r_*numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_)))**weight_lr_power_,)
 
 
 def states_present(lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_):
@@ -148,7 +148,7 @@ def step_numpy(p_, g_, z_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, 
     _z_ = z_.copy()
     _exp_avg_sq_ = exp_avg_sq_.copy()
     _e0 = -_p_ + _z_
-    _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+    _e1 = _h0*_exp_avg_sq_ + _h1*_g_**2
     _e2 = _g_/(_h3 + numpy.sqrt(_e1*_h2))
     _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
     p_[...] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
@@ -164,7 +164,7 @@ def step_cpu(p_, g_, z_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h
         _z_ = z_[_i]
         _exp_avg_sq_ = exp_avg_sq_[_i]
         _e0 = -_p_ + _z_
-        _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+        _e1 = _h0*_exp_avg_sq_ + _h1*_g_**2
         _e2 = _g_/(_h3 + numpy.sqrt(_e1*_h2))
         _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
         p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
@@ -208,7 +208,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                 _z_ = z_[_i]
                 _exp_avg_sq_ = exp_avg_sq_[_i]
                 _e0 = -_p_ + _z_
-                _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+                _e1 = _h0*_exp_avg_sq_ + _h1*_g_**2
                 _e2 = _g_/(_h3 + numpy.sqrt(_e1*_h2))
                 _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
                 p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
@@ -254,7 +254,7 @@ def _make_cuda_kernels():
             _z_ = z_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _e0 = -_p_ + _z_
-            _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+            _e1 = _h0*_exp_avg_sq_ + _h1*_g_**2
             _e2 = _g_/(_h3 + math.sqrt(_e1*_h2))
             _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
             p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
@@ -278,7 +278,7 @@ def _make_cuda_kernels():
                 _z_ = z_[_i]
                 _exp_avg_sq_ = exp_avg_sq_[_i]
                 _e0 = -_p_ + _z_
-                _e1 = _exp_avg_sq_*_h0 + _g_**2*_h1
+                _e1 = _h0*_exp_avg_sq_ + _h1*_g_**2
                 _e2 = _g_/(_h3 + math.sqrt(_e1*_h2))
                 _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
                 p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))

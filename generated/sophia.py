@@ -88,7 +88,7 @@ TRAFFIC = (('step', ((0, True),), 5, 3), ('step', ((0, False),), 4, 2))
 
 def host_scalars(t_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_, has_hessian_):
     """The per-step scalars of the element pass, computed once outside it."""
-    return (has_hessian_, 0, -lr_*weight_decay_ + 1, 1, b2_, 1 - b2_, bs_*rho_, 1/1000000000000000, b1_, maximize_, 1 - b1_, -lr_,)
+    return (has_hessian_, 0, -lr_*weight_decay_ + 1, 1, b2_, 1 - b2_, rho_*bs_, 1/1000000000000000, b1_, maximize_, 1 - b1_, -lr_,)
 
 
 def state_inits(p_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_):
@@ -127,7 +127,7 @@ def step_numpy(p_, g_, hessian_, exp_avg_, hess_, _h0, _h1, _h2, _h3, _h4, _h5, 
         _hessian_ = hessian_
         _exp_avg_ = exp_avg_.copy()
         _hess_ = hess_.copy()
-        _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+        _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
         _e1 = _h4*_hess_ + _h5*_hessian_
         p_[...] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
         exp_avg_[...] = _e0
@@ -137,7 +137,7 @@ def step_numpy(p_, g_, hessian_, exp_avg_, hess_, _h0, _h1, _h2, _h3, _h4, _h5, 
         _g_ = g_
         _exp_avg_ = exp_avg_.copy()
         _hess_ = hess_
-        _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+        _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
         p_[...] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
         exp_avg_[...] = _e0
 
@@ -151,7 +151,7 @@ def step_cpu(p_, g_, hessian_, exp_avg_, hess_, _h0, _h1, _h2, _h3, _h4, _h5, _h
             _hessian_ = hessian_[_i]
             _exp_avg_ = exp_avg_[_i]
             _hess_ = hess_[_i]
-            _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+            _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
             _e1 = _h4*_hess_ + _h5*_hessian_
             p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
             exp_avg_[_i] = _e0
@@ -162,7 +162,7 @@ def step_cpu(p_, g_, hessian_, exp_avg_, hess_, _h0, _h1, _h2, _h3, _h4, _h5, _h
             _g_ = g_[_i]
             _exp_avg_ = exp_avg_[_i]
             _hess_ = hess_[_i]
-            _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+            _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
             p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
             exp_avg_[_i] = _e0
 
@@ -206,7 +206,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                     _hessian_ = hessian_[_i]
                     _exp_avg_ = exp_avg_[_i]
                     _hess_ = hess_[_i]
-                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
                     _e1 = _h4*_hess_ + _h5*_hessian_
                     p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
                     exp_avg_[_i] = _e0
@@ -217,7 +217,7 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
                     _g_ = g_[_i]
                     _exp_avg_ = exp_avg_[_i]
                     _hess_ = hess_[_i]
-                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
                     p_[_i] = _h11*numpy.sign(_e0)*numpy.minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
                     exp_avg_[_i] = _e0
 
@@ -261,7 +261,7 @@ def _make_cuda_kernels():
                 _hessian_ = hessian_[_i]
                 _exp_avg_ = exp_avg_[_i]
                 _hess_ = hess_[_i]
-                _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
                 _e1 = _h4*_hess_ + _h5*_hessian_
                 p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
                 exp_avg_[_i] = _e0
@@ -271,7 +271,7 @@ def _make_cuda_kernels():
                 _g_ = g_[_i]
                 _exp_avg_ = exp_avg_[_i]
                 _hess_ = hess_[_i]
-                _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
                 p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
                 exp_avg_[_i] = _e0
     kernels["step"] = step_cuda
@@ -294,7 +294,7 @@ def _make_cuda_kernels():
                     _hessian_ = hessian_[_i]
                     _exp_avg_ = exp_avg_[_i]
                     _hess_ = hess_[_i]
-                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
                     _e1 = _h4*_hess_ + _h5*_hessian_
                     p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_e1*_h6 + _h7)) + _h2*_p_
                     exp_avg_[_i] = _e0
@@ -304,7 +304,7 @@ def _make_cuda_kernels():
                     _g_ = g_[_i]
                     _exp_avg_ = exp_avg_[_i]
                     _hess_ = hess_[_i]
-                    _e0 = _exp_avg_*_h8 + _h10*((-_g_) if _h9 else (_g_))
+                    _e0 = _h10*((-_g_) if _h9 else (_g_)) + _h8*_exp_avg_
                     p_[_i] = _h11*_sign(_e0)*_minimum(_h3, abs(_e0)/(_h6*_hess_ + _h7)) + _h2*_p_
                     exp_avg_[_i] = _e0
     kernels["step_many"] = step_many_cuda
