@@ -13,10 +13,11 @@ Splits the step by what each part depends on:
   pass per combination of which conditional states and inputs exist, so that every load and
   store in a loop is unconditional.
 
-Names in the plan are the generated code's own (see :mod:`.names`): loaded values ``_p_``,
-``_m_``; host scalars ``_h0, _h1, ...``; element temporaries ``_e0, _e1, ...``; sums ``_r0, ...``;
-the element count ``_n``. Spec names never start with ``_``, and no name of the plan's own ends
-with ``_``, so a spec's ``h0`` (loaded as ``_h0_``) is never the host scalar ``_h0``.
+Names in the plan are its own (see :mod:`.names`): the spec's symbols by position (``_u0``,
+...; :attr:`KernelPlan.names` says how code spells each, ``lr_``), loaded values ``_v0, ...``
+(printed ``_p_``, ``_m_``); host scalars ``_h0, _h1, ...``; element temporaries ``_e0, ...``;
+sums ``_r0, ...``; the element count ``_n``. So a spec's ``h0`` is never the host scalar
+``_h0``, and what a spec calls its values cannot change the order SymPy puts terms in.
 """
 
 from __future__ import annotations
