@@ -103,20 +103,41 @@ def state_entries(module, shape: tuple[int, ...]) -> list[tuple[str, str, tuple 
     return entries
 
 
+#: The largest step count the front ends take (the kernels' step is a 64-bit integer).
+MAX_STEP = (1 << 63) - 1
+
+
 def check_step_count(value, where: str) -> int:
-    """A saved or hand-set step count: a nonnegative whole number."""
-    number = value.item() if hasattr(value, "item") and getattr(value, "size", 1) == 1 else value
-    if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)) \
-            or not (number >= 0) or not float(number).is_integer():
+    """A saved or hand-set step count: a whole number in [0, 2^63), as a plain int (read
+    once: the step uses this value, not the object)."""
+    number = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+    if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)):
         raise ValueError(f"{where} must be a nonnegative whole number, got {value!r}")
-    return int(number)
+    try:
+        whole = int(number) if isinstance(number, (int, np.integer)) else float(number)
+        if isinstance(whole, float):
+            if not whole.is_integer():
+                raise ValueError
+            whole = int(whole)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{where} must be a nonnegative whole number, got {value!r}") from None
+    if type(whole) is not int or not 0 <= whole <= MAX_STEP:
+        raise ValueError(f"{where} must be a whole number in [0, 2^63), got {value!r}")
+    return whole
 
 
 def check_scalar(value, where: str) -> float:
-    number = value.item() if hasattr(value, "item") and getattr(value, "size", 1) == 1 else value
+    """A per-tensor scalar state as a plain float (read once)."""
+    number = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
     if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)):
         raise TypeError(f"{where} must be a number, got {type(value).__name__}")
-    return float(number)
+    try:
+        result = float(number)
+    except OverflowError:
+        raise ValueError(f"{where} is too large for a float: {value!r}") from None
+    if type(result) is not float:
+        raise TypeError(f"{where} must be a number, got {type(value).__name__}")
+    return result
 
 
 def checked_array_state(value, where_param: str, name: str, shape: tuple,
@@ -125,6 +146,8 @@ def checked_array_state(value, where_param: str, name: str, shape: tuple,
     a converted copy; raises for a wrong type, shape or a read-only array."""
     if not isinstance(value, np.ndarray):
         raise state_type_error(where_param, name, value, "a numpy array")
+    if type(value) is not np.ndarray:  # a subclass (np.matrix ...): a plain copy
+        return np.array(value, dtype=dtype, order="C", subok=False)
     if value.shape != tuple(shape):
         raise state_shape_error(where_param, name, value.shape, shape)
     if value.dtype.kind != "f":

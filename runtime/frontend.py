@@ -52,7 +52,7 @@ class Optimizer(HasHypers):
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
         self._tables: dict[tuple, TensorTable] = {}
         self._lock = threading.Lock()
-        self._checked_arrays: tuple = ()  # ids of the params and states last checked for overlaps
+        self._checked_arrays: list = []  # the params and states last checked for overlaps
         self._check_overlaps()
 
     # --- stepping -------------------------------------------------------------------------
@@ -68,26 +68,26 @@ class Optimizer(HasHypers):
             self._step(grads, inputs)
 
     def _step(self, grads, inputs) -> None:
-        _check_params(self.params)  # may have been made read-only, or replaced
-        grads = self._check_grads(grads)
+        params = _check_params(self.params)  # may have been made read-only, or replaced
+        if len(params) != len(self.state if isinstance(self.state, list) else ()):
+            raise TypeError(f"state must be a list of {len(params)} dicts, one per param "
+                            "(set it with load_state_dict)")
+        grads = self._check_grads(grads, params=params)
         extra = self._check_inputs(inputs, grads)
         self._check_matrices(grads)
-        fixes = self._check_states(grads)
-        for state, name, value in fixes:  # every check passed: now convert
-            state[name] = value
-        self._check_overlaps()
+        snapshot = self._snapshot(params, grads)  # the step reads only what was checked
+        self._check_overlaps(params, snapshot)
         flat_hypers = self._flat(self._hypers)
         module = self._module
         host_cache: dict[tuple, tuple] = {}
         batches: dict[tuple, list] = {}
         with np.errstate(all="ignore"):
-            for i, (param, grad, state) in enumerate(zip(self.params, grads, self.state)):
-                if grad is None:
-                    continue
+            for i, (state, kept) in snapshot.items():
+                param, grad = params[i], grads[i]
                 flags = tensor_flags(module, param.shape, param.dtype)
-                self._ensure_state(param, state, flat_hypers, flags)
-                t = int(state["step"]) + 1
-                scalars = tuple(float(state[name]) for name in module.SCALARS)
+                self._settle(param, state, kept, flat_hypers, flags)
+                t = kept["step"] + 1
+                scalars = tuple(kept[name] for name in module.SCALARS)
                 given = tuple(extra[name][i] is not None for name in module.INPUTS)
                 key = (t, param.dtype, scalars, given, flags)
                 if key not in host_cache:
@@ -99,13 +99,13 @@ class Optimizer(HasHypers):
                 arrays += [_empty(param.dtype) if extra[name][i] is None
                            else np.ascontiguousarray(extra[name][i]).reshape(-1)
                            for name in module.INPUTS]
-                arrays += [state[name].reshape(-1) if name in state else _empty(param.dtype)
+                arrays += [kept[name].reshape(-1) if name in kept else _empty(param.dtype)
                            for name in module.STATES]
                 if self.backend == "cpu" and module.MANY and not write_back:
                     batches.setdefault(key, []).append((param.shape, arrays))
                 else:
-                    axis_states = [state[name] for name, _ in module.AXIS_STATES
-                                   if name in state]
+                    axis_states = [kept[name] for name, _ in module.AXIS_STATES
+                                   if name in kept]
                     run_step(module, self.backend, arrays, host_cache[key], param.dtype,
                              param.shape, axis_states)
                 if write_back:
@@ -127,70 +127,88 @@ class Optimizer(HasHypers):
             table = self._tables[key] = TensorTable(self._module, dtype, shapes)
         return table
 
+    def _checked_params(self) -> list[np.ndarray]:
+        return _check_params(self.params)
+
     def prepare(self, grads) -> None:
         """Create the states of the params ``grads`` will step, from their current values
         (a wrapper's states start from p before the inner optimizer moves it)."""
-        for state, name, value in self._check_states(grads):
-            state[name] = value
+        params = _check_params(self.params)
+        snapshot = self._snapshot(params, grads)
         flat_hypers = self._flat(self._hypers)
-        for param, grad, state in zip(self.params, grads, self.state):
-            if grad is not None:
-                self._ensure_state(param, state, flat_hypers,
-                                   tensor_flags(self._module, param.shape, param.dtype))
+        for i, (state, kept) in snapshot.items():
+            param = params[i]
+            self._settle(param, state, kept, flat_hypers,
+                         tensor_flags(self._module, param.shape, param.dtype))
 
-    def _ensure_state(self, param, state, flat_hypers, flags) -> None:
+    def _settle(self, param, state: dict, kept: dict, flat_hypers, flags) -> None:
+        """Install a param's checked entries in its state dict, creating what is missing
+        (``kept`` then holds every entry the step reads)."""
         module = self._module
-        if "step" not in state:
-            state["step"] = 0
-            state.update(zip(module.SCALARS, map(float, module.scalar_inits(*flat_hypers))))
-        missing = missing_states(module, param.shape, flat_hypers, flags, state)
+        if "step" not in kept:
+            kept["step"] = 0
+            kept.update(zip(module.SCALARS, map(float, module.scalar_inits(*flat_hypers))))
+        missing = missing_states(module, param.shape, flat_hypers, flags, kept)
         if missing:
             inits = module.state_inits(param, *flat_hypers)
             for index, name, shape in missing:
-                state[name] = np.array(np.broadcast_to(inits[index], shape), dtype=param.dtype,
-                                       order="C")
+                kept[name] = np.array(np.broadcast_to(inits[index], shape), dtype=param.dtype,
+                                      order="C")
+        state.update(kept)
 
-    def _check_states(self, grads) -> list[tuple[dict, str, np.ndarray]]:
-        """Validate the states of the params ``grads`` steps (whatever replaced them since);
-        the entries to convert to the param's dtype and C order."""
+    def _snapshot(self, params: list, grads: list) -> dict[int, tuple[dict, dict]]:
+        """Validate the states of the params ``grads`` steps (whatever replaced them since):
+        ``{i: (state dict, entries)}`` with each entry as checked — the step count an int,
+        scalars floats, arrays in the param's dtype and C order (a converted copy where the
+        entry was not) — read once, so nothing can change between the check and the use."""
         states = self.state
-        if (not isinstance(states, list) or len(states) != len(self.params)
+        if (not isinstance(states, list) or len(states) != len(params)
                 or not all(isinstance(s, dict) for s in states)):
-            raise TypeError(f"state must be a list of {len(self.params)} dicts, one per param "
+            raise TypeError(f"state must be a list of {len(params)} dicts, one per param "
                             "(set it with load_state_dict)")
-        fixes = []
-        for i, (param, grad, state) in enumerate(zip(self.params, grads, states)):
-            if grad is None or not state:
+        snapshot = {}
+        for i, (param, grad, state) in enumerate(zip(params, grads, states)):
+            if grad is None:
                 continue
+            current = dict(state)
+            kept = {}
             for name, kind, shape in state_entries(self._module, param.shape):
-                if name not in state:
+                if name not in current:
                     continue
                 where = f"state {name!r} of params[{i}]"
                 if kind == "step":
-                    check_step_count(state[name], where)
+                    kept[name] = check_step_count(current[name], where)
                 elif kind == "scalar":
-                    check_scalar(state[name], where)
+                    kept[name] = check_scalar(current[name], where)
                 else:
-                    value = checked_array_state(state[name], f"params[{i}]", name, shape,
-                                                param.dtype)
-                    if value is not state[name]:
-                        fixes.append((state, name, value))
-        return fixes
+                    kept[name] = checked_array_state(current[name], f"params[{i}]", name,
+                                                     shape, param.dtype)
+                    if _partly_shared(grad, kept[name]):
+                        raise ValueError(f"grads[{i}] overlaps state {name!r} of params[{i}]")
+            if "step" not in kept and kept:
+                kept["step"] = 0
+            snapshot[i] = (state, kept)
+        return snapshot
 
-    def _check_overlaps(self) -> None:
+    def _check_overlaps(self, params=None, snapshot=None) -> None:
         """No two arrays the step writes (params, states) share memory; checked again only
-        when one of them is a new object."""
-        arrays = [(f"params[{i}]", p) for i, p in enumerate(self.params)]
-        arrays += [(f"state {name!r} of params[{i}]", value)
-                   for i, state in enumerate(self.state) for name, value in state.items()
-                   if isinstance(value, np.ndarray)]
-        ids = tuple(id(a) for _, a in arrays)
-        if ids == self._checked_arrays:
+        when one of them is a new object (the arrays checked are held, so an object seen
+        again is the same object)."""
+        params = self.params if params is None else params
+        arrays = [(f"params[{i}]", p) for i, p in enumerate(params)]
+        if snapshot is None:
+            entries = enumerate(s for s in self.state if isinstance(s, dict))
+        else:
+            entries = ((i, kept) for i, (_, kept) in snapshot.items())
+        arrays += [(f"state {name!r} of params[{i}]", value) for i, state in entries
+                   for name, value in state.items() if isinstance(value, np.ndarray)]
+        held = self._checked_arrays
+        if len(held) == len(arrays) and all(a is b for (_, a), b in zip(arrays, held)):
             return
         pair = find_overlap(numpy_spans(arrays), numpy_shares)
         if pair is not None:
             raise overlap_error(*pair)
-        self._checked_arrays = ids
+        self._checked_arrays = [a for _, a in arrays]
 
     def _check_matrices(self, grads) -> None:
         if not self._module.MATRIX_OPS:
@@ -211,13 +229,14 @@ class Optimizer(HasHypers):
             out.setdefault(name, [None] * len(self.params))
         return out
 
-    def _check_grads(self, grads, label: str = "grads") -> list:
+    def _check_grads(self, grads, label: str = "grads", params=None) -> list:
+        params = self.params if params is None else params
         if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
             raise TypeError(f"{label} must be a list of arrays (one per param, or None to skip)")
-        if len(grads) != len(self.params):
-            raise ValueError(f"got {len(grads)} {label} for {len(self.params)} params")
+        if len(grads) != len(params):
+            raise ValueError(f"got {len(grads)} {label} for {len(params)} params")
         out = []
-        for i, (param, grad) in enumerate(zip(self.params, grads)):
+        for i, (param, grad) in enumerate(zip(params, grads)):
             if grad is None:
                 out.append(None)
                 continue
@@ -231,6 +250,9 @@ class Optimizer(HasHypers):
             if grad.shape != param.shape:
                 raise ValueError(f"{label}[{i}] has shape {grad.shape}, but params[{i}] has "
                                  f"{param.shape}")
+            if _partly_shared(grad, param):
+                raise ValueError(f"{label}[{i}] overlaps params[{i}] (it is read while the "
+                                 "param is written)")
             out.append(grad)
         return out
 
@@ -248,11 +270,20 @@ class Optimizer(HasHypers):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; validated whole before anything is replaced."""
+        self.checked_state_dict(state_dict)()
+
+    def checked_state_dict(self, state_dict: dict[str, Any]):
+        """Validate ``state_dict`` whole; a function that then installs it (so that a wrapper
+        can validate both of its parts before installing either)."""
         restored, hypers = restored_states(self._module, self.name,
                                            [(p.shape, p.dtype) for p in self.params], state_dict)
-        with self._lock:
-            self.set(**hypers)  # validates; raises before replacing anything
-            self.state = restored
+        new_hypers = self._checked_hypers(hypers)
+
+        def install() -> None:
+            with self._lock:
+                self._hypers = new_hypers
+                self.state = restored
+        return install
 
     def __repr__(self) -> str:
         hypers = ", ".join(f"{k}={v!r}" for k, v in self._hypers.items())
@@ -260,13 +291,25 @@ class Optimizer(HasHypers):
                f"backend={self.backend!r}, {hypers})"
 
 
+def _partly_shared(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays share memory without being the same elements in the same layout
+    (an exact alias is harmless: the kernels read and write element by element)."""
+    if not np.may_share_memory(a, b):
+        return False
+    same = (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape)
+    return not same and numpy_shares(a, b)
+
+
 def _check_params(params) -> list[np.ndarray]:
     if isinstance(params, np.ndarray) or not isinstance(params, Sequence):
         raise TypeError("params must be a list of numpy arrays")
     out = []
     for i, p in enumerate(params):
-        if not isinstance(p, np.ndarray):
-            raise TypeError(f"params[{i}] must be a numpy array, got {type(p).__name__}")
+        if not isinstance(p, np.ndarray) or isinstance(p, np.matrix):
+            hint = " (np.asarray(m) is a plain array sharing its memory)" if isinstance(
+                p, np.matrix) else ""
+            raise TypeError(f"params[{i}] must be a numpy array, got {type(p).__name__}{hint}")
         if p.dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"params[{i}] has dtype {p.dtype}; supported: float32, float64")
         if not p.flags.writeable:

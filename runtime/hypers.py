@@ -33,6 +33,10 @@ class HasHypers:
 
     def set(self, **hypers) -> None:
         """Change hyperparameters (e.g. ``lr`` from a schedule); all or none are applied."""
+        self._hypers = self._checked_hypers(hypers)
+
+    def _checked_hypers(self, hypers: dict) -> dict[str, Any]:
+        """The hyperparameters with ``hypers`` changed, validated; nothing is applied."""
         new = dict(self._hypers)
         for key, value in hypers.items():
             spec = self._specs.get(key)
@@ -45,7 +49,7 @@ class HasHypers:
         broken = self._module.violated_requirements(*self._flat(new))
         if broken:
             raise ValueError(f"{self.name}: {broken[0]}")
-        self._hypers = new
+        return new
 
     def __getattr__(self, key):
         specs = self.__dict__.get("_specs", {})

@@ -415,3 +415,333 @@ def test_numpy_replaced_state_list_is_checked():
     o.state = {}
     with pytest.raises(TypeError, match="state must be a list of 1 dicts"):
         o.step([np.ones(8)])
+
+
+# --- found by a hostile review: each fixed at its root, each a test ------------------------
+
+def test_a_gradient_reinterpreted_through_data_is_refused():
+    result = isolated(f"""
+        p = torch.nn.Parameter(torch.randn({N}, dtype=torch.float64)); o = ot.Adam([p])
+        for i in range(3):
+            p.grad = torch.randn({N}, dtype=torch.float64)
+            if i == 2:
+                p.grad.data = p.grad.data.float()  # half the bytes, read as float64
+            try:
+                o.step()
+            except TypeError as e:
+                print(e)
+        print("alive")
+    """)
+    assert_clean(result, "alive")
+    assert "the gradient of param_groups[0]['params'][0] has dtype torch.float32, its param " \
+           "torch.float64" in result.stdout
+
+
+@pytest.mark.parametrize("front_end", ["torch", "numpy"])
+def test_a_thread_swapping_state_entries_during_steps_cannot_crash(front_end):
+    """Another thread replaces a state entry by a 1-element tensor and back, as fast as it can,
+    while steps run: each step either uses the checked tensors or raises naming the state."""
+    setup = ("ps = [torch.nn.Parameter(torch.zeros(1 << 16, dtype=torch.bfloat16)) "
+             "for _ in range(4)]\no = ot.Adam(ps)\nfor p in ps: p.grad = torch.ones_like(p)\n"
+             "o.step()\nstates = [o.state[p] for p in ps]\ntiny = torch.zeros(1)\nstep = o.step"
+             if front_end == "torch" else
+             "ps = [np.zeros(1 << 16, np.float32) for _ in range(4)]\n"
+             "o = optgen.optimizer('adam', ps)\ngs = [np.ones_like(p) for p in ps]\no.step(gs)\n"
+             "states = o.state\ntiny = np.zeros(1, np.float32)\nstep = lambda: o.step(gs)")
+    result = isolated(setup + """
+import threading, time
+good = [s["exp_avg"] for s in states]
+stop = time.monotonic() + 3
+def swap():
+    while time.monotonic() < stop:
+        for s, g in zip(states, good):
+            s["exp_avg"] = tiny
+            s["exp_avg"] = g
+thread = threading.Thread(target=swap)
+thread.start()
+steps = errors = 0
+while time.monotonic() < stop:
+    try:
+        step(); steps += 1
+    except ValueError:
+        errors += 1
+thread.join()
+print("alive", steps + errors > 0)
+""")
+    assert_clean(result, "alive True")
+
+
+@pytest.mark.parametrize("front_end", ["torch", "numpy"])
+def test_a_step_count_whose_conversion_swaps_a_state_cannot_crash(front_end):
+    setup = (("p = torch.nn.Parameter(torch.zeros(1 << 20)); o = ot.Adam([p])\n"
+                       "p.grad = torch.ones_like(p); o.step(); st = o.state[p]\n"
+                       "small = torch.zeros(1); step = o.step\n")
+                      if front_end == "torch" else
+                      ("p = np.zeros(1 << 20, np.float32); o = optgen.optimizer('adam', [p])\n"
+                       "g = [np.ones_like(p)]; o.step(g); st = o.state[0]\n"
+                       "small = np.zeros(1, np.float32); step = lambda: o.step(g)\n"))
+    result = isolated(setup + """
+class Evil(float):
+    calls = 0
+    def _swap(self):
+        Evil.calls += 1
+        if Evil.calls >= 2:
+            st["exp_avg"] = small
+    def __float__(self):
+        self._swap(); return 1.0
+    def __int__(self):
+        self._swap(); return 1
+st["step"] = Evil(1.0)
+try:
+    step()
+except ValueError as e:
+    print(e)
+print("alive")
+""")
+    assert_clean(result, "alive")
+
+
+def test_storage_resized_in_place_is_refused():
+    result = isolated(f"""
+        p = torch.nn.Parameter(torch.zeros({N})); o = ot.Adam([p]); p.grad = torch.ones({N})
+        o.step()
+        p.grad.untyped_storage().resize_(16)
+        try:
+            o.step()
+        except ValueError as e:
+            print("grad refused")
+        p.grad = torch.ones({N})
+        o.state[p]["exp_avg"] = torch.zeros({N})  # a torch storage: resizable
+        o.step()
+        o.state[p]["exp_avg"].untyped_storage().resize_(16)
+        try:
+            o.step()
+        except ValueError as e:
+            print("state refused")
+        o.state[p]["exp_avg"] = torch.zeros({N})
+        p.untyped_storage().resize_(16)
+        try:
+            o.step()
+        except ValueError as e:
+            print("param refused")
+        print("alive")
+    """)
+    assert_clean(result, "alive")
+    for label in ("grad", "state", "param"):
+        assert f"{label} refused" in result.stdout
+
+
+def _same_as_torch(action, make_params, steps: int = 4, lr=0.1):
+    """Run ``action(step, params, optimizer)`` before each step on optgen's Adam and
+    torch.optim's; both must end with the same params and states."""
+    results = []
+    for make in (lambda ps: ot.Adam(ps, lr=lr), lambda ps: torch.optim.Adam(ps, lr=lr,
+                                                                            foreach=False)):
+        params = make_params()
+        opt = make(params)
+        for step in range(steps):
+            for k, p in enumerate(params):
+                p.grad = torch.full_like(p, 0.1 * (k + 1)) + torch.linspace(0, 1, p.numel()
+                                                                           ).reshape(p.shape)
+            action(step, params, opt)
+            opt.step()
+        results.append((params, opt))
+    (mine, ours), (theirs, ref) = results
+    for a, b in zip(mine, theirs):
+        np.testing.assert_allclose(a.detach(), b.detach(), **TOL)
+        for key, value in ref.state[b].items():
+            np.testing.assert_allclose(np.asarray(ours.state[a][key], dtype=np.float64),
+                                       np.asarray(value, dtype=np.float64), **TOL, err_msg=key)
+
+
+def test_a_square_param_transposed_in_place_matches_torch():
+    def action(step, params, opt):
+        if step == 2:
+            params[0].data = params[0].data.t()  # same address and shape, other strides
+            params[0].grad = params[0].grad.contiguous()
+    _same_as_torch(action, lambda: [torch.nn.Parameter(torch.randn(6, 6,
+                                                                  generator=torch.Generator().manual_seed(0)))])
+
+
+def test_a_tensor_lr_updated_in_place_is_read_each_step():
+    def action(step, params, opt):
+        opt.param_groups[0]["lr"].fill_(0.1 / (step + 1))  # what LRScheduler does to a tensor lr
+    results = []
+    for make in (ot.Adam, lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=False)):
+        p = torch.nn.Parameter(torch.linspace(-1, 1, 10))
+        o = make([p], lr=torch.tensor(0.1))
+        for step in range(4):
+            p.grad = torch.full_like(p, 0.5)
+            action(step, [p], o)
+            o.step()
+        results.append(p.detach())
+    np.testing.assert_allclose(results[0], results[1], **TOL)
+
+
+@pytest.mark.parametrize("edit", ["append", "remove", "replace", "new group"])
+def test_param_groups_edited_in_place_are_followed(edit):
+    spare = {}
+
+    def make():
+        gen = torch.Generator().manual_seed(3)
+        params = [torch.nn.Parameter(torch.randn(5, generator=gen)) for _ in range(3)]
+        spare["p"] = params[2]
+        return params
+
+    def action(step, params, opt):
+        if step != 1:
+            return
+        group = opt.param_groups[0]
+        if edit == "append":
+            group["params"].append(spare["p"])
+        elif edit == "remove":
+            del group["params"][0]
+        elif edit == "replace":
+            group["params"][1] = spare["p"]
+        else:
+            opt.param_groups.append({**{k: v for k, v in group.items() if k != "params"},
+                                     "params": [spare["p"]]})
+
+    def make_two():
+        params = make()
+        params_in_opt = params[:2]
+        make_two.all = params
+        return params_in_opt
+
+    results = []
+    for factory in (lambda ps: ot.Adam(ps, lr=0.1),
+                    lambda ps: torch.optim.Adam(ps, lr=0.1, foreach=False)):
+        params = make_two()
+        everything = make_two.all
+        opt = factory(params)
+        for step in range(4):
+            for p in everything:
+                p.grad = torch.full_like(p, 0.3)
+            action(step, params, opt)
+            opt.step()
+        results.append([p.detach().clone() for p in everything])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, **TOL)
+
+
+@pytest.mark.parametrize("entry", ["step", "mu_product"])
+def test_one_params_step_or_scalar_changed_in_place_matches_torch(entry):
+    results = []
+    for make in (lambda ps: ot.NAdam(ps, lr=0.1),
+                 lambda ps: torch.optim.NAdam(ps, lr=0.1, foreach=False)):
+        params = [torch.nn.Parameter(torch.linspace(-1, 1, 6)) for _ in range(2)]
+        opt = make(params)
+        for step in range(4):
+            for p in params:
+                p.grad = torch.full_like(p, 0.2)
+            if step == 2:
+                opt.state[params[1]][entry].fill_(1.0)
+            opt.step()
+        results.append((params, opt))
+    (mine, ours), (theirs, ref) = results
+    for a, b in zip(mine, theirs):
+        np.testing.assert_allclose(a.detach(), b.detach(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(float(ours.state[a]["mu_product"]),
+                                   float(ref.state[b]["mu_product"]), rtol=1e-6)
+
+
+def test_a_step_count_out_of_range_steps_nothing():
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    o = ot.Adam([{"params": [a]}, {"params": [b]}])
+    a.grad, b.grad = torch.ones(3), torch.ones(3)
+    o.step()
+    before = a.detach().clone()
+    for bad in (1e39, -7.0, float("nan"), 2.5):
+        o.state[b]["step"] = bad
+        with pytest.raises(ValueError, match=r"state 'step' of param_groups\[1\]\['params'\]"
+                                             r"\[0\] must be a whole number"):
+            o.step()
+        assert torch.equal(a.detach(), before) and float(o.state[a]["step"]) == 1
+    o.state[b]["step"] = torch.tensor(1.0)
+    o.step()
+    o.state[b]["step"].fill_(float("nan"))  # the step count's view written in place
+    with pytest.raises(ValueError, match="must be a whole number"):
+        o.step()
+    assert float(o.state[a]["step"]) == 2
+
+
+@pytest.mark.parametrize("front_end", ["torch", "numpy"])
+def test_a_gradient_partly_overlapping_its_param_is_refused(front_end):
+    if front_end == "torch":
+        buffer = torch.randn(1001)
+        p = torch.nn.Parameter(buffer[1:])
+        o = ot.Adam([p])
+        p.grad = buffer[:-1]
+        with pytest.raises(ValueError, match=r"the gradient of param_groups\[0\]\['params'\]"
+                                             r"\[0\] overlaps param_groups\[0\]"):
+            o.step()
+        p.grad = p.detach()  # the very same elements: harmless, allowed
+        o.step()
+    else:
+        buffer = np.random.default_rng(0).standard_normal(1001)
+        o = optgen.optimizer("adam", [buffer[1:]])
+        with pytest.raises(ValueError, match=r"grads\[0\] overlaps params\[0\]"):
+            o.step([buffer[:-1]])
+        o.step([buffer[1:]])
+
+
+def test_numpy_overlap_check_is_not_fooled_by_a_reused_id():
+    a, b = np.zeros(8), np.zeros(8)
+    o = optgen.optimizer("adam", [a, b])
+    o.step([np.ones(8), np.ones(8)])
+    for _ in range(20):  # a freed view's id is often given to the next one
+        o.state[0]["exp_avg"] = None
+        o.state[0]["exp_avg"] = b[:]
+        with pytest.raises(ValueError, match="share memory"):
+            o.step([np.ones(8), np.ones(8)])
+        o.state[0]["exp_avg"] = np.zeros(8)
+        o.step([np.ones(8), np.ones(8)])
+
+
+def test_the_wrapper_checks_both_halves_together():
+    p = np.linspace(-1, 1, 8)
+    o = optgen.optimizer("lookahead", [p], inner="adam", k=2)
+    o.step([np.ones(8)])
+    o.params[0] = q = np.zeros(8)  # one list for both halves
+    assert o.inner.params[0] is q and o.outer.params[0] is q
+    o.step([np.ones(8)])
+    o.outer.state[0]["slow"] = o.inner.state[0]["exp_avg"]
+    with pytest.raises(ValueError, match="share memory"):
+        o.step([np.ones(8)])
+    o.outer.state[0]["slow"] = np.zeros(8)
+    saved = o.state_dict()
+    bad = o.state_dict()
+    bad["outer"]["state"][0]["slow"] = np.zeros(3)
+    inner_before = o.inner.state[0]["exp_avg"].copy()
+    with pytest.raises(ValueError, match="has shape"):
+        o.load_state_dict(bad)
+    np.testing.assert_array_equal(o.inner.state[0]["exp_avg"], inner_before)
+    o.load_state_dict(saved)
+
+
+def test_muon_needs_matrices_in_both_front_ends():
+    with pytest.raises(ValueError, match=r"muon steps 2-D matrices only; param_groups\[0\]"):
+        ot.Muon([torch.nn.Parameter(torch.zeros(10))])
+
+
+def test_unclear_inputs_get_clear_errors():
+    p = torch.nn.Parameter(torch.zeros(4))
+    o = ot.Adam([p])
+    p.grad = torch.ones(4)
+    with pytest.raises(TypeError, match=r"state_dict\['state'\] must be a dict"):
+        o.load_state_dict({"state": [], "param_groups": o.state_dict()["param_groups"]})
+    o.state[p] = 5
+    with pytest.raises(TypeError, match=r"the state of param_groups\[0\]\['params'\]\[0\] "
+                                        r"must be a dict"):
+        o.step()
+    o.state = {}  # a plain dict, as some code writes: works as torch.optim's defaultdict
+    o.step()
+    saved = o.state_dict()
+    del saved["param_groups"][0]["lr"]
+    o.load_state_dict(saved)
+    o.step()  # a hyperparameter the checkpoint lacks keeps its default
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: lr=-1.0 is outside"):
+        o.param_groups[0]["lr"] = -1.0
+        o.step()
+    with pytest.raises(TypeError, match=r"params\[0\] must be a numpy array, got matrix"):
+        optgen.optimizer("adam", [np.matrix(np.zeros((2, 2)))])

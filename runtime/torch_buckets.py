@@ -1,0 +1,563 @@
+"""The tables behind ``optgen.torch``: the params of one (param group, dtype, device), their
+states, step counts and address tables (imported only by the PyTorch front end).
+
+A step is two phases over every bucket. ``check`` validates everything the step will read or
+write and takes a *snapshot*: the very tensors and plain numbers it validated. It raises before
+anything is modified. ``run`` then installs the snapshot (creating missing states, converting
+those of another dtype or layout), rebuilds the tables if they are stale, and steps — reading
+only the snapshot, never the state dicts again, so another thread that replaces a state entry
+in between cannot slip an unchecked tensor under the kernels.
+
+The tables stay valid while every param keeps its address, shape and strides, every gradient
+its shape, strides, dtype and device (new gradient tensors only refresh their addresses, after
+their storage size and any overlap with their param or states is checked), and every state
+dict and entry its identity (the per-element states their address too). The storages the
+tables address are held, so an address that compares equal is still that storage. Step counts
+and scalar states live in arrays the bucket owns (each ``state[p]["step"]`` is a 0-d view);
+the params of a table share one step count and one set of scalars, which is checked every
+step, since a view can be written in place.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+
+import numpy as np
+import torch
+
+from .kernels import cast_host, is_factored, missing_states, run_step, tensor_flags
+from .many import TensorTable
+from .checks import is_dense
+from .torch_checks import (HALF_PRECISION, array_state, check_storage,
+                           check_tensor_like, partial_overlap, plain_number, plain_step,
+                           state_dtype)
+
+_GRAD = operator.attrgetter("grad")
+_IS_NONE = {None: True}.get  # True for None, else None (a dict lookup: no tensor __eq__)
+_DATA_PTR = torch.Tensor.data_ptr
+_SHAPE = operator.attrgetter("shape")
+_STRIDE = torch.Tensor.stride
+_KIND = operator.attrgetter("dtype", "device")
+_STORAGE = torch.Tensor.untyped_storage
+_NBYTES = torch.UntypedStorage.nbytes
+_OFFSET = torch.Tensor.storage_offset
+
+
+class Regroup(Exception):
+    """A param no longer fits its bucket (dtype or device changed): make the buckets again."""
+
+
+class Bucket:
+    """The params of one (param group, dtype, device) of an ``optgen.torch`` optimizer."""
+
+    def __init__(self, opt, g: int, indices: list[int], dtype: torch.dtype):
+        self.opt = opt
+        self.module = module = opt._module
+        self.g = g
+        self.group = opt.param_groups[g]
+        self.params = [self.group["params"][i] for i in indices]
+        self.positions = indices
+        self.labels = [f"param_groups[{g}]['params'][{i}]" for i in indices]
+        self.dtype = dtype
+        self.device = self.params[0].device
+        self.cuda = self.device.type == "cuda"
+        self.state_dtype = state_dtype(dtype)
+        self.np_dtype = np.dtype(str(self.state_dtype).replace("torch.", ""))
+        self.names = tuple(opt._specs)
+        self.values = None           # the group's hyper values last seen
+        self.flat = None
+        self.each = (not module.MANY or dtype in HALF_PRECISION
+                     or (self.cuda and bool(module.REDUCTIONS)))
+        self.axis = dict(module.AXIS_STATES)
+        # Step counts (float32, as torch.optim's) and scalar states (float64), one row per
+        # param; each state["step"] / state[scalar] is a 0-d view into them.
+        self.steps = torch.zeros(len(self.params), dtype=torch.float32)
+        self.steps_np = self.steps.numpy()
+        self.scalars = torch.zeros((len(self.params), len(module.SCALARS)), dtype=torch.float64)
+        self.scalars_np = self.scalars.numpy()
+        self.stale = True
+        self.runs: list = []
+        self.grads: list = []
+        self.snapshot: dict = {}
+        self.each_seen = None
+
+    # --- check: validate, snapshot, decide what is stale -----------------------------------
+
+    def check(self, inputs: dict) -> None:
+        values = tuple(map(self.group.__getitem__, self.names))
+        if values != self.values or self.tensor_hypers:
+            flat = self.opt._flat_hypers(self.group, self.g)
+            self.tensor_hypers = any(isinstance(v, torch.Tensor) for v in values)
+            self.values = values
+            if flat != self.flat:
+                self.flat = flat
+                self.stale = True  # which states exist may have changed
+        grads = list(map(_GRAD, self.params))
+        self.grads = grads
+        if inputs or self.each:
+            self.snapshot = self._validate(grads, inputs)
+            self.stale = self._each_signature() != self.each_seen  # overlaps to check again?
+        elif self.stale or not self._tables_hold(grads) or not self._counts_hold():
+            self.snapshot = self._validate(grads, inputs)
+            self.stale = True
+
+    tensor_hypers = False
+
+    def _validate(self, grads: list, inputs: dict) -> dict:
+        """Everything the step will read or write, for every param with a gradient; the
+        snapshot ``{k: (gradient, inputs, state dict, entries)}`` of what was checked."""
+        module = self.module
+        state = self.opt.state
+        snapshot = {}
+        for k, (p, g) in enumerate(zip(self.params, grads)):
+            if g is None:
+                continue
+            label = self.labels[k]
+            if p.dtype != self.dtype or p.device != self.device:
+                raise Regroup
+            check_storage(p, label)
+            check_tensor_like(g, p, f"the gradient of {label}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"the gradient of {label} has dtype {g.dtype}, its param "
+                                f"{p.dtype}")
+            extra = {}
+            for name in module.INPUTS:
+                values = inputs.get(name)
+                if values is None:
+                    extra[name] = None
+                    continue
+                if len(values) != len(self.group["params"]):
+                    raise ValueError(f"{name} has {len(values)} tensors for a param group of "
+                                     f"{len(self.group['params'])} params")
+                value = values[self.positions[k]]
+                extra[name] = None if value is None else check_tensor_like(
+                    value, p, f"{name} for {label}")
+            entries = state.get(p)  # (not state[p]: a failed check creates nothing)
+            if entries is None:
+                entries = {}
+            elif not isinstance(entries, dict):
+                raise TypeError(f"the state of {label} must be a dict, got "
+                                f"{type(entries).__name__}")
+            kept = {}
+            for name, value in list(entries.items()):
+                where = f"state {name!r} of {label}"
+                if name == "step":
+                    kept[name] = (value, plain_step(value, where))
+                elif name in module.SCALARS:
+                    kept[name] = (value, plain_number(value, where))
+                elif name in module.STATES or (name in self.axis
+                                               and is_factored(tuple(p.shape))):
+                    kept[name] = (array_state(value, p, label, name, self.axis), None)
+            for tensor in [g, *(v for v in extra.values() if v is not None)]:
+                for name, (value, _) in kept.items():
+                    if name in module.STATES and partial_overlap(tensor, value):
+                        raise ValueError(f"{where_of(tensor, g, label)} overlaps state "
+                                         f"{name!r} of {label}")
+                if partial_overlap(tensor, p):
+                    raise ValueError(f"{where_of(tensor, g, label)} overlaps {label} (it is "
+                                     "read while the param is written)")
+            snapshot[k] = (g, extra, entries, kept)
+        return snapshot
+
+    def _each_signature(self) -> tuple:
+        """What the overlap check depends on, for params stepped one at a time: which params
+        step, their addresses, their state entries' identities and addresses."""
+        active = [p for p, g in zip(self.params, self.grads) if g is not None]
+        entries = [v for d in map(self.opt.state.get, active) if isinstance(d, dict)
+                   for v in d.values() if isinstance(v, torch.Tensor)]
+        return (list(map(id, active)), list(map(_DATA_PTR, active)), list(map(id, entries)),
+                list(map(_DATA_PTR, entries)))
+
+    def _tables_hold(self, grads: list) -> bool:
+        """Whether the tables still address exactly these tensors (the per-step check: a few
+        C-speed passes over the params, gradients and state entries)."""
+        if self.all_have_grads:
+            if any(map(operator.is_, grads, itertools.repeat(None))):
+                return False
+            present = grads
+        else:
+            if list(map(_IS_NONE, grads)) != self.none_pattern:
+                return False
+            present = [g for g in grads if g is not None]
+        active = self.active
+        if (list(map(_DATA_PTR, active)) != self.param_ptrs
+                or list(map(_SHAPE, active)) != self.param_shapes
+                or list(map(_STRIDE, active)) != self.param_strides
+                or list(map(_SHAPE, present)) != self.param_shapes
+                or list(map(_STRIDE, present)) != self.grad_strides
+                or list(map(_KIND, present)) != self.grad_kinds
+                or not all(map(operator.is_, map(type, present), itertools.repeat(torch.Tensor)))):
+            return False
+        try:
+            dicts = list(map(self.opt.state.__getitem__, active))
+            if not all(map(operator.is_, dicts, self.dicts)):
+                return False
+            entries = list(itertools.chain.from_iterable(map(self.getter, dicts)))
+        except (KeyError, TypeError):
+            return False
+        if (not all(map(operator.is_, entries, self.entries))
+                or list(map(_DATA_PTR, self.entry_tensors)) != self.entry_ptrs):
+            return False
+        grad_ptrs = list(map(_DATA_PTR, present))
+        if grad_ptrs != self.grad_ptrs:  # new gradient tensors: inside their storage?
+            ends = np.add(list(map(_OFFSET, present)), self.numels) * self.itemsize
+            if (ends > list(map(_NBYTES, map(_STORAGE, present)))).any():
+                return False  # _validate names it
+            for run in self.runs:
+                if not run.set_grads(grads):
+                    return False  # a gradient overlaps its param or a state: named there
+            self.grad_ptrs = grad_ptrs
+        return True
+
+    def _counts_hold(self) -> bool:
+        """The params of each table share one valid step count and one set of scalar states
+        (a view written in place, ``state[p]["step"].fill_(0)``, would split them)."""
+        for run in self.runs:
+            if not run.counts_hold(self):
+                return False
+        return True
+
+    # --- run: install the snapshot, rebuild what is stale, step ------------------------------
+
+    def run(self, inputs: dict) -> None:
+        if inputs or self.each:
+            settled = {k: self._settle(k, snap) for k, snap in self.snapshot.items()}
+            for k, (g, extra, _, _) in self.snapshot.items():
+                self._step_one(k, self.params[k], g, extra, settled[k])
+            self.each_seen = self._each_signature()
+            self.runs = []  # the tables, if any, are stale now
+            self.stale = True
+            return
+        if self.stale:
+            self._prepare()
+        for run in self.runs:
+            run.step(self)
+
+    def _prepare(self) -> None:
+        """Tables for the params that have gradients, grouped by step count, scalar states and
+        per-tensor flags (normally one group); params, gradients and states of one dense layout go in
+        the tables (stepped in storage order), others one at a time through copies."""
+        module = self.module
+        settled = {k: self._settle(k, snap) for k, snap in self.snapshot.items()}
+        grads = self.grads
+        groups: dict[tuple, list[int]] = {}
+        each = []
+        for k, arrays in settled.items():
+            p, g = self.params[k], grads[k]
+            if self._fits_table(p, g, arrays):
+                flags = tensor_flags(module, tuple(p.shape), self.np_dtype)
+                key = (float(self.steps_np[k]), tuple(self.scalars_np[k]), flags)
+                groups.setdefault(key, []).append(k)
+            else:
+                each.append(k)
+        table_run = _CudaRun if self.cuda else _Run
+        self.runs = [table_run(self, ks, grads, settled) for ks in groups.values()]
+        if each:
+            self.runs.append(_EachRun(self, each, settled))
+        # What _tables_hold compares with: the tensors just installed, not the dicts re-read.
+        active = list(settled)
+        params = [self.params[k] for k in active]
+        present = [grads[k] for k in active]
+        self.active = params
+        self.none_pattern = list(map(_IS_NONE, grads))
+        self.all_have_grads = len(active) == len(grads)
+        self.param_ptrs = list(map(_DATA_PTR, params))
+        self.param_shapes = list(map(_SHAPE, params))
+        self.param_strides = list(map(_STRIDE, params))
+        self.numels = [p.numel() for p in params]
+        self.itemsize = torch.empty(0, dtype=self.dtype).element_size()
+        self.grad_strides = list(map(_STRIDE, present))
+        self.grad_kinds = list(map(_KIND, present))
+        self.grad_ptrs = list(map(_DATA_PTR, present))
+        self.dicts = [self.snapshot[k][2] for k in active]
+        states = [n for n in module.STATES if active and n in settled[active[0]]]
+        names = ("step", *states, *module.SCALARS)
+        self.getter = _entries_getter(names)
+        self.entries = [d[n] for d in self.dicts for n in names]
+        self.entry_tensors = [settled[k][n] for k in active for n in states]
+        self.entry_ptrs = list(map(_DATA_PTR, self.entry_tensors))
+        self.held = [t.untyped_storage() for t in params + self.entry_tensors]
+        self.stale = False
+
+    def _fits_table(self, p: torch.Tensor, g: torch.Tensor, arrays: dict) -> bool:
+        """One dense layout for p, g and every state: the flat kernel then pairs the right
+        elements in storage order."""
+        if not is_dense(tuple(p.shape), p.stride()):
+            return False
+        stride = p.stride()
+        return g.stride() == stride and all(
+            arrays[name].stride() == stride for name in self.module.STATES if name in arrays)
+
+    def _settle(self, k: int, snap: tuple) -> dict:
+        """Install param k's snapshot in its state dict: step count and scalars as views of
+        the bucket's arrays, states of another dtype or layout converted, missing ones
+        created. The per-element and factored states, as installed."""
+        _, _, state, kept = snap
+        module = self.module
+        p = self.params[k]
+        if not state:  # new, or emptied by hand: this dict becomes the param's state
+            self.opt.state[p] = state
+        if "step" in kept:
+            self.steps_np[k] = kept["step"][1]
+        else:
+            self.steps_np[k] = 1 if kept else 0  # torch.optim.SGD keeps no step count
+        state["step"] = self.steps[k]
+        for j, (name, init) in enumerate(zip(module.SCALARS, module.scalar_inits(*self.flat))):
+            self.scalars_np[k, j] = kept[name][1] if name in kept else float(init)
+            state[name] = self.scalars[k, j]
+        dense = is_dense(tuple(p.shape), p.stride()) and not p.is_contiguous()
+        arrays = {}
+        for name, (value, _) in kept.items():
+            if name in module.STATES or name in self.axis:
+                layout_ok = (value.stride() == p.stride() if dense and name not in self.axis
+                             else value.is_contiguous())
+                if value.dtype != self.state_dtype or not layout_ok:
+                    value = self._new_state(p, name in self.axis, value.shape, value)
+                arrays[name] = state[name] = value
+        flags = tensor_flags(module, tuple(p.shape), self.np_dtype)
+        missing = missing_states(module, tuple(p.shape), self.flat, flags, arrays)
+        if missing:
+            p_values = p.detach().to(self.state_dtype)
+            inits = module.state_inits(p_values, *self.flat)  # numbers, or tensors from p
+            for index, name, shape in missing:
+                arrays[name] = state[name] = self._new_state(p, name in self.axis, shape,
+                                                             inits[index])
+        return arrays
+
+    def _new_state(self, p: torch.Tensor, factored: bool, shape, value) -> torch.Tensor:
+        """A state of ``shape`` holding ``value`` (a number or a tensor that broadcasts), in
+        the state dtype, in p's layout where p is dense (factored states: C order)."""
+        if not factored and not p.is_contiguous() and is_dense(tuple(p.shape), p.stride()):
+            out = torch.empty_like(p, dtype=self.state_dtype)
+            out.copy_(value if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
+            return out
+        if self.cuda:
+            return (value.to(self.state_dtype).expand(shape).clone(
+                memory_format=torch.contiguous_format) if isinstance(value, torch.Tensor)
+                else torch.full(shape, float(value), dtype=self.state_dtype, device=p.device))
+        # NumPy asks the kernel for huge pages on large arrays (madvise), which torch's
+        # allocator does not: fewer TLB misses in every pass over the state.
+        if isinstance(value, torch.Tensor):
+            value = value.detach().to(self.state_dtype).numpy()
+        return torch.from_numpy(np.array(np.broadcast_to(value, shape), dtype=self.np_dtype,
+                                         order="C"))
+
+    # --- one tensor at a time (matrix/axis stages, inputs, half precision, strided views) --
+
+    def view(self, tensor: torch.Tensor, flat: bool = True):
+        """A kernel's view of a contiguous tensor: NumPy on the CPU, Numba CUDA on a GPU."""
+        tensor = tensor.detach()
+        if self.cuda:
+            from numba import cuda
+            return cuda.as_cuda_array(tensor.reshape(-1) if flat else tensor)
+        return tensor.numpy().reshape(-1) if flat else tensor.numpy()
+
+    @property
+    def empty(self):
+        """Stands in for a state or input that does not exist."""
+        if self.cuda:
+            from .cuda_frontend import _empty
+            return _empty(self.np_dtype)
+        return np.empty(0, self.np_dtype)
+
+    def _step_one(self, k: int, p, g, extra: dict, arrays: dict) -> None:
+        module = self.module
+        shape = tuple(p.shape)
+        t = int(self.steps_np[k]) + 1
+        scalars = tuple(map(float, self.scalars_np[k]))
+        given = tuple(extra[name] is not None for name in module.INPUTS)
+        flags = tensor_flags(module, shape, self.np_dtype)
+        host = cast_host(module.host_scalars(t, *self.flat, *scalars, *given, *flags),
+                         module.HOST_IS_BOOL, self.np_dtype)
+        copies = []  # (tensor, its contiguous working copy) to write back
+
+        def work(tensor):
+            if tensor.dtype == self.state_dtype and tensor.is_contiguous():
+                return tensor.detach()
+            copy = tensor.detach().to(self.state_dtype).contiguous()
+            copies.append((tensor, copy))
+            return copy
+
+        view, empty = self.view, self.empty
+        kernel_arrays = [view(work(p)), view(_contiguous(g, self.state_dtype))]
+        kernel_arrays += [view(_contiguous(extra[name], self.state_dtype))
+                          if extra[name] is not None else empty for name in module.INPUTS]
+        kernel_arrays += [view(work(arrays[name])) if name in arrays else empty
+                          for name in module.STATES]
+        axis_states = [view(arrays[name], flat=False) for name, _ in module.AXIS_STATES
+                       if name in arrays]
+        if self.cuda:
+            from .cuda import run_step_cuda
+            run_step_cuda(module, kernel_arrays, host, self.np_dtype, shape, axis_states,
+                          stream=torch_stream(p.device))
+        else:
+            run_step(module, "cpu", kernel_arrays, host, self.np_dtype, shape, axis_states,
+                     combine=self.opt._combine)
+        for tensor, copy in copies:
+            tensor.copy_(copy)  # rounds to nearest even into a half-precision param
+        if module.SCALARS:
+            self.scalars_np[k] = module.scalar_updates(t, *self.flat, *scalars)
+        self.steps_np[k] = t
+
+
+def where_of(tensor, grad, label: str) -> str:
+    return f"the gradient of {label}" if tensor is grad else f"an input for {label}"
+
+
+def _entries_getter(names: tuple):
+    """``dict -> tuple of its entries under names`` at C speed (KeyError if one is gone)."""
+    if len(names) == 1:
+        only = operator.itemgetter(names[0])
+        return lambda d: (only(d),)
+    return operator.itemgetter(*names)
+
+
+def _contiguous(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` in ``dtype``, contiguous (a copy only if it must)."""
+    tensor = tensor.detach()
+    if tensor.dtype != dtype:
+        tensor = tensor.to(dtype)
+    return tensor.contiguous()
+
+
+def torch_stream(device):
+    """torch's current stream on ``device``, for Numba launches ordered with torch's work."""
+    from numba import cuda
+
+    return cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
+
+
+class _TableRun:
+    """Params that share a step count, stepped by one native call (``launch``): the host
+    scalars are computed once for all of them, and their step counts advance together.
+    Subclasses make ``table`` from the addresses (p, g, inputs, then states; 0 for absent)."""
+
+    def __init__(self, bucket: Bucket, ks: list[int], grads: list, settled: dict):
+        module = bucket.module
+        self.ks = np.array(ks, dtype=np.int64)
+        self.all = len(ks) == len(bucket.params)
+        self.first = ks[0]
+        self.params = [bucket.params[k] for k in ks]
+        addresses = np.array([[p.data_ptr(), grads[k].data_ptr()] + [0] * len(module.INPUTS)
+                              + [settled[k][name].data_ptr() if name in settled[k] else 0
+                                 for name in module.STATES]
+                              for k, p in zip(ks, self.params)],
+                             dtype=np.int64).reshape(len(ks), len(module.ARRAYS))
+        self.nbytes = np.array([p.numel() * p.element_size() for p in self.params],
+                               dtype=np.int64)
+        self.written = [0] + [len(module.INPUTS) + 2 + j for j, name in enumerate(module.STATES)]
+        self.table = self.make_table(bucket, [tuple(p.shape) for p in self.params], addresses)
+        self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype)
+        self.not_given = (False,) * len(module.INPUTS)
+
+    def counts_hold(self, bucket: Bucket) -> bool:
+        steps = bucket.steps_np if self.all else bucket.steps_np[self.ks]
+        first = float(steps[0])
+        if not (0 <= first < (1 << 24) and first.is_integer()) or steps.min() != steps.max():
+            return False
+        if bucket.module.SCALARS:
+            scalars = bucket.scalars_np if self.all else bucket.scalars_np[self.ks]
+            if (scalars.min(axis=0) != scalars.max(axis=0)).any():
+                return False
+        return True
+
+    def grads_clear(self, addresses: np.ndarray) -> bool:
+        """No new gradient partly overlaps its param or one of its states (exact aliases are
+        harmless: each element is read before it is written)."""
+        grads = addresses[:, 1]
+        n = self.nbytes
+        for column in self.written:
+            other = addresses[:, column]
+            if ((grads != other) & (other != 0) & (grads < other + n) & (other < grads + n)).any():
+                return False
+        return True
+
+    def step(self, bucket: Bucket) -> None:
+        module = bucket.module
+        t = int(bucket.steps_np[self.first]) + 1
+        scalars = tuple(map(float, bucket.scalars_np[self.first]))
+        self.launch(module.host_scalars(t, *bucket.flat, *scalars, *self.not_given,
+                                        *self.flags), bucket)
+        if self.all:
+            bucket.steps_np += 1
+        else:
+            bucket.steps_np[self.ks] += 1
+        if module.SCALARS:
+            updated = module.scalar_updates(t, *bucket.flat, *scalars)
+            if self.all:
+                bucket.scalars_np[:] = updated
+            else:
+                bucket.scalars_np[self.ks] = updated
+
+
+class _Run(_TableRun):
+    """CPU params that share a step count: one ``step_many_cpu`` call."""
+
+    def make_table(self, bucket: Bucket, shapes, addresses) -> TensorTable:
+        table = TensorTable(bucket.module, bucket.np_dtype, shapes, combine=bucket.opt._combine)
+        table.addresses[...] = addresses
+        return table
+
+    def set_grads(self, grads: list) -> bool:
+        """New gradient tensors for the same params (``zero_grad()`` sets them to None, so
+        backward makes new ones every step): only their addresses change. False (and the
+        table unchanged) when one overlaps its param or a state."""
+        column = (list(map(_DATA_PTR, grads)) if self.all
+                  else [grads[k].data_ptr() for k in self.ks])
+        candidate = self.table.addresses.copy()
+        candidate[:, 1] = column
+        if not self.grads_clear(candidate):
+            return False
+        self.table.addresses[:, 1] = column
+        return True
+
+    def launch(self, host: tuple, bucket: Bucket) -> None:
+        self.table.run(self.table.host_array(host))
+
+
+class _EachRun:
+    """Params stepped one at a time through contiguous copies (strided views, or a gradient
+    or state whose layout differs from its param's)."""
+
+    def __init__(self, bucket: Bucket, ks: list[int], settled: dict):
+        self.ks = ks
+        self.arrays = {k: settled[k] for k in ks}
+
+    def set_grads(self, grads: list) -> bool:
+        return False  # validate the new gradients in full (they are stepped through copies)
+
+    def counts_hold(self, bucket: Bucket) -> bool:
+        return all(0 <= float(bucket.steps_np[k]) < (1 << 24)
+                   and float(bucket.steps_np[k]).is_integer() for k in self.ks)
+
+    def step(self, bucket: Bucket) -> None:
+        no_inputs = {name: None for name in bucket.module.INPUTS}
+        for k in self.ks:
+            bucket._step_one(k, bucket.params[k], bucket.grads[k], no_inputs, self.arrays[k])
+
+
+class _CudaRun(_TableRun):
+    """CUDA params that share a step count: one ``step_many`` launch on torch's stream."""
+
+    def make_table(self, bucket: Bucket, shapes, addresses):
+        from .cuda import CudaTable
+
+        self.device = self.params[0].device
+        self.host_addresses = addresses.copy()
+        return CudaTable(bucket.module, bucket.np_dtype, shapes, addresses,
+                         stream=torch_stream(self.device))
+
+    def set_grads(self, grads: list) -> bool:
+        column = [grads[k].data_ptr() for k in self.ks]
+        candidate = self.host_addresses.copy()
+        candidate[:, 1] = column
+        if not self.grads_clear(candidate):
+            return False
+        self.host_addresses = candidate
+        self.table.set_column(1, column, stream=torch_stream(self.device))
+        return True
+
+    def launch(self, host: tuple, bucket: Bucket) -> None:
+        self.table.run(cast_host(host, bucket.module.HOST_IS_BOOL, bucket.np_dtype),
+                       stream=torch_stream(self.device))
