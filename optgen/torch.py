@@ -206,7 +206,7 @@ class Optimizer(torch.optim.Optimizer):
             if values is not None and not isinstance(values, (list, tuple)):
                 raise TypeError(f"{name} must be a list of tensors (one per param of the "
                                 f"group, None to skip one), got {type(values).__name__}")
-        with self._lock, torch.no_grad(), np.errstate(all="ignore"):
+        with self._lock, np.errstate(all="ignore"):
             self._step(inputs)
         return loss
 

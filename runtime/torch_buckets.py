@@ -8,11 +8,13 @@ those of another dtype or layout), rebuilds the tables if they are stale, and st
 only the snapshot, never the state dicts again, so another thread that replaces a state entry
 in between cannot slip an unchecked tensor under the kernels.
 
-The tables stay valid while every param keeps its address, shape and strides, every gradient
-its shape, strides, dtype and device (new gradient tensors only refresh their addresses, after
-their storage size and any overlap with their param or states is checked), and every state
-dict and entry its identity (the per-element states their address too). The storages the
-tables address are held, so an address that compares equal is still that storage. Step counts
+The tables stay valid while every param keeps its address, shape and strides, every state
+dict and entry its identity (the per-element states their address too), and every gradient
+its address; new gradient tensors only refresh their addresses, after their shape, strides,
+dtype, device, storage size and any overlap with their param or states are checked. The
+storages of the params, states and gradients the tables address are held, so an address
+that compares equal is still that storage, which cannot have shrunk (a storage resized in
+place gets a new address). Step counts
 and scalar states live in arrays the bucket owns (each ``state[p]["step"]`` is a 0-d view);
 the params of a table share one step count and one set of scalars, which is checked every
 step, since a view can be written in place.
@@ -171,7 +173,9 @@ class Bucket:
 
     def _tables_hold(self, grads: list) -> bool:
         """Whether the tables still address exactly these tensors (the per-step check: a few
-        C-speed passes over the params, gradients and state entries)."""
+        C-speed passes over the params, gradients and state entries). The same gradient
+        tensors as last step need only their addresses compared (their storages are held);
+        new ones are checked in full, then only their addresses change in the tables."""
         if self.all_have_grads:
             if any(map(operator.is_, grads, itertools.repeat(None))):
                 return False
@@ -183,11 +187,7 @@ class Bucket:
         active = self.active
         if (list(map(_DATA_PTR, active)) != self.param_ptrs
                 or list(map(_SHAPE, active)) != self.param_shapes
-                or list(map(_STRIDE, active)) != self.param_strides
-                or list(map(_SHAPE, present)) != self.param_shapes
-                or list(map(_STRIDE, present)) != self.grad_strides
-                or list(map(_KIND, present)) != self.grad_kinds
-                or not all(map(operator.is_, map(type, present), itertools.repeat(torch.Tensor)))):
+                or list(map(_STRIDE, active)) != self.param_strides):
             return False
         try:
             dicts = list(map(self.opt.state.__getitem__, active))
@@ -200,14 +200,29 @@ class Bucket:
                 or list(map(_DATA_PTR, self.entry_tensors)) != self.entry_ptrs):
             return False
         grad_ptrs = list(map(_DATA_PTR, present))
-        if grad_ptrs != self.grad_ptrs:  # new gradient tensors: inside their storage?
-            ends = np.add(list(map(_OFFSET, present)), self.numels) * self.itemsize
-            if (ends > list(map(_NBYTES, map(_STORAGE, present)))).any():
-                return False  # _validate names it
-            for run in self.runs:
-                if not run.set_grads(grads):
-                    return False  # a gradient overlaps its param or a state: named there
-            self.grad_ptrs = grad_ptrs
+        if all(map(operator.is_, present, self.present)):
+            return grad_ptrs == self.grad_ptrs
+        return self._new_grads(grads, present, grad_ptrs)
+
+    def _new_grads(self, grads: list, present: list, grad_ptrs: list) -> bool:
+        """New gradient tensors for the same params (``zero_grad()`` sets them to None, so
+        backward makes new ones every step): their shapes, strides, dtypes and devices as
+        the tables expect, inside their storages, not overlapping their params or states."""
+        if (list(map(_SHAPE, present)) != self.param_shapes
+                or list(map(_STRIDE, present)) != self.grad_strides
+                or list(map(_KIND, present)) != self.grad_kinds
+                or not all(map(operator.is_, map(type, present), itertools.repeat(torch.Tensor)))):
+            return False
+        storages = list(map(_STORAGE, present))
+        ends = np.add(list(map(_OFFSET, present)), self.numels) * self.itemsize
+        if (ends > list(map(_NBYTES, storages))).any():
+            return False  # _validate names it
+        for run in self.runs:
+            if not run.set_grads(grads):
+                return False  # a gradient overlaps its param or a state: named there
+        self.present = present
+        self.grad_ptrs = grad_ptrs
+        self.grad_storages = storages
         return True
 
     def _counts_hold(self) -> bool:
@@ -270,6 +285,8 @@ class Bucket:
         self.grad_strides = list(map(_STRIDE, present))
         self.grad_kinds = list(map(_KIND, present))
         self.grad_ptrs = list(map(_DATA_PTR, present))
+        self.present = present
+        self.grad_storages = list(map(_STORAGE, present))
         self.dicts = [self.snapshot[k][2] for k in active]
         states = [n for n in module.STATES if active and n in settled[active[0]]]
         names = ("step", *states, *module.SCALARS)
@@ -394,8 +411,9 @@ class Bucket:
         else:
             run_step(module, "cpu", kernel_arrays, host, self.np_dtype, shape, axis_states,
                      combine=self.opt._combine)
-        for tensor, copy in copies:
-            tensor.copy_(copy)  # rounds to nearest even into a half-precision param
+        with torch.no_grad():  # a param is a leaf that requires grad
+            for tensor, copy in copies:
+                tensor.copy_(copy)  # rounds to nearest even into a half-precision param
         if module.SCALARS:
             self.scalars_np[k] = module.scalar_updates(t, *self.flat, *scalars)
         self.steps_np[k] = t
@@ -454,11 +472,15 @@ class _TableRun:
     def counts_hold(self, bucket: Bucket) -> bool:
         steps = bucket.steps_np if self.all else bucket.steps_np[self.ks]
         first = float(steps[0])
-        if not (0 <= first < (1 << 24) and first.is_integer()) or steps.min() != steps.max():
+        if not (0 <= first < (1 << 24) and first.is_integer()):
+            return False
+        if len(steps) == 1:
+            return True
+        if (steps != first).any():
             return False
         if bucket.module.SCALARS:
             scalars = bucket.scalars_np if self.all else bucket.scalars_np[self.ks]
-            if (scalars.min(axis=0) != scalars.max(axis=0)).any():
+            if (scalars != scalars[0]).any():
                 return False
         return True
 
