@@ -63,3 +63,21 @@ def balanced_pieces(rows: np.ndarray, pieces: int = 64) -> np.ndarray:
     targets = ends[-1] * np.arange(1, pieces) / pieces
     inner = np.searchsorted(ends, targets, side="left") + 1
     return np.unique(np.concatenate(([0], inner, [len(rows)]))).astype(np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def gradients_fit(addresses, grads, ends, storage_bytes, nbytes, written):
+    """Whether new gradient addresses ``grads[k]`` may go into column 1 of an address table:
+    each gradient's last byte ``ends[k]`` inside its storage (``storage_bytes[k]``), and its
+    ``nbytes[k]`` either the very bytes of a written array of row k (the columns ``written``:
+    the param, the states) or disjoint from them."""
+    for k in range(grads.shape[0]):
+        if ends[k] > storage_bytes[k]:
+            return False
+        g = grads[k]
+        n = nbytes[k]
+        for j in written:
+            a = addresses[k, j]
+            if a != 0 and a != g and g < a + n and a < g + n:
+                return False
+    return True

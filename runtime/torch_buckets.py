@@ -31,6 +31,7 @@ import torch
 from .kernels import cast_host, is_factored, missing_states, run_step, tensor_flags
 from .many import TensorTable
 from .checks import is_dense
+from .pointers import gradients_fit
 from .torch_checks import (HALF_PRECISION, array_state, check_storage,
                            check_tensor_like, partial_overlap, plain_number, plain_step,
                            state_dtype)
@@ -214,12 +215,13 @@ class Bucket:
                 or not all(map(operator.is_, map(type, present), itertools.repeat(torch.Tensor)))):
             return False
         storages = list(map(_STORAGE, present))
-        ends = np.add(list(map(_OFFSET, present)), self.numels) * self.itemsize
-        if (ends > list(map(_NBYTES, storages))).any():
-            return False  # _validate names it
-        for run in self.runs:
-            if not run.set_grads(grads):
-                return False  # a gradient overlaps its param or a state: named there
+        ptrs = np.array(grad_ptrs, dtype=np.int64)
+        ends = np.array(list(map(_OFFSET, present)), dtype=np.int64) * self.itemsize
+        ends += self.nbytes
+        sizes = np.array(list(map(_NBYTES, storages)), dtype=np.int64)
+        for run in self.runs:  # a gradient past its storage, or overlapping its param or a
+            if not run.set_grads(ptrs, ends, sizes):  # state, is named by _validate
+                return False
         self.present = present
         self.grad_ptrs = grad_ptrs
         self.grad_storages = storages
@@ -267,7 +269,9 @@ class Bucket:
             else:
                 each.append(k)
         table_run = _CudaRun if self.cuda else _Run
-        self.runs = [table_run(self, ks, grads, settled) for ks in groups.values()]
+        rows = {k: row for row, k in enumerate(settled)}  # k -> its row among the active
+        self.runs = [table_run(self, ks, grads, settled, [rows[k] for k in ks])
+                     for ks in groups.values()]
         if each:
             self.runs.append(_EachRun(self, each, settled))
         # What _tables_hold compares with: the tensors just installed, not the dicts re-read.
@@ -280,8 +284,8 @@ class Bucket:
         self.param_ptrs = list(map(_DATA_PTR, params))
         self.param_shapes = list(map(_SHAPE, params))
         self.param_strides = list(map(_STRIDE, params))
-        self.numels = [p.numel() for p in params]
         self.itemsize = torch.empty(0, dtype=self.dtype).element_size()
+        self.nbytes = np.array([p.numel() * self.itemsize for p in params], dtype=np.int64)
         self.grad_strides = list(map(_STRIDE, present))
         self.grad_kinds = list(map(_KIND, present))
         self.grad_ptrs = list(map(_DATA_PTR, present))
@@ -451,9 +455,11 @@ class _TableRun:
     scalars are computed once for all of them, and their step counts advance together.
     Subclasses make ``table`` from the addresses (p, g, inputs, then states; 0 for absent)."""
 
-    def __init__(self, bucket: Bucket, ks: list[int], grads: list, settled: dict):
+    def __init__(self, bucket: Bucket, ks: list[int], grads: list, settled: dict,
+                 rows: list[int]):
         module = bucket.module
         self.ks = np.array(ks, dtype=np.int64)
+        self.rows = np.array(rows, dtype=np.int64)  # these params among the bucket's active
         self.all = len(ks) == len(bucket.params)
         self.first = ks[0]
         self.params = [bucket.params[k] for k in ks]
@@ -464,7 +470,9 @@ class _TableRun:
                              dtype=np.int64).reshape(len(ks), len(module.ARRAYS))
         self.nbytes = np.array([p.numel() * p.element_size() for p in self.params],
                                dtype=np.int64)
-        self.written = [0] + [len(module.INPUTS) + 2 + j for j, name in enumerate(module.STATES)]
+        self.written = np.array([0] + [len(module.INPUTS) + 2 + j
+                                       for j in range(len(module.STATES))], dtype=np.int64)
+        self.every_row = len(rows) == len(settled)
         self.table = self.make_table(bucket, [tuple(p.shape) for p in self.params], addresses)
         self.flags = tensor_flags(module, tuple(self.params[0].shape), bucket.np_dtype)
         self.not_given = (False,) * len(module.INPUTS)
@@ -484,16 +492,15 @@ class _TableRun:
                 return False
         return True
 
-    def grads_clear(self, addresses: np.ndarray) -> bool:
-        """No new gradient partly overlaps its param or one of its states (exact aliases are
-        harmless: each element is read before it is written)."""
-        grads = addresses[:, 1]
-        n = self.nbytes
-        for column in self.written:
-            other = addresses[:, column]
-            if ((grads != other) & (other != 0) & (grads < other + n) & (other < grads + n)).any():
-                return False
-        return True
+    def fitting(self, addresses: np.ndarray, ptrs, ends, sizes):
+        """This run's rows of new gradient addresses, or None where one reaches past its
+        storage or partly overlaps its param or a state (an exact alias is harmless: each
+        element is read before it is written)."""
+        if not self.every_row:
+            ptrs, ends, sizes = ptrs[self.rows], ends[self.rows], sizes[self.rows]
+        if gradients_fit(addresses, ptrs, ends, sizes, self.nbytes, self.written):
+            return ptrs
+        return None
 
     def step(self, bucket: Bucket) -> None:
         module = bucket.module
@@ -521,15 +528,12 @@ class _Run(_TableRun):
         table.addresses[...] = addresses
         return table
 
-    def set_grads(self, grads: list) -> bool:
+    def set_grads(self, ptrs, ends, sizes) -> bool:
         """New gradient tensors for the same params (``zero_grad()`` sets them to None, so
         backward makes new ones every step): only their addresses change. False (and the
-        table unchanged) when one overlaps its param or a state."""
-        column = (list(map(_DATA_PTR, grads)) if self.all
-                  else [grads[k].data_ptr() for k in self.ks])
-        candidate = self.table.addresses.copy()
-        candidate[:, 1] = column
-        if not self.grads_clear(candidate):
+        table unchanged) when one does not fit (see ``fitting``)."""
+        column = self.fitting(self.table.addresses, ptrs, ends, sizes)
+        if column is None:
             return False
         self.table.addresses[:, 1] = column
         return True
@@ -546,7 +550,7 @@ class _EachRun:
         self.ks = ks
         self.arrays = {k: settled[k] for k in ks}
 
-    def set_grads(self, grads: list) -> bool:
+    def set_grads(self, ptrs, ends, sizes) -> bool:
         return False  # validate the new gradients in full (they are stepped through copies)
 
     def counts_hold(self, bucket: Bucket) -> bool:
@@ -570,14 +574,12 @@ class _CudaRun(_TableRun):
         return CudaTable(bucket.module, bucket.np_dtype, shapes, addresses,
                          stream=torch_stream(self.device))
 
-    def set_grads(self, grads: list) -> bool:
-        column = [grads[k].data_ptr() for k in self.ks]
-        candidate = self.host_addresses.copy()
-        candidate[:, 1] = column
-        if not self.grads_clear(candidate):
+    def set_grads(self, ptrs, ends, sizes) -> bool:
+        column = self.fitting(self.host_addresses, ptrs, ends, sizes)
+        if column is None:
             return False
-        self.host_addresses = candidate
-        self.table.set_column(1, column, stream=torch_stream(self.device))
+        self.host_addresses[:, 1] = column
+        self.table.set_column(1, list(column), stream=torch_stream(self.device))
         return True
 
     def launch(self, host: tuple, bucket: Bucket) -> None:
