@@ -22,3 +22,19 @@ def gradient_sequence(dtype, steps: int = STEPS, seed: int = 1) -> list[list[np.
     rng = np.random.default_rng(seed)
     return [[np.asarray(rng.standard_normal(shape) * (1 + 2 * (step % 3 == 0)), dtype=dtype)
              for shape in SHAPES] for step in range(steps)]
+
+
+#: signSGD with momentum, the README's example of a spec written by a user.
+SIGNUM_SPEC = """\
+optimizer signum
+  "signSGD with momentum (Bernstein et al., 2018): p -= lr * sign(m)."
+
+hyper lr = 1e-2      in (0, inf)
+hyper beta = 0.9     in [0, 1)
+
+state m = 0
+
+update:
+  m = beta * m + (1 - beta) * g
+  p = p - lr * sign(m)
+"""

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import SIGNUM_SPEC  # noqa: E402
+
 import optgen
 from optgen.compiler.build import build, generated_dir
 from optgen.compiler.pipeline import catalogue_paths, compile_file
@@ -68,19 +70,7 @@ def test_host_scalars_are_outside_the_element_loop():
     assert "b1_**t_" in host  # spec names are printed with a trailing _ (names.py)
 
 
-NEW_SPEC = textwrap.dedent('''\
-    optimizer signum
-      "signSGD with momentum (Bernstein et al., 2018): p -= lr * sign(m)."
-
-    hyper lr = 1e-2      in (0, inf)
-    hyper beta = 0.9     in [0, 1)
-
-    state m = 0
-
-    update:
-      m = beta * m + (1 - beta) * g
-      p = p - lr * sign(m)
-    ''')
+NEW_SPEC = SIGNUM_SPEC
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])

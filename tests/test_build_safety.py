@@ -18,24 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import SIGNUM_SPEC  # noqa: E402
+
 from optgen.compiler.build import generated_dir
 from optgen.files import FolderError, private_folder, write_atomic
 
 TIMEOUT = 120
 
-SIGNUM = textwrap.dedent('''\
-    optimizer signum
-      "signSGD with momentum (Bernstein et al., 2018): p -= lr * sign(m)."
-
-    hyper lr = 1e-2      in (0, inf)
-    hyper beta = 0.9     in [0, 1)
-
-    state m = 0
-
-    update:
-      m = beta * m + (1 - beta) * g
-      p = p - lr * sign(m)
-    ''')
+SIGNUM = SIGNUM_SPEC
 
 # Loads a spec, takes one step, and reports what happened: the new p, whether the compiler was
 # imported, and Numba's cache hits and misses for the kernel contiguous params go through.
