@@ -18,7 +18,9 @@ keep float32 states, are widened to float32 for the step and rounded back (to ne
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import gc
 import operator
 import re
 import threading
@@ -31,7 +33,8 @@ from .runtime.kernels import host_value
 from .runtime.loader import available, load
 from .runtime.torch_buckets import Bucket, Regroup
 from .runtime.torch_checks import (FULL_PRECISION, HALF_PRECISION, PLAIN_TENSORS,  # noqa: F401
-                                   check_overlaps, check_param, checked_checkpoint)
+                                   check_overlaps, check_param, check_reads, checked_checkpoint,
+                                   span_arrays)
 
 __all__ = ["Optimizer", "optimizer", "optimizer_class", "available", "clip_grad_norm_"]
 
@@ -146,6 +149,7 @@ class Optimizer(torch.optim.Optimizer):
         self._buckets: list[Bucket] | None = None
         self._state_seen = None
         self._groups_seen: list = []
+        self._written = span_arrays([])
         self._lock = threading.Lock()
 
     @property
@@ -193,8 +197,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def step(self, closure=None, **inputs):
         """One step of every param with a gradient; ``closure`` re-evaluates the loss. A spec's
-        extra inputs come as keywords, one list per param group's params (Sophia's
-        ``hessian=[...]``). Every argument is validated before any param moves."""
+        extra inputs come as keywords, each a list with one tensor (or None) per param, in
+        ``param_groups`` order over all groups (Sophia's ``hessian=[...]``). Every argument is
+        validated before any param moves."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -206,7 +211,7 @@ class Optimizer(torch.optim.Optimizer):
             if values is not None and not isinstance(values, (list, tuple)):
                 raise TypeError(f"{name} must be a list of tensors (one per param of the "
                                 f"group, None to skip one), got {type(values).__name__}")
-        with self._lock, np.errstate(all="ignore"):
+        with self._lock, np.errstate(all="ignore"), _no_cyclic_gc():
             self._step(inputs)
         return loss
 
@@ -226,10 +231,15 @@ class Optimizer(torch.optim.Optimizer):
             self._make_buckets()
             for bucket in self._buckets:
                 bucket.check(inputs)
-        if any(bucket.stale for bucket in self._buckets):
-            check_overlaps(self.param_groups, self.state, self._module.SCALARS)
+        stale = any(bucket.stale for bucket in self._buckets)
+        if stale:
+            written = check_overlaps(self.param_groups, self.state, self._module.SCALARS)
+            check_reads([read for bucket in self._buckets for read in bucket.reads()], written)
         for bucket in self._buckets:
             bucket.run(inputs)
+        if stale:  # states may be new: what the fast check of new gradients compares with
+            self._written = span_arrays(check_overlaps(self.param_groups, self.state,
+                                                       self._module.SCALARS))
 
     def _groups_hold(self) -> bool:
         """Whether ``param_groups`` still lists the params the buckets were made for (torch
@@ -290,6 +300,20 @@ class Optimizer(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         return super().__repr__().replace(type(self).__name__, f"optgen.torch.{type(self).__name__}", 1)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc():
+    """The per-step checks make a few short-lived tuples per tensor (shapes, strides), freed
+    at once by reference counting; letting them trigger the cyclic collector, which then
+    walks every object of a large program, costs more than the checks."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @functools.cache

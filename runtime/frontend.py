@@ -14,14 +14,16 @@ addresses. One optimizer stepped from several threads at once runs the steps one
 
 from __future__ import annotations
 
+import bisect
 import threading
 from types import ModuleType
 from typing import Any, Sequence
 
 import numpy as np
 
-from .checks import (check_scalar, check_step_count, checked_array_state, find_overlap,
-                     numpy_shares, numpy_spans, overlap_error, restored_states, state_entries)
+from .checks import (byte_bounds, check_scalar, check_step_count, checked_array_state,
+                     find_overlap, numpy_shares, numpy_spans, overlap_error, restored_states,
+                     state_entries)
 from .hypers import HasHypers
 from .kernels import cast_host, missing_states, run_step, tensor_flags
 from .many import TensorTable
@@ -53,6 +55,7 @@ class Optimizer(HasHypers):
         self._tables: dict[tuple, TensorTable] = {}
         self._lock = threading.Lock()
         self._checked_arrays: list = []  # the params and states last checked for overlaps
+        self._written: list = []  # their spans, sorted
         self._check_overlaps()
 
     # --- stepping -------------------------------------------------------------------------
@@ -77,6 +80,9 @@ class Optimizer(HasHypers):
         self._check_matrices(grads)
         snapshot = self._snapshot(params, grads)  # the step reads only what was checked
         self._check_overlaps(params, snapshot)
+        self._check_reads(params, grads, snapshot)
+        for name, values in extra.items():
+            self._check_reads(params, values, snapshot)
         flat_hypers = self._flat(self._hypers)
         module = self._module
         host_cache: dict[tuple, tuple] = {}
@@ -202,13 +208,39 @@ class Optimizer(HasHypers):
             entries = ((i, kept) for i, (_, kept) in snapshot.items())
         arrays += [(f"state {name!r} of params[{i}]", value) for i, state in entries
                    for name, value in state.items() if isinstance(value, np.ndarray)]
+        # An array seen again is the same object (held) with the same address, shape and
+        # strides (both can be set in place on an ndarray).
+        layout = [(a, a.__array_interface__["data"][0], a.shape, a.strides) for _, a in arrays]
         held = self._checked_arrays
-        if len(held) == len(arrays) and all(a is b for (_, a), b in zip(arrays, held)):
+        if len(held) == len(layout) and all(
+                a[0] is b[0] and a[1:] == b[1:] for a, b in zip(layout, held)):
             return
-        pair = find_overlap(numpy_spans(arrays), numpy_shares)
+        spans = list(numpy_spans(arrays))
+        pair = find_overlap(spans, numpy_shares)
         if pair is not None:
             raise overlap_error(*pair)
-        self._checked_arrays = [a for _, a in arrays]
+        self._checked_arrays = layout
+        self._written = sorted(spans, key=lambda span: span[1])
+
+    def _check_reads(self, params, grads, snapshot) -> None:
+        """A gradient (or input) that is not exactly its own param or state shares no memory
+        with any array the step writes: it would be read while that array is written."""
+        written = self._written
+        starts = [span[1] for span in written]
+        for i, grad in enumerate(grads):
+            if grad is None or not grad.size:
+                continue
+            own = [params[i]] + [v for v in snapshot.get(i, (None, {}))[1].values()
+                                 if isinstance(v, np.ndarray)]
+            if any(_exactly(grad, o) for o in own):
+                continue
+            low, high = byte_bounds(grad)
+            j = bisect.bisect_left(starts, high) - 1
+            while j >= 0 and written[j][2] > low:
+                if numpy_shares(grad, written[j][3]):
+                    raise ValueError(f"grads[{i}] shares memory with {written[j][0]}, which "
+                                     "the step writes; give it memory of its own (a copy)")
+                j -= 1
 
     def _check_matrices(self, grads) -> None:
         if not self._module.MATRIX_OPS:
@@ -291,14 +323,18 @@ class Optimizer(HasHypers):
                f"backend={self.backend!r}, {hypers})"
 
 
+def _exactly(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same elements in the same layout."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.strides == b.strides and a.shape == b.shape and a.dtype == b.dtype)
+
+
 def _partly_shared(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two arrays share memory without being the same elements in the same layout
     (an exact alias is harmless: the kernels read and write element by element)."""
     if not np.may_share_memory(a, b):
         return False
-    same = (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides and a.shape == b.shape)
-    return not same and numpy_shares(a, b)
+    return not _exactly(a, b) and numpy_shares(a, b)
 
 
 def _check_params(params) -> list[np.ndarray]:

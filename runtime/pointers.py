@@ -66,18 +66,24 @@ def balanced_pieces(rows: np.ndarray, pieces: int = 64) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def gradients_fit(addresses, grads, ends, storage_bytes, nbytes, written):
+def gradients_fit(addresses, grads, ends, storage_bytes, nbytes, written, starts, stops):
     """Whether new gradient addresses ``grads[k]`` may go into column 1 of an address table:
     each gradient's last byte ``ends[k]`` inside its storage (``storage_bytes[k]``), and its
-    ``nbytes[k]`` either the very bytes of a written array of row k (the columns ``written``:
-    the param, the states) or disjoint from them."""
+    ``nbytes[k]`` either the very bytes of an array its own step writes (row k's columns
+    ``written``: the param, the states) or disjoint from every array the optimizer's step
+    writes (the sorted, disjoint spans ``[starts[i], stops[i])``)."""
     for k in range(grads.shape[0]):
         if ends[k] > storage_bytes[k]:
             return False
         g = grads[k]
         n = nbytes[k]
+        alias = False
         for j in written:
-            a = addresses[k, j]
-            if a != 0 and a != g and g < a + n and a < g + n:
-                return False
+            if addresses[k, j] == g:
+                alias = True
+        if alias:
+            continue
+        i = np.searchsorted(starts, g + n) - 1  # the last span starting before g's end
+        if i >= 0 and stops[i] > g:
+            return False
     return True

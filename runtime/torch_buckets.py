@@ -8,13 +8,14 @@ those of another dtype or layout), rebuilds the tables if they are stale, and st
 only the snapshot, never the state dicts again, so another thread that replaces a state entry
 in between cannot slip an unchecked tensor under the kernels.
 
-The tables stay valid while every param keeps its address, shape and strides, every state
-dict and entry its identity (the per-element states their address too), and every gradient
-its address; new gradient tensors only refresh their addresses, after their shape, strides,
-dtype, device, storage size and any overlap with their param or states are checked. The
-storages of the params, states and gradients the tables address are held, so an address
-that compares equal is still that storage, which cannot have shrunk (a storage resized in
-place gets a new address). Step counts
+The tables stay valid while every param keeps its address, shape, dtype and strides, every
+state dict and entry its identity (the per-element states their address, dtype and version:
+in-place changes of shape or strides such as ``t_()`` or ``resize_()`` are versions), every
+gradient its address, dtype and version, and every torch storage they address its size.
+New gradient tensors only refresh their addresses, after their shape, strides, dtype,
+device, storage size and any overlap with what the step writes are checked. The storages of
+the params, states and gradients the tables address are held, so an address that compares
+equal is still that storage (one resized in place shows in its size). Step counts
 and scalar states live in arrays the bucket owns (each ``state[p]["step"]`` is a 0-d view);
 the params of a table share one step count and one set of scalars, which is checked every
 step, since a view can be written in place.
@@ -41,7 +42,11 @@ _IS_NONE = {None: True}.get  # True for None, else None (a dict lookup: no tenso
 _DATA_PTR = torch.Tensor.data_ptr
 _SHAPE = operator.attrgetter("shape")
 _STRIDE = torch.Tensor.stride
-_KIND = operator.attrgetter("dtype", "device")
+_SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
+_DEVICE = operator.attrgetter("device")
+_IS_NEG = torch.Tensor.is_neg
+_VERSION = operator.attrgetter("_version")
+_DTYPE = operator.attrgetter("dtype")
 _STORAGE = torch.Tensor.untyped_storage
 _NBYTES = torch.UntypedStorage.nbytes
 _OFFSET = torch.Tensor.storage_offset
@@ -60,7 +65,8 @@ class Bucket:
         self.g = g
         self.group = opt.param_groups[g]
         self.params = [self.group["params"][i] for i in indices]
-        self.positions = indices
+        offset = sum(len(group["params"]) for group in opt.param_groups[:g])
+        self.positions = [offset + i for i in indices]  # among every group's params
         self.labels = [f"param_groups[{g}]['params'][{i}]" for i in indices]
         self.dtype = dtype
         self.device = self.params[0].device
@@ -130,9 +136,10 @@ class Bucket:
                 if values is None:
                     extra[name] = None
                     continue
-                if len(values) != len(self.group["params"]):
-                    raise ValueError(f"{name} has {len(values)} tensors for a param group of "
-                                     f"{len(self.group['params'])} params")
+                total = sum(len(group["params"]) for group in self.opt.param_groups)
+                if len(values) != total:
+                    raise ValueError(f"{name} has {len(values)} tensors for {total} params "
+                                     "(one per param, in param_groups order; None to skip)")
                 value = values[self.positions[k]]
                 extra[name] = None if value is None else check_tensor_like(
                     value, p, f"{name} for {label}")
@@ -163,6 +170,20 @@ class Bucket:
             snapshot[k] = (g, extra, entries, kept)
         return snapshot
 
+    def reads(self) -> list:
+        """``(label, tensor, own)`` for each gradient and input this step reads from the
+        snapshot: own are its param and states, which it may alias exactly."""
+        if not self.stale:  # tables that hold: their new gradients were checked already
+            return []
+        out = []
+        for k, (g, extra, _, kept) in self.snapshot.items():
+            own = [self.params[k]] + [v for n, (v, _) in kept.items()
+                                      if isinstance(v, torch.Tensor) and n in self.module.STATES]
+            out.append((f"the gradient of {self.labels[k]}", g, own))
+            out += [(f"{name} for {self.labels[k]}", v, own) for name, v in extra.items()
+                    if v is not None]
+        return out
+
     def _each_signature(self) -> tuple:
         """What the overlap check depends on, for params stepped one at a time: which params
         step, their addresses, their state entries' identities and addresses."""
@@ -174,9 +195,10 @@ class Bucket:
 
     def _tables_hold(self, grads: list) -> bool:
         """Whether the tables still address exactly these tensors (the per-step check: a few
-        C-speed passes over the params, gradients and state entries). The same gradient
-        tensors as last step need only their addresses compared (their storages are held);
-        new ones are checked in full, then only their addresses change in the tables."""
+        C-speed passes over the params, gradients and state entries). Every tensor the
+        kernels address keeps its layout (address, shape, dtype, strides) and its storage
+        its size; the same gradient tensors as last step are checked like the params, new
+        ones in full, and then only their addresses change in the tables."""
         if self.all_have_grads:
             if any(map(operator.is_, grads, itertools.repeat(None))):
                 return False
@@ -185,46 +207,55 @@ class Bucket:
             if list(map(_IS_NONE, grads)) != self.none_pattern:
                 return False
             present = [g for g in grads if g is not None]
-        active = self.active
-        if (list(map(_DATA_PTR, active)) != self.param_ptrs
-                or list(map(_SHAPE, active)) != self.param_shapes
-                or list(map(_STRIDE, active)) != self.param_strides):
+        if (_layout(self.active) != self.param_layout
+                or list(map(_DATA_PTR, self.state_tensors)) != self.state_ptrs
+                or list(map(_VERSION, self.state_tensors)) != self.state_versions
+                or not all(map(operator.is_, map(_DTYPE, self.state_tensors),
+                               itertools.repeat(self.state_dtype)))
+                or list(map(_NBYTES, self.resizable)) != self.resizable_nbytes):
             return False
         try:
-            dicts = list(map(self.opt.state.__getitem__, active))
+            dicts = list(map(self.opt.state.__getitem__, self.active))
             if not all(map(operator.is_, dicts, self.dicts)):
                 return False
             entries = list(itertools.chain.from_iterable(map(self.getter, dicts)))
         except (KeyError, TypeError):
             return False
-        if (not all(map(operator.is_, entries, self.entries))
-                or list(map(_DATA_PTR, self.entry_tensors)) != self.entry_ptrs):
+        if not all(map(operator.is_, entries, self.entries)):
             return False
-        grad_ptrs = list(map(_DATA_PTR, present))
         if all(map(operator.is_, present, self.present)):
-            return grad_ptrs == self.grad_ptrs
-        return self._new_grads(grads, present, grad_ptrs)
+            return (list(map(_DATA_PTR, present)) == self.grad_layout[0]
+                    and list(map(_VERSION, present)) == self.grad_versions
+                    and all(map(operator.is_, map(_DTYPE, present),
+                                itertools.repeat(self.dtype)))
+                    and list(map(_NBYTES, self.grad_storages)) == self.grad_nbytes)
+        return self._new_grads(present)
 
-    def _new_grads(self, grads: list, present: list, grad_ptrs: list) -> bool:
+    def _new_grads(self, present: list) -> bool:
         """New gradient tensors for the same params (``zero_grad()`` sets them to None, so
-        backward makes new ones every step): their shapes, strides, dtypes and devices as
-        the tables expect, inside their storages, not overlapping their params or states."""
-        if (list(map(_SHAPE, present)) != self.param_shapes
-                or list(map(_STRIDE, present)) != self.grad_strides
-                or list(map(_KIND, present)) != self.grad_kinds
-                or not all(map(operator.is_, map(type, present), itertools.repeat(torch.Tensor)))):
+        backward makes new ones every step): their shapes, dtypes, strides and devices as
+        the tables expect, plain and unnegated, inside their storages, not overlapping any
+        param or state but exactly their own."""
+        layout = _layout(present)
+        if (layout[1] != self.param_layout[1] or layout[2] != self.grad_layout[2]
+                or list(map(_DEVICE, present)) != self.grad_devices
+                or not all(map(operator.is_, map(type, present), itertools.repeat(torch.Tensor)))
+                or any(map(_IS_NEG, present))):
             return False
         storages = list(map(_STORAGE, present))
-        ptrs = np.array(grad_ptrs, dtype=np.int64)
+        ptrs = np.array(layout[0], dtype=np.int64)
         ends = np.array(list(map(_OFFSET, present)), dtype=np.int64) * self.itemsize
         ends += self.nbytes
         sizes = np.array(list(map(_NBYTES, storages)), dtype=np.int64)
-        for run in self.runs:  # a gradient past its storage, or overlapping its param or a
-            if not run.set_grads(ptrs, ends, sizes):  # state, is named by _validate
-                return False
+        starts, stops = self.opt._written
+        for run in self.runs:  # a gradient past its storage, or overlapping memory the step
+            if not run.set_grads(ptrs, ends, sizes, starts, stops):  # writes: _validate
+                return False                                         # names it
         self.present = present
-        self.grad_ptrs = grad_ptrs
+        self.grad_layout = layout
+        self.grad_versions = list(map(_VERSION, present))
         self.grad_storages = storages
+        self.grad_nbytes = list(map(_NBYTES, storages))
         return True
 
     def _counts_hold(self) -> bool:
@@ -281,30 +312,37 @@ class Bucket:
         self.active = params
         self.none_pattern = list(map(_IS_NONE, grads))
         self.all_have_grads = len(active) == len(grads)
-        self.param_ptrs = list(map(_DATA_PTR, params))
-        self.param_shapes = list(map(_SHAPE, params))
-        self.param_strides = list(map(_STRIDE, params))
         self.itemsize = torch.empty(0, dtype=self.dtype).element_size()
         self.nbytes = np.array([p.numel() * self.itemsize for p in params], dtype=np.int64)
-        self.grad_strides = list(map(_STRIDE, present))
-        self.grad_kinds = list(map(_KIND, present))
-        self.grad_ptrs = list(map(_DATA_PTR, present))
-        self.present = present
-        self.grad_storages = list(map(_STORAGE, present))
         self.dicts = [self.snapshot[k][2] for k in active]
         states = [n for n in module.STATES if active and n in settled[active[0]]]
         names = ("step", *states, *module.SCALARS)
         self.getter = _entries_getter(names)
         self.entries = [d[n] for d in self.dicts for n in names]
-        self.entry_tensors = [settled[k][n] for k in active for n in states]
-        self.entry_ptrs = list(map(_DATA_PTR, self.entry_tensors))
-        self.held = [t.untyped_storage() for t in params + self.entry_tensors]
+        # What the kernels address: the params (their whole layout: `p.data = ...` can change
+        # any of it) and the per-element states (their address and version: in-place changes
+        # of shape or strides, t_() or resize_(), count as versions); step counts and scalar
+        # states are read and written by value, so their identity is all that matters.
+        self.param_layout = _layout(params)
+        self.state_tensors = [settled[k][n] for k in active for n in states]
+        self.state_ptrs = list(map(_DATA_PTR, self.state_tensors))
+        self.state_versions = list(map(_VERSION, self.state_tensors))
+        self.held = list(map(_STORAGE, params + self.state_tensors))
+        # A torch storage can be resized in place, and come back at the same address.
+        self.resizable = [s for s in self.held if s.resizable()]
+        self.resizable_nbytes = list(map(_NBYTES, self.resizable))
+        self.present = present
+        self.grad_layout = _layout(present)
+        self.grad_versions = list(map(_VERSION, present))
+        self.grad_devices = list(map(_DEVICE, present))
+        self.grad_storages = list(map(_STORAGE, present))
+        self.grad_nbytes = list(map(_NBYTES, self.grad_storages))
         self.stale = False
 
     def _fits_table(self, p: torch.Tensor, g: torch.Tensor, arrays: dict) -> bool:
         """One dense layout for p, g and every state: the flat kernel then pairs the right
         elements in storage order."""
-        if not is_dense(tuple(p.shape), p.stride()):
+        if not is_dense(tuple(p.shape), p.stride()) or g.is_neg():
             return False
         stride = p.stride()
         return g.stride() == stride and all(
@@ -423,6 +461,12 @@ class Bucket:
         self.steps_np[k] = t
 
 
+def _layout(tensors: list) -> tuple[list, list, list]:
+    """What a kernel's view of each tensor depends on: address, (shape, dtype), strides."""
+    return (list(map(_DATA_PTR, tensors)), list(map(_SHAPE_DTYPE, tensors)),
+            list(map(_STRIDE, tensors)))
+
+
 def where_of(tensor, grad, label: str) -> str:
     return f"the gradient of {label}" if tensor is grad else f"an input for {label}"
 
@@ -437,7 +481,7 @@ def _entries_getter(names: tuple):
 
 def _contiguous(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``tensor`` in ``dtype``, contiguous (a copy only if it must)."""
-    tensor = tensor.detach()
+    tensor = tensor.detach().resolve_neg()
     if tensor.dtype != dtype:
         tensor = tensor.to(dtype)
     return tensor.contiguous()
@@ -492,13 +536,14 @@ class _TableRun:
                 return False
         return True
 
-    def fitting(self, addresses: np.ndarray, ptrs, ends, sizes):
+    def fitting(self, addresses: np.ndarray, ptrs, ends, sizes, starts, stops):
         """This run's rows of new gradient addresses, or None where one reaches past its
-        storage or partly overlaps its param or a state (an exact alias is harmless: each
-        element is read before it is written)."""
+        storage or overlaps memory the step writes other than exactly its own param or
+        states (an exact alias is harmless: each element is read before it is written)."""
         if not self.every_row:
             ptrs, ends, sizes = ptrs[self.rows], ends[self.rows], sizes[self.rows]
-        if gradients_fit(addresses, ptrs, ends, sizes, self.nbytes, self.written):
+        if gradients_fit(addresses, ptrs, ends, sizes, self.nbytes, self.written, starts,
+                         stops):
             return ptrs
         return None
 
@@ -528,11 +573,11 @@ class _Run(_TableRun):
         table.addresses[...] = addresses
         return table
 
-    def set_grads(self, ptrs, ends, sizes) -> bool:
+    def set_grads(self, ptrs, ends, sizes, starts, stops) -> bool:
         """New gradient tensors for the same params (``zero_grad()`` sets them to None, so
         backward makes new ones every step): only their addresses change. False (and the
         table unchanged) when one does not fit (see ``fitting``)."""
-        column = self.fitting(self.table.addresses, ptrs, ends, sizes)
+        column = self.fitting(self.table.addresses, ptrs, ends, sizes, starts, stops)
         if column is None:
             return False
         self.table.addresses[:, 1] = column
@@ -550,7 +595,7 @@ class _EachRun:
         self.ks = ks
         self.arrays = {k: settled[k] for k in ks}
 
-    def set_grads(self, ptrs, ends, sizes) -> bool:
+    def set_grads(self, ptrs, ends, sizes, starts, stops) -> bool:
         return False  # validate the new gradients in full (they are stepped through copies)
 
     def counts_hold(self, bucket: Bucket) -> bool:
@@ -574,8 +619,8 @@ class _CudaRun(_TableRun):
         return CudaTable(bucket.module, bucket.np_dtype, shapes, addresses,
                          stream=torch_stream(self.device))
 
-    def set_grads(self, ptrs, ends, sizes) -> bool:
-        column = self.fitting(self.host_addresses, ptrs, ends, sizes)
+    def set_grads(self, ptrs, ends, sizes, starts, stops) -> bool:
+        column = self.fitting(self.host_addresses, ptrs, ends, sizes, starts, stops)
         if column is None:
             return False
         self.host_addresses[:, 1] = column

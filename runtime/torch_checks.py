@@ -8,6 +8,7 @@ number's ``__float__``, could change in between.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -46,6 +47,7 @@ def check_param(p, label: str, module) -> None:
     if p.dtype not in FULL_PRECISION + HALF_PRECISION:
         raise TypeError(f"{label} has dtype {p.dtype}; supported: float32, float64, bfloat16, "
                         "float16")
+    check_written(p, label)
     if module.MATRIX_OPS and p.dim() != 2:
         raise ValueError(f"{module.NAME} steps 2-D matrices only; {label} has shape "
                          f"{tuple(p.shape)}")
@@ -80,6 +82,14 @@ def check_tensor_like(value, p: torch.Tensor, label: str, shape=None) -> torch.T
         raise TypeError(f"{label} has dtype {value.dtype}; a floating dtype is needed")
     check_storage(value, label)
     return value
+
+
+def check_written(value: torch.Tensor, label: str) -> None:
+    """A tensor the kernels write: its memory holds its values as they are (no lazy
+    negation bit, as a view such as ``z.conj().imag`` carries)."""
+    if value.is_neg() or value.is_conj():
+        raise TypeError(f"{label} is a negated or conjugated view; step a tensor of its own "
+                        "(.resolve_neg() / .clone())")
 
 
 def plain_number(value, label: str) -> float:
@@ -132,9 +142,9 @@ def tensors_share(a: torch.Tensor, b: torch.Tensor) -> bool:
     return numpy_shares(as_numpy(a), as_numpy(b))
 
 
-def check_overlaps(param_groups, state, scalar_names=()) -> None:
+def check_overlaps(param_groups, state, scalar_names=()) -> list:
     """No two tensors the step writes (params, and the per-element states that exist) share
-    memory."""
+    memory; their spans ``(label, first byte, end byte, tensor)``, sorted."""
     spans = []
     for g, group in enumerate(param_groups):
         for i, p in enumerate(group["params"]):
@@ -150,6 +160,39 @@ def check_overlaps(param_groups, state, scalar_names=()) -> None:
     pair = find_overlap(spans, tensors_share)
     if pair is not None:
         raise overlap_error(*pair)
+    return sorted((span for span in spans if span[2] > span[1]), key=lambda span: span[1])
+
+
+def span_arrays(spans: list) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, disjoint written spans as the compiled gradient check takes them."""
+    return (np.array([s[1] for s in spans], dtype=np.int64),
+            np.array([s[2] for s in spans], dtype=np.int64))
+
+
+def check_reads(reads, spans: list) -> None:
+    """Each tensor a step reads (``(label, tensor, own)``: gradients, inputs) either is
+    exactly one of ``own`` (its param, its states: harmless, each element is read before it
+    is written) or shares no memory with what the step writes (``spans``, sorted): a
+    gradient that is another param would be read while that param is written."""
+    if not spans:
+        return
+    starts = [span[1] for span in spans]
+    for label, tensor, own in reads:
+        if tensor.numel() == 0 or any(exact_alias(tensor, o) for o in own):
+            continue
+        first, end = byte_span(tensor.data_ptr(), tuple(tensor.shape), tensor.stride(),
+                               tensor.element_size())
+        i = bisect.bisect_left(starts, end) - 1
+        while i >= 0 and spans[i][2] > first:
+            if tensors_share(tensor, spans[i][3]):
+                raise ValueError(f"{label} shares memory with {spans[i][0]}, which the step "
+                                 "writes; give it memory of its own (a copy)")
+            i -= 1
+
+
+def exact_alias(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (a.device == b.device and a.data_ptr() == b.data_ptr() and a.shape == b.shape
+            and a.stride() == b.stride() and a.dtype == b.dtype)
 
 
 def _span(tensor: torch.Tensor, label: str):
@@ -165,6 +208,7 @@ def array_state(value, p: torch.Tensor, label: str, name: str, axis: dict) -> to
         raise state_type_error(label, name, value, "a tensor")
     if tuple(value.shape) != shape:
         raise state_shape_error(label, name, value.shape, shape)
+    check_written(value, f"state {name!r} of {label}")
     return check_tensor_like(value, p, f"state {name!r} of {label}", shape)
 
 

@@ -79,6 +79,8 @@ class Wrapped:
                                  "params; set wrapper.params, not one half's")
             grads = inner._check_grads(grads)
             inner._check_inputs(inputs, grads)
+            inner._check_matrices(grads)
+            outer._check_matrices(grads)
             if hasattr(outer, "_snapshot"):  # NumPy arrays: both halves' states checked
                 params = outer._checked_params()
                 _check_overlaps_across(params, inner._snapshot(params, grads),

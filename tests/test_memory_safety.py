@@ -724,6 +724,7 @@ def test_muon_needs_matrices_in_both_front_ends():
         ot.Muon([torch.nn.Parameter(torch.zeros(10))])
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_unclear_inputs_get_clear_errors():
     p = torch.nn.Parameter(torch.zeros(4))
     o = ot.Adam([p])
@@ -745,3 +746,133 @@ def test_unclear_inputs_get_clear_errors():
         o.step()
     with pytest.raises(TypeError, match=r"params\[0\] must be a numpy array, got matrix"):
         optgen.optimizer("adam", [np.matrix(np.zeros((2, 2)))])
+
+
+# --- found by a second hostile review -----------------------------------------------------
+
+def test_a_storage_shrunk_and_regrown_at_the_same_address_is_refused():
+    """A storage resized in place may come back at the same address with fewer bytes; the
+    size of every storage the tables address is compared each step."""
+    result = isolated("""
+        N = 1 << 12
+        for target in ("param", "state"):
+            p = torch.nn.Parameter(torch.zeros(N)); o = ot.Adam([p]); p.grad = torch.ones(N)
+            o.step()
+            if target == "state":
+                o.state[p]["exp_avg"] = torch.zeros(N)
+                o.step()
+            t = p if target == "param" else o.state[p]["exp_avg"]
+            storage, before = t.untyped_storage(), t.data_ptr()
+            for _ in range(200):
+                storage.resize_(8); storage.resize_(N * 2)  # half the bytes it needs
+                if t.data_ptr() == before:
+                    break
+            try:
+                o.step()
+            except ValueError as e:
+                print(target, "refused")
+        print("alive")
+    """)
+    assert_clean(result, "alive")
+    assert "param refused" in result.stdout and "state refused" in result.stdout
+
+
+@pytest.mark.parametrize("change", ["grad.t_", "grad.as_strided_", "exp_avg.t_",
+                                    "exp_avg.resize_", "grad int32 view"])
+def test_layouts_changed_in_place_are_followed_or_refused(change):
+    """In-place metadata changes keep an address but change what it means: followed like
+    torch.optim (a transposed gradient or state), or refused before anything moves."""
+    def run(make, steps=3):
+        p = torch.nn.Parameter(torch.linspace(-1, 1, 16).reshape(4, 4))
+        o = make([p])
+        p.grad = torch.arange(16.0).reshape(4, 4) / 10
+        for step in range(steps):
+            if step == 2:
+                if change == "grad.t_":
+                    p.grad.t_()
+                elif change == "grad.as_strided_":
+                    p.grad.as_strided_((4, 4), (0, 1))
+                elif change == "exp_avg.t_":
+                    o.state[p]["exp_avg"].t_()
+                elif change == "exp_avg.resize_":
+                    o.state[p]["exp_avg"].resize_(2)
+                else:
+                    p.grad.data = p.grad.data.view(torch.int32)
+            o.step()
+        return p.detach(), o
+    if change in ("exp_avg.resize_", "grad int32 view"):
+        with pytest.raises((ValueError, TypeError)):
+            run(lambda ps: ot.Adam(ps, lr=0.1))
+        return
+    got, _ = run(lambda ps: ot.Adam(ps, lr=0.1))
+    want, _ = run(lambda ps: torch.optim.Adam(ps, lr=0.1, foreach=False))
+    np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_a_gradient_that_is_another_param_is_refused():
+    a, b = torch.nn.Parameter(torch.randn(64)), torch.nn.Parameter(torch.randn(64))
+    o = ot.Adam([a, b])
+    a.grad, b.grad = torch.ones(64), torch.ones(64)
+    o.step()
+    before = a.detach().clone(), b.detach().clone()
+    a.grad = b.detach()  # read while b is written
+    with pytest.raises(ValueError, match=r"the gradient of param_groups\[0\]\['params'\]\[0\] "
+                                         r"shares memory with param_groups\[0\]\['params'\]"
+                                         r"\[1\]"):
+        o.step()
+    assert torch.equal(a, before[0]) and torch.equal(b, before[1])
+    x, y = np.zeros(64), np.zeros(64)
+    n = optgen.optimizer("adam", [x, y])
+    with pytest.raises(ValueError, match=r"grads\[0\] shares memory with params\[1\]"):
+        n.step([y, np.ones(64)])
+
+
+def test_extra_inputs_are_one_list_over_every_group():
+    """Sophia's hessian= lists one tensor per param in param_groups order, across groups."""
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(3))
+    o = ot.Sophia([{"params": [a]}, {"params": [b], "lr": 1e-3}])
+    a.grad, b.grad = torch.ones(4), torch.ones(3)
+    o.step(hessian=[torch.full((4,), 2.0), None])
+    assert "hess" in o.state[a] and float(o.state[b]["hess"].abs().sum()) == 0
+    with pytest.raises(ValueError, match="hessian has 1 tensors for 2 params"):
+        o.step(hessian=[torch.ones(4)])
+
+
+def test_a_negated_view_as_gradient_works_and_as_state_is_refused():
+    def run(make, negated: bool):
+        a, b = torch.nn.Parameter(torch.linspace(-1, 1, 8)), torch.nn.Parameter(torch.ones(8))
+        o = make([{"params": [a]}, {"params": [b]}])
+        for _ in range(3):
+            a.grad = torch.full((8,), 0.5)
+            z = torch.complex(torch.zeros(8), torch.linspace(0, 1, 8))
+            b.grad = z.conj().imag if negated else -torch.linspace(0, 1, 8)
+            o.step()
+        return a.detach(), b.detach(), o
+    got = run(lambda groups: ot.Adam(groups, lr=0.1), negated=True)
+    want = run(lambda groups: torch.optim.Adam(groups, lr=0.1, foreach=False), negated=False)
+    for x, y in zip(got[:2], want[:2]):
+        np.testing.assert_allclose(x, y, **TOL)
+    o, (a, b) = got[2], got[:2]
+    before = a.clone()
+    o.state[list(o.state)[1]]["exp_avg"] = torch.complex(torch.zeros(8), torch.ones(8)).conj().imag
+    with pytest.raises(TypeError, match="negated or conjugated view"):
+        o.step()
+    assert torch.equal(o.param_groups[0]["params"][0].detach(), before)
+
+
+def test_the_wrapper_checks_its_inner_optimizer_before_making_states():
+    o = optgen.optimizer("lookahead", [np.zeros(5)], inner="muon")
+    with pytest.raises(ValueError, match="muon steps 2-D matrices only"):
+        o.step([np.ones(5)])
+    assert not o.outer.state[0] and not o.inner.state[0]
+
+
+@pytest.mark.filterwarnings("ignore:Setting the strides:DeprecationWarning")
+def test_numpy_strides_set_in_place_are_seen_by_the_overlap_check():
+    big = np.zeros(16)
+    a, b = big[:8], big[8:]
+    o = optgen.optimizer("adam", [a, b])
+    o.step([np.ones(8), np.ones(8)])
+    a.strides = (16,)  # now every other element of big, into b's
+    with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] share memory"):
+        o.step([np.ones(8), np.ones(8)])
