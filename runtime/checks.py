@@ -17,6 +17,7 @@ All of it is bookkeeping in Python, below the front-end classes; nothing here im
 
 from __future__ import annotations
 
+import bisect
 from typing import Callable, Iterable
 
 import numpy as np
@@ -72,6 +73,19 @@ def numpy_shares(a: np.ndarray, b: np.ndarray) -> bool:
         return bool(np.shares_memory(a, b, max_work=100_000))
     except np.exceptions.TooHardError:
         return True
+
+
+def check_read(label: str, array, first: int, end: int, spans: list, starts: list,
+               shares: Callable[[object, object], bool]) -> None:
+    """An array the step reads (bytes ``[first, end)``) shares no memory with what it writes
+    (``spans``: sorted, disjoint ``(label, first, end, array)``; ``starts`` their firsts):
+    it would be read while being written."""
+    i = bisect.bisect_left(starts, end) - 1
+    while i >= 0 and spans[i][2] > first:
+        if shares(array, spans[i][3]):
+            raise ValueError(f"{label} shares memory with {spans[i][0]}, which the step "
+                             "writes; give it memory of its own (a copy)")
+        i -= 1
 
 
 def overlap_error(first: str, second: str) -> ValueError:

@@ -14,16 +14,15 @@ addresses. One optimizer stepped from several threads at once runs the steps one
 
 from __future__ import annotations
 
-import bisect
 import threading
 from types import ModuleType
 from typing import Any, Sequence
 
 import numpy as np
 
-from .checks import (byte_bounds, check_scalar, check_step_count, checked_array_state,
-                     find_overlap, numpy_shares, numpy_spans, overlap_error, restored_states,
-                     state_entries)
+from .checks import (byte_bounds, check_read, check_scalar, check_step_count,
+                     checked_array_state, find_overlap, numpy_shares, numpy_spans, overlap_error,
+                     restored_states, state_entries)
 from .hypers import HasHypers
 from .kernels import cast_host, missing_states, run_step, tensor_flags
 from .many import TensorTable
@@ -234,13 +233,7 @@ class Optimizer(HasHypers):
                                  if isinstance(v, np.ndarray)]
             if any(_exactly(grad, o) for o in own):
                 continue
-            low, high = byte_bounds(grad)
-            j = bisect.bisect_left(starts, high) - 1
-            while j >= 0 and written[j][2] > low:
-                if numpy_shares(grad, written[j][3]):
-                    raise ValueError(f"grads[{i}] shares memory with {written[j][0]}, which "
-                                     "the step writes; give it memory of its own (a copy)")
-                j -= 1
+            check_read(f"grads[{i}]", grad, *byte_bounds(grad), written, starts, numpy_shares)
 
     def _check_matrices(self, grads) -> None:
         if not self._module.MATRIX_OPS:

@@ -8,14 +8,13 @@ number's ``__float__``, could change in between.
 
 from __future__ import annotations
 
-import bisect
 import math
 
 import numpy as np
 import torch
 
-from .checks import (byte_span, find_overlap, numpy_shares, overlap_error, state_shape_error,
-                     state_type_error)
+from .checks import (byte_span, check_read, find_overlap, numpy_shares, overlap_error,
+                     state_shape_error, state_type_error)
 from .kernels import axis_shape
 
 FULL_PRECISION = (torch.float32, torch.float64)
@@ -182,12 +181,7 @@ def check_reads(reads, spans: list) -> None:
             continue
         first, end = byte_span(tensor.data_ptr(), tuple(tensor.shape), tensor.stride(),
                                tensor.element_size())
-        i = bisect.bisect_left(starts, end) - 1
-        while i >= 0 and spans[i][2] > first:
-            if tensors_share(tensor, spans[i][3]):
-                raise ValueError(f"{label} shares memory with {spans[i][0]}, which the step "
-                                 "writes; give it memory of its own (a copy)")
-            i -= 1
+        check_read(label, tensor, first, end, spans, starts, tensors_share)
 
 
 def exact_alias(a: torch.Tensor, b: torch.Tensor) -> bool:
