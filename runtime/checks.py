@@ -193,8 +193,9 @@ def restored_states(module, name: str, params: list[tuple[tuple, np.dtype]],
                          f"not {name!r}")
     states = state_dict["state"]
     if not isinstance(states, (list, tuple)) or len(states) != len(params):
-        raise ValueError(f"state_dict has state for {len(states) if isinstance(states, (list, tuple)) else '?'} "
-                         f"params, this optimizer has {len(params)}")
+        count = len(states) if isinstance(states, (list, tuple)) else "?"
+        raise ValueError(f"state_dict has state for {count} params, this optimizer has "
+                         f"{len(params)}")
     restored = []
     for i, ((shape, dtype), saved) in enumerate(zip(params, states)):
         if not isinstance(saved, dict):

@@ -284,8 +284,9 @@ class Bucket:
 
     def _prepare(self) -> None:
         """Tables for the params that have gradients, grouped by step count, scalar states and
-        per-tensor flags (normally one group); params, gradients and states of one dense layout go in
-        the tables (stepped in storage order), others one at a time through copies."""
+        per-tensor flags (normally one group); params, gradients and states of one dense
+        layout go in the tables (stepped in storage order), others one at a time through
+        copies."""
         module = self.module
         settled = {k: self._settle(k, snap) for k, snap in self.snapshot.items()}
         grads = self.grads
