@@ -559,8 +559,10 @@ def test_a_square_param_transposed_in_place_matches_torch():
         if step == 2:
             params[0].data = params[0].data.t()  # same address and shape, other strides
             params[0].grad = params[0].grad.contiguous()
-    generator = torch.Generator().manual_seed(0)
-    _same_as_torch(action, lambda: [torch.nn.Parameter(torch.randn(6, 6, generator=generator))])
+    def make():  # the same values for both optimizers
+        generator = torch.Generator().manual_seed(0)
+        return [torch.nn.Parameter(torch.randn(6, 6, generator=generator))]
+    _same_as_torch(action, make)
 
 
 def test_a_tensor_lr_updated_in_place_is_read_each_step():
