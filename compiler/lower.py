@@ -4,7 +4,9 @@ Each assignment makes a new version of its target (``m`` read is ``m``, ``m`` wr
 ``m_1``), so the update is a list of equations SymPy can reason about, and the final value of
 ``p`` and of every state is one expression over the inputs (``p``, ``g``, the states as they were),
 the hyperparameters and ``t``. Symbols carry assumptions from the declared domains
-(``lr in [0, inf)`` makes ``lr`` nonnegative; ``t`` is a positive integer). Literals are exact
+(``lr in [0, inf)`` makes ``lr`` nonnegative; ``t`` is an integer from the first step on:
+t >= 1 for an optimizer, whose first step is t = 1, and t >= 0 for a schedule, whose ``lr`` is
+first read at t = 0). Literals are exact
 rationals, so ``0.9`` is 9/10 to the verifier and ``0.9`` again in generated code.
 """
 
@@ -68,6 +70,14 @@ def hyper_symbol(name: str, hyper: Hyper) -> sp.Symbol:
     return sp.Symbol(name, **assumptions)
 
 
+def step_symbol(kind: str) -> sp.Symbol:
+    """``t`` over the steps a spec of this kind sees: a schedule from t = 0, every other kind
+    (an optimizer, a wrapper) from t = 1."""
+    if kind == "schedule":
+        return sp.Symbol("t", integer=True, nonnegative=True)
+    return sp.Symbol("t", integer=True, positive=True)
+
+
 def _domain_assumptions(domain: Interval | None) -> dict[str, bool]:
     if domain is None:
         return {}
@@ -85,7 +95,7 @@ def _domain_assumptions(domain: Interval | None) -> dict[str, bool]:
 
 def lower(spec: CheckedSpec) -> LoweredSpec:
     hypers = {name: hyper_symbol(name, h) for h in spec.hypers for name in h.scalar_names}
-    t = sp.Symbol("t", integer=True, positive=True)
+    t = step_symbol(spec.kind)
     p, g = sp.Symbol("p", real=True), sp.Symbol("g", real=True)
     states = {s.name: sp.Symbol(s.name, real=True) for s in spec.states}
     inputs = {name: sp.Symbol(name, real=True) for name, _ in spec.inputs}

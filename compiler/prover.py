@@ -20,7 +20,7 @@ import sympy as sp
 
 #: Candidate values for a free real symbol when hunting counterexamples, tried before random ones.
 _NICE = [sp.Rational(v) for v in ("1/2", "2", "3/10", "7/5", "1/10", "3", "9/10", "5")]
-_TINY = sp.Float("1e-25")  # exact points, 50 digits: a true zero is far below this
+TINY = sp.Float("1e-25")  # exact points, 50 digits: a true zero is far below this
 _SPLIT_LIMIT = 3  # symbols to case-split on signs (3**3 = 27 cases at most)
 
 
@@ -57,7 +57,7 @@ def split_cases(expr: sp.Basic) -> list[dict[sp.Symbol, sp.Basic]]:
                          key=lambda s: s.name)
     options = []
     for symbol in ranked[:_SPLIT_LIMIT]:
-        magnitude = sp.Symbol(f"{symbol.name}_abs", positive=True)
+        magnitude = sp.Dummy(f"{symbol.name}_abs", positive=True)  # never a spec's name
         cases = [magnitude]
         if symbol.is_nonnegative is not True:
             cases.append(-magnitude)
@@ -169,7 +169,7 @@ def sample_point(symbols, rng: random.Random, attempt: int,
             if symbol.is_integer:
                 value = sp.Integer(max(1, int(abs(value)))) if symbol.is_positive else \
                     sp.Integer(int(value))
-            if _admissible(symbol, value, (bounds or {}).get(symbol)):
+            if admissible(symbol, value, (bounds or {}).get(symbol)):
                 break
             attempt += 1
         else:
@@ -178,7 +178,12 @@ def sample_point(symbols, rng: random.Random, attempt: int,
     return point
 
 
-def _admissible(symbol, value, bound) -> bool:
+def admissible(symbol, value, bound) -> bool:
+    """Whether an exact ``value`` meets ``symbol``'s assumptions and ``bound``."""
+    if symbol.is_integer and value.is_integer is not True:
+        return False
+    if symbol.is_real and value.is_real is not True:
+        return False
     if symbol.is_positive and not value > 0:
         return False
     if symbol.is_nonnegative and not value >= 0:
@@ -225,41 +230,49 @@ def describe_point(point: dict[sp.Symbol, sp.Basic]) -> dict[str, str]:
 
 #: When a residual's value (50 digits, at an exact point) surely breaks ``residual REL 0``.
 _VIOLATED = {
-    "==": lambda v: abs(v) > _TINY,
-    ">=": lambda v: v < -_TINY,
-    ">": lambda v: v < -_TINY or v == 0,
+    "==": lambda v: abs(v) > TINY,
+    ">=": lambda v: v < -TINY,
+    ">": lambda v: v < -TINY or v == 0,
 }
 
 
-def _given_holds(left, op, right, point) -> bool:
+def given_holds(left, op, right, point) -> bool:
+    """Whether a given surely holds at an exact ``point``: decided exactly where its two sides
+    are rational there, otherwise to 50 digits with a margin (a near-tie is not "holds")."""
     if op == "holds":  # a whole condition (a spec's require line), decided exactly
-        return bool(left.xreplace(point) == sp.true)
-    value = evaluate(left - right, point)
+        return bool(sp.sympify(left).xreplace(point) == sp.true)
+    difference = sp.sympify(left - right).xreplace(point)
+    value = difference if difference.is_Rational else evaluate(difference, {})
     if value is None:
         return False
+    if not value.is_Rational and (op in ("==", "!=") or abs(value) <= TINY):
+        return False  # an equation, or a near-tie, is only decided exactly
     return {"==": value == 0, "!=": value != 0, "<=": value <= 0, "<": value < 0,
             ">=": value >= 0, ">": value > 0}[op]
+
+
 _WORDS = {"==": "zero", ">=": "nonnegative", ">": "positive"}
 
 
 def apply_givens(residual: sp.Basic, givens) -> sp.Basic:
     """Use ``given`` conditions by substitution: ``a <= b`` with ``a`` a symbol (or a power of
-    one) becomes ``a = b - s`` for a fresh ``s >= 0`` (``s > 0`` for ``<``); ``a == b`` becomes
+    one) becomes ``a = b - s`` for a fresh (Dummy) ``s >= 0`` (``s > 0`` for ``<``); ``a == b`` becomes
     ``a = b``. Proving the result for every ``s`` proves it wherever the givens hold."""
     for index, (left, op, right) in enumerate(givens):
         if op == "holds":
             continue
         if op == "!=":  # x != 0 for a symbol x: assume it nonzero; otherwise unused by proofs
             if isinstance(left, sp.Symbol) and right == 0 and left.is_real:
-                residual = residual.xreplace({left: sp.Symbol(left.name, real=True, nonzero=True)})
+                residual = residual.xreplace({left: sp.Dummy(left.name, real=True, nonzero=True)})
             continue
         if op in (">=", ">"):
             left, right, op = right, left, {">=": "<=", ">": "<"}[op]
         if op == "==":
             residual = residual.subs(left, right)
             continue
-        slack = sp.Symbol(f"s{index}", **({"positive": True} if op == "<" else
-                                           {"nonnegative": True}))
+        # A Dummy: a spec's own ``s0`` is another symbol, however it is named.
+        slack = sp.Dummy(f"s{index}", **({"positive": True} if op == "<" else
+                                          {"nonnegative": True}))
         target, other = (left, right) if _substitutable(left) else (right, left)
         if not _substitutable(target):
             continue
@@ -293,7 +306,7 @@ def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
         s for a, op, b in givens for s in sp.sympify(a if op == "holds" else a - b).free_symbols}
 
     def violated(point):
-        if not all(_given_holds(a, op, b, point) for a, op, b in givens):
+        if not all(given_holds(a, op, b, point) for a, op, b in givens):
             return False
         value = evaluate(residual, point)
         return value is not None and _VIOLATED[relation](value)

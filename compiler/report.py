@@ -18,7 +18,7 @@ from sympy.printing.mathml import MathMLPresentationPrinter
 from .render import latex_equation
 from .verify import SpecReport
 
-STATUS_ORDER = ("proved", "refuted", "unknown")
+STATUS_ORDER = ("proved", "refuted", "unknown", "error")
 
 
 class ReportMathMLPrinter(MathMLPresentationPrinter):

@@ -138,6 +138,7 @@ class NumericStepper(SymbolicStepper):
     def __init__(self, lowered: LoweredSpec, module: ModuleType):
         super().__init__(lowered)
         self.module = module
+        self._symbolic = SymbolicStepper(lowered)  # for temporaries, which the kernel keeps
 
     def value(self, v):
         if isinstance(v, sp.Tuple):
@@ -171,10 +172,8 @@ class NumericStepper(SymbolicStepper):
 
     def step(self, hypers, state, p, g, t) -> Outcome:
         flat = self._flat(hypers)
-        if self.module.KIND == "schedule":  # lr from the generated function; other temps exact
-            subs = {**self._hyper_subs(hypers), self.lowered.t: t}
-            temps = {name: float(value.xreplace(subs)) for name, value in self._temps.items()
-                     if value.xreplace(subs).is_number}
+        temps = self._temps_at(hypers, state, p, g, t)
+        if self.module.KIND == "schedule":  # lr from the generated function
             temps["lr"] = float(self.module.lr_at(int(t), *flat))
             return Outcome(p, {}, temps)
         present = self.present(hypers)
@@ -194,7 +193,19 @@ class NumericStepper(SymbolicStepper):
         states = {name: float(a[0]) for name, a in arrays.items() if present[name]}
         states.update(zip(self.module.SCALARS,
                           map(float, self.module.scalar_updates(int(t), *flat, *scalars))))
-        return Outcome(float(p_array[0]), states, {})
+        return Outcome(float(p_array[0]), states, temps)
+
+    def _temps_at(self, hypers, state, p, g, t) -> dict[str, float]:
+        """Temporaries are not outputs of the kernel: each one's lowered expression at these
+        values, exactly, then in float64 (those that are not a number there are left out)."""
+        def exact_value(v):
+            return sp.Tuple(*map(exact, v)) if isinstance(v, tuple) else exact(v)
+        outcome = self._symbolic.step(
+            {k: exact_value(v) for k, v in hypers.items()},
+            {k: exact_value(v) for k, v in (state or {}).items()},
+            exact_value(0.0 if p is None else p), exact_value(0.0 if g is None else g),
+            sp.Integer(int(t)))
+        return {name: float(value) for name, value in outcome.temps.items() if value.is_number}
 
     def _flat(self, hypers) -> tuple:
         return tuple(host_value(hypers[str(symbol)]) for symbol in self.lowered.hyper_args)

@@ -21,7 +21,8 @@ import sympy as sp
 from .claims_builtin import Check, builtin_checks
 from .claims_spec import spec_checks
 from .pipeline import Compiled, compile_file
-from .prover import Verdict, decide, describe_point, evaluate
+from .prover import (TINY, Verdict, admissible, decide, describe_point, evaluate,
+                     find_counterexample, given_holds, prove_sign)
 from .stepper import NumericStepper, SymbolicStepper
 
 #: A counterexample is confirmed when the kernel's two sides differ by more than this, relatively.
@@ -89,21 +90,54 @@ def verify_file(path: Path | str, budget: float | None = DEFAULT_BUDGET) -> Spec
     for check in checks:
         start = time.perf_counter()
         try:
-            with _time_budget(budget):
-                verdict = _decide(check, stepper)
-        except _OutOfTime:
-            verdict = Verdict("unknown", f"SymPy did not settle it within the {budget:g} s "
-                              "budget (optgen verify --budget)")
-        if verdict.status == "refuted" and check.sides is not None:
-            if numeric is None:
-                numeric = NumericStepper(compiled.lowered, _load_module(compiled))
-            verdict = _confirm(check, verdict, numeric)
-        if check.negated:
-            verdict = _negate(verdict)
+            verdict, numeric = _verdict(check, stepper, compiled, numeric, budget)
+        except Exception as error:  # one claim's failure is its own result, never the run's
+            verdict = Verdict("error", f"the verifier failed on this claim: "
+                              f"{type(error).__name__}: {error}")
         results.append(ClaimResult(compiled.name, check.id, check.text, verdict.status,
                                    verdict.detail, verdict.counterexample, check.own,
                                    time.perf_counter() - start))
     return SpecReport(compiled, tuple(results))
+
+
+def _verdict(check: Check, stepper: SymbolicStepper, compiled: Compiled, numeric, budget):
+    """One check's verdict (and the numeric stepper, made the first time one is needed)."""
+    try:
+        with _time_budget(budget):
+            verdict = _decide(check, stepper)
+            if verdict.status == "refuted":
+                verdict = _admitted(check, stepper, verdict)
+    except _OutOfTime:
+        verdict = Verdict("unknown", f"SymPy did not settle it within the {budget:g} s "
+                          "budget (optgen verify --budget)")
+    if verdict.status == "refuted" and check.sides is not None:
+        if numeric is None:
+            numeric = NumericStepper(compiled.lowered, _load_module(compiled))
+        verdict = _confirm(check, verdict, numeric)
+    if check.negated:
+        verdict = _negate(verdict)
+    return verdict, numeric
+
+
+def _admitted(check: Check, stepper: SymbolicStepper, verdict: Verdict) -> Verdict:
+    """A refutation stands only if its point meets, exactly, every declared domain (the
+    symbols' assumptions and bounds) and every given; otherwise it is no counterexample.
+    (A refutation without a point — two specs shown equal, for ``not equivalent`` — stands.)"""
+    if verdict.point is None:
+        return verdict
+    full = dict(verdict.point)
+    if not check.limit:  # a symbol the claim does not involve takes 1, as _confirm does
+        full.update({s: sp.Integer(1) for s in check.variables.values() if s not in full})
+    for symbol, value in full.items():
+        if not admissible(symbol, sp.sympify(value), check.bounds.get(symbol)):
+            return Verdict("unknown", f"{verdict.detail}, but {symbol} = {value} is outside "
+                           "its domain, so that is no counterexample")
+    if check.sides is not None:
+        _, givens = _sides(check, stepper, check.variables)
+        if not all(given_holds(*given, full) for given in givens):
+            return Verdict("unknown", f"{verdict.detail}, but a given or require condition "
+                           "does not hold there, so that is no counterexample")
+    return verdict
 
 
 def _sides(check: Check, stepper, values):
@@ -138,28 +172,61 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
     return next(v for v in verdicts if v.status == "unknown")
 
 
-def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -> Verdict:
-    """lim_{t -> oo} (lhs - rhs) = 0 on every case covering the free hypers' domains
-    (narrowed by ``given`` bounds such as ``gamma < 1``)."""
-    t = stepper.lowered.t
-    residual = sp.sympify(lhs - rhs)
-    u = sp.Symbol("u", positive=True)
-    bounds = dict(check.bounds)
+#: When a limit value ``v`` of ``lhs - rhs`` (oo included) shows ``lhs REL rhs`` in the limit:
+#: on the boundary (v = 0) only the non-strict relations hold.
+_LIMIT_HOLDS = {"==": lambda v: v == 0,
+                ">=": lambda v: v == sp.oo or prove_sign(v, "nonnegative"),
+                ">": lambda v: v == sp.oo or prove_sign(v, "positive")}
+
+
+def _limit_violated(value, relation: str) -> bool:
+    """Whether an exact point's limit value surely breaks the relation (then ``lhs REL rhs``
+    fails for every large t too): away from 0 for ``==``, below 0 otherwise. A limit of 0 never
+    refutes ``>``: it says nothing about the side from which it is reached."""
+    if value in (sp.oo, -sp.oo):
+        return relation == "==" or value == -sp.oo
+    number = value if value.is_Rational else evaluate(value, {})
+    if number is None:
+        return False
+    margin = 0 if number.is_Rational else TINY
+    return abs(number) > margin if relation == "==" else number < -margin
+
+
+def _narrowed(bounds: dict, givens) -> dict:
+    """The claim's bounds, narrowed by each given that bounds a symbol by a number."""
+    out = dict(bounds)
+    flip = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
     for left, op, right in givens:
-        if isinstance(left, sp.Symbol) and left in bounds and right.is_number and op in ("<", "<="):
-            low, high, low_closed, high_closed = bounds[left] or (None, None, False, False)
-            if high is None or right < high or (right == high and op == "<"):
-                bounds[left] = (low, right, low_closed, op == "<=")
-        elif isinstance(left, sp.Symbol) and left in bounds and right.is_number and op in (">", ">="):
-            low, high, low_closed, high_closed = bounds[left] or (None, None, False, False)
-            if low is None or right > low or (right == low and op == ">"):
-                bounds[left] = (right, high, op == ">=", high_closed)
-    residual = _eventual_branches(residual, t)
+        if op in flip and isinstance(right, sp.Symbol) and getattr(left, "is_number", False):
+            left, op, right = right, flip[op], left
+        if op not in flip or not isinstance(left, sp.Symbol) or not right.is_number \
+                or not right.is_real:
+            continue
+        low, high, low_closed, high_closed = out.get(left) or (None, None, False, False)
+        if op in ("<", "<=") and (high is None or right < high or (right == high and op == "<")):
+            out[left] = (low, right, low_closed, op == "<=")
+        elif op in (">", ">=") and (low is None or right > low or (right == low and op == ">")):
+            out[left] = (right, high, op == ">=", high_closed)
+    return out
+
+
+def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -> Verdict:
+    """``lim_{t -> oo} (lhs - rhs) REL 0`` (see the README: a claim about the limit value).
+
+    Proved when the limit meets the relation on every case of a cover of the free symbols'
+    domains (narrowed by ``given`` bounds such as ``gamma < 1``): an interval's interior as
+    ``low + (high - low)/(1 + u)`` with its own u > 0, and its closed ends. Refuted only at an
+    exact point that meets every domain and given, where the limit is on the wrong side."""
+    t = stepper.lowered.t
+    relation = check.relation
+    residual = _eventual_branches(sp.sympify(lhs - rhs), t)
+    bounds = _narrowed(check.bounds, givens)
     options = []
     for symbol, bound in bounds.items():
         if symbol not in residual.free_symbols or bound is None:
             continue
         low, high, low_closed, high_closed = bound
+        u = sp.Dummy(f"u_{symbol}", positive=True)  # one per symbol: the cases are a product
         cases = []
         if low is not None and high is not None:
             cases.append(low + (high - low) / (1 + u))
@@ -167,24 +234,54 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -
             cases.append(low + u)
         elif high is not None:
             cases.append(high - u)
+        else:
+            continue  # (-oo, oo): the symbol stays free
         cases += [v for v, closed in ((low, low_closed), (high, high_closed))
                   if v is not None and closed]
         options.append([(symbol, case) for case in cases])
+    failed = None
     for combo in itertools.product(*options):
-        case = dict(combo)
-        value = sp.simplify(sp.limit(residual.xreplace(case), t, sp.oo))
-        if value == 0:
-            continue
-        point = {s: sp.Integer(1) for s in value.free_symbols}  # 1 meets every assumption used
-        number = evaluate(value, point)
-        if number is None or abs(number) <= 1e-25:
-            return Verdict("unknown", f"the limit of the difference is {value}")
-        full = {s: c.xreplace({u: sp.Integer(1), **point}) for s, c in case.items()}
-        full.update({s: v for s, v in point.items() if s != u})
-        return Verdict("refuted", f"the limit of the difference is {value}, {sp.N(number, 6)} "
-                       "at the counterexample", describe_point(full), full)
-    cases = "on every case covering the domain" if options else ""
-    return Verdict("proved", f"SymPy takes the limit of the difference as t -> oo: 0 {cases}")
+        value = sp.simplify(sp.limit(residual.xreplace(dict(combo)), t, sp.oo))
+        if not (value.is_extended_real is not False and not value.has(sp.Limit)
+                and not value.has(sp.AccumBounds) and _LIMIT_HOLDS[relation](value)):
+            failed = value
+            break
+    if failed is None:
+        cases = " on every case covering the domain" if options else ""
+        return Verdict("proved", f"SymPy takes the limit of the difference as t -> oo: it is "
+                       f"{_LIMIT_WORDS[relation]}{cases}")
+    point = _limit_counterexample(check, residual, t, givens, bounds)
+    if point is None:
+        return Verdict("unknown", f"the limit of the difference is {sp.sstr(failed)} on one "
+                       f"case, which SymPy does not show {_LIMIT_WORDS[relation]}")
+    value = sp.limit(residual.xreplace(point), t, sp.oo)
+    return Verdict("refuted", f"the limit of the difference is {sp.sstr(value)} at the "
+                   f"counterexample, not {_LIMIT_WORDS[relation]}", describe_point(point), point)
+
+
+_LIMIT_WORDS = {"==": "0", ">=": ">= 0", ">": "> 0"}
+
+
+def _limit_counterexample(check: Check, residual, t, givens, bounds):
+    """An exact point (t left free) meeting every domain and given, at which the limit of the
+    residual surely breaks the relation; None if none is found. A given about t is not a
+    condition on a point, so a claim with one is never refuted here."""
+    if any(t in sp.sympify(a if op == "holds" else a - b).free_symbols for a, op, b in givens):
+        return None
+    symbols = ({s for s in check.variables.values() if s != t} | (residual.free_symbols - {t})
+               | {s for a, op, b in givens
+                  for s in sp.sympify(a if op == "holds" else a - b).free_symbols})
+
+    def violated(point):
+        if not all(given_holds(a, op, b, point) for a, op, b in givens):
+            return False
+        try:
+            value = sp.limit(residual.xreplace(point), t, sp.oo)
+        except (NotImplementedError, ValueError, TypeError, ZeroDivisionError):
+            return False
+        return _limit_violated(value, check.relation)
+
+    return find_counterexample(violated, symbols, bounds=bounds, tries=24)
 
 
 def _eventual_branches(expr: sp.Basic, t: sp.Symbol) -> sp.Basic:
@@ -228,7 +325,7 @@ def _confirm(check: Check, verdict: Verdict, numeric: NumericStepper) -> Verdict
     pairs, _ = _sides(check, numeric, values)
     for lhs, rhs in pairs:
         lhs, rhs = float(lhs), float(rhs)
-        scale = max(1.0, abs(lhs), abs(rhs))
+        scale = max(1.0, *(abs(x) for x in (lhs, rhs) if math.isfinite(x)))  # inf - 1 is inf
         if check.relation == "==":
             confirmed = (math.isnan(lhs) != math.isnan(rhs)
                          or abs(lhs - rhs) > NUMERIC_CONFIRMATION * scale)

@@ -1,0 +1,154 @@
+"""Soundness of ``optgen verify`` (issue 11 §1): a claim's relation, t's domain, the givens and
+the declared domains all count; internal symbols never meet a spec's names; one failing claim
+does not take the run down. Every counterexample is re-checked here, exactly, against the claim.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import sympy as sp
+
+from optgen.compiler.verify import verify_file
+
+EXPONENTIAL = """\
+    schedule decay
+    hyper base_lr = 0.1    in [0, inf)
+    hyper gamma = 0.99     in [0, inf)
+    update:
+      lr = base_lr * gamma^t
+    """
+
+BASE_LR = sp.Rational(1, 10)
+
+EMA = """\
+    optimizer ema
+    hyper lr = 1e-2     in [0, inf)
+    hyper beta = 0.9    in [0, 1)
+    state m = 0
+    update:
+      m = beta * m + (1 - beta) * g
+      p = p - lr * m
+    """
+
+
+def results(tmp_path, text, *claims):
+    spec = tmp_path / "spec.opt"
+    spec.write_text(textwrap.dedent(text) + "".join(f"claim {c}\n" for c in claims))
+    return {r.id: r for r in verify_file(spec).results}
+
+
+def point(result) -> dict[str, sp.Rational]:
+    return {name: sp.Rational(value) for name, value in result.counterexample.items()}
+
+
+# 1. the relation of a limit claim --------------------------------------------------------
+
+def test_strict_limit_on_the_boundary_is_not_proved(tmp_path):
+    """lr -> 0: ``lr > 0`` and ``lr < 0`` do not follow from the limit; ``lr >= 0`` and
+    ``lr <= 0`` hold in the limit (the limit value meets them)."""
+    got = results(tmp_path, EXPONENTIAL,
+                  "positive-in-the-limit: limit t -> oo: lr > 0 given gamma < 1",
+                  "negative-in-the-limit: limit t -> oo: lr < 0 given gamma < 1",
+                  "at-most-zero: limit t -> oo: lr <= 0 given gamma < 1",
+                  "at-least-zero: limit t -> oo: lr >= 0 given gamma < 1",
+                  "to-zero: limit t -> oo: lr == 0 given gamma < 1")
+    assert got["positive-in-the-limit"].status == "unknown"
+    assert got["negative-in-the-limit"].status == "unknown"
+    assert got["at-most-zero"].status == "proved"
+    assert got["at-least-zero"].status == "proved"
+    assert got["to-zero"].status == "proved"
+
+
+def test_limit_on_the_wrong_side_is_refuted(tmp_path):
+    """gamma = 1 is allowed without a given: lr stays base_lr, so ``lr <= 0`` fails in the
+    limit at base_lr > 0; a limit strictly inside the relation proves it."""
+    got = results(tmp_path, EXPONENTIAL,
+                  "nonpositive: limit t -> oo: lr <= 0 given gamma >= 1",
+                  "below-base: limit t -> oo: lr < base_lr given gamma < 1, base_lr > 0")
+    bad = got["nonpositive"]
+    assert bad.status == "refuted"
+    at = point(bad)
+    base_lr = at.get("base_lr", BASE_LR)  # a hyper the claim does not name is at its default
+    t = sp.Symbol("t", positive=True)
+    assert at["gamma"] >= 1 and base_lr >= 0
+    assert sp.limit(base_lr * at["gamma"] ** t, t, sp.oo) > 0
+    assert got["below-base"].status == "proved"
+
+
+# 2. t's domain per kind of spec ------------------------------------------------------------
+
+def test_schedule_steps_from_t_zero(tmp_path):
+    """At t = 0, 0^0 = 1: the schedule returns base_lr, not 0."""
+    got = results(tmp_path, EXPONENTIAL, "zero-gamma-is-zero: at gamma = 0: lr == 0",
+                  "zero-gamma-later: at gamma = 0: lr == 0 given t >= 1")
+    bad = got["zero-gamma-is-zero"]
+    assert bad.status == "refuted"
+    at = point(bad)
+    assert at["t"] == 0
+    assert at.get("base_lr", BASE_LR) * sp.Integer(0) ** at["t"] != 0
+    assert got["zero-gamma-later"].status != "refuted"
+
+
+def test_optimizer_steps_from_t_one(tmp_path):
+    got = results(tmp_path, EMA, "t-positive: t >= 1")
+    assert got["t-positive"].status == "proved"
+
+
+# 3. internal symbols never meet spec names -------------------------------------------------
+
+def test_slack_is_not_a_hyperparameter(tmp_path):
+    text = """\
+        optimizer clipped
+        hyper lr = 0.1    in [0, inf)
+        hyper s0 = 1.0    in [0, inf)
+        update:
+          p = p - clip(lr * g, -s0, s0)
+        """
+    got = results(tmp_path, text,
+                  "half-clip: at lr = 0.000001: p - p_new <= s0 / 2 given g >= 0")
+    bad = got["half-clip"]
+    assert bad.status in ("refuted", "unknown")
+    if bad.status == "refuted":
+        at = point(bad)
+        lr = sp.Rational(1, 10**6)
+        step = min(max(lr * at["g"], -at["s0"]), at["s0"])
+        assert at["g"] >= 0 and at["s0"] >= 0 and not step <= at["s0"] / 2
+
+
+# 4. counterexamples satisfy the givens and the domains -------------------------------------
+
+def test_limit_counterexample_respects_givens(tmp_path):
+    got = results(tmp_path, EMA,
+                  "debiased-negative: limit t -> oo: m_new / (1 - beta^t) < 0 given m < 0, g < 0")
+    assert got["debiased-negative"].status != "refuted"
+
+
+def test_reported_counterexamples_meet_givens(tmp_path):
+    """A false limit claim under givens: the point reported satisfies them."""
+    got = results(tmp_path, EMA,
+                  "debiased-big: limit t -> oo: m_new / (1 - beta^t) > 1 given m < 0, g < 0")
+    bad = got["debiased-big"]
+    assert bad.status == "refuted"
+    at = point(bad)
+    assert at["m"] < 0 and at["g"] < 0 and 0 <= at["beta"] < 1
+    assert at["beta"] * at["m"] + (1 - at["beta"]) * at["g"] <= 1
+
+
+# 5. one failing claim does not take the run down ------------------------------------------
+
+def test_claim_about_a_temporary_is_refuted_and_others_go_on(tmp_path):
+    text = """\
+        optimizer tmp
+        hyper lr = 0.1    in [0, inf)
+        update:
+          step = lr * g
+          p = p - step
+        """
+    got = results(tmp_path, text, "step-is-half: step == lr * g / 2",
+                  "moves-by-step: p - p_new == step")
+    bad = got["step-is-half"]
+    assert bad.status == "refuted"
+    at = point(bad)
+    assert at["lr"] * at["g"] != at["lr"] * at["g"] / 2
+    assert got["moves-by-step"].status == "proved"
