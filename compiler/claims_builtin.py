@@ -24,7 +24,7 @@ from typing import Any, Callable
 import sympy as sp
 
 from .ir import Interval
-from .prover import Verdict, describe_point
+from .prover import Verdict, admissible, describe_point
 from .stepper import SymbolicStepper
 
 
@@ -56,8 +56,12 @@ def bounds_of(interval: Interval | None) -> tuple | None:
 
 
 def hyper_variable(stepper: SymbolicStepper, name: str) -> tuple[sp.Symbol, tuple | None]:
+    """A scalar hyper's symbol and its declared domain as bounds: a choice's index ranges over
+    its strings."""
     symbol = stepper.lowered.hypers[name]
     owner = next(h for h in stepper.spec.hypers if name in h.scalar_names)
+    if owner.type == "choice":
+        return symbol, (sp.S.Zero, sp.Integer(len(owner.choices) - 1), True, True)
     return symbol, bounds_of(owner.domain)
 
 
@@ -88,6 +92,7 @@ def bias_correction_limit(stepper: SymbolicStepper) -> list[Check]:
     return [Check("bias-correction-limit",
                   f"{names} -> 1 as t -> oo over the declared domain, so bias-corrected "
                   "moments tend to the raw ones",
+                  bounds={b: hyper_variable(stepper, b.name)[1] for b in bases},
                   decide=lambda: _decide_bias_limits(stepper, bases))]
 
 
@@ -98,15 +103,20 @@ def _decide_bias_limits(stepper, bases) -> Verdict:
         _, bound = hyper_variable(stepper, base.name)
         low, high, low_closed, high_closed = bound or (None, None, False, False)
         if low is None or low < 0 or high is None or high > 1 or (high == 1 and high_closed):
-            witness = sp.S.One if high is None or high >= 1 else None
+            # A witness inside the declared domain with |b| >= 1: there 1 - b^t does not tend
+            # to 1 (it stays 0, grows without bound, or oscillates).
+            candidates = [sp.S.One, sp.Integer(2), sp.Integer(-1), sp.Integer(-2),
+                          *(v for v in (low, high) if v is not None and abs(v) >= 1)]
+            witness = next((c for c in candidates if admissible(base, c, bound)), None)
             if witness is not None:
                 value = sp.limit(1 - witness ** t, t, sp.oo)
-                return Verdict("refuted", f"at {base} = 1 the factor 1 - {base}^t stays {value}",
-                               describe_point({base: witness}), {base: witness})
+                return Verdict("refuted", f"at {base} = {witness} the factor 1 - {base}^t "
+                               f"tends to {value}, not 1", describe_point({base: witness}),
+                               {base: witness})
             return Verdict("unknown", f"the domain of {base} is not inside [0, 1]")
         # Cover the domain exactly: the closed low end, and the interior as
         # low + (high - low)/(1 + u) for u > 0 (SymPy needs the base's sign settled).
-        u = sp.Symbol("u", positive=True)
+        u = sp.Dummy("u", positive=True)
         cases = [low + (high - low) / (1 + u)]
         if low_closed:
             cases.append(low)
@@ -227,12 +237,12 @@ def decide_stability(stepper: SymbolicStepper, free: tuple[str, ...]) -> Verdict
     """Linear map on (p, states) for t >= 2, then the Jury criterion on its polynomial."""
     lr = sp.Symbol("lr", positive=True)
     L = sp.Symbol("L", positive=True)
-    tau = sp.Symbol("tau", integer=True, nonnegative=True)
+    tau = sp.Dummy("tau", integer=True, nonnegative=True)
     free_symbols = {name: sp.Symbol(name, positive=True) for name in free}
     hypers = stepper.hypers({"lr": lr, **free_symbols})
     present = [name for name, exists in stepper.present(hypers).items() if exists]
-    x_p = sp.Symbol("x_p", real=True)
-    xs = {name: sp.Symbol(f"x_{name}", real=True) for name in present}
+    x_p = sp.Dummy("x_p", real=True)
+    xs = {name: sp.Dummy(f"x_{name}", real=True) for name in present}
     out = stepper.step(hypers, xs, x_p, L * x_p, tau + 2)
     outputs = sp.Matrix([out.p, *(out.states[name] for name in present)])
     variables = [x_p, *xs.values()]
@@ -313,7 +323,7 @@ def _extreme(bounds, pick, free_symbols):
 
 def _positive_on_domain(condition, free_symbols) -> bool:
     """``condition > 0`` for free hypers in (0, 1): substitute x = 1/(1 + u), u > 0."""
-    u = {name: sp.Symbol(f"u_{name}", positive=True) for name in free_symbols}
+    u = {name: sp.Dummy(f"u_{name}", positive=True) for name in free_symbols}
     inside = condition.subs({s: 1 / (1 + u[name]) for name, s in free_symbols.items()})
     inside = sp.simplify(sp.factor(sp.together(inside)))
     return inside.is_positive is True or condition.is_positive is True

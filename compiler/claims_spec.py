@@ -18,7 +18,7 @@ from typing import Any
 import sympy as sp
 
 from . import nodes as n
-from .claims_builtin import Check, bounds_of
+from .claims_builtin import Check, hyper_variable
 from .ir import Claim
 from .lower import _expr, choices_of
 from .stepper import NumericStepper, SymbolicStepper
@@ -45,10 +45,8 @@ def _source_text(compiled, decl: n.ClaimDecl) -> str:
 def _free_hypers(stepper: SymbolicStepper, claim: Claim) -> tuple[dict, dict]:
     variables, bounds = {}, {}
     for name in claim.mentioned:
-        symbol = stepper.lowered.hypers[name]
+        symbol, bounds[symbol] = hyper_variable(stepper, name)
         variables[name] = symbol
-        owner = next(h for h in stepper.spec.hypers if name in h.scalar_names)
-        bounds[symbol] = bounds_of(owner.domain)
     return variables, bounds
 
 
@@ -132,7 +130,11 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
             env.setdefault(f"{name}_new", env[name])
         def side(expr):
             return _expr(expr, env)
-        givens = [(side(c.left), c.op, side(c.right)) for c in decl.given]
+        def given(c):
+            if isinstance(c.left, n.String) or isinstance(c.right, n.String):
+                return (side(c), "holds", None)  # a choice against one of its strings
+            return (side(c.left), c.op, side(c.right))
+        givens = [given(c) for c in decl.given]
         givens += _requirements(st, hypers)
         lhs, rhs = side(relation.left), side(relation.right)
         if relation.op in ("<=", "<"):

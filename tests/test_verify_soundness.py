@@ -152,3 +152,41 @@ def test_claim_about_a_temporary_is_refuted_and_others_go_on(tmp_path):
     at = point(bad)
     assert at["lr"] * at["g"] != at["lr"] * at["g"] / 2
     assert got["moves-by-step"].status == "proved"
+
+
+# more of the same kind ---------------------------------------------------------------------
+
+def test_bias_correction_witness_is_inside_the_domain(tmp_path):
+    """b in [2, oo): the factor 1 - b^t does not tend to 1, and the witness is b = 2, not the
+    b = 1 outside the domain."""
+    text = """\
+        optimizer grow
+        hyper lr = 0.1    in [0, inf)
+        hyper b = 2.0     in [2, inf)
+        state m = 0
+        update:
+          m = b * m + g
+          p = p - lr * m / (1 - b^t)
+        """
+    bad = results(tmp_path, text)["bias-correction-limit"]
+    assert bad.status == "refuted"
+    at = point(bad)
+    assert at["b"] >= 2
+    t = sp.Symbol("t", positive=True)
+    assert sp.limit(1 - at["b"] ** t, t, sp.oo) != 1
+
+
+def test_choice_counterexample_names_one_of_its_strings(tmp_path):
+    text = """\
+        optimizer pick
+        hyper lr = 0.1    in [0, inf)
+        hyper mode = "plain" in {"plain", "half"}
+        update:
+          p = mode == "half" ? p - lr * g / 2 : p - lr * g
+        """
+    bad = results(tmp_path, text,
+                  'halved: p - p_new == lr * g / 2 given mode != "half"')["halved"]
+    assert bad.status == "refuted"
+    at = point(bad)
+    assert at["mode"] == 0  # "plain", the one string other than "half": not an index past them
+    assert at["lr"] * at["g"] != at["lr"] * at["g"] / 2
