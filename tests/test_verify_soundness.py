@@ -9,6 +9,7 @@ import textwrap
 
 import sympy as sp
 
+from optgen.compiler.report import to_html, to_markdown
 from optgen.compiler.verify import verify_file
 
 EXPONENTIAL = """\
@@ -190,3 +191,25 @@ def test_choice_counterexample_names_one_of_its_strings(tmp_path):
     at = point(bad)
     assert at["mode"] == 0  # "plain", the one string other than "half": not an index past them
     assert at["lr"] * at["g"] != at["lr"] * at["g"] / 2
+
+
+def test_a_claim_the_verifier_fails_on_is_an_error_and_the_rest_go_on(tmp_path, monkeypatch):
+    from optgen.compiler import verify
+
+    real = verify._decide
+
+    def failing(check, stepper):
+        if check.id == "broken":
+            raise KeyError("planted")
+        return real(check, stepper)
+
+    monkeypatch.setattr(verify, "_decide", failing)
+    spec = tmp_path / "spec.opt"
+    spec.write_text(textwrap.dedent(EMA) + "claim broken: p_new == p\n"
+                    "claim moves: p - p_new == lr * m_new\n")
+    report = verify_file(spec)
+    got = {r.id: r for r in report.results}
+    assert got["broken"].status == "error" and "KeyError" in got["broken"].detail
+    assert got["moves"].status == "proved"
+    assert got["zero-grad-fixed-point"].status == "proved"
+    assert "1 error" in to_markdown([report]) and "1 error" in to_html([report])
