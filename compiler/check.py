@@ -63,6 +63,7 @@ class _Checker:
         self.optional: set[str] = set()   # tuple items that may be None
         self.host_extras: frozenset[str] = frozenset()  # non-hypers allowed where hypers are
         self.optional_ok = False  # typing default()'s first argument
+        self.per_tensor_temps: set[str] = set()  # temporaries computed from per-tensor values
         self.costs: dict[str, bounds.Cost] = {}  # each assigned name's value, as SymPy will hold it
 
     def error(self, message: str, span, hint: str | None = None) -> None:
@@ -286,9 +287,18 @@ class _Checker:
             misplaced = [name for name in _names(decl.init) if name in self.symbols
                          and name != "p" and self.symbols[name].kind not in (Kind.HYPER,
                                                                             Kind.CONSTANT)]
+            per_tensor = [name for name in _names(decl.init) if name in self.symbols
+                          and self.symbols[name].level is Level.TENSOR]
+            needs_pass = [f for f in _call_names(decl.init)
+                          if FUNCTIONS[f].reduction or FUNCTIONS[f].axis or FUNCTIONS[f].matrix]
             if misplaced:
                 self.error(f"a state's initial value may use hyperparameters and p, not "
                            f"{self.symbols[misplaced[0]].kind.value} '{misplaced[0]}'",
+                           decl.init.span)
+            elif per_tensor or needs_pass:
+                what = f"'{per_tensor[0]}'" if per_tensor else f"{needs_pass[0]}()"
+                self.error(f"a state's initial value is set element by element from "
+                           f"hyperparameters and p; {what} is known only per tensor",
                            decl.init.span)
             else:
                 self._expect(decl.init, Type.NUMBER, what="a state's initial value")
@@ -354,6 +364,8 @@ class _Checker:
                 level = value[1] if value else Level.ELEMENT
                 kind = value[0] if value else Type.NUMBER
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, kind, level)
+                if value is not None and self._per_tensor_read(stmt.value):
+                    self.per_tensor_temps.add(stmt.target)
             elif target.kind is Kind.STATE and target.level is Level.HOST and value and (
                     value[1] is not Level.HOST or (cond is not None and cond[1] is not Level.HOST)):
                 self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
@@ -367,6 +379,9 @@ class _Checker:
             elif target.kind is Kind.TEMP and value and value[1].value > target.level.value:
                 # a temporary that became per-tensor or per-element stays so
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, target.type, value[1])
+            if (target is not None and target.kind is Kind.TEMP and value is not None
+                    and self._per_tensor_read(stmt.value)):
+                self.per_tensor_temps.add(stmt.target)
             assigns_p |= stmt.target == "p"
             if value is not None and (stmt.condition is None or cond is not None):
                 self._measure_assignment(stmt)
@@ -575,10 +590,18 @@ class _Checker:
                     self.error(f"the first argument of {func}() is a tuple item whose default is "
                                f"'none'", args[0].span)
                     return None
-                if spec.axis and _calls(args[0], lambda f: FUNCTIONS[f].matrix
-                                        or FUNCTIONS[f].reduction):
+                if spec.axis and not any(decl.axis for decl in self.ast.states):
+                    self.error(f"{func}() needs a per-row or per-col state: its values exist "
+                               "only for factored parameters, beside such a state", expr.span,
+                               hint="state r = 0 per-row if factored")
+                    return None
+                if spec.axis and (_calls(args[0], lambda f: FUNCTIONS[f].matrix
+                                         or FUNCTIONS[f].reduction)
+                                  or self._per_tensor_read(args[0])):
                     self.error(f"{func}() of a reduction or of a matrix operation is not "
-                               "supported", expr.span)
+                               "supported", expr.span,
+                               hint=f"the argument reads {self._per_tensor_read(args[0])}"
+                               if self._per_tensor_read(args[0]) else None)
                     return None
                 if spec.matrix:
                     if any(level is not Level.HOST for _, level in types[1:]):
@@ -594,9 +617,11 @@ class _Checker:
                     if _calls(args[0], lambda f: FUNCTIONS[f].matrix):
                         self.error(f"{func}() of a matrix operation is not supported", expr.span)
                         return None
-                    if types[0][1] is Level.TENSOR:
-                        self.error(f"{func}() of a value that itself needs a reduction: "
-                                   "reductions do not nest", expr.span)
+                    inner = self._per_tensor_read(args[0])
+                    if types[0][1] is Level.TENSOR or inner:
+                        self.error(f"{func}() of a value that itself needs a per-tensor value"
+                                   f"{f' ({inner})' if inner else ''}: reductions do not nest",
+                                   expr.span)
                         return None
                     return Type.NUMBER, Level.TENSOR
                 return Type.NUMBER, max((lv for _, lv in types), key=lambda lv: lv.value)
@@ -627,6 +652,20 @@ class _Checker:
                     return None
                 return a[0], max(c[1], a[1], b[1], key=lambda lv: lv.value)
         raise TypeError(f"unexpected node {expr!r}")  # pragma: no cover
+
+    def _per_tensor_read(self, expr: n.Expr) -> str | None:
+        """What in ``expr`` is known only per tensor, after a reduction pass or from the shape
+        (a reduction, ``rows``/``cols``, or a temporary computed from one), or None: a
+        reduction's or row mean's argument is summed in a pass that cannot read those."""
+        for call in _call_names(expr):
+            if FUNCTIONS[call].reduction:
+                return f"{call}()"
+        for name in _names(expr):
+            symbol = self.symbols.get(name)
+            if symbol is not None and (symbol.level is Level.TENSOR
+                                       or name in self.per_tensor_temps):
+                return f"'{name}'"
+        return None
 
     def _choice_compare(self, expr: n.Compare, hyper_only: bool):
         """``choice == "name"``: the string must be one of the hyperparameter's choices."""
@@ -694,6 +733,14 @@ def _names(expr: n.Expr):
         yield expr.id
     for child in _children(expr):
         yield from _names(child)
+
+
+def _call_names(expr: n.Expr):
+    """The known functions an expression calls."""
+    if isinstance(expr, n.Call) and expr.func in FUNCTIONS:
+        yield expr.func
+    for child in _children(expr):
+        yield from _call_names(child)
 
 
 def _calls(expr: n.Expr, which) -> bool:

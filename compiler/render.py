@@ -261,7 +261,8 @@ def _render_cuda(plan: KernelPlan) -> str:
     shapes = _idents(plan, plan.shape_values)
 
     def passes(element_passes):
-        return [_pass_code(plan, i, element_passes, printer) for i in range(len(element_passes))]
+        return [_pass_code(plan, element_pass, branch, printer)
+                for element_pass, branch in _branches(element_passes)]
 
     return _environment().get_template("numba_cuda.py.j2").render(
         step_args=arrays + axes + mats + host + shapes,
@@ -301,7 +302,8 @@ def supports_many(plan: KernelPlan) -> bool:
 
 def _render_many(plan, function, element_passes, printer, arrays, host, tensor_args, reduce,
                  doc) -> str:
-    passes = [_pass_code(plan, i, element_passes, printer) for i in range(len(element_passes))]
+    passes = [_pass_code(plan, element_pass, branch, printer)
+              for element_pass, branch in _branches(element_passes)]
     host = [(_ident(plan, h.symbol), h.is_bool) for h in plan.host]
     return _environment().get_template("numba_cpu_many.py.j2").render(
         function=function, arrays=arrays, host=host, tensor_args=tensor_args,
@@ -309,12 +311,11 @@ def _render_many(plan, function, element_passes, printer, arrays, host, tensor_a
     ).rstrip("\n")
 
 
-def _pass_code(plan: KernelPlan, index: int, element_passes, printer) -> dict:
+def _pass_code(plan: KernelPlan, element_pass, branch, printer) -> dict:
     """One element pass for a flat loop: its branch, loads, temporaries and stores, named as
     the generated code names them."""
-    element_pass = element_passes[index]
     return dict(
-        branch=_branch(index, len(element_passes), element_pass.when),
+        branch=branch,
         loads=[(_ident(plan, a.local), code_name(a.name), False) for a in element_pass.loads],
         temps=[(code_name(str(s)), printer.doprint(v)) for s, v in element_pass.temps],
         stores=[(code_name(name), printer.doprint(v)) for name, v in element_pass.stores],
@@ -327,12 +328,12 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
     (the CPU's); otherwise every axis value comes at full size."""
     classes = _axis_classes(plan) if nest else {}
     passes = []
-    for index, element_pass in enumerate(element_passes):
+    for element_pass, branch in _branches(element_passes):
         stored = {name for name, _ in element_pass.stores}
         loads = [(_ident(plan, a.local), code_name(a.name), a.name in stored)
                  for a in element_pass.loads]
         passes.append(dict(
-            branch=_branch(index, len(element_passes), element_pass.when),
+            branch=branch,
             # The NumPy body reads whole arrays, so an array it writes is read from a copy.
             loads=[load for load in loads if classes.get(load[1], "full") == "full"],
             all_loads=loads,
@@ -369,6 +370,17 @@ def nests(plan: KernelPlan) -> bool:
     """Whether the CPU kernels read per-row/column/matrix arrays: they then take the last two
     sizes, ``_ncols`` and ``_nrows``, after their other arguments."""
     return any(c != "full" for c in _axis_classes(plan).values())
+
+
+def _branches(element_passes) -> list[tuple]:
+    """``(pass, branch)`` for the variants to render. A variant that writes nothing (the
+    spec leaves p as it is where, say, the parameter is not factored) has no code: the others
+    then name their conditions in full, with no ``else``, so where none holds nothing runs."""
+    count = len(element_passes)
+    if all(element_pass.stores for element_pass in element_passes):
+        return [(ep, _branch(i, count, ep.when)) for i, ep in enumerate(element_passes)]
+    kept = [ep for ep in element_passes if ep.stores]
+    return [(ep, _branch(i, count + 1, ep.when)) for i, ep in enumerate(kept)]
 
 
 def _branch(index: int, count: int, when) -> str | None:

@@ -1,0 +1,71 @@
+"""`optgen check` accepts exactly what builds (issue 11, section 6, the first cases): specs that
+passed `check` and then failed at build, import or step time are either located errors now, or
+build and step on 0-d, 1-D, 2-D and 3-D params with the numpy and cpu backends agreeing
+(rtol 1e-12, float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import optgen
+from optgen.compiler.errors import SpecError, SpecErrors
+from optgen.compiler.pipeline import check_file
+
+HEADER = "optimizer demo\nhyper lr = 0.1 in (0, inf)\n"
+
+# (declarations and update, line, column, words the message must contain)
+REFUSED = [
+    pytest.param("update:\n  c = sum(g * norm(g))\n  p = p - lr * c * g\n", 4, 7,
+                 "reductions do not nest", id="reduction-of-a-reduction"),
+    pytest.param("update:\n  u = norm(g)\n  c = sum(g * u)\n  p = p - lr * c * g\n", 5, 7,
+                 "('u')", id="reduction-of-a-per-tensor-temporary"),
+    pytest.param("update:\n  s = sum(g * cols)\n  p = p - lr * s * g\n", 4, 7,
+                 "('cols')", id="cols-inside-a-reduction"),
+    pytest.param("state nc = cols\nupdate:\n  nc = nc + 1\n  p = p - lr * nc * g\n", 3, 12,
+                 "'cols' is known only per tensor", id="cols-in-a-state-init"),
+    pytest.param("state mx = norm(p)\nupdate:\n  mx = mx + 1\n  p = p - lr * mx * g\n", 3, 12,
+                 "norm() is known only per tensor", id="reduction-in-a-state-init"),
+    pytest.param("state r = 0 per-row if factored\nupdate:\n  u = g / norm(g)\n"
+                 "  r = row_mean(u) if factored\n  p = p - lr * u\n", 6, 7,
+                 "row_mean() of a reduction", id="row-mean-after-a-reduction"),
+    pytest.param("update:\n  r = row_mean(g)\n  p = p - lr * r\n", 4, 7,
+                 "needs a per-row or per-col state", id="row-mean-without-a-factored-state"),
+]
+
+
+@pytest.mark.parametrize("body, line, column, words", REFUSED)
+def test_refused_with_a_located_error(tmp_path, body, line, column, words):
+    path = tmp_path / "demo.opt"
+    path.write_text(HEADER + body)
+    with pytest.raises(SpecError) as info:
+        check_file(path)
+    errors = info.value.errors if isinstance(info.value, SpecErrors) else [info.value]
+    assert any(e.span.line == line and e.span.column == column and words in e.message
+               for e in errors), \
+        [(e.span.line, e.span.column, e.message) for e in errors]
+
+
+ACCEPTED = [
+    pytest.param("state r = 0 per-row if factored\nupdate:\n  r = row_mean(g) if factored\n"
+                 "  p = factored ? p - lr*r : p\n", id="a-variant-that-writes-nothing"),
+    pytest.param("update:\n  s = sum(g * g)\n  p = p - lr * g * cols / (1 + s)\n",
+                 id="cols-beside-a-reduction"),
+]
+
+
+@pytest.mark.parametrize("body", ACCEPTED)
+def test_accepted_specs_build_and_step_everywhere(tmp_path, body):
+    path = tmp_path / "demo.opt"
+    path.write_text(HEADER + body)
+    check_file(path)
+    for shape in [(), (5,), (3, 4), (2, 3, 4)]:
+        results = []
+        for backend in ("numpy", "cpu"):
+            p = np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
+            opt = optgen.optimizer(str(path), [p], backend=backend)
+            for step in range(3):
+                opt.step([np.full(shape, 0.5) + step])
+            results.append(p)
+        np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=0,
+                                   err_msg=str(shape))
