@@ -39,6 +39,10 @@ BUILTIN_SYMBOLS = {
 # Nor are the generated code's own names (`range`, `numpy`, `cuda`, `h0`): spec names are
 # printed into code in a namespace of their own (see names.py).
 RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
+#: Keywords that begin a line (compiler/spec.lark): a name among them could be declared but
+#: never assigned, since `update = ...` reads as the start of a section.
+LINE_KEYWORDS = {"optimizer", "schedule", "hyper", "state", "scalar", "input", "require",
+                 "claim", "update"}
 
 Resolver = Callable[[str], n.SpecAST]
 
@@ -157,6 +161,10 @@ class _Checker:
     def _allowed_name(self, name: str, span) -> bool:
         if name in RESERVED:
             self.error(f"'{name}' is a built-in name and cannot be declared", span)
+            return False
+        if name in LINE_KEYWORDS:
+            self.error(f"'{name}' starts a line of the spec language ('{name} ...'), so a "
+                       f"statement could not assign it; choose another name", span)
             return False
         return self._python_name(name, span, "name")
 

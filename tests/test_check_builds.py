@@ -31,6 +31,8 @@ REFUSED = [
                  "row_mean() of a reduction", id="row-mean-after-a-reduction"),
     pytest.param("update:\n  r = row_mean(g)\n  p = p - lr * r\n", 4, 7,
                  "needs a per-row or per-col state", id="row-mean-without-a-factored-state"),
+    pytest.param("state update = 0\nupdate:\n  p = p - lr * g\n", 3, 1,
+                 "'update' starts a line", id="a-state-named-like-a-keyword"),
 ]
 
 
@@ -51,6 +53,11 @@ ACCEPTED = [
                  "  p = factored ? p - lr*r : p\n", id="a-variant-that-writes-nothing"),
     pytest.param("update:\n  s = sum(g * g)\n  p = p - lr * g * cols / (1 + s)\n",
                  id="cols-beside-a-reduction"),
+    pytest.param("hyper use_gc = true\nstate r = 0 per-row if factored\nupdate:\n"
+                 "  r = factored ? r : 0\n  p = p - lr * g\n", id="factored-state-kept"),
+    pytest.param("hyper use_gc = true\nstate r = 0 per-row if factored\nupdate:\n"
+                 "  r = row_mean(g) if use_gc and factored\n  p = factored ? p - lr * r : p\n",
+                 id="two-conditions-on-a-row-mean"),
 ]
 
 
