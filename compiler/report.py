@@ -99,8 +99,38 @@ def equation_mathml(equation) -> str:
     return f"<math displaystyle='true'><mrow>{''.join(parts)}</mrow></math>"
 
 
+#: The version of the JSON report's layout (``optgen verify --json``); a change that removes or
+#: renames a field raises it.
+JSON_SCHEMA = 1
+STATUSES = ("proved", "refuted", "unknown", "error")
+
+
 def to_json(reports: list[SpecReport]) -> str:
-    return json.dumps([r.as_json() for report in reports for r in report.results], indent=2)
+    """The report as one JSON object, for scripts::
+
+        {"schema": 1, "optgen": "0.1.0",
+         "totals": {"proved": n, "refuted": n, "unknown": n, "error": n},
+         "specs": [{"name": ..., "path": ..., "own_refuted": n,
+                    "claims": [{"id", "claim", "own", "status", "detail",
+                                "counterexample": {symbol: exact value} | null}]}]}
+
+    ``own`` marks the spec's own claims (a refuted one makes ``optgen verify`` exit 1); the
+    others are the built-in library's."""
+    from .. import __version__
+
+    specs = []
+    totals = dict.fromkeys(STATUSES, 0)
+    for report in reports:
+        claims = []
+        for result in report.results:
+            totals[result.status] = totals.get(result.status, 0) + 1
+            claims.append({"id": result.id, "claim": result.claim, "own": result.own,
+                           "status": result.status, "detail": result.detail,
+                           "counterexample": result.counterexample})
+        specs.append({"name": report.compiled.name, "path": str(report.compiled.file.path),
+                      "own_refuted": len(report.own_refuted), "claims": claims})
+    return json.dumps({"schema": JSON_SCHEMA, "optgen": __version__, "totals": totals,
+                       "specs": specs}, indent=2)
 
 
 @functools.cache

@@ -125,7 +125,8 @@ def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None,
            budget: float) -> None:
     """Prove, refute or leave unknown every claim about SPECS (default: the whole catalogue).
 
-    Exit status 1 when a spec's own claim is refuted or a spec is invalid; 2 when the report's
+    Exit status 1 when a spec's own claim is refuted or could not be checked (status "error"),
+    or a spec is invalid; 2 when the report's
     folder or optgen's cache folder cannot be written (checked before the work).
     """
     import time
@@ -179,6 +180,11 @@ def verify(specs: tuple[str, ...], fmt: str, as_json: bool, output: Path | None,
             click.echo(f"{report.compiled.file.path}: claim '{result.id}' is refuted: "
                        f"{result.detail}", err=True)
             failed = True
+        for result in report.results:  # a spec's own claim that could not be checked
+            if result.own and result.status == "error":
+                click.echo(f"{report.compiled.file.path}: claim '{result.id}': "
+                           f"{result.detail}", err=True)
+                failed = True
     sys.exit(1 if failed else 0)
 
 

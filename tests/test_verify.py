@@ -236,12 +236,19 @@ def run_cli(*args):
 def test_cli_json(catalogue):
     result = run_cli("--json", "sgd", "adam")
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    assert {tuple(sorted(r)) for r in rows} == {
-        ("claim", "counterexample", "detail", "id", "spec", "status")}
-    by_key = {(r["spec"], r["id"]): r for r in rows}
+    report = json.loads(result.stdout)
+    assert set(report) == {"schema", "optgen", "totals", "specs"} and report["schema"] == 1
+    assert [s["name"] for s in report["specs"]] == ["sgd", "adam"]
+    rows = [(s["name"], c) for s in report["specs"] for c in s["claims"]]
+    assert {tuple(sorted(c)) for _, c in rows} == {
+        ("claim", "counterexample", "detail", "id", "own", "status")}
+    by_key = {(name, c["id"]): c for name, c in rows}
     assert by_key[("adam", "l2-equals-decoupled-decay")]["status"] == "refuted"
+    assert by_key[("adam", "l2-equals-decoupled-decay")]["own"] is False
     assert by_key[("sgd", "stable-lr-range")]["status"] == "proved"
+    assert sum(report["totals"].values()) == len(rows)
+    for name, claim in rows:
+        assert claim["status"] in ("proved", "refuted", "unknown", "error")
 
 
 def test_cli_exit_status_when_own_claim_refuted(tmp_path):
@@ -251,8 +258,11 @@ def test_cli_exit_status_when_own_claim_refuted(tmp_path):
     result = run_cli("--json", str(spec))
     assert result.returncode == 1
     assert "claim 'moves-nothing' is refuted" in result.stderr
-    rows = json.loads(result.stdout)
-    assert next(r for r in rows if r["id"] == "moves-nothing")["status"] == "refuted"
+    report = json.loads(result.stdout)
+    [spec_report] = report["specs"]
+    assert spec_report["own_refuted"] == 1 and spec_report["path"] == str(spec)
+    claim = next(c for c in spec_report["claims"] if c["id"] == "moves-nothing")
+    assert claim["status"] == "refuted" and claim["own"] is True
 
 
 def test_cli_exit_status_for_invalid_spec(tmp_path):
