@@ -506,7 +506,13 @@ class _Checker:
         if other is None:
             self.error(f"cannot find spec '{decl.other}' to compare with", decl.span)
             return
-        other_checked = _Checker(other, None)
+        other_checked = _Checker(other, self.resolve)
+        try:  # the other side may extend a base as well (adamw is adam's)
+            other = other_checked._merge_base(other)
+        except SpecError:
+            self.error(f"cannot find the spec '{decl.other}' extends, to compare with",
+                       decl.span)
+            return
         other_hypers = [h for h in (other_checked._hyper(d) for d in other.hypers) if h]
         if decl.steps < 1:
             self.error("an equivalence needs at least 1 step", decl.span)

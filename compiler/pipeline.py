@@ -98,8 +98,12 @@ def _front(file: SpecFile) -> tuple[CheckedSpec, SpecFile | None]:
         base = SpecFile.read(find_spec(name, near=file.path))
         bases.append(base)
         base_ast = parse_file(base)
+
+        def resolve_its_base(other: str) -> nodes.SpecAST:  # adamw, compared with, extends adam
+            return parse_file(SpecFile.read(find_spec(other, near=base.path)))
+
         try:  # it must stand on its own (its claims aside); mistakes are shown in its own file
-            check(dataclasses.replace(base_ast, claims=()))
+            check(dataclasses.replace(base_ast, claims=()), resolve_its_base)
         except SpecError as error:
             raise error.located(str(base.path), base.text) from None
         return base_ast

@@ -320,3 +320,15 @@ def test_planted_false_schedule_claims(tmp_path):
         """))
     statuses = {r.id: r.status for r in verify_file(spec).results}
     assert statuses == {"jumps": "refuted", "vanishes": "refuted"}
+
+
+def test_equivalence_with_a_spec_that_extends_another(tmp_path):
+    """`equivalent to adamw(...)`: adamw extends adam, resolved for the other side too. Adam
+    with L2 decay is not AdamW (Loshchilov & Hutter): refuted by a confirmed counterexample."""
+    spec = tmp_path / "myadam.opt"
+    adam = next(p for p in catalogue_paths() if p.stem == "adam")
+    text = adam.read_text().replace("optimizer adam", "optimizer myadam", 1)
+    spec.write_text(text + "\nclaim not-adamw: not equivalent to adamw(lr = lr, betas = (b1, b2),"
+                    " eps = eps, weight_decay = weight_decay) over 1 steps\n")
+    statuses = {r.id: r.status for r in verify_file(spec).results if r.own}
+    assert statuses["not-adamw"] == "proved"
