@@ -27,7 +27,9 @@ from .stepper import NumericStepper, SymbolicStepper
 
 #: A counterexample is confirmed when the kernel's two sides differ by more than this, relatively.
 NUMERIC_CONFIRMATION = 1e-9
-#: Seconds of symbolic work per claim before it is reported unknown (like a solver's timeout).
+#: Seconds of symbolic work per claim before it is reported unknown (like a solver's timeout),
+#: counted in this process's CPU time: other work on the machine does not shorten it, so a busy
+#: core does not turn "proved" into "unknown".
 DEFAULT_BUDGET = 8.0
 
 
@@ -37,7 +39,9 @@ class _OutOfTime(Exception):
 
 @contextlib.contextmanager
 def _time_budget(seconds: float | None):
-    """Raise :class:`_OutOfTime` inside the block after ``seconds`` (main thread, POSIX)."""
+    """Raise :class:`_OutOfTime` inside the block once it has used ``seconds`` of this
+    process's CPU time (``ITIMER_PROF``: user and system time, not the wall clock, so time
+    the machine gives to other processes does not count; main thread, POSIX)."""
     usable = (seconds and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
     if not usable:
@@ -45,13 +49,13 @@ def _time_budget(seconds: float | None):
         return
     def expire(signum, frame):
         raise _OutOfTime()
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def _verdict(check: Check, stepper: SymbolicStepper, compiled: Compiled, numeric
                 verdict = _admitted(check, stepper, verdict)
     except _OutOfTime:
         verdict = Verdict("unknown", f"SymPy did not settle it within the {budget:g} s "
-                          "budget (optgen verify --budget)")
+                          "budget of CPU time (optgen verify --budget)")
     if verdict.status == "refuted" and check.sides is not None:
         if numeric is None:
             numeric = NumericStepper(compiled.lowered, _load_module(compiled))
