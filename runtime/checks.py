@@ -117,41 +117,47 @@ def state_entries(module, shape: tuple[int, ...]) -> list[tuple[str, str, tuple 
     return entries
 
 
-#: The largest step count the front ends take (the kernels' step is a 64-bit integer).
+#: The largest step count the NumPy front ends take (the kernels' step is a 64-bit integer).
 MAX_STEP = (1 << 63) - 1
 
 
-def check_step_count(value, where: str) -> int:
-    """A saved or hand-set step count: a whole number in [0, 2^63), as a plain int (read
-    once: the step uses this value, not the object)."""
-    number = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
-    if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{where} must be a nonnegative whole number, got {value!r}")
-    try:
-        whole = int(number) if isinstance(number, (int, np.integer)) else float(number)
-        if isinstance(whole, float):
-            if not whole.is_integer():
-                raise ValueError
-            whole = int(whole)
-    except (ValueError, OverflowError):
-        raise ValueError(f"{where} must be a nonnegative whole number, got {value!r}") from None
-    if type(whole) is not int or not 0 <= whole <= MAX_STEP:
-        raise ValueError(f"{where} must be a whole number in [0, 2^63), got {value!r}")
-    return whole
+def plain_value(value, where: str) -> int | float:
+    """A number, or the one value of a 1-element array or tensor, as a plain ``int`` or
+    ``float``, read once: the step uses this value, not the object (whose ``__float__`` could
+    do anything)."""
+    if isinstance(value, np.ndarray) or callable(getattr(value, "numel", None)):
+        count = value.size if isinstance(value, np.ndarray) else value.numel()
+        if count != 1:
+            raise ValueError(f"{where} must be a number or a 1-element array, got shape "
+                             f"{tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where} must be a number, got {type(value).__name__}")
+    number = int(value) if isinstance(value, (int, np.integer)) else float(value)
+    if type(number) not in (int, float):
+        raise TypeError(f"{where} must be a number, got {type(value).__name__}")
+    return number
+
+
+def check_step_count(value, where: str, limit: int = MAX_STEP) -> int:
+    """A saved or hand-set step count: a whole number in [0, limit], as a plain int."""
+    number = plain_value(value, where)
+    if isinstance(number, float):
+        if not number.is_integer():  # also nan and inf
+            raise ValueError(f"{where} must be a whole number in [0, {limit}], got {number!r}")
+        number = int(number)
+    if not 0 <= number <= limit:
+        raise ValueError(f"{where} must be a whole number in [0, {limit}], got {number!r}")
+    return number
 
 
 def check_scalar(value, where: str) -> float:
     """A per-tensor scalar state as a plain float (read once)."""
-    number = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
-    if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{where} must be a number, got {type(value).__name__}")
+    number = plain_value(value, where)
     try:
-        result = float(number)
-    except OverflowError:
-        raise ValueError(f"{where} is too large for a float: {value!r}") from None
-    if type(result) is not float:
-        raise TypeError(f"{where} must be a number, got {type(value).__name__}")
-    return result
+        return float(number)
+    except OverflowError:  # an int past float's range
+        raise ValueError(f"{where} is too large for a float: {number!r}") from None
 
 
 def checked_array_state(value, where_param: str, name: str, shape: tuple,
@@ -160,13 +166,13 @@ def checked_array_state(value, where_param: str, name: str, shape: tuple,
     a converted copy; raises for a wrong type, shape or a read-only array."""
     if not isinstance(value, np.ndarray):
         raise state_type_error(where_param, name, value, "a numpy array")
-    if type(value) is not np.ndarray:  # a subclass (np.matrix ...): a plain copy
-        return np.array(value, dtype=dtype, order="C", subok=False)
     if value.shape != tuple(shape):
         raise state_shape_error(where_param, name, value.shape, shape)
     if value.dtype.kind != "f":
         raise TypeError(f"state {name!r} of {where_param} has dtype {value.dtype}; a floating "
                         "dtype is needed")
+    if type(value) is not np.ndarray:  # a subclass (np.matrix ...): a plain copy
+        return np.array(value, dtype=dtype, order="C", subok=False)
     if value.dtype == dtype and value.flags.c_contiguous:
         if not value.flags.writeable:
             raise ValueError(f"state {name!r} of {where_param} is read-only")

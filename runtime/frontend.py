@@ -71,9 +71,6 @@ class Optimizer(HasHypers):
 
     def _step(self, grads, inputs) -> None:
         params = _check_params(self.params)  # may have been made read-only, or replaced
-        if len(params) != len(self.state if isinstance(self.state, list) else ()):
-            raise TypeError(f"state must be a list of {len(params)} dicts, one per param "
-                            "(set it with load_state_dict)")
         grads = self._check_grads(grads, params=params)
         extra = self._check_inputs(inputs, grads)
         self._check_matrices(grads)

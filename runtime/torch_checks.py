@@ -8,13 +8,12 @@ number's ``__float__``, could change in between.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
-from .checks import (byte_span, check_read, find_overlap, numpy_shares, overlap_error,
-                     state_shape_error, state_type_error)
+from .checks import (byte_span, check_read, check_scalar, check_step_count, find_overlap,
+                     numpy_shares, overlap_error, state_shape_error, state_type_error)
 from .kernels import axis_shape
 
 FULL_PRECISION = (torch.float32, torch.float64)
@@ -93,28 +92,12 @@ def check_written(value: torch.Tensor, label: str) -> None:
 
 def plain_number(value, label: str) -> float:
     """A number or 1-element tensor as a Python float (read once)."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{label} must be a number or a 1-element tensor, got shape "
-                             f"{tuple(value.shape)}")
-        return float(value.detach().cpu().item())
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{label} must be a number, got {type(value).__name__}")
-    try:
-        number = float(value)  # once: a float subclass's __float__ runs here only
-    except OverflowError:  # an int past float's range
-        return math.inf if value > 0 else -math.inf
-    if type(number) is not float:
-        raise TypeError(f"{label} must be a number, got {type(value).__name__}")
-    return number
+    return check_scalar(value, label)
 
 
 def plain_step(value, label: str) -> int:
     """A step count: a whole number in [0, 2^24] (float32 counts it exactly), as an int."""
-    number = plain_number(value, label)
-    if not (0 <= number <= MAX_STEP) or not number.is_integer():
-        raise ValueError(f"{label} must be a whole number in [0, {MAX_STEP}], got {number!r}")
-    return int(number)
+    return check_step_count(value, label, MAX_STEP)
 
 
 def partial_overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
