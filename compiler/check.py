@@ -39,6 +39,8 @@ BUILTIN_SYMBOLS = {
 # Nor are the generated code's own names (`range`, `numpy`, `cuda`, `h0`): spec names are
 # printed into code in a namespace of their own (see names.py).
 RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
+#: The most Newton-Schulz iterations orthogonalize() may run (each is three matmuls).
+MAX_MATRIX_STEPS = 100
 #: Keywords that begin a line (compiler/spec.lark): a name among them could be declared but
 #: never assigned, since `update = ...` reads as the start of a section.
 LINE_KEYWORDS = {"optimizer", "schedule", "hyper", "state", "scalar", "input", "require",
@@ -618,6 +620,12 @@ class _Checker:
                                if self._per_tensor_read(args[0]) else None)
                     return None
                 if spec.matrix:
+                    if func == "orthogonalize" and not self._bounded_count(args[4]):
+                        self.error(f"orthogonalize()'s iteration count must be a whole number "
+                                   f"in [0, {MAX_MATRIX_STEPS}]: a literal, or an int "
+                                   "hyperparameter whose domain lies there", args[4].span,
+                                   hint=f"hyper ns_steps: int = 5 in [1, {MAX_MATRIX_STEPS}]")
+                        return None
                     if any(level is not Level.HOST for _, level in types[1:]):
                         self.error(f"{func}()'s arguments after the first are computed once per "
                                    "step: hyperparameters and t only", expr.span)
@@ -667,12 +675,29 @@ class _Checker:
                 return a[0], max(c[1], a[1], b[1], key=lambda lv: lv.value)
         raise TypeError(f"unexpected node {expr!r}")  # pragma: no cover
 
+    def _bounded_count(self, expr: n.Expr) -> bool:
+        """A matrix iteration count the work bound allows: an integer literal or an int
+        hyperparameter declared within [0, MAX_MATRIX_STEPS]."""
+        if isinstance(expr, n.Number):
+            try:
+                value = float(expr.text)
+            except (ValueError, OverflowError):
+                return False
+            return value.is_integer() and 0 <= value <= MAX_MATRIX_STEPS
+        if isinstance(expr, n.Name):
+            decl = next((h for h in self.ast.hypers if h.name == expr.id), None)
+            domain = decl.domain if decl is not None else None
+            return (decl is not None and decl.type == "int" and domain is not None
+                    and domain.low is not None and domain.high is not None
+                    and domain.low >= 0 and domain.high <= MAX_MATRIX_STEPS)
+        return False
+
     def _per_tensor_read(self, expr: n.Expr) -> str | None:
-        """What in ``expr`` is known only per tensor, after a reduction pass or from the shape
-        (a reduction, ``rows``/``cols``, or a temporary computed from one), or None: a
+        """What in ``expr`` is known only per tensor or from another pass (a reduction, a
+        matrix operation, ``rows``/``cols``, or a temporary computed from one), or None: a
         reduction's or row mean's argument is summed in a pass that cannot read those."""
         for call in _call_names(expr):
-            if FUNCTIONS[call].reduction:
+            if FUNCTIONS[call].reduction or FUNCTIONS[call].matrix:
                 return f"{call}()"
         for name in _names(expr):
             symbol = self.symbols.get(name)

@@ -68,22 +68,33 @@ def parse_file(file: SpecFile) -> nodes.SpecAST:
 
 
 def check_file(path: Path | str) -> CheckedSpec:
-    """Parse and check one spec file (what ``optgen check`` runs)."""
-    return _front(SpecFile.read(Path(path)))[0]
+    """Check one spec file (what ``optgen check`` runs): every stage up to the generated
+    source, so that what ``check`` accepts is exactly what builds; nothing is written."""
+    return compile_file(path).checked
 
 
 def compile_file(path: Path | str) -> Compiled:
     file = SpecFile.read(Path(path))
     checked, base = _front(file)
+    try:
+        return _back(file, checked, base)
+    except SpecError as error:
+        raise error.located(str(file.path), file.text) from None
+    except (NotImplementedError, TypeError, ValueError, KeyError, AttributeError,
+            RecursionError) as error:  # a stage below check that this spec defeats
+        raise SpecError(f"optgen cannot generate code for this spec ({type(error).__name__}: "
+                        f"{error}); a check should have caught it: please report it",
+                        filename=str(file.path), source="") from None
+
+
+def _back(file: SpecFile, checked: CheckedSpec, base: SpecFile | None) -> Compiled:
+    """lower -> plan -> render for a checked spec."""
     lowered = lower(checked)
     info = SourceInfo(file.path.name, file.sha256)
     if checked.kind == "schedule":
         return Compiled(file, base, checked, lowered, None,
                         render_schedule(lowered, info, __version__))
-    try:
-        kernel_plan = plan(lowered)
-    except SpecError as error:
-        raise error.located(str(file.path), file.text) from None
+    kernel_plan = plan(lowered)
     source = render_module(
         lowered, kernel_plan, info,
         SourceInfo(base.path.name, base.sha256) if base else None, __version__)

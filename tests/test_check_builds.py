@@ -33,6 +33,19 @@ REFUSED = [
                  "needs a per-row or per-col state", id="row-mean-without-a-factored-state"),
     pytest.param("state update = 0\nupdate:\n  p = p - lr * g\n", 3, 1,
                  "'update' starts a line", id="a-state-named-like-a-keyword"),
+    # the planner's errors, now at check time (check runs every stage)
+    pytest.param("state r = 0 per-row if factored\nupdate:\n"
+                 "  r = lerp(r, row_mean(g^2), 0.1) if factored\n  p = p - lr*g/sqrt(r+1e-8)\n",
+                 6, 3, "exist only where 'factored' holds", id="factored-value-read-unguarded"),
+    pytest.param("state r = 0 per-row if factored\nupdate:\n  r = g if factored\n"
+                 "  p = factored ? p - lr*r : p\n", 5, 3, "varies along the columns",
+                 id="per-row-state-varying-along-columns"),
+    pytest.param("update:\n  o = orthogonalize(g, 3.4445, -4.775, 2.0315, 5, 1e-7)\n"
+                 "  p = p - lr*o*norm(o)\n", 5, 16, "('o')", id="reduction-of-a-matrix-result"),
+    pytest.param("update:\n  o = orthogonalize(g, 3.4, -4.7, 2.0, 100000000, 1e-7)\n"
+                 "  p = p - lr*o\n", 4, 40, "iteration count", id="unbounded-matrix-iterations"),
+    pytest.param("update:\n  o = orthogonalize(g, 3.4, -4.7, 2.0, t, 1e-7)\n  p = p - lr*o\n",
+                 4, 40, "iteration count", id="matrix-iterations-varying-with-t"),
 ]
 
 
