@@ -71,6 +71,8 @@ ACCEPTED = [
     pytest.param("hyper use_gc = true\nstate r = 0 per-row if factored\nupdate:\n"
                  "  r = row_mean(g) if use_gc and factored\n  p = factored ? p - lr * r : p\n",
                  id="two-conditions-on-a-row-mean"),
+    # found by the fuzzer (tests/test_fuzz_specs.py)
+    pytest.param("update:\n  p = p - 0\n", id="an-update-that-changes-nothing"),
 ]
 
 
