@@ -112,7 +112,8 @@ def to_json(reports: list[SpecReport]) -> str:
          "totals": {"proved": n, "refuted": n, "unknown": n, "error": n},
          "specs": [{"name": ..., "path": ..., "own_refuted": n,
                     "claims": [{"id", "claim", "own", "status", "detail",
-                                "counterexample": {symbol: exact value} | null}]}]}
+                                "counterexample": {symbol: exact value} | null,
+                                "work": expressions built}]}]}
 
     ``own`` marks the spec's own claims (a refuted one makes ``optgen verify`` exit 1); the
     others are the built-in library's."""
@@ -126,7 +127,7 @@ def to_json(reports: list[SpecReport]) -> str:
             totals[result.status] = totals.get(result.status, 0) + 1
             claims.append({"id": result.id, "claim": result.claim, "own": result.own,
                            "status": result.status, "detail": result.detail,
-                           "counterexample": result.counterexample})
+                           "counterexample": result.counterexample, "work": result.work})
         specs.append({"name": report.compiled.name, "path": str(report.compiled.file.path),
                       "own_refuted": len(report.own_refuted), "claims": claims})
     return json.dumps({"schema": JSON_SCHEMA, "optgen": __version__, "totals": totals,

@@ -7,17 +7,16 @@ if the kernel does not confirm it, the claim is reported unknown instead.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import sympy as sp
+from sympy.core.cache import clear_cache
 
+from .budget import DEFAULT_WORK, OutOfWork, work_budget
 from .claims_builtin import Check, builtin_checks
 from .claims_spec import spec_checks
 from .pipeline import Compiled, compile_file
@@ -27,37 +26,6 @@ from .stepper import NumericStepper, SymbolicStepper
 
 #: A counterexample is confirmed when the kernel's two sides differ by more than this, relatively.
 NUMERIC_CONFIRMATION = 1e-9
-#: Seconds of symbolic work per claim before it is reported unknown (like a solver's timeout),
-#: counted in this process's CPU time: other work on the machine does not shorten it, so a busy
-#: core does not turn "proved" into "unknown".
-DEFAULT_BUDGET = 8.0
-
-
-class _OutOfTime(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _time_budget(seconds: float | None):
-    """Raise :class:`_OutOfTime` inside the block once it has used ``seconds`` of this
-    process's CPU time (``ITIMER_PROF``: user and system time, not the wall clock, so time
-    the machine gives to other processes does not count; main thread, POSIX)."""
-    usable = (seconds and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
-        yield
-        return
-    def expire(signum, frame):
-        raise _OutOfTime()
-    previous = signal.signal(signal.SIGPROF, expire)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, previous)
-
-
 @dataclass(frozen=True)
 class ClaimResult:
     spec: str
@@ -68,6 +36,7 @@ class ClaimResult:
     counterexample: dict[str, str] | None
     own: bool = False
     seconds: float = 0.0
+    work: int = 0  # SymPy expressions built (the budget's unit)
 
     def as_json(self) -> dict:
         out = asdict(self)
@@ -85,37 +54,46 @@ class SpecReport:
         return [r for r in self.results if r.own and r.status == "refuted"]
 
 
-def verify_file(path: Path | str, budget: float | None = DEFAULT_BUDGET, *,
+def verify_file(path: Path | str, budget: int | None = DEFAULT_WORK, *,
                 own_only: bool = False) -> SpecReport:
-    """Every claim about the spec at ``path`` (only its own ``claim`` lines if ``own_only``)."""
+    """Every claim about the spec at ``path`` (only its own ``claim`` lines if ``own_only``),
+    each with ``budget`` units of symbolic work (see :mod:`.budget`; None: unbounded).
+
+    SymPy's cache is emptied first, so a spec's statuses do not depend on which specs were
+    verified before it in this process."""
     compiled = compile_file(path)
+    clear_cache()
     stepper = SymbolicStepper(compiled.lowered)
     checks = ([] if own_only else builtin_checks(stepper)) + spec_checks(compiled, stepper)
     results = []
     numeric = None
     for check in checks:
         start = time.perf_counter()
+        work = [0]
         try:
-            verdict, numeric = _verdict(check, stepper, compiled, numeric, budget)
+            verdict, numeric = _verdict(check, stepper, compiled, numeric, budget, work)
         except Exception as error:  # one claim's failure is its own result, never the run's
             verdict = Verdict("error", f"the verifier failed on this claim: "
                               f"{type(error).__name__}: {error}")
         results.append(ClaimResult(compiled.name, check.id, check.text, verdict.status,
                                    verdict.detail, verdict.counterexample, check.own,
-                                   time.perf_counter() - start))
+                                   time.perf_counter() - start, work[0]))
     return SpecReport(compiled, tuple(results))
 
 
-def _verdict(check: Check, stepper: SymbolicStepper, compiled: Compiled, numeric, budget):
-    """One check's verdict (and the numeric stepper, made the first time one is needed)."""
+def _verdict(check: Check, stepper: SymbolicStepper, compiled: Compiled, numeric, budget,
+             work: list[int]):
+    """One check's verdict (and the numeric stepper, made the first time one is needed);
+    ``work[0]`` gets the symbolic work it used."""
     try:
-        with _time_budget(budget):
+        with work_budget(budget, count=work):
             verdict = _decide(check, stepper)
             if verdict.status == "refuted":
                 verdict = _admitted(check, stepper, verdict)
-    except _OutOfTime:
-        verdict = Verdict("unknown", f"SymPy did not settle it within the {budget:g} s "
-                          "budget of CPU time (optgen verify --budget)")
+    except OutOfWork as out:
+        verdict = Verdict("unknown", f"SymPy did not settle it within the budget of {budget:,} "
+                          "expressions built (optgen verify --budget)" if out.kind == "work" else
+                          "SymPy did not settle it within the safety limit of CPU time")
     if verdict.status == "refuted" and check.sides is not None:
         if numeric is None:
             numeric = NumericStepper(compiled.lowered, _load_module(compiled))

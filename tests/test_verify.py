@@ -241,7 +241,7 @@ def test_cli_json(catalogue):
     assert [s["name"] for s in report["specs"]] == ["sgd", "adam"]
     rows = [(s["name"], c) for s in report["specs"] for c in s["claims"]]
     assert {tuple(sorted(c)) for _, c in rows} == {
-        ("claim", "counterexample", "detail", "id", "own", "status")}
+        ("claim", "counterexample", "detail", "id", "own", "status", "work")}
     by_key = {(name, c["id"]): c for name, c in rows}
     assert by_key[("adam", "l2-equals-decoupled-decay")]["status"] == "refuted"
     assert by_key[("adam", "l2-equals-decoupled-decay")]["own"] is False
@@ -299,12 +299,13 @@ def test_html_report_renders_in_chromium(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
-def test_time_budget_gives_unknown_never_proved():
-    """Out of time is unknown, with the reason; nothing becomes proved by running out."""
+def test_work_budget_gives_unknown_never_proved():
+    """Out of budget is unknown, with the reason; nothing becomes proved by running out."""
     adam = next(p for p in catalogue_paths() if p.stem == "adam")
-    results = verify_file(adam, budget=1e-4).results
+    results = verify_file(adam, budget=50).results
     starved = [r for r in results if "budget" in r.detail]
     assert starved and all(r.status == "unknown" for r in starved)
+    assert all(r.work <= 50 for r in starved)
 
 
 def test_planted_false_schedule_claims(tmp_path):
@@ -334,18 +335,72 @@ def test_equivalence_with_a_spec_that_extends_another(tmp_path):
     assert statuses["not-adamw"] == "proved"
 
 
-def test_the_budget_counts_cpu_time_not_the_wall_clock():
-    """Time the machine spends elsewhere (here: this process sleeping, as it would while
-    other processes hold the cores) does not use the per-claim budget; work does. A
-    wall-clock budget would expire in the sleep."""
+def test_the_budget_is_a_count_of_symbolic_work_not_a_clock():
+    """Time does not spend the budget (a sleep, or a spin that builds no expression, as other
+    processes holding the cores would); SymPy work does, and the same work costs the same
+    count whatever the machine is doing, up to a few expressions (SymPy walks some sets in
+    memory-address order)."""
     import time
 
-    from optgen.compiler.verify import _OutOfTime, _time_budget
+    import sympy as sp
+    from sympy.core.cache import clear_cache
 
-    with _time_budget(0.3):
-        time.sleep(0.6)  # no CPU time: the budget is untouched
-    with pytest.raises(_OutOfTime):
-        with _time_budget(0.3):
+    from optgen.compiler.budget import OutOfWork, work_budget
+
+    with work_budget(10, safety_seconds=None):
+        time.sleep(0.3)
+        end = time.process_time() + 0.3
+        while time.process_time() < end:
+            pass
+    x = sp.Symbol("x")
+    counts = []
+    for _ in range(3):  # the first run also fills SymPy's lazily built tables
+        clear_cache()
+        used = [0]
+        with work_budget(10 ** 9, count=used):
+            sp.simplify(sp.sin(x) ** 2 + sp.cos(x) ** 2 - 1)
+        counts.append(used[0])
+    assert counts[2] > 100 and abs(counts[1] - counts[2]) <= 0.05 * counts[2]
+    with pytest.raises(OutOfWork):
+        with work_budget(counts[2] // 2):
+            clear_cache()
+            sp.simplify(sp.sin(x) ** 2 + sp.cos(x) ** 2 - 1)
+
+
+def test_the_cpu_safety_net_counts_cpu_time_not_the_wall_clock():
+    """The safety limit (for work that builds no expression) is CPU time: a sleep does not
+    spend it; a spin does."""
+    import time
+
+    from optgen.compiler.budget import OutOfWork, work_budget
+
+    with work_budget(None, safety_seconds=0.3):
+        time.sleep(0.6)
+    with pytest.raises(OutOfWork) as info:
+        with work_budget(None, safety_seconds=0.3):
             end = time.process_time() + 5.0
-            while time.process_time() < end:  # CPU time: the budget runs out
+            while time.process_time() < end:
                 pass
+    assert info.value.kind == "time"
+
+
+def test_statuses_are_the_same_on_a_busy_machine(catalogue):
+    """LAMB's scale-invariance (the catalogue's most expensive proof) and every other LAMB claim
+    end the same with both cores held by spinning processes, and use the same work, give or
+    take a few percent (the budget is a count, not a clock)."""
+    import subprocess
+    import sys
+
+    lamb = next(p for p in catalogue_paths() if p.stem == "lamb")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        busy = verify_file(lamb).results
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    idle = catalogue["lamb"].results
+    assert [(r.id, r.status) for r in busy] == [(r.id, r.status) for r in idle]
+    for quiet, loaded in zip(idle, busy):
+        assert abs(quiet.work - loaded.work) <= 0.05 * quiet.work + 50, (quiet.id, quiet.work,
+                                                                         loaded.work)
