@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import nodes as n
+from .errors import SpecError
 from .functions import COLS, EPSILON, FACTORED, FUNCTIONS, ROWS, piecewise
-from .ir import CheckedSpec, Hyper, Interval
+from .ir import CheckedSpec, Hyper, Interval, Type
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
 
@@ -110,8 +111,10 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     equations = []
     for stmt in spec.statements:
         env = {**plain, **temps}
-        if stmt.target not in env:
-            temps[stmt.target] = sp.Symbol(stmt.target, real=True)
+        if stmt.target not in env:  # a flag's symbol has no number's assumptions
+            flag = spec.symbols[stmt.target].type is Type.BOOL
+            temps[stmt.target] = (sp.Symbol(stmt.target) if flag
+                                  else sp.Symbol(stmt.target, real=True))
         target = {**plain, **temps}[stmt.target]
         equations.append(Equation(
             target, _expr(stmt.value, env),
@@ -175,10 +178,16 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
             return FUNCTIONS[func].to_sympy(*(_expr(a, env) for a in args))
         case n.Neg(operand=operand):
             return -_expr(operand, env)
+        case n.Binary(op="%", left=left, right=right):
+            a, b = _expr(left, env), _expr(right, env)
+            try:
+                return sp.Mod(a, b)
+            except ZeroDivisionError:  # SymPy refuses a divisor it can show is 0
+                raise SpecError("'%' by zero: the right side is always 0", right.span) from None
         case n.Binary(op=op, left=left, right=right):
             a, b = _expr(left, env), _expr(right, env)
             return {"+": sp.Add, "-": lambda x, y: x - y, "*": sp.Mul,
-                    "/": lambda x, y: x / y, "%": sp.Mod, "^": sp.Pow}[op](a, b)
+                    "/": lambda x, y: x / y, "^": sp.Pow}[op](a, b)
         case n.Compare(op=op, left=n.Name() as name, right=n.String(value=value)) | \
                 n.Compare(op=op, left=n.String(value=value), right=n.Name() as name):
             symbol = env[name.id]
@@ -190,6 +199,18 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
         case n.Not(operand=operand):
             return sp.Not(_expr(operand, env))
         case n.Ternary(condition=cond, then=then, otherwise=otherwise):
-            return piecewise((_expr(then, env), _expr(cond, env)),
-                             (_expr(otherwise, env), True))
+            c, a, b = _expr(cond, env), _expr(then, env), _expr(otherwise, env)
+            if _is_condition(a) and _is_condition(b):  # a choice between flags is a flag
+                return sp.Or(sp.And(c, a), sp.And(sp.Not(c), b))
+            return piecewise((a, c), (b, True))
     raise TypeError(f"unexpected node {node!r}")  # pragma: no cover
+
+
+def _is_condition(value: sp.Basic) -> bool:
+    """Whether a lowered value is a flag, not a number: a relation, a logical operation or
+    constant, or a symbol without a number's assumptions (bool hyperparameters, ``factored``,
+    ``has_<input>``; every number symbol is declared real or integer)."""
+    if isinstance(value, (sp.Rel, sp.logic.boolalg.BooleanFunction,
+                          sp.logic.boolalg.BooleanAtom)):
+        return True
+    return isinstance(value, sp.Symbol) and value.is_real is None

@@ -46,6 +46,9 @@ REFUSED = [
                  "  p = p - lr*o\n", 4, 40, "iteration count", id="unbounded-matrix-iterations"),
     pytest.param("update:\n  o = orthogonalize(g, 3.4, -4.7, 2.0, t, 1e-7)\n  p = p - lr*o\n",
                  4, 40, "iteration count", id="matrix-iterations-varying-with-t"),
+    # found by the fuzzer (tests/test_fuzz_specs.py)
+    pytest.param("hyper h = 1\nupdate:\n  u = h - h\n  p = p - g % u\n", 6, 15,
+                 "'%' by zero", id="modulo-by-zero"),
 ]
 
 
@@ -73,6 +76,9 @@ ACCEPTED = [
                  id="two-conditions-on-a-row-mean"),
     # found by the fuzzer (tests/test_fuzz_specs.py)
     pytest.param("update:\n  p = p - 0\n", id="an-update-that-changes-nothing"),
+    pytest.param("hyper h = true\nupdate:\n  u = h ? g > 0 : g < 1\n"
+                 "  v = not u and (t > 1 ? h : not h)\n  p = v ? p - lr * g : p + lr\n",
+                 id="a-choice-between-flags-in-a-condition"),
 ]
 
 
