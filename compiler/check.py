@@ -65,6 +65,7 @@ class _Checker:
         self.assigned_later: set[str] = set()
         self.tuples: dict[str, tuple[str, ...]] = {}
         self.claim_ids: set[str] = set()
+        self.merged = ast  # with its base's declarations, once run() has merged them
         self.hyper_choices = {d.name: d.choices for d in ast.hypers if d.type == "choice"}
         self.optional: set[str] = set()   # tuple items that may be None
         self.host_extras: frozenset[str] = frozenset()  # non-hypers allowed where hypers are
@@ -89,6 +90,9 @@ class _Checker:
     def run(self) -> CheckedSpec:
         self._spec_name(self.ast.name, self.ast.name_span)
         ast = self._merge_base(self.ast)
+        # What the update sees is the merged spec: a base's hypers and states count
+        self.merged = ast
+        self.hyper_choices = {d.name: d.choices for d in ast.hypers if d.type == "choice"}
         hypers = tuple(h for h in (self._hyper(d) for d in ast.hypers) if h is not None)
         if ast.kind == "schedule":
             for decl in ast.states:
@@ -606,7 +610,7 @@ class _Checker:
                     self.error(f"the first argument of {func}() is a tuple item whose default is "
                                f"'none'", args[0].span)
                     return None
-                if spec.axis and not any(decl.axis for decl in self.ast.states):
+                if spec.axis and not any(decl.axis for decl in self.merged.states):
                     self.error(f"{func}() needs a per-row or per-col state: its values exist "
                                "only for factored parameters, beside such a state", expr.span,
                                hint="state r = 0 per-row if factored")
@@ -685,7 +689,7 @@ class _Checker:
                 return False
             return value.is_integer() and 0 <= value <= MAX_MATRIX_STEPS
         if isinstance(expr, n.Name):
-            decl = next((h for h in self.ast.hypers if h.name == expr.id), None)
+            decl = next((h for h in self.merged.hypers if h.name == expr.id), None)
             domain = decl.domain if decl is not None else None
             return (decl is not None and decl.type == "int" and domain is not None
                     and domain.low is not None and domain.high is not None

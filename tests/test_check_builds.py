@@ -11,6 +11,7 @@ import pytest
 import optgen
 from optgen.compiler.errors import SpecError, SpecErrors
 from optgen.compiler.pipeline import check_file
+from optgen.runtime.loader import load
 
 HEADER = "optimizer demo\nhyper lr = 0.1 in (0, inf)\n"
 
@@ -86,8 +87,23 @@ ACCEPTED = [
 def test_accepted_specs_build_and_step_everywhere(tmp_path, body):
     path = tmp_path / "demo.opt"
     path.write_text(HEADER + body)
+    _builds_and_steps(path)
+
+
+@pytest.mark.parametrize("base", ["adafactor", "muon"])
+def test_a_spec_extending_a_factored_or_matrix_spec_builds(tmp_path, base):
+    """Found by the fuzzer: the checker looked for per-row states, a choice's strings and an
+    iteration count's domain in the spec's own declarations, not its base's (row_mean() was
+    refused in adafactor's own file; a KeyError out of check for muon's adjust_lr_fn)."""
+    path = tmp_path / "demo.opt"
+    path.write_text(f"optimizer demo extends {base}\nhyper lr = 0.01\n")
+    _builds_and_steps(path)
+
+
+def _builds_and_steps(path):
     check_file(path)
-    for shape in [(), (5,), (3, 4), (2, 3, 4)]:
+    matrix = bool(load(str(path)).MATRIX_OPS)  # whole-matrix stages step 2-D params only
+    for shape in [(3, 4), (4, 2)] if matrix else [(), (5,), (3, 4), (2, 3, 4)]:
         results = []
         for backend in ("numpy", "cpu"):
             p = np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
