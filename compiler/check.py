@@ -39,6 +39,9 @@ BUILTIN_SYMBOLS = {
 # Nor are the generated code's own names (`range`, `numpy`, `cuda`, `h0`): spec names are
 # printed into code in a namespace of their own (see names.py).
 RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
+#: Host values known only once the step has a tensor in hand (its dimensions, its dtype): the
+#: host functions of the step's passes take them, but not state_inits or scalar_updates.
+TENSOR_HOST_VALUES = frozenset({"factored", "epsilon"})
 #: The most Newton-Schulz iterations orthogonalize() may run (each is three matmuls).
 MAX_MATRIX_STEPS = 100
 #: Keywords that begin a line (compiler/spec.lark): a name among them could be declared but
@@ -70,7 +73,10 @@ class _Checker:
         self.optional: set[str] = set()   # tuple items that may be None
         self.host_extras: frozenset[str] = frozenset()  # non-hypers allowed where hypers are
         self.optional_ok = False  # typing default()'s first argument
-        self.per_tensor_temps: set[str] = set()  # temporaries computed from per-tensor values
+        # names whose value (at this point of the update) is computed from per-tensor values
+        self.per_tensor_names: set[str] = set()
+        # names computed from the per-tensor host values (factored, epsilon, has_<input>)
+        self.tensor_host_names: set[str] = set()
         self.costs: dict[str, bounds.Cost] = {}  # each assigned name's value, as SymPy will hold it
 
     def error(self, message: str, span, hint: str | None = None) -> None:
@@ -302,7 +308,8 @@ class _Checker:
                          and name != "p" and self.symbols[name].kind not in (Kind.HYPER,
                                                                             Kind.CONSTANT)]
             per_tensor = [name for name in _names(decl.init) if name in self.symbols
-                          and self.symbols[name].level is Level.TENSOR]
+                          and (self.symbols[name].level is Level.TENSOR
+                               or name in TENSOR_HOST_VALUES)]
             needs_pass = [f for f in _call_names(decl.init)
                           if FUNCTIONS[f].reduction or FUNCTIONS[f].axis or FUNCTIONS[f].matrix]
             if misplaced:
@@ -378,12 +385,17 @@ class _Checker:
                 level = value[1] if value else Level.ELEMENT
                 kind = value[0] if value else Type.NUMBER
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, kind, level)
-                if value is not None and self._per_tensor_read(stmt.value):
-                    self.per_tensor_temps.add(stmt.target)
             elif target.kind is Kind.STATE and target.level is Level.HOST and value and (
                     value[1] is not Level.HOST or (cond is not None and cond[1] is not Level.HOST)):
                 self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
                            f"from hyperparameters, t and scalar states only", stmt.span)
+                continue
+            elif target.kind is Kind.STATE and target.level is Level.HOST and (
+                    read := self._tensor_host_read(stmt.value)
+                    or (stmt.condition is not None and self._tensor_host_read(stmt.condition))):
+                # scalar_updates(t, hypers, scalars) runs once per tensor after its passes
+                self.error(f"scalar state '{stmt.target}' is updated from hyperparameters, t and "
+                           f"scalar states only, not {read}", stmt.span)
                 continue
             elif target.kind in (Kind.HYPER, Kind.STEP, Kind.CONSTANT) or (
                     target.kind is Kind.INPUT and target.type is Type.BOOL):
@@ -393,9 +405,9 @@ class _Checker:
             elif target.kind is Kind.TEMP and value and value[1].value > target.level.value:
                 # a temporary that became per-tensor or per-element stays so
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, target.type, value[1])
-            if (target is not None and target.kind is Kind.TEMP and value is not None
-                    and self._per_tensor_read(stmt.value)):
-                self.per_tensor_temps.add(stmt.target)
+            if value is not None:
+                self._track(stmt, self.per_tensor_names, self._per_tensor_read)
+                self._track(stmt, self.tensor_host_names, self._tensor_host_read)
             assigns_p |= stmt.target == "p"
             if value is not None and (stmt.condition is None or cond is not None):
                 self._measure_assignment(stmt)
@@ -407,6 +419,27 @@ class _Checker:
             self.error("the update section never assigns 'p', so the optimizer would do nothing",
                        self.ast.name_span)
         return tuple(out)
+
+    @staticmethod
+    def _track(stmt: n.Assign, names: set[str], reads) -> None:
+        """Keep ``names`` (those whose value ``reads`` something) up to date after ``stmt``: its
+        target joins them when its value or condition reads such a thing, and leaves them when
+        it is assigned unconditionally from a value that does not."""
+        if reads(stmt.value) or (stmt.condition is not None and reads(stmt.condition)):
+            names.add(stmt.target)
+        elif stmt.condition is None:
+            names.discard(stmt.target)
+
+    def _tensor_host_read(self, expr: n.Expr) -> str | None:
+        """What in ``expr`` is a host value known only per tensor (``factored``, ``epsilon``,
+        ``has_<input>``, or a name computed from one), or None."""
+        for name in _names(expr):
+            symbol = self.symbols.get(name)
+            if name in TENSOR_HOST_VALUES or name in self.tensor_host_names or (
+                    symbol is not None and symbol.kind is Kind.INPUT
+                    and symbol.type is Type.BOOL):
+                return f"'{name}'"
+        return None
 
     def _measure_assignment(self, stmt: n.Assign) -> None:
         """What the target holds after ``stmt`` once lowering substitutes what it reads."""
@@ -634,9 +667,10 @@ class _Checker:
                         self.error(f"{func}()'s arguments after the first are computed once per "
                                    "step: hyperparameters and t only", expr.span)
                         return None
-                    if _calls(args[0], lambda f: FUNCTIONS[f].matrix or FUNCTIONS[f].reduction):
-                        self.error(f"{func}() of a reduction or of another matrix operation is "
-                                   "not supported", expr.span)
+                    if inner := self._per_tensor_read(args[0]):
+                        self.error(f"{func}() of a reduction, of a value computed from one or "
+                                   f"of another matrix operation is not supported (its argument "
+                                   f"reads {inner})", expr.span)
                         return None
                     return Type.NUMBER, Level.ELEMENT
                 if spec.reduction:
@@ -706,7 +740,7 @@ class _Checker:
         for name in _names(expr):
             symbol = self.symbols.get(name)
             if symbol is not None and (symbol.level is Level.TENSOR
-                                       or name in self.per_tensor_temps):
+                                       or name in self.per_tensor_names):
                 return f"'{name}'"
         return None
 

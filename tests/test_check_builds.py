@@ -50,6 +50,23 @@ REFUSED = [
     # found by the fuzzer (tests/test_fuzz_specs.py)
     pytest.param("hyper h = 1\nupdate:\n  u = h - h\n  p = p - g % u\n", 6, 15,
                  "'%' by zero", id="modulo-by-zero"),
+    # a state, p or g holding a per-tensor value is one too (was a NameError at step time)
+    pytest.param("state s = 0\nupdate:\n  s = mean(p)\n  p = p - lr * rms(s + 1)\n", 6, 16,
+                 "('s')", id="reduction-of-a-state-holding-a-reduction"),
+    pytest.param("update:\n  g = g / norm(g)\n  p = p - lr * g * sum(g)\n", 5, 20, "('g')",
+                 id="reduction-of-a-normalised-gradient"),
+    pytest.param("update:\n  p = p - lr * g if norm(g) > 1\n  p = p - sum(p)\n",
+                 5, 11, "('p')", id="reduction-of-p-assigned-under-a-per-tensor-condition"),
+    pytest.param("update:\n  u = norm(g)\n  o = orthogonalize(g * u, 3.4, -4.7, 2.0, 5, 1e-7)\n"
+                 "  p = p - lr * o\n", 5, 7, "reads 'u'", id="matrix-operation-of-a-norm"),
+    # host values the host functions run without (was a KeyError out of check, a NameError
+    # at step time)
+    pytest.param("state m = epsilon\nupdate:\n  m = m + g\n  p = p - lr * m\n", 3, 11,
+                 "'epsilon' is known only per tensor", id="epsilon-in-a-state-init"),
+    pytest.param("scalar s = 0\nupdate:\n  s = factored ? 1 : 2\n  p = p - lr * s * g\n",
+                 5, 3, "not 'factored'", id="scalar-state-from-factored"),
+    pytest.param("input q\nscalar s = 0\nupdate:\n  k = has_q ? 1 : 0\n  s = s + k\n"
+                 "  p = p - lr * s * g\n", 7, 3, "not 'k'", id="scalar-state-from-an-input-flag"),
 ]
 
 
