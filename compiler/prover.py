@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from . import sign_proofs
+
 #: Candidate values for a free real symbol when hunting counterexamples, tried before random ones.
 _NICE = [sp.Rational(v) for v in ("1/2", "2", "3/10", "7/5", "1/10", "3", "9/10", "5")]
 TINY = sp.Float("1e-25")  # exact points, 50 digits: a true zero is far below this
@@ -321,5 +323,10 @@ def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
     if _proved(apply_givens(residual, givens), relation):
         return Verdict("proved", f"SymPy shows the difference is {_WORDS[relation]}"
                        + (" wherever the given conditions hold" if givens else ""))
+    if sign_proofs.prove(residual, relation, givens, bounds):
+        return Verdict("proved", f"the difference is {_WORDS[relation]} on the whole domain"
+                       + (" where the given conditions hold" if givens else "")
+                       + ", by interval bounds over the declared domains (cases, forms, "
+                       "monotonicity)")
     return Verdict("unknown", f"could not show that {sp.sstr(sp.simplify(residual))} is "
                    f"{_WORDS[relation]}" + (" under the given conditions" if givens else ""))

@@ -114,7 +114,7 @@ EXPECTED = {
     # 1); sampling does not reach such values, so it stays unknown rather than refuted.
     "sophia": {"first-step-magnitude": "unknown", "scale-invariance": "unknown",
                "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
-               "stable-lr-range": "unknown", "steps-at-most-lr": "unknown"},
+               "stable-lr-range": "unknown", "steps-at-most-lr": "proved"},
     "lookahead": {"scale-invariance": "proved", "zero-grad-fixed-point": "proved",
                   "alpha-one-keeps-the-fast-weights": "proved",
                   "between-syncs-nothing-moves": "proved"},

@@ -1,0 +1,376 @@
+"""Proofs that a residual is nonnegative, positive or zero on its domain, using the declared
+domains and the ``given`` conditions as constraints (not only SymPy's assumptions).
+
+``prove(residual, relation, givens, bounds)`` is True only when one of these sound steps shows
+``residual REL 0`` at every point of the box that meets the givens:
+
+1. **Cases.** A ``Piecewise`` is split into its branches, each with its own condition (and the
+   negations of the earlier ones) added to the givens; a branch whose condition the box rules out
+   is dropped. ``Abs``, ``Max``, ``Min`` and ``sign`` are rewritten as ``Piecewise`` when the
+   direct attempt fails.
+2. **Givens.** A condition on one symbol, in any form (``gamma < 1``, ``1 > gamma``,
+   ``gamma^2 < 1``), narrows that symbol's span (SymPy solves it; the hull of the solution set is
+   used, which only widens). A condition between symbols, ``a <= b``, is used by substituting
+   ``a = b - s`` or ``b = a + s`` for a fresh ``s >= 0`` (``s > 0`` for ``<``): either is
+   sound; both are tried.
+3. **Intervals.** :func:`.intervals.bound` encloses the residual over the box, tried on several
+   algebraic forms (as written, factored, cancelled, expanded, collected per symbol), with each
+   power ``b^(c*t + d)`` of a step count ``t >= k`` written ``b^(c*k + d) * w`` for a fresh
+   ``w = (b^c)^(t - k)`` spanning what that power can be (so ``b - b^t`` is ``b*(1 - w)``).
+4. **Monotonicity.** Where the derivative in one symbol has a sign over the box, the residual is
+   smallest at one end of that symbol's span: the claim is proved there (one symbol fewer).
+
+Each step is an inference that holds for every point of the box, so nothing here can prove a
+false claim; what it cannot show it leaves to the caller as unknown.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+
+from .intervals import REAL, Span, bound, symbol_span
+
+_MAX_CASES = 64        # Piecewise branches x substitution choices, per claim
+_MAX_DEPTH = 3         # symbols fixed at an end by monotonicity, one after another
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+
+
+def box_of(symbols, bounds) -> dict[sp.Symbol, Span]:
+    """Each symbol's span: its assumptions met with its declared bounds
+    ``(low, high, low_closed, high_closed)`` (None for an infinite end)."""
+    box = {}
+    for symbol in symbols:
+        own = symbol_span(symbol)
+        if own is None:
+            continue
+        bound_ = (bounds or {}).get(symbol)
+        if bound_ is not None:
+            low, high, low_closed, high_closed = bound_
+            declared = Span(-sp.oo if low is None else sp.Rational(low),
+                            sp.oo if high is None else sp.Rational(high),
+                            not low_closed, not high_closed)
+            own = own.intersect(declared) or own
+        box[symbol] = own
+    return box
+
+
+def prove(residual, relation: str, givens=(), bounds=None) -> bool:
+    """Whether ``residual RELATION 0`` (relation ``==``, ``>=`` or ``>``) wherever the givens
+    hold, by the steps of the module doc."""
+    residual = sp.sympify(residual)
+    symbols = residual.free_symbols | {s for given in givens for s in _given_symbols(given)}
+    cases = [0]
+    try:
+        return _prove(residual, relation, list(givens), box_of(symbols, bounds), cases, True)
+    except (TypeError, ValueError, NotImplementedError, RecursionError, ZeroDivisionError,
+            AttributeError):
+        return False
+
+
+def _given_symbols(given):
+    left, op, right = given
+    return sp.sympify(left if op == "holds" else left - right).free_symbols
+
+
+def _prove(residual, relation, givens, box, cases, rewrite_kinks) -> bool:
+    cases[0] += 1
+    if cases[0] > _MAX_CASES:
+        return False
+    piecewise = next((node for node in sp.preorder_traversal(residual)
+                      if isinstance(node, sp.Piecewise)), None)
+    if piecewise is not None:
+        return _prove_branches(residual, piecewise, relation, givens, box, cases)
+    box, linked = _narrow(box, givens)
+    if box is None:
+        return False  # the givens cannot all hold on the domain: not used to prove anything
+    for choice in _substitutions(linked):
+        if cases[0] > _MAX_CASES:
+            return False
+        cases[0] += 1
+        expr, local = residual, dict(box)
+        for target, value, slack, slack_span in choice:
+            expr = expr.subs(target, value)
+            if slack is not None:
+                local[slack] = slack_span
+        if _decided(expr, relation, local, 0):
+            return True
+    kink = _innermost_kink(residual) if rewrite_kinks else None
+    if kink is not None:
+        return all(_prove(residual.xreplace({kink: value}), relation, [*givens, *extra], box,
+                          cases, True)
+                   for value, extra in _kink_cases(kink)
+                   if not any(_surely_false(g, box) for g in extra))
+    return False
+
+
+_KINKS = (sp.Abs, sp.Max, sp.Min, sp.sign)
+
+
+def _innermost_kink(expr):
+    """An Abs, Max, Min or sign none of whose arguments holds another (first in tree order)."""
+    for node in sp.postorder_traversal(expr):
+        if isinstance(node, _KINKS) and not any(a.has(*_KINKS) for a in node.args):
+            return node
+    return None
+
+
+def _kink_cases(kink):
+    """(value, conditions) pairs covering every point: ``Max(a, b)`` is a where a >= b, b where
+    b >= a; ``Abs(a)`` is a where a >= 0, -a where a <= 0; ``sign(a)`` is 1, 0 or -1."""
+    if isinstance(kink, sp.Abs):
+        (a,) = kink.args
+        return [(a, [(a, ">=", sp.S.Zero)]), (-a, [(a, "<=", sp.S.Zero)])]
+    if isinstance(kink, sp.sign):
+        (a,) = kink.args
+        return [(sp.S.One, [(a, ">", sp.S.Zero)]), (sp.S.Zero, [(a, "==", sp.S.Zero)]),
+                (sp.S.NegativeOne, [(a, "<", sp.S.Zero)])]
+    op = ">=" if isinstance(kink, sp.Max) else "<="
+    return [(a, [(a, op, b) for b in kink.args if b is not a]) for a in kink.args]
+
+
+def _prove_branches(residual, piecewise, relation, givens, box, cases) -> bool:
+    """Every branch of ``piecewise`` proves the claim under its own condition."""
+    earlier = []
+    for value, condition in piecewise.args:
+        conditions = [*earlier, condition]
+        earlier.append(sp.Not(condition))
+        extra = []
+        for part in conditions:
+            extra += _as_givens(part)
+        if any(_surely_false(g, box) for g in extra):
+            continue
+        if not _prove(residual.xreplace({piecewise: value}), relation, [*givens, *extra], box,
+                      cases, True):
+            return False
+        if condition == sp.true:
+            break
+    return True
+
+
+def _as_givens(condition) -> list[tuple]:
+    """A condition as (lhs, op, rhs) givens it implies (a disjunction implies none we use)."""
+    condition = sp.simplify_logic(condition) if isinstance(condition, sp.Not) else condition
+    if condition in (sp.true, sp.S.true):
+        return []
+    if condition in (sp.false, sp.S.false):
+        return [(sp.S.Zero, "==", sp.S.One)]
+    if isinstance(condition, sp.And):
+        return [g for part in condition.args for g in _as_givens(part)]
+    if isinstance(condition, sp.Not) and isinstance(condition.args[0],
+                                                    sp.core.relational.Relational):
+        inner = condition.args[0]
+        return [(inner.lhs, _NEGATE[inner.rel_op], inner.rhs)]
+    if isinstance(condition, sp.core.relational.Relational):
+        return [(condition.lhs, condition.rel_op, condition.rhs)]
+    return []
+
+
+def _surely_false(given, box) -> bool:
+    left, op, right = given
+    if op == "holds":
+        return False
+    span = bound(sp.sympify(left - right), box)
+    if span is None:
+        return False
+    return {"<": span.nonnegative(), "<=": span.positive(), ">": span.nonpositive(),
+            ">=": span.negative(), "==": not span.holds_zero() and not (
+                span.lo == span.hi == 0),
+            "!=": span.lo == span.hi == 0}[op]
+
+
+def _narrow(box, givens):
+    """The box narrowed by every given on one symbol; the givens linking several symbols
+    (returned for substitution). None for the box if a span becomes empty."""
+    box = dict(box)
+    linked = []
+    for left, op, right in givens:
+        if op in ("holds", "!="):
+            continue
+        difference = sp.sympify(left - right)
+        free = difference.free_symbols
+        if len(free) == 1:
+            (symbol,) = free
+            solved = _solve_one(difference, op, symbol)
+            if solved is not None:
+                start = box.get(symbol, symbol_span(symbol) or REAL)
+                narrowed = start.intersect(solved)
+                if narrowed is None:
+                    return None, []
+                box[symbol] = narrowed
+                continue
+        linked.append((sp.sympify(left), op, sp.sympify(right)))
+    return box, linked
+
+
+def _solve_one(difference, op, symbol) -> Span | None:
+    """The hull of the real solutions of ``difference OP 0`` in ``symbol``, as a span."""
+    relation = sp.core.relational.Relational(difference, 0, op)
+    plain = sp.Symbol("x", real=True)  # solve over the reals, whatever the symbol assumes
+    try:
+        solution = sp.solve_univariate_inequality(relation.xreplace({symbol: plain}), plain,
+                                                  relational=False)
+    except (NotImplementedError, ValueError, TypeError):
+        return None
+    if solution is sp.S.EmptySet:
+        return None  # never holds: not used (a claim is not proved from a contradiction)
+    if isinstance(solution, sp.FiniteSet) and len(solution) == 1:
+        (value,) = solution
+        return Span.point(value) if value.is_Rational else None
+    lo, hi = solution.inf, solution.sup
+    if not all(v.is_Rational or v in (sp.oo, -sp.oo) for v in (lo, hi)):
+        lo_r = lo if lo.is_Rational or lo == -sp.oo else sp.Rational(str(sp.N(lo, 30))) - \
+            sp.Rational(1, 10 ** 20)
+        hi_r = hi if hi.is_Rational or hi == sp.oo else sp.Rational(str(sp.N(hi, 30))) + \
+            sp.Rational(1, 10 ** 20)
+        return Span(lo_r, hi_r, lo_r != lo or lo not in solution,
+                    hi_r != hi or hi not in solution)
+    return Span(lo, hi, lo not in solution, hi not in solution)
+
+
+def _substitutions(linked):
+    """Ways to use the linking givens: per given, one side written as the other plus a slack
+    (either side, when both can be), or not used; every combination (bounded)."""
+    options = []
+    for index, (left, op, right) in enumerate(linked):
+        if op in (">=", ">"):
+            left, right, op = right, left, _FLIP[op]
+        ways = []
+        if op == "==":
+            for target, value in ((left, right), (right, left)):
+                if _substitutable(target):
+                    ways.append((target, value, None, None))
+        else:
+            slack = sp.Dummy(f"slack{index}", real=True)
+            span = Span(sp.S.Zero, sp.oo, op == "<", True)
+            if _substitutable(left):     # left = right - slack
+                ways.append((left, right - slack, slack, span))
+            if _substitutable(right):    # right = left + slack
+                ways.append((right, left + slack, slack, span))
+        options.append([[w] for w in ways] + [[]])
+    combos = 0
+    for combo in itertools.product(*options):
+        combos += 1
+        if combos > _MAX_CASES:
+            return
+        yield [way for part in combo for way in part]
+
+
+def _substitutable(expr) -> bool:
+    return isinstance(expr, sp.Symbol) or (
+        isinstance(expr, sp.Pow) and isinstance(expr.base, sp.Symbol) and expr.exp.is_Integer)
+
+
+def _holds(span: Span | None, relation: str) -> bool:
+    if span is None:
+        return False
+    if relation == ">=":
+        return span.nonnegative()
+    if relation == ">":
+        return span.positive()
+    return span.lo == span.hi == 0
+
+
+def _forms(expr):
+    """The residual in several equal forms: interval bounds depend on how it is written."""
+    seen = set()
+    makers = (lambda e: e, sp.factor, sp.cancel, sp.together, sp.expand)
+    for make in makers:
+        try:
+            form = make(expr)
+        except (TypeError, ValueError, NotImplementedError, sp.PolynomialError):
+            continue
+        if form not in seen:
+            seen.add(form)
+            yield form
+    for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
+        try:
+            form = sp.collect(sp.expand(expr), symbol)
+        except (TypeError, ValueError, NotImplementedError):
+            continue
+        if form not in seen:
+            seen.add(form)
+            yield form
+
+
+def _powers_abstracted(expr, box):
+    """Each ``b^(c*t + d)``, for an integer symbol t whose span starts at a finite k, as
+    ``b^(c*k + d) * w`` with a fresh w spanning ``(b^c)^(t - k)``; None if there is none."""
+    replaced, extra = {}, {}
+    fresh: dict[tuple, sp.Dummy] = {}
+    for node in sp.preorder_traversal(expr):
+        if not isinstance(node, sp.Pow):
+            continue
+        for t in node.exp.free_symbols:
+            span = box.get(t, symbol_span(t))
+            if not t.is_integer or span is None or span.lo == -sp.oo:
+                continue
+            coefficient, rest = node.exp.as_independent(t, as_Add=True)[::-1]
+            c = sp.simplify(coefficient / t)
+            if c.has(t) or not c.is_Rational or c <= 0:
+                continue
+            k = span.lo
+            key = (node.base, c)
+            if key not in fresh:
+                w = fresh[key] = sp.Dummy("w", real=True)
+                span_w = bound(sp.Pow(node.base, c * sp.Dummy("n", integer=True,
+                                                              nonnegative=True)), box)
+                if span_w is None:
+                    del fresh[key]
+                    continue
+                extra[w] = span_w
+            replaced[node] = node.base ** (c * k + rest) * fresh[key]
+            break
+    if not replaced:
+        return None
+    return expr.xreplace(replaced), extra
+
+
+def _decided(expr, relation, box, depth) -> bool:
+    """Intervals on each form (and with powers of t abstracted), then monotonicity."""
+    candidates = [(expr, box)]
+    abstracted = _powers_abstracted(expr, box)
+    if abstracted is not None:
+        candidates.append((abstracted[0], {**box, **abstracted[1]}))
+    for candidate, local in candidates:
+        for form in _forms(candidate):
+            if _holds(bound(form, local), relation):
+                return True
+    if relation == "==" or depth >= _MAX_DEPTH:
+        return False
+    for candidate, local in candidates:
+        if _monotone_end(candidate, relation, local, depth):
+            return True
+    return False
+
+
+def _monotone_end(expr, relation, box, depth) -> bool:
+    """Where d(expr)/dx has a sign over the box, expr is smallest at one finite end of x's
+    span: prove it there. (A derivative the intervals bound exists on the whole box, so expr
+    is continuous up to that end; an end where expr is undefined is not used.)"""
+    if expr.has(sp.Piecewise, sp.floor, sp.ceiling, sp.sign, sp.Abs, sp.Max, sp.Min):
+        return False
+    for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
+        span = box.get(symbol)
+        if span is None or symbol.is_integer:
+            continue
+        derivative = sp.diff(expr, symbol)
+        slope = None
+        for form in (derivative, sp.factor(derivative)):
+            slope = bound(form, box)
+            if slope is not None and (slope.nonnegative() or slope.nonpositive()):
+                break
+        else:
+            continue
+        end = span.lo if slope.nonnegative() else span.hi
+        if end in (sp.oo, -sp.oo):
+            continue
+        at_end = expr.xreplace({symbol: end})
+        if at_end.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            continue
+        rest = {s: v for s, v in box.items() if s != symbol}
+        if _decided(sp.simplify(at_end), relation, rest, depth + 1):
+            return True
+    return False
