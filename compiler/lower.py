@@ -106,6 +106,22 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
              **states, **inputs,
              **{f"has_{name}": flag for name, flag in flags.items()}, **choices_of(spec)}
 
+    real = _RealCheck()
+
+    # SSA, and the final values with every temporary inlined.
+    current: dict[str, sp.Expr] = dict(plain)
+    versions: dict[str, int] = {}
+    ssa = []
+    for stmt in spec.statements:
+        value = _expr(stmt.value, current, real)
+        if stmt.condition is not None:
+            value = piecewise((value, _expr(stmt.condition, current, real)),
+                              (current[stmt.target], True))
+        versions[stmt.target] = versions.get(stmt.target, 0) + 1
+        ssa.append((sp.Symbol(f"{stmt.target}_{versions[stmt.target]}", real=True), value))
+        current[stmt.target] = value
+    outputs = {"p": current["p"], **{name: current[name] for name in states}}
+
     # Readable equations: every name is its own symbol.
     temps = {}
     equations = []
@@ -117,22 +133,8 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
                                   else sp.Symbol(stmt.target, real=True))
         target = {**plain, **temps}[stmt.target]
         equations.append(Equation(
-            target, _expr(stmt.value, env),
-            _expr(stmt.condition, env) if stmt.condition is not None else None))
-
-    # SSA, and the final values with every temporary inlined.
-    current: dict[str, sp.Expr] = dict(plain)
-    versions: dict[str, int] = {}
-    ssa = []
-    for stmt in spec.statements:
-        value = _expr(stmt.value, current)
-        if stmt.condition is not None:
-            value = piecewise((value, _expr(stmt.condition, current)),
-                              (current[stmt.target], True))
-        versions[stmt.target] = versions.get(stmt.target, 0) + 1
-        ssa.append((sp.Symbol(f"{stmt.target}_{versions[stmt.target]}", real=True), value))
-        current[stmt.target] = value
-    outputs = {"p": current["p"], **{name: current[name] for name in states}}
+            target, _expr(stmt.value, env, real),
+            _expr(stmt.condition, env, real) if stmt.condition is not None else None))
     host_env = {**hypers, "pi": sp.pi, **choices_of(spec)}
     temps_final = {name: current[name] for name in temps}
 
@@ -143,12 +145,37 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
         axis_states={s.name: s.axis for s in spec.states if s.axis is not None},
         outputs=outputs,
         temps=temps_final,
-        state_inits={s.name: _expr(s.init, {**host_env, "p": p}) for s in spec.states},
-        state_conditions={s.name: _expr(s.condition, {**host_env, "factored": FACTORED})
+        state_inits={s.name: _expr(s.init, {**host_env, "p": p}, real) for s in spec.states},
+        state_conditions={s.name: _expr(s.condition, {**host_env, "factored": FACTORED}, real)
                           for s in spec.states if s.condition is not None},
-        requires=tuple((_expr(r.condition, host_env), r.message) for r in spec.requires),
+        requires=tuple((_expr(r.condition, host_env, real), r.message) for r in spec.requires),
         equations=tuple(equations),
     )
+
+
+class _RealCheck:
+    """Refuses, at the innermost node that makes it, a constant SymPy folds to something that
+    is not a real number: complex infinity (a division by 0, log(0)) or an imaginary number
+    (an even root or the log of a negative number). Generated code could not hold it (the
+    printers have no complex infinity; an imaginary host value is a complex Python number).
+    Subexpressions already looked at are not looked at again."""
+
+    def __init__(self):
+        self.seen: set[sp.Basic] = set()
+
+    def __call__(self, node: n.Expr, value: sp.Basic) -> None:
+        stack = [value]
+        while stack:
+            e = stack.pop()
+            if e in self.seen:
+                continue
+            self.seen.add(e)
+            if isinstance(e, sp.Expr) and not e.free_symbols and e.is_extended_real is False:
+                what = ("infinite with no sign (a division by 0, or log(0))" if e.has(sp.zoo)
+                        else f"not a real number ({sp.sstr(e)}): a fractional power or a log "
+                             "of a negative number")
+                raise SpecError(f"this is {what}", node.span)
+            stack.extend(e.args)
 
 
 #: An expression environment's entry naming each choice hyper's strings (their index is the
@@ -165,8 +192,19 @@ def choices_of(spec: CheckedSpec) -> dict[str, dict[str, tuple[str, ...]]]:
     return {CHOICES: {h.name: h.choices for h in spec.hypers if h.type == "choice"}}
 
 
-def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
-    """One expression node in SymPy, names looked up in ``env`` (already checked to exist)."""
+def _expr(node: n.Expr, env: dict[str, sp.Basic], check=None) -> sp.Basic:
+    """One expression node in SymPy, names looked up in ``env`` (already checked to exist).
+    ``check(node, value)``, where given, is called on every node's value, innermost first."""
+    value = _node(node, env, check)
+    if check is not None:
+        check(node, value)
+    return value
+
+
+def _node(node: n.Expr, env: dict[str, sp.Basic], check) -> sp.Basic:
+    def _expr_(child):
+        return _expr(child, env, check)
+
     match node:
         case n.Number(text=text):
             return sp.Rational(text)
@@ -175,17 +213,17 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
         case n.Name(id=name):
             return env[name]
         case n.Call(func=func, args=args):
-            return FUNCTIONS[func].to_sympy(*(_expr(a, env) for a in args))
+            return FUNCTIONS[func].to_sympy(*(_expr_(a) for a in args))
         case n.Neg(operand=operand):
-            return -_expr(operand, env)
+            return -_expr_(operand)
         case n.Binary(op="%", left=left, right=right):
-            a, b = _expr(left, env), _expr(right, env)
+            a, b = _expr_(left), _expr_(right)
             try:
                 return sp.Mod(a, b)
             except ZeroDivisionError:  # SymPy refuses a divisor it can show is 0
                 raise SpecError("'%' by zero: the right side is always 0", right.span) from None
         case n.Binary(op=op, left=left, right=right):
-            a, b = _expr(left, env), _expr(right, env)
+            a, b = _expr_(left), _expr_(right)
             return {"+": sp.Add, "-": lambda x, y: x - y, "*": sp.Mul,
                     "/": lambda x, y: x / y, "^": sp.Pow}[op](a, b)
         case n.Compare(op=op, left=n.Name() as name, right=n.String(value=value)) | \
@@ -193,13 +231,13 @@ def _expr(node: n.Expr, env: dict[str, sp.Basic]) -> sp.Basic:
             symbol = env[name.id]
             return _COMPARE[op](symbol, sp.Integer(_choices(env)[name.id].index(value)))
         case n.Compare(op=op, left=left, right=right):
-            return _COMPARE[op](_expr(left, env), _expr(right, env))
+            return _COMPARE[op](_expr_(left), _expr_(right))
         case n.BoolOp(op=op, left=left, right=right):
-            return (sp.And if op == "and" else sp.Or)(_expr(left, env), _expr(right, env))
+            return (sp.And if op == "and" else sp.Or)(_expr_(left), _expr_(right))
         case n.Not(operand=operand):
-            return sp.Not(_expr(operand, env))
+            return sp.Not(_expr_(operand))
         case n.Ternary(condition=cond, then=then, otherwise=otherwise):
-            c, a, b = _expr(cond, env), _expr(then, env), _expr(otherwise, env)
+            c, a, b = _expr_(cond), _expr_(then), _expr_(otherwise)
             if _is_condition(a) and _is_condition(b):  # a choice between flags is a flag
                 return sp.Or(sp.And(c, a), sp.And(sp.Not(c), b))
             return piecewise((a, c), (b, True))

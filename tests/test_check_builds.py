@@ -50,6 +50,12 @@ REFUSED = [
     # found by the fuzzer (tests/test_fuzz_specs.py)
     pytest.param("hyper h = 1\nupdate:\n  u = h - h\n  p = p - g % u\n", 6, 15,
                  "'%' by zero", id="modulo-by-zero"),
+    # constants SymPy folds to what generated code cannot hold (was a KeyError out of check,
+    # a TypeError at step time)
+    pytest.param("update:\n  u = 0\n  p = p - lr * g / u\n", 5, 11, "infinite with no sign",
+                 id="division-by-zero"),
+    pytest.param("update:\n  p = p - lr * sqrt(-2) * g if log(-1) < 1\n", 4, 16,
+                 "not a real number", id="square-root-of-a-negative-number"),
     # a state, p or g holding a per-tensor value is one too (was a NameError at step time)
     pytest.param("state s = 0\nupdate:\n  s = mean(p)\n  p = p - lr * rms(s + 1)\n", 6, 16,
                  "('s')", id="reduction-of-a-state-holding-a-reduction"),
