@@ -503,7 +503,17 @@ class _Checker:
         if len(self.errors) > count:
             return None
         scalar = {name for h in hypers for name in h.scalar_names}
-        mentioned = sorted({name for e in exprs for name in _names(e)} & scalar)
+        pinned = {b.name for b in decl.at}
+        for name in decl.free:
+            if name.id not in scalar:
+                self.error(f"'{name.id}' in 'for all' is not a hyperparameter of this spec",
+                           name.span, hint=self._suggest(name.id, scalar))
+            elif name.id in pinned:
+                self.error(f"'{name.id}' is both free ('for all') and pinned ('at')", name.span)
+        if len(self.errors) > count:
+            return None
+        mentioned = sorted(({name for e in exprs for name in _names(e)} & scalar)
+                           | {name.id for name in decl.free})
         return Claim(decl, tuple(variables), tuple(mentioned))
 
     def _binding(self, binding: n.Binding, hypers, table, extra_targets=frozenset()):

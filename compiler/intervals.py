@@ -179,8 +179,12 @@ def power(base: Span, exponent: Span, integer_exponent: bool) -> Span | None:
         if magnitude is None:
             return None
         return Span(-magnitude.hi, magnitude.hi, magnitude.hi_open, magnitude.hi_open)
-    # For a base >= 0 x^e is monotone in x for each e and in e for each x: corners bound it.
+    # For a base >= 0 x^e is monotone in x for each e and in e for each x: corners bound it,
+    # except along x = 0, where 0^e jumps from 1 (e = 0) to 0 (e > 0): there 0 is reached
+    # wherever the span of e holds a positive value.
     corners = []
+    if base.lo == 0 and not base.lo_open and (exponent.hi > 0):
+        corners.append((sp.S.Zero, True))
     for x, xa in _ends(base):
         for e, ea in _ends(exponent):
             corner = _power_corner(x, xa, e, ea)

@@ -167,6 +167,7 @@ class ClaimDecl:
     other_bindings: tuple[Binding, ...] = ()
     steps: int = 0
     negated: bool = False
+    free: tuple["Name", ...] = ()     # ``for all h, ...:``: hypers free though not mentioned
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,12 @@ class _ToNodes(Transformer_NonRecursive):
     def at_clause(self, meta, *bindings):
         return tuple(bindings)
 
+    def free_clause(self, meta, *names):
+        return tuple(names)
+
+    def free_name(self, meta, name):
+        return n.Name(_token_span(name), str(name))
+
     def limit_clause(self, meta, variable, point):
         if str(point) != "oo":
             raise SpecError("limits are taken as t -> oo", _token_span(point))
@@ -264,15 +270,16 @@ class _ToNodes(Transformer_NonRecursive):
     def given_clause(self, meta, *conditions):
         return tuple(conditions)
 
-    def relation_claim(self, meta, claim_id, at, limit, relation, given):
+    def relation_claim(self, meta, claim_id, free, at, limit, relation, given):
         return ("claim", n.ClaimDecl(_meta_span(meta), str(claim_id), at or (), limit, relation,
-                                     given or ()))
+                                     given or (), free=free or ()))
 
-    def equivalence_claim(self, meta, claim_id, at, negated, other, *rest):
+    def equivalence_claim(self, meta, claim_id, free, at, negated, other, *rest):
         *bindings, steps = rest
         return ("claim", n.ClaimDecl(
             _meta_span(meta), str(claim_id), at or (), None, None, (), str(other),
-            tuple(b for b in bindings if b is not None), int(str(steps)), negated is not None))
+            tuple(b for b in bindings if b is not None), int(str(steps)), negated is not None,
+            free=free or ()))
 
     def assign(self, meta, target, value, condition):
         return ("assign", n.Assign(_meta_span(meta), str(target), _token_span(target), value,

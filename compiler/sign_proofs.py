@@ -32,7 +32,7 @@ import sympy as sp
 
 from .intervals import REAL, Span, bound, symbol_span
 
-_MAX_CASES = 64        # Piecewise branches x substitution choices, per claim
+_MAX_CASES = 400       # Piecewise and kink branches x ways to use the givens, per claim
 _MAX_DEPTH = 3         # symbols fixed at an end by monotonicity, one after another
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
@@ -86,23 +86,20 @@ def _prove(residual, relation, givens, box, cases, rewrite_kinks) -> bool:
     box, linked = _narrow(box, givens)
     if box is None:
         return False  # the givens cannot all hold on the domain: not used to prove anything
-    for choice in _substitutions(linked):
-        if cases[0] > _MAX_CASES:
-            return False
-        cases[0] += 1
-        expr, local = residual, dict(box)
-        for target, value, slack, slack_span in choice:
-            expr = expr.subs(target, value)
-            if slack is not None:
-                local[slack] = slack_span
-        if _decided(expr, relation, local, 0):
-            return True
     kink = _innermost_kink(residual) if rewrite_kinks else None
-    if kink is not None:
+    if kink is not None:  # the branches, each with its own condition, after a direct try
+        if _decided(residual, relation, box, 0):
+            return True
         return all(_prove(residual.xreplace({kink: value}), relation, [*givens, *extra], box,
                           cases, True)
                    for value, extra in _kink_cases(kink)
                    if not any(_surely_false(g, box) for g in extra))
+    for expr, local in _substituted(residual, linked, box):
+        cases[0] += 1
+        if cases[0] > _MAX_CASES:
+            return False
+        if _decided(expr, relation, local, 0):
+            return True
     return False
 
 
@@ -230,37 +227,51 @@ def _solve_one(difference, op, symbol) -> Span | None:
     return Span(lo, hi, lo not in solution, hi not in solution)
 
 
-def _substitutions(linked):
-    """Ways to use the linking givens: per given, one side written as the other plus a slack
-    (either side, when both can be), or not used; every combination (bounded)."""
-    options = []
-    for index, (left, op, right) in enumerate(linked):
-        if op in (">=", ">"):
-            left, right, op = right, left, _FLIP[op]
-        ways = []
-        if op == "==":
-            for target, value in ((left, right), (right, left)):
-                if _substitutable(target):
-                    ways.append((target, value, None, None))
-        else:
-            slack = sp.Dummy(f"slack{index}", real=True)
-            span = Span(sp.S.Zero, sp.oo, op == "<", True)
-            if _substitutable(left):     # left = right - slack
-                ways.append((left, right - slack, slack, span))
-            if _substitutable(right):    # right = left + slack
-                ways.append((right, left + slack, slack, span))
-        options.append([[w] for w in ways] + [[]])
-    combos = 0
-    for combo in itertools.product(*options):
-        combos += 1
-        if combos > _MAX_CASES:
-            return
-        yield [way for part in combo for way in part]
+def _substituted(residual, linked, box, index=0):
+    """Every way to use the linking givens, one after another: for a given ``d <= 0``
+    (``d = lhs - rhs``, with the substitutions so far applied), a quantity q that d is linear in
+    (a symbol, or a symbol's integer power, with a numeric coefficient a) is written
+    ``q = -(slack + rest)/a`` for a fresh slack >= 0 (> 0 for ``<``, 0 for ``==``), in the
+    residual and in the givens after it; or the given is left unused. Yields (residual, box)."""
+    if not linked:
+        yield residual, box
+        return
+    (left, op, right), later = linked[0], linked[1:]
+    if op in (">=", ">"):
+        left, right, op = right, left, _FLIP[op]
+    difference = sp.expand(left - right)
+    slack = sp.S.Zero if op == "==" else sp.Dummy(f"slack{index}", real=True)
+    for quantity in _linear_quantities(difference)[:3]:
+        a = difference.coeff(quantity, 1)
+        value = -(slack + sp.expand(difference - a * quantity)) / a
+        local = {s: v for s, v in box.items() if s != quantity}
+        if op != "==":
+            local[slack] = Span(sp.S.Zero, sp.oo, op == "<", True)
+        rest = [(sp.sympify(l).subs(quantity, value), o, sp.sympify(r).subs(quantity, value))
+                for l, o, r in later]
+        yield from _substituted(residual.subs(quantity, value), rest, local, index + 1)
+    yield from _substituted(residual, later, box, index + 1)
 
 
-def _substitutable(expr) -> bool:
-    return isinstance(expr, sp.Symbol) or (
-        isinstance(expr, sp.Pow) and isinstance(expr.base, sp.Symbol) and expr.exp.is_Integer)
+def _linear_quantities(difference) -> list:
+    """Symbols (or integer powers of one) that ``difference`` holds in one term, times a
+    nonzero number, and nowhere else."""
+    out = []
+    atoms = sorted(difference.free_symbols, key=lambda s: s.name)
+    powers = sorted({node for node in sp.preorder_traversal(difference)
+                     if isinstance(node, sp.Pow) and isinstance(node.base, sp.Symbol)
+                     and node.exp.is_Integer and node.exp > 1}, key=sp.default_sort_key)
+    for quantity in [*atoms, *powers]:
+        base = quantity.base if isinstance(quantity, sp.Pow) else quantity
+        if base.is_real is not True:
+            continue
+        a = difference.coeff(quantity, 1)
+        if not (a.is_Rational and a != 0):
+            continue
+        if sp.expand(difference - a * quantity).has(base):
+            continue
+        out.append(quantity)
+    return out
 
 
 def _holds(span: Span | None, relation: str) -> bool:

@@ -17,6 +17,7 @@ import sympy as sp
 from sympy.core.cache import clear_cache
 
 from .budget import DEFAULT_WORK, OutOfWork, work_budget
+from . import sign_proofs
 from .claims_builtin import Check, builtin_checks
 from .claims_spec import spec_checks
 from .pipeline import Compiled, compile_file
@@ -224,10 +225,12 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -
                   if v is not None and closed]
         options.append([(symbol, case) for case in cases])
     failed = None
+    plain_givens = [g for g in givens if t not in _given_free(g)]
     for combo in itertools.product(*options):
         value = sp.simplify(sp.limit(residual.xreplace(dict(combo)), t, sp.oo))
         if not (value.is_extended_real is not False and not value.has(sp.Limit)
-                and not value.has(sp.AccumBounds) and _LIMIT_HOLDS[relation](value)):
+                and not value.has(sp.AccumBounds) and _limit_holds(
+                    value, relation, [_replaced(g, dict(combo)) for g in plain_givens], bounds)):
             failed = value
             break
     if failed is None:
@@ -244,6 +247,27 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -
 
 
 _LIMIT_WORDS = {"==": "0", ">=": ">= 0", ">": "> 0"}
+
+
+def _limit_holds(value, relation: str, givens, bounds) -> bool:
+    """Whether a limit value (over the free symbols left) meets the relation: by SymPy, or by
+    the sign proofs over the domains and givens (a finite value only)."""
+    if _LIMIT_HOLDS[relation](value):
+        return True
+    if value.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or relation == "==":
+        return False
+    return sign_proofs.prove(value, relation, givens, bounds)
+
+
+def _given_free(given):
+    left, op, right = given
+    return sp.sympify(left if op == "holds" else left - right).free_symbols
+
+
+def _replaced(given, substitution):
+    left, op, right = given
+    return (sp.sympify(left).xreplace(substitution), op,
+            None if right is None else sp.sympify(right).xreplace(substitution))
 
 
 def _limit_counterexample(check: Check, residual, t, givens, bounds):

@@ -19,17 +19,21 @@ X = sp.Symbol("x", real=True)
 B = sp.Symbol("b", nonnegative=True)
 T = sp.Symbol("t", integer=True, positive=True)
 S = sp.Symbol("s", positive=True)
-SYMBOLS = (X, B, T, S)
+T0 = sp.Symbol("t0", integer=True, nonnegative=True)  # a schedule's step, from 0
+Z = sp.Symbol("z", nonnegative=True)                   # in [0, 1], both ends reached
+SYMBOLS = (X, B, T, S, T0, Z)
 #: declared bounds, as claims pass them: (low, high, low_closed, high_closed)
-BOUNDS = {B: (0, 1, True, False), X: (-3, 2, True, True), S: (None, None, False, False)}
+BOUNDS = {B: (0, 1, True, False), X: (-3, 2, True, True), S: (None, None, False, False),
+          Z: (0, 1, True, True)}
 
-LEAVES = st.sampled_from([X, B, T, S, sp.Integer(1), sp.Integer(2), sp.Rational(1, 2),
+LEAVES = st.sampled_from([X, B, T, S, T0, Z, sp.Integer(1), sp.Integer(2), sp.Rational(1, 2),
                           sp.Integer(-1), sp.pi])
 
 
 def _combine(children):
     unary = st.tuples(st.sampled_from(["neg", "exp", "cos", "abs", "sq", "inv", "sign",
-                                       "sqrt_abs", "log1p_abs", "pow_t"]), children)
+                                       "sqrt_abs", "log1p_abs", "pow_t", "pow_t0", "floor"]),
+                      children)
     binary = st.tuples(st.sampled_from(["add", "sub", "mul", "max", "min", "div"]),
                        children, children)
     return st.one_of(unary, binary)
@@ -45,6 +49,8 @@ def _build(tree):
             "abs": lambda: sp.Abs(a), "sq": lambda: a ** 2, "inv": lambda: 1 / (1 + a ** 2),
             "sign": lambda: sp.sign(a), "sqrt_abs": lambda: sp.sqrt(sp.Abs(a)),
             "log1p_abs": lambda: sp.log(1 + sp.Abs(a)), "pow_t": lambda: (B ** T) * a,
+            "pow_t0": lambda: Z ** T0 * a,
+            "floor": lambda: sp.floor(a),
             "add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b,
             "max": lambda: sp.Max(a, b), "min": lambda: sp.Min(a, b),
             "div": lambda: a / (2 + b ** 2)}[op]()
@@ -61,7 +67,9 @@ def _points(rng: random.Random, count: int):
         x = rng.choice([sp.Integer(-3), sp.Integer(2), sp.Rational(rng.randint(-300, 200), 100)])
         t = sp.Integer(rng.choice([1, 2, 3, rng.randint(1, 60)]))
         s = sp.Rational(rng.randint(1, 10 ** 6), rng.choice([1, 10, 1000, 10 ** 6]))
-        yield {X: x, B: b, T: t, S: s}
+        t0 = sp.Integer(rng.choice([0, 0, 1, 2, rng.randint(0, 60)]))
+        z = rng.choice([sp.S.Zero, sp.S.One, sp.Rational(rng.randint(0, 1000), 1000)])
+        yield {X: x, B: b, T: t, S: s, T0: t0, Z: z}
 
 
 def _inside(value, span: Span) -> bool:
@@ -120,7 +128,7 @@ G = sp.Symbol("G", real=True)
 M = sp.Symbol("m", real=True)
 GRAD = sp.Symbol("g", real=True)
 GAMMA = sp.Symbol("gamma", nonnegative=True)
-UNIT = {B: (0, 1, True, False), GAMMA: (0, 1, True, True)}
+UNIT = {B: (0, 1, True, False), GAMMA: (0, 1, True, True), Z: (0, 1, True, True)}
 
 
 @pytest.mark.parametrize("residual, relation, givens", [
@@ -145,6 +153,8 @@ def test_easy_true_claims_are_proved(residual, relation, givens):
     pytest.param(S / 2 - sp.Abs(sp.Min(S, sp.Max(-S, GRAD))), ">=", [], id="half-clip"),
     pytest.param(G - (B * M + (1 - B) * GRAD), ">=", [(M, "<=", G)], id="one-bound-only"),
     pytest.param(1 + sp.cos(GRAD), ">", [], id="1+cos(x)>0"),
+    pytest.param(Z ** T0, ">", [], id="0^t-is-0-for-t>0"),
+    pytest.param(Z ** sp.floor(T0 / 3), ">", [], id="0^floor(t/k)-is-0-past-k"),
 ])
 def test_false_claims_are_not_proved(residual, relation, givens):
     assert not prove(residual, relation, givens, UNIT)

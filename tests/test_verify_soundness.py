@@ -33,10 +33,10 @@ EMA = """\
     """
 
 
-def results(tmp_path, text, *claims):
+def results(tmp_path, text, *claims, own_only=False):
     spec = tmp_path / "spec.opt"
     spec.write_text(textwrap.dedent(text) + "".join(f"claim {c}\n" for c in claims))
-    return {r.id: r for r in verify_file(spec).results}
+    return {r.id: r for r in verify_file(spec, own_only=own_only).results}
 
 
 def point(result) -> dict[str, sp.Rational]:
@@ -213,3 +213,103 @@ def test_a_claim_the_verifier_fails_on_is_an_error_and_the_rest_go_on(tmp_path, 
     assert got["moves"].status == "proved"
     assert got["zero-grad-fixed-point"].status == "proved"
     assert "1 error" in to_markdown([report]) and "1 error" in to_html([report])
+
+
+# issue 11 §3: what is easy is proved, from the domains and the givens ----------------------
+
+CLIPPED_EMA = """\
+    optimizer clipped
+    hyper lr = 1e-2     in [0, inf)
+    hyper beta = 0.9    in [0, 1)
+    hyper s0 = 1.0      in [0, inf)
+    state m = 0
+    update:
+      m = beta * m + (1 - beta) * g
+      p = p - lr * clip(m, -s0, s0)
+    """
+
+COSINE = """\
+    schedule cosine
+    hyper base_lr = 0.1 in [0, inf)
+    hyper eta_min = 0.0 in [0, inf)
+    hyper T_max: int = 100 in [1, inf)
+    require eta_min <= base_lr, "eta_min above base_lr"
+    update:
+      lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2
+    """
+
+
+def test_easy_true_claims_about_an_optimizer_are_proved(tmp_path):
+    got = results(tmp_path, CLIPPED_EMA,
+                  "convex: m_new <= G given m <= G, g <= G",
+                  "upper-bound-kept: m_new <= 1 given m <= 1, g <= 1, 1 > beta",
+                  "squared-given: m_new <= 1 given m <= 1, g <= 1, beta^2 < 1",
+                  "step-within-clip: abs(p - p_new) <= lr * s0",
+                  "debias-ratio: (1 - beta) / (1 - beta^t) <= 1",
+                  "power-at-most-one: beta^t <= 1",
+                  "cosine-shift: 1 + cos(g) >= 0",
+                  "limit-below-bound: limit t -> oo: m_new / (1 - beta^t) <= 1 given m <= 1, "
+                  "g <= 1", own_only=True)
+    assert {k: r.status for k, r in got.items()} == dict.fromkeys(got, "proved"), \
+        {k: r.detail for k, r in got.items() if r.status != "proved"}
+
+
+def test_easy_true_claims_about_a_schedule_are_proved(tmp_path):
+    got = results(tmp_path, COSINE, "below-base: lr <= base_lr", "above-min: lr >= eta_min",
+                  own_only=True)
+    assert {k: r.status for k, r in got.items()} == {"below-base": "proved",
+                                                       "above-min": "proved"}
+
+
+def test_near_misses_of_the_easy_claims_are_not_proved(tmp_path):
+    """Each fails somewhere in the domain: strict where equality is reached, a bound with one
+    given missing, half the clip."""
+    got = results(tmp_path, CLIPPED_EMA,
+                  "one-given: m_new <= G given m <= G",
+                  "half-clip: abs(p - p_new) <= lr * s0 / 2",
+                  "strict-power: beta^t < beta",
+                  "strict-shift: 1 + cos(g) > 0", own_only=True)
+    assert all(r.status != "proved" for r in got.values()), got
+    assert got["one-given"].status == "refuted"
+
+
+# issue 11 §4: 'for all' frees a hyperparameter the claim does not mention ------------------
+
+def test_for_all_frees_an_unmentioned_hyperparameter(tmp_path):
+    """Unmentioned, weight_decay sits at its default 0 and the claim holds; freed with 'for
+    all', it ranges over its domain and the claim is refuted at a point inside it."""
+    text = """\
+        optimizer decayed
+        hyper lr = 1e-2     in [0, inf)
+        hyper beta = 0.9    in [0, 1)
+        hyper wd = 0.0      in [0, inf)
+        state m = 0
+        update:
+          m = beta * m + (1 - beta) * g
+          p = p * (1 - lr * wd) - lr * m
+        """
+    got = results(tmp_path, text, "at-default: p_new == p - lr * m_new",
+                  "any-decay: for all wd: p_new == p - lr * m_new",
+                  "any-beta: for all beta, wd: m_new <= 1 given m <= 1, g <= 1", own_only=True)
+    assert got["at-default"].status == "proved"
+    assert got["any-decay"].status == "refuted"
+    assert sp.Rational(got["any-decay"].counterexample["wd"]) > 0
+    assert got["any-beta"].status == "proved"
+
+
+def test_for_all_names_only_hyperparameters(tmp_path):
+    from optgen.compiler.errors import SpecError, SpecErrors
+    from optgen.compiler.pipeline import check_file
+
+    spec = tmp_path / "bad.opt"
+    spec.write_text("optimizer e\nhyper lr = 1 in [0, inf)\nupdate:\n  p = p - lr*g\n"
+                    "claim x: for all lrr: p_new <= p given g >= 0\n"
+                    "claim y: for all lr: at lr = 1: p_new <= p\n")
+    try:
+        check_file(spec)
+    except SpecError as error:
+        errors = error.errors if isinstance(error, SpecErrors) else [error]
+    else:
+        raise AssertionError("accepted")
+    found = {(e.span.line, e.span.column, e.message.split(" ")[0]) for e in errors}
+    assert found == {(5, 18, "'lrr'"), (6, 18, "'lr'")}
