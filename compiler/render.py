@@ -126,6 +126,26 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     host_index = {h.symbol: i for i, h in enumerate(plan.host)}
     kernels = [text for backend in BACKENDS for text in _render_kernels(backend, plan)]
     equations = [latex_equation(eq) for eq in lowered.equations]
+    hyper_args = _idents(plan, plan.hyper_args)
+    whole = [_ident(plan, plan.t)] + _int_hypers(spec, hyper_args)
+    host_temps = [(_ident(plan, s), host.doprint(v)) for s, v in plan.host_temps]
+    host_values = [host.doprint(h.value) for h in plan.host]
+    state_inits = ([host.doprint(v) for name, v in plan.state_inits
+                    if name not in lowered.scalars and name not in lowered.axis_states]
+                   + [host.doprint(v) for name, v in plan.state_inits
+                      if name in lowered.axis_states])
+    scalar_inits = [host.doprint(v) for name, v in plan.state_inits if name in lowered.scalars]
+    scalar_updates = [host.doprint(v) for _, v in plan.scalar_updates]
+    states_present = [host.doprint(c) for _, c in plan.state_conditions]
+    requires = [(host.doprint(c), message) for c, message in plan.requires]
+    floats = {
+        "host_scalars": _whole_numbers_read(whole, [v for _, v in host_temps] + host_values),
+        "state_inits": _whole_numbers_read(whole, state_inits),
+        "scalar_inits": _whole_numbers_read(whole, scalar_inits),
+        "scalar_updates": _whole_numbers_read(whole, scalar_updates),
+        "states_present": _whole_numbers_read(whole, states_present),
+        "violated_requirements": _whole_numbers_read(whole, [c for c, _ in requires]),
+    }
     text = _environment().get_template("module.py.j2").render(
         docstring=_environment().get_template("docstring.j2").render(
             name=spec.name, version=version, spec_file=source.file, sha256=source.sha256,
@@ -143,7 +163,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         shape_values=tuple(str(s) for s in plan.shape_values),
         # ... and as the functions' parameters
         t_arg=_ident(plan, plan.t), p_arg=code_name("p"),
-        hyper_args=_idents(plan, plan.hyper_args),
+        hyper_args=hyper_args, floats=floats,
         scalar_args=_idents(plan, plan.scalar_args),
         flag_args=_idents(plan, plan.flag_args),
         tensor_args=_idents(plan, plan.tensor_flags),
@@ -156,19 +176,13 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         nests=nests(plan),
         traffic=_traffic(plan),
         cuda_kernels=_render_cuda(plan),
-        scalar_updates=[host.doprint(v) for _, v in plan.scalar_updates],
+        scalar_updates=scalar_updates,
         host_is_bool=tuple(h.is_bool for h in plan.host),
         reductions=len(plan.reductions), reduce_block=REDUCE_BLOCK,
         matrix_ops=tuple((m.kind, m.array, tuple(host_index[s] for s in m.host_args))
                          for m in plan.matrix_ops),
-        host_temps=[(_ident(plan, s), host.doprint(v)) for s, v in plan.host_temps],
-        host_values=[host.doprint(h.value) for h in plan.host],
-        state_inits=[host.doprint(v) for name, v in plan.state_inits
-                     if name not in lowered.scalars and name not in lowered.axis_states]
-        + [host.doprint(v) for name, v in plan.state_inits if name in lowered.axis_states],
-        scalar_inits=[host.doprint(v) for name, v in plan.state_inits if name in lowered.scalars],
-        states_present=[host.doprint(c) for _, c in plan.state_conditions],
-        requires=[(host.doprint(c), message) for c, message in plan.requires],
+        host_temps=host_temps, host_values=host_values, state_inits=state_inits,
+        scalar_inits=scalar_inits, states_present=states_present, requires=requires,
         kernels=kernels,
     )
     return text
@@ -181,6 +195,11 @@ def render_schedule(lowered: LoweredSpec, source: SourceInfo, version: str) -> s
     temps, (value,) = sp.cse([lowered.temps["lr"]], symbols=sp.numbered_symbols("_c"),
                              optimizations=None, order="canonical")
     equations = [latex_equation(eq) for eq in lowered.equations]
+    hyper_args = [code_name(str(s)) for s in lowered.hyper_args]
+    whole = [code_name(str(lowered.t))] + _int_hypers(spec, hyper_args)
+    temps = [(code_name(str(s)), printer.doprint(v)) for s, v in temps]
+    value = printer.doprint(value)
+    requires = [(printer.doprint(c), message) for c, message in lowered.requires]
     return _environment().get_template("schedule.py.j2").render(
         docstring=_environment().get_template("docstring.j2").render(
             name=spec.name, version=version, spec_file=source.file, sha256=source.sha256,
@@ -189,11 +208,25 @@ def render_schedule(lowered: LoweredSpec, source: SourceInfo, version: str) -> s
         hypers=[_hyper_row(h) for h in spec.hypers],
         hyper_names=tuple(str(s) for s in lowered.hyper_args),
         t_arg=code_name(str(lowered.t)),
-        hyper_args=[code_name(str(s)) for s in lowered.hyper_args],
-        temps=[(code_name(str(s)), printer.doprint(v)) for s, v in temps],
-        value=printer.doprint(value),
-        requires=[(printer.doprint(c), message) for c, message in lowered.requires],
+        hyper_args=hyper_args, temps=temps, value=value, requires=requires,
+        floats={"lr_at": _whole_numbers_read(whole, [v for _, v in temps] + [value]),
+                "violated_requirements": _whole_numbers_read(whole, [c for c, _ in requires])},
     )
+
+
+def _int_hypers(spec, hyper_args: list[str]) -> list[str]:
+    """The identifiers of the int hyperparameters among ``hyper_args`` (declaration order)."""
+    kinds = [h.type for h in spec.hypers for _ in h.scalar_names]
+    return [name for name, kind in zip(hyper_args, kinds) if kind == "int"]
+
+
+def _whole_numbers_read(names: list[str], texts: list[str]) -> list[str]:
+    """Of ``names`` (t and the int hyperparameters, which callers pass as Python ints), those
+    the host code ``texts`` reads. A host function makes them float64 first, so its arithmetic
+    is the kernels': ``1/(t - 1)`` at t = 1 is inf and ``2^(1000*t)`` overflows to inf, where
+    Python ints would raise ZeroDivisionError and OverflowError."""
+    text = "\n".join(texts)
+    return [name for name in names if re.search(rf"\b{re.escape(name)}\b", text)]
 
 
 def _render_axis_stage(plan: KernelPlan) -> str | None:

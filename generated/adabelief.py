@@ -80,6 +80,7 @@ TRAFFIC = (('step', (), 4, 3),)
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     _c0 = b1_ - 1
     return (b2_, -b1_, weight_decay_, (weight_decay_ != 0), _c0, 1 - b2_, eps_, 1/numpy.sqrt(1 - b2_**t_), b1_, -_c0, -lr_/(1 - b1_**t_),)
 

@@ -89,6 +89,7 @@ TRAFFIC = (('step', (), 4, 3),)
 
 def host_scalars(t_, lr_, b1_, b2_, final_lr_, gamma_, eps_, weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     return (b1_, weight_decay_, (weight_decay_ != 0), 1 - b1_, final_lr_*(1 + 1/(gamma_*t_)), final_lr_*(1 - 1/(gamma_*t_ + 1)), b2_, 1 - b2_, eps_, lr_*numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_),)
 
 

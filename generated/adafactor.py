@@ -93,6 +93,7 @@ TRAFFIC = (('reduce', ((9, True), (0, False)), 2, 0), ('reduce', ((9, False), (0
 
 def host_scalars(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_, _factored, _eps):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     _c0 = ((_eps) if numpy.isnan(eps1_) else (eps1_))
     _c1 = t_**beta2_decay_
     return ((not _factored), 0, -lr_*weight_decay_ + 1, 1, _c0**2, _c0, _c1, (_c1 < 1/2), _c1 - 1, _factored, 1/d_, eps2_, maximize_, -numpy.minimum(lr_, 1/numpy.sqrt(t_)),)

@@ -87,6 +87,7 @@ TRAFFIC = (('step', (), 3, 2),)
 
 def host_scalars(t_, lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     return (weight_decay_, maximize_, (weight_decay_ != 0), eps_, -lr_/(lr_decay_*(t_ - 1) + 1),)
 
 

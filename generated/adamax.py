@@ -84,6 +84,7 @@ TRAFFIC = (('step', (), 4, 3),)
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     return (b2_, weight_decay_, maximize_, (weight_decay_ != 0), eps_, 1 - b1_, (b1_ > 1/2), -b1_, -lr_/(1 - b1_**t_),)
 
 

@@ -95,6 +95,7 @@ TRAFFIC = (('step', ((0, True),), 5, 4), ('step', ((0, False),), 4, 3))
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     _c0 = (weight_decay_ != 0)
     return (amsgrad_, 0, b2_, -lr_*weight_decay_ + 1, (_c0 and decoupled_weight_decay_), weight_decay_, maximize_, (_c0 and (not decoupled_weight_decay_)), 1 - b2_, 1/numpy.sqrt(1 - b2_**t_), eps_, 1 - b1_, (b1_ > 1/2), -b1_, -lr_/(1 - b1_**t_),)
 

@@ -89,6 +89,7 @@ TRAFFIC = (('step', (), 3, 2),)
 
 def host_scalars(t_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     _c0 = lr_*(lr_*lambd_*(t_ - 1) + 1)**(-alpha_)
     _c1 = 1/numpy.maximum(1, -t0_ + t_ - 1)
     return (-_c0*lambd_ + 1, weight_decay_, maximize_, (weight_decay_ != 0), -_c0, _c1, (_c1 != 1),)

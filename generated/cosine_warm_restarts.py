@@ -50,6 +50,9 @@ HYPER_ARGS = ('base_lr', 'T_0', 'T_mult', 'eta_min')
 
 def lr_at(t_, base_lr_, T_0_, T_mult_, eta_min_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    T_0_ = numpy.float64(T_0_)
+    T_mult_ = numpy.float64(T_mult_)
     _c0 = 1/T_0_
     _c1 = numpy.maximum(2, T_mult_)
     _c2 = _c1 - 1

@@ -36,6 +36,7 @@ HYPER_ARGS = ('base_lr', 'gamma')
 
 def lr_at(t_, base_lr_, gamma_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
     return base_lr_*gamma_**t_
 
 

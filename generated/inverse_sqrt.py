@@ -36,6 +36,8 @@ HYPER_ARGS = ('base_lr', 'warmup')
 
 def lr_at(t_, base_lr_, warmup_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    warmup_ = numpy.float64(warmup_)
     return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (base_lr_*numpy.sqrt(warmup_)/numpy.sqrt(t_)))
 
 

@@ -83,6 +83,7 @@ TRAFFIC = (('reduce', (), 4, 0), ('step', (), 4, 3))
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     return (weight_decay_, b2_, 1 - b2_, 1/(1 - b2_**t_), eps_, 1 - b1_, b1_, 1/(1 - b1_**t_), 0, 1, -lr_,)
 
 

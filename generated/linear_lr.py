@@ -42,6 +42,8 @@ HYPER_ARGS = ('base_lr', 'start_factor', 'end_factor', 'total_iters')
 
 def lr_at(t_, base_lr_, start_factor_, end_factor_, total_iters_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    total_iters_ = numpy.float64(total_iters_)
     return base_lr_*(start_factor_ + (end_factor_ - start_factor_)*numpy.minimum(t_, total_iters_)/total_iters_)
 
 

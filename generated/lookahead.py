@@ -73,6 +73,8 @@ TRAFFIC = (('step', (), 2, 2),)
 
 def host_scalars(t_, k_, alpha_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
+    k_ = numpy.float64(k_)
     return (alpha_, ((numpy.mod(t_, k_)) == 0),)
 
 

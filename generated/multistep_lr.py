@@ -39,6 +39,7 @@ HYPER_ARGS = ('base_lr', 'milestones', 'gamma')
 
 def lr_at(t_, base_lr_, milestones_, gamma_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
     return base_lr_*gamma_**sum(1 for _v in milestones_ if _v <= t_)
 
 

@@ -94,6 +94,7 @@ TRAFFIC = (('prepare', (), 2, 1), ('step', (), 4, 2))
 
 def host_scalars(t_, lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """The per-step scalars of the element pass, computed once outside it."""
+    ns_steps_ = numpy.float64(ns_steps_)
     _c0 = momentum_ - 1
     return (-lr_*weight_decay_ + 1, -_c0, (momentum_ > 1/2), -momentum_, momentum_, (momentum_ < 1/2), _c0, nesterov_, ns_a_, ns_b_, ns_c_, ns_steps_, eps_, 1/5, (adjust_lr_fn_ == 1), 1, -lr_,)
 

@@ -96,6 +96,7 @@ TRAFFIC = (('step', (), 4, 3),)
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, momentum_decay_, decoupled_weight_decay_, maximize_, mu_product_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     _c0 = (weight_decay_ != 0)
     _c1 = 1 - 1/2*(24/25)**(momentum_decay_*t_)
     _c2 = _c1*b1_
@@ -116,6 +117,7 @@ def scalar_inits(lr_, b1_, b2_, eps_, weight_decay_, momentum_decay_, decoupled_
 
 def scalar_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, momentum_decay_, decoupled_weight_decay_, maximize_, mu_product_):
     """Each scalar state after the step, in ``SCALARS`` order."""
+    t_ = numpy.float64(t_)
     return (b1_*mu_product_*(1 - 1/2*(24/25)**(momentum_decay_*t_)),)
 
 

@@ -52,6 +52,8 @@ HYPER_ARGS = ('max_lr', 'total_steps', 'pct_start', 'div_factor', 'final_div_fac
 
 def lr_at(t_, max_lr_, total_steps_, pct_start_, div_factor_, final_div_factor_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    total_steps_ = numpy.float64(total_steps_)
     _c0 = pct_start_*total_steps_
     _c1 = _c0 - 1
     _c2 = (t_ <= _c1)
@@ -62,6 +64,7 @@ def lr_at(t_, max_lr_, total_steps_, pct_start_, div_factor_, final_div_factor_)
 
 def violated_requirements(max_lr_, total_steps_, pct_start_, div_factor_, final_div_factor_):
     """Messages of the spec's requirements these hyperparameters break."""
+    total_steps_ = numpy.float64(total_steps_)
     broken = []
     if not ((pct_start_*total_steps_ > 1) and (pct_start_*total_steps_ < total_steps_)):
         broken.append('pct_start * total_steps must lie between 1 and total_steps')

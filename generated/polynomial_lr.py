@@ -39,6 +39,8 @@ HYPER_ARGS = ('base_lr', 'total_iters', 'power')
 
 def lr_at(t_, base_lr_, total_iters_, power_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    total_iters_ = numpy.float64(total_iters_)
     return base_lr_*(1 - numpy.minimum(t_, total_iters_)/total_iters_)**power_
 
 

@@ -92,6 +92,7 @@ TRAFFIC = (('step', (), 4, 3),)
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, decoupled_weight_decay_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     _c0 = (weight_decay_ != 0)
     _c1 = 1 - b2_
     _c2 = b2_**t_

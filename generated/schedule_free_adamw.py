@@ -96,6 +96,8 @@ TRAFFIC = (('step', (), 4, 3),)
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_, lr_max_, weight_sum_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
+    warmup_steps_ = numpy.float64(warmup_steps_)
     _c0 = lr_*t_/numpy.maximum(1, warmup_steps_)
     _c1 = t_ - 1
     _c2 = (warmup_steps_ > _c1)
@@ -126,6 +128,8 @@ def scalar_inits(lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_l
 
 def scalar_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_, lr_max_, weight_sum_):
     """Each scalar state after the step, in ``SCALARS`` order."""
+    t_ = numpy.float64(t_)
+    warmup_steps_ = numpy.float64(warmup_steps_)
     return (numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_))), weight_sum_ + t_**r_*numpy.maximum(lr_max_, ((lr_*t_/numpy.maximum(1, warmup_steps_)) if (warmup_steps_ > t_ - 1) else (lr_)))**weight_lr_power_,)
 
 

@@ -87,6 +87,7 @@ TRAFFIC = (('step', ((0, True),), 3, 2), ('step', ((0, False),), 2, 1))
 
 def host_scalars(t_, lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """The per-step scalars of the element pass, computed once outside it."""
+    t_ = numpy.float64(t_)
     return ((momentum_ != 0), 0, weight_decay_, maximize_, (weight_decay_ != 0), (t_ == 1), momentum_, 1 - dampening_, nesterov_, -lr_,)
 
 

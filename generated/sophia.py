@@ -88,6 +88,7 @@ TRAFFIC = (('step', ((0, True),), 5, 3), ('step', ((0, False),), 4, 2))
 
 def host_scalars(t_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_, has_hessian_):
     """The per-step scalars of the element pass, computed once outside it."""
+    bs_ = numpy.float64(bs_)
     return (has_hessian_, 0, -lr_*weight_decay_ + 1, 1, b2_, 1 - b2_, rho_*bs_, 1/1000000000000000, b1_, maximize_, 1 - b1_, -lr_,)
 
 

@@ -39,6 +39,8 @@ HYPER_ARGS = ('base_lr', 'step_size', 'gamma')
 
 def lr_at(t_, base_lr_, step_size_, gamma_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    step_size_ = numpy.float64(step_size_)
     return base_lr_*gamma_**numpy.floor(t_/step_size_)
 
 

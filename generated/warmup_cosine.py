@@ -43,6 +43,9 @@ HYPER_ARGS = ('base_lr', 'warmup', 'total', 'eta_min')
 
 def lr_at(t_, base_lr_, warmup_, total_, eta_min_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    warmup_ = numpy.float64(warmup_)
+    total_ = numpy.float64(total_)
     _c0 = -warmup_
     _c1 = _c0 + total_
     return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.pi*numpy.minimum(_c1, _c0 + t_)/_c1) + 1)))
@@ -50,6 +53,8 @@ def lr_at(t_, base_lr_, warmup_, total_, eta_min_):
 
 def violated_requirements(base_lr_, warmup_, total_, eta_min_):
     """Messages of the spec's requirements these hyperparameters break."""
+    warmup_ = numpy.float64(warmup_)
+    total_ = numpy.float64(total_)
     broken = []
     if not (warmup_ < total_):
         broken.append('warmup must end before total')

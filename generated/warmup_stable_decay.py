@@ -46,6 +46,10 @@ HYPER_ARGS = ('base_lr', 'warmup', 'stable', 'decay', 'min_lr')
 
 def lr_at(t_, base_lr_, warmup_, stable_, decay_, min_lr_):
     """The learning rate after t scheduler steps."""
+    t_ = numpy.float64(t_)
+    warmup_ = numpy.float64(warmup_)
+    stable_ = numpy.float64(stable_)
+    decay_ = numpy.float64(decay_)
     return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (base_lr_ + (-base_lr_ + min_lr_)*numpy.minimum(decay_, numpy.maximum(0, -stable_ + t_ - warmup_))/decay_))
 
 

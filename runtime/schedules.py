@@ -15,6 +15,8 @@ import bisect
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from .hypers import HasHypers
 from .loader import load
 
@@ -38,7 +40,8 @@ class Schedule(HasHypers):
     def __call__(self, t: int) -> float:
         if isinstance(t, bool) or not isinstance(t, int) or t < 0:
             raise ValueError(f"t must be a nonnegative int (scheduler steps), got {t!r}")
-        return float(self._module.lr_at(t, *self._flat(self._hypers)))
+        with np.errstate(all="ignore"):  # as an optimizer's host values: inf and nan, quietly
+            return float(self._module.lr_at(t, *self._flat(self._hypers)))
 
     def values(self, steps: int) -> list[float]:
         """lr for t = 0 .. steps - 1."""

@@ -103,6 +103,9 @@ ACCEPTED = [
     pytest.param("hyper h = true\nupdate:\n  u = h ? g > 0 : g < 1\n"
                  "  v = not u and (t > 1 ? h : not h)\n  p = v ? p - lr * g : p + lr\n",
                  id="a-choice-between-flags-in-a-condition"),
+    # t and int hypers reach host code as Python ints (was ZeroDivisionError, OverflowError)
+    pytest.param("hyper k: int = 0\nupdate:\n  u = 1 / (t - 1) + floor(t / k) + 2^(1000 * t)\n"
+                 "  p = p - lr * g / (1 + abs(u))\n", id="host-arithmetic-on-whole-numbers"),
 ]
 
 
@@ -136,3 +139,15 @@ def _builds_and_steps(path):
             results.append(p)
         np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=0,
                                    err_msg=str(shape))
+
+
+def test_a_schedule_on_whole_numbers_evaluates_at_every_step(tmp_path):
+    """Found by the fuzzer: t and an int hyperparameter are Python ints to lr_at, so 1/t at
+    t = 0 raised ZeroDivisionError and 2^(1000*t) OverflowError; host code computes in float64,
+    as the kernels do."""
+    path = tmp_path / "demo.opt"
+    path.write_text("schedule demo\nhyper k: int = 0\nupdate:\n"
+                    "  lr = 1 / t + floor(t / k) + 2^(1000 * t)\n")
+    check_file(path)
+    lrs = optgen.schedule(str(path)).values(3)
+    assert np.isnan(lrs[0]) and lrs[1:] == [np.inf] * 2, lrs  # floor(0/0), then 1 + 0 + inf
