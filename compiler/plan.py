@@ -156,6 +156,7 @@ def _positional(lowered: LoweredSpec) -> tuple[LoweredSpec, dict[str, str]]:
 
 
 def plan(lowered: LoweredSpec) -> KernelPlan:
+    original = lowered  # its SSA, in the spec's own symbols, locates errors
     lowered, names = _positional(lowered)
     scalar_args = tuple(lowered.states[name] for name in lowered.scalars)
     input_flags = tuple(lowered.input_flags.values())
@@ -197,7 +198,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                    for name, symbol in arrays_in)
 
     # The factored part: per-row/per-column values, computed before every other pass.
-    axis_stage, hoisted = _axis_stage(lowered, hoister, arrays, local, hoisted)
+    axis_stage, hoisted = _axis_stage(lowered, hoister, arrays, local, hoisted, original)
     axis_arrays = axis_stage.arrays if axis_stage is not None else ()
     factored_flag = hoister.host_value(FACTORED) if axis_stage is not None else None
 
@@ -226,7 +227,8 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         if node.args[0].has(ReduceSum, Orthogonalize) or any(
                 e.has(*(m.local for m in matrix_ops)) for e in reduced.values()):
             raise SpecError("a matrix operation of a reduction, a reduction of one, or nested "
-                            "matrix operations are not supported")
+                            "matrix operations are not supported",
+                            _statement_span(original, _nests_matrix_operations))
     scratch = tuple(Array(m.array, m.local, None, None) for m in matrix_ops)
     prepared = {m.array: node.args[0] for node, m in matrix_nodes.items()}
 
@@ -247,7 +249,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                     a in axis_arrays for a in element_pass.loads):
                 raise SpecError("per-row and per-column values exist only where 'factored' "
                                 "holds; read them as 'factored ? ... : ...'",
-                                _first_axis_read(lowered))
+                                _statement_span(original, _reads_axis_values_unfactored))
 
     host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
                                      symbols=sp.numbered_symbols("_c"), optimizations=None,
@@ -282,14 +284,43 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     )
 
 
-def _first_axis_read(lowered: LoweredSpec):
-    """The span of the first statement outside the factored states that reads one of them."""
-    from .check import _names  # the AST's name walker
-    axis_names = set(lowered.axis_states)
-    for statement in lowered.spec.statements:
-        if statement.target not in axis_names and axis_names & set(_names(statement.value)):
+def _statement_span(lowered: LoweredSpec, predicate):
+    """Where an error the planner finds was written: the span of the first statement whose
+    value, temporaries inlined (its SSA form), ``predicate(lowered, target, value)`` holds
+    for; the last statement's where none does."""
+    statements = lowered.spec.statements
+    for statement, (_, value) in zip(statements, lowered.ssa):
+        if predicate(lowered, statement.target, value):
             return statement.span
-    return None
+    return statements[-1].span if statements else None
+
+
+def _nests_matrix_operations(lowered: LoweredSpec, target: str, value: sp.Basic) -> bool:
+    return any(node.args[0].has(ReduceSum, Orthogonalize)
+               for node in value.atoms(Orthogonalize)) or any(
+        node.args[0].has(Orthogonalize) for node in value.atoms(ReduceSum))
+
+
+def _reads_axis_values_unfactored(lowered: LoweredSpec, target: str, value: sp.Basic) -> bool:
+    """A per-row/per-column value read by a statement that is not a factored state's own,
+    where the parameter is not factored."""
+    if target in lowered.axis_states:
+        return False
+    unfactored = value.subs(FACTORED, sp.false)
+    axis = {lowered.states[name] for name in lowered.axis_states}
+    return unfactored.has(AxisMean) or bool(unfactored.free_symbols & axis)
+
+
+def _axis_means(lowered: LoweredSpec, target: str, value: sp.Basic) -> bool:
+    return value.has(AxisMean)
+
+
+def _axis_mean_of_conditional_arrays(lowered: LoweredSpec, target: str,
+                                     value: sp.Basic) -> bool:
+    """A row or column mean of a state that may not exist, or of an extra input."""
+    conditional = {lowered.states[name] for name in lowered.state_conditions
+                   if name not in lowered.axis_states} | set(lowered.inputs.values())
+    return any(node.args[0].free_symbols & conditional for node in value.atoms(AxisMean))
 
 
 def _consistent(when: tuple[tuple[sp.Symbol, bool], ...], hoister: "_Hoister") -> bool:
@@ -309,7 +340,7 @@ _ALL_AXES = frozenset("RC")
 
 
 def _axis_stage(lowered: LoweredSpec, hoister: "_Hoister", arrays: tuple[Array, ...],
-                local: dict, hoisted: dict[str, sp.Expr]):
+                local: dict, hoisted: dict[str, sp.Expr], original: LoweredSpec):
     """Split the factored part off the element expressions.
 
     Every maximal subexpression over per-row/per-column states, ``row_mean``/``col_mean`` and
@@ -319,7 +350,8 @@ def _axis_stage(lowered: LoweredSpec, hoister: "_Hoister", arrays: tuple[Array, 
     if not lowered.axis_states:
         if any(e.has(AxisMean) for e in hoisted.values()):
             raise SpecError("row_mean() and col_mean() need a per-row or per-col state "
-                            "(they exist only for factored parameters)")
+                            "(they exist only for factored parameters)",
+                            _statement_span(original, _axis_means))
         return None, hoisted
     axis_locals = {local[lowered.states[name]]: axis for name, axis in lowered.axis_states.items()}
     element_locals = {a.local for a in arrays}
@@ -405,7 +437,7 @@ def _axis_stage(lowered: LoweredSpec, hoister: "_Hoister", arrays: tuple[Array, 
     loads = tuple(a for a in arrays + axis_arrays if a.local in used)
     if any(a.present is not None for a in loads):
         raise SpecError("row_mean() and col_mean() of conditional states or inputs are not "
-                        "supported")
+                        "supported", _statement_span(original, _axis_mean_of_conditional_arrays))
     scratch = tuple(Array(f"_ax{k}", symbol, None, None) for k, symbol in enumerate(values.values()))
     stage = AxisStage(loads=loads, temps=tuple(temps),
                       stores=tuple(zip(stores, reduced[:len(stores)])),

@@ -50,6 +50,16 @@ REFUSED = [
     # found by the fuzzer (tests/test_fuzz_specs.py)
     pytest.param("hyper h = 1\nupdate:\n  u = h - h\n  p = p - g % u\n", 6, 15,
                  "'%' by zero", id="modulo-by-zero"),
+    # the planner's errors had no location
+    pytest.param("state r = 0 per-row if factored\nupdate:\n  r = row_mean(g^2) if factored\n"
+                 "  p = p - lr * row_mean(g)\n", 6, 3, "exist only where 'factored' holds",
+                 id="row-mean-read-unguarded"),
+    pytest.param("hyper h = true\nstate v = 0 if h\nstate r = 0 per-row if factored\nupdate:\n"
+                 "  r = row_mean(v) if factored\n  v = g\n  p = p - lr * g\n", 7, 3,
+                 "of conditional states or inputs", id="row-mean-of-a-conditional-state"),
+    pytest.param("input q\nstate r = 0 per-row if factored\nupdate:\n"
+                 "  r = row_mean(q * g) if factored\n  p = p - lr * g\n", 6, 3,
+                 "of conditional states or inputs", id="row-mean-of-an-input"),
     # constants SymPy folds to what generated code cannot hold (was a KeyError out of check,
     # a TypeError at step time)
     pytest.param("update:\n  u = 0\n  p = p - lr * g / u\n", 5, 11, "infinite with no sign",
