@@ -131,6 +131,9 @@ class _Checker:
         if base.base is not None:
             raise SpecError(f"{ast.base!r} itself extends {base.base!r}; extend one level only",
                             ast.base_span)
+        if base.kind == "schedule":
+            raise SpecError(f"{ast.base!r} is a schedule; an optimizer extends an optimizer",
+                            ast.base_span)
         overrides = {h.name: h for h in ast.hypers}
         base_names = {h.name for h in base.hypers}
         hypers = []

@@ -50,6 +50,9 @@ REFUSED = [
     # found by the fuzzer (tests/test_fuzz_specs.py)
     pytest.param("hyper h = 1\nupdate:\n  u = h - h\n  p = p - g % u\n", 6, 15,
                  "'%' by zero", id="modulo-by-zero"),
+    # the defaults break a requirement (every optimizer built from it raised ValueError)
+    pytest.param('require lr > 1, "lr above 1"\nupdate:\n  p = p - lr * g\n', 3, 1,
+                 "break this requirement ('lr above 1')", id="defaults-break-a-requirement"),
     # the planner's errors had no location
     pytest.param("state r = 0 per-row if factored\nupdate:\n  r = row_mean(g^2) if factored\n"
                  "  p = p - lr * row_mean(g)\n", 6, 3, "exist only where 'factored' holds",
@@ -96,6 +99,26 @@ def test_refused_with_a_located_error(tmp_path, body, line, column, words):
     assert any(e.span.line == line and e.span.column == column and words in e.message
                for e in errors), \
         [(e.span.line, e.span.column, e.message) for e in errors]
+
+
+@pytest.mark.parametrize("spec, line, column, words", [
+    pytest.param("optimizer demo extends base\nhyper k = 0.5\n", 2, 1,
+                 "break the requirement 'k above 1' of base", id="defaults-break-the-base's"),
+    pytest.param("optimizer demo extends one_cycle\n", 1, 24, "'one_cycle' is a schedule",
+                 id="an-optimizer-extending-a-schedule"),
+])
+def test_extensions_refused_with_a_located_error(tmp_path, spec, line, column, words):
+    """Found by the fuzzer: a base's requirement broken by this spec's defaults (a ValueError
+    when built), a schedule extended (refused as an optimizer that never assigns p)."""
+    (tmp_path / "base.opt").write_text("optimizer base\nhyper lr = 0.1\nhyper k = 2\n"
+                                       'require k > 1, "k above 1"\nupdate:\n  p = p - lr*k*g\n')
+    path = tmp_path / "demo.opt"
+    path.write_text(spec)
+    with pytest.raises(SpecError) as info:
+        check_file(path)
+    error = info.value
+    assert (error.filename, error.span.line, error.span.column) == (str(path), line, column)
+    assert words in error.message, error.message
 
 
 ACCEPTED = [
