@@ -268,6 +268,49 @@ def symbol_span(symbol: sp.Symbol) -> Span | None:
     return Span(lo, hi, lo_open, hi_open)
 
 
+def _trig(function, turns: Span) -> Span:
+    """cos(pi*u) or sin(pi*u) for u over a span (the argument in units of pi, so that the
+    extrema are at rational u): the ends' values and every extremum inside (cos is 1 at even
+    u, -1 at odd u; sin a half unit later)."""
+    if turns.lo == -_OO or turns.hi == _OO or turns.hi - turns.lo >= 2:
+        return _UNIT
+    phase = sp.S.Zero if function is sp.cos else sp.S.Half
+    candidates = [(function(sp.pi * turns.lo), not turns.lo_open),
+                  (function(sp.pi * turns.hi), not turns.hi_open)]
+    for k in range(int(sp.ceiling(turns.lo - phase)), int(sp.floor(turns.hi - phase)) + 1):
+        at = k + phase
+        reached = (turns.lo < at or (at == turns.lo and not turns.lo_open)) and \
+            (at < turns.hi or (at == turns.hi and not turns.hi_open))
+        candidates.append((sp.S.NegativeOne ** k, reached))
+    return _hull_outward(candidates)
+
+
+def _in_turns(argument, box) -> Span | None:
+    """The span of argument/pi: exact when the argument is pi times something."""
+    turns = sp.cancel(argument / sp.pi)
+    if not turns.has(sp.pi):
+        return _bound(turns, box)
+    span = _bound(argument, box)
+    if span is None:
+        return None
+    scale = Span(_down(1 / sp.pi), _up(1 / sp.pi), True, True)
+    return multiply(span, scale)
+
+
+def _ratio_in_unit(numerator, denominator, box) -> Span | None:
+    """N/D lies in [0, 1] where N >= 0 and D - N >= 0 (and D > 0), in [0, 1) where D - N > 0:
+    the dependency interval arithmetic loses in t/(t + s)."""
+    top = _bound(numerator, box)
+    if top is None or not top.nonnegative():
+        return None
+    gap = _bound(denominator - numerator, box)
+    if gap is None or not gap.nonnegative():
+        return None
+    if not (top.positive() or gap.positive()):
+        return None  # D may be 0
+    return Span(sp.S.Zero, sp.S.One, top.lo_open, gap.positive())
+
+
 def _bound(expr, box) -> Span | None:
     if expr.is_Rational:
         return Span.point(expr)
@@ -301,11 +344,16 @@ def _bound(expr, box) -> Span | None:
                 return None
             total = multiply(total, part)
         if denominator:
-            below = _bound(sp.Mul(*[1 / f for f in denominator]), box)
+            under = sp.Mul(*[1 / f for f in denominator])
+            below = _bound(under, box)
             flipped = None if below is None else reciprocal(below)
+            unit = _ratio_in_unit(sp.Mul(*numerator), under, box) or (
+                lambda s: s and negate(s))(_ratio_in_unit(-sp.Mul(*numerator), under, box))
             if flipped is None:
-                return None
+                return unit
             total = multiply(total, flipped)
+            if unit is not None:
+                total = total.intersect(unit) or unit
         return total
     if isinstance(expr, sp.Pow):
         return _bound_power(expr, box)
@@ -367,18 +415,20 @@ def _bound_function(expr, box) -> Span | None:
                   (a.hi, a.hi_open))
         return Span(lo.lo, hi.hi, lo.lo_open, hi.hi_open)
     if isinstance(expr, (sp.cos, sp.sin)):
-        return _UNIT
+        turns = _in_turns(expr.args[0], box)
+        return _UNIT if turns is None else _trig(type(expr), turns)
     if isinstance(expr, sp.tanh):
         return _monotone(lambda v: sp.S.One if v == _OO else sp.S.NegativeOne if v == -_OO
                          else sp.tanh(v), args[0], True)
-    if isinstance(expr, sp.floor):
+    if isinstance(expr, sp.floor):  # an integer end left open is not reached: one below
         a = args[0]
-        return Span(sp.floor(a.lo) if a.lo != -_OO else -_OO,
-                    sp.floor(a.hi) if a.hi != _OO else _OO)
+        hi = _OO if a.hi == _OO else sp.floor(a.hi) - (1 if a.hi.is_integer and a.hi_open else 0)
+        return Span(-_OO if a.lo == -_OO else sp.floor(a.lo), hi)
     if isinstance(expr, sp.ceiling):
         a = args[0]
-        return Span(sp.ceiling(a.lo) if a.lo != -_OO else -_OO,
-                    sp.ceiling(a.hi) if a.hi != _OO else _OO)
+        lo = -_OO if a.lo == -_OO else sp.ceiling(a.lo) + (
+            1 if a.lo.is_integer and a.lo_open else 0)
+        return Span(lo, _OO if a.hi == _OO else sp.ceiling(a.hi))
     if isinstance(expr, sp.Piecewise):
         values = [_bound(value, box) for value, _ in expr.args]
         if any(v is None for v in values):

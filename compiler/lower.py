@@ -19,6 +19,9 @@ import sympy as sp
 from . import nodes as n
 from .errors import SpecError
 from .functions import COLS, EPSILON, FACTORED, FUNCTIONS, ROWS, piecewise
+
+#: Names every expression may read, whatever its environment (an update, a claim, a binding).
+CONSTANTS = {"pi": sp.pi}
 from .ir import CheckedSpec, Hyper, Interval, Type
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
@@ -211,7 +214,7 @@ def _node(node: n.Expr, env: dict[str, sp.Basic], check) -> sp.Basic:
         case n.Boolean(value=value):
             return sp.true if value else sp.false
         case n.Name(id=name):
-            return env[name]
+            return env[name] if name in env else CONSTANTS[name]
         case n.Call(func=func, args=args):
             return FUNCTIONS[func].to_sympy(*(_expr_(a) for a in args))
         case n.Neg(operand=operand):

@@ -83,23 +83,23 @@ def _prove(residual, relation, givens, box, cases, rewrite_kinks) -> bool:
                       if isinstance(node, sp.Piecewise)), None)
     if piecewise is not None:
         return _prove_branches(residual, piecewise, relation, givens, box, cases)
-    box, linked = _narrow(box, givens)
-    if box is None:
-        return False  # the givens cannot all hold on the domain: not used to prove anything
+    givens = _unfolded(givens)
     kink = _innermost_kink(residual) if rewrite_kinks else None
     if kink is not None:  # the branches, each with its own condition, after a direct try
-        if _decided(residual, relation, box, 0):
+        narrowed, _ = _narrow(box, givens)
+        if narrowed is None or _decided(residual, relation, narrowed, 0):
             return True
         return all(_prove(residual.xreplace({kink: value}), relation, [*givens, *extra], box,
                           cases, True)
                    for value, extra in _kink_cases(kink)
-                   if not any(_surely_false(g, box) for g in extra))
-    for expr, local in _substituted(residual, linked, box):
+                   if not any(_surely_false(g, narrowed) for g in extra)
+                   and not _excluded(extra, givens))
+    for expr, local in _substituted(residual, givens, box):
         cases[0] += 1
         if cases[0] > _MAX_CASES:
             return False
-        if _decided(expr, relation, local, 0):
-            return True
+        if local is None or _decided(expr, relation, local, 0):
+            return True  # (no point meets the givens: nothing to show)
     return False
 
 
@@ -137,7 +137,7 @@ def _prove_branches(residual, piecewise, relation, givens, box, cases) -> bool:
         extra = []
         for part in conditions:
             extra += _as_givens(part)
-        if any(_surely_false(g, box) for g in extra):
+        if any(_surely_false(g, box) for g in extra) or _excluded(extra, givens):
             continue
         if not _prove(residual.xreplace({piecewise: value}), relation, [*givens, *extra], box,
                       cases, True):
@@ -163,6 +163,21 @@ def _as_givens(condition) -> list[tuple]:
     if isinstance(condition, sp.core.relational.Relational):
         return [(condition.lhs, condition.rel_op, condition.rhs)]
     return []
+
+
+def _excluded(conditions, givens) -> bool:
+    """Whether a case's equation ``a == b`` is ruled out by a given ``c != d`` with a - b a
+    nonzero multiple of c - d."""
+    unequal = [sp.sympify(l - r) for l, op, r in givens if op == "!="]
+    for left, op, right in conditions:
+        if op != "==" or not unequal:
+            continue
+        difference = sp.sympify(left - right)
+        for other in unequal:
+            ratio = sp.cancel(difference / other) if other != 0 else None
+            if ratio is not None and ratio.is_number and ratio != 0 and ratio.is_finite:
+                return True
+    return False
 
 
 def _surely_false(given, box) -> bool:
@@ -231,9 +246,12 @@ def _substituted(residual, linked, box, index=0):
     """Every way to use the linking givens, one after another: for a given ``d <= 0``
     (``d = lhs - rhs``, with the substitutions so far applied), a quantity q that d is linear in
     (a symbol, or a symbol's integer power, with a numeric coefficient a) is written
-    ``q = -(slack + rest)/a`` for a fresh slack >= 0 (> 0 for ``<``, 0 for ``==``), in the
-    residual and in the givens after it; or the given is left unused. Yields (residual, box)."""
-    if not linked:
+    ``q = -(slack + rest)/a`` for a fresh slack >= 0 (> 0 for ``<``, >= 1 for ``<`` between
+    integers, 0 for ``==``), in the residual and in the givens after it, which may then narrow
+    a span; or the given is left unused. Yields (residual, box); box None where the givens
+    cannot hold together (that case has no point)."""
+    box, linked = _narrow(box, linked)
+    if box is None or not linked:
         yield residual, box
         return
     (left, op, right), later = linked[0], linked[1:]
@@ -241,16 +259,45 @@ def _substituted(residual, linked, box, index=0):
         left, right, op = right, left, _FLIP[op]
     difference = sp.expand(left - right)
     slack = sp.S.Zero if op == "==" else sp.Dummy(f"slack{index}", real=True)
+    if op == "<" and difference.is_integer:
+        slack_span = Span(sp.S.One, sp.oo)
+    else:
+        slack_span = Span(sp.S.Zero, sp.oo, op == "<", True)
     for quantity in _linear_quantities(difference)[:3]:
         a = difference.coeff(quantity, 1)
         value = -(slack + sp.expand(difference - a * quantity)) / a
         local = {s: v for s, v in box.items() if s != quantity}
         if op != "==":
-            local[slack] = Span(sp.S.Zero, sp.oo, op == "<", True)
-        rest = [(sp.sympify(l).subs(quantity, value), o, sp.sympify(r).subs(quantity, value))
-                for l, o, r in later]
+            local[slack] = slack_span
+        rest = [(sp.sympify(l).subs(quantity, value), o,
+                 r if o == "holds" else sp.sympify(r).subs(quantity, value)) for l, o, r in later]
         yield from _substituted(residual.subs(quantity, value), rest, local, index + 1)
     yield from _substituted(residual, later, box, index + 1)
+
+
+def _unfolded(givens) -> list[tuple]:
+    """Givens with kinks on the bounded side as the conjunctions they are: ``abs(a) <= b`` is
+    ``a <= b`` and ``-a <= b``; ``max(a, b) <= c`` is ``a <= c`` and ``b <= c``; ``min`` on the
+    other side alike."""
+    out = []
+    pending = list(givens)
+    while pending:
+        left, op, right = pending.pop(0)
+        if op in (">=", ">"):
+            left, right, op = right, left, _FLIP[op]
+        if op in ("<=", "<"):
+            left, right = sp.sympify(left), sp.sympify(right)
+            if isinstance(left, sp.Abs):
+                pending += [(left.args[0], op, right), (-left.args[0], op, right)]
+                continue
+            if isinstance(left, sp.Max):
+                pending += [(a, op, right) for a in left.args]
+                continue
+            if isinstance(right, sp.Min):
+                pending += [(left, op, a) for a in right.args]
+                continue
+        out.append((left, op, right))
+    return out
 
 
 def _linear_quantities(difference) -> list:
@@ -349,12 +396,27 @@ def _decided(expr, relation, box, depth) -> bool:
         for form in _forms(candidate):
             if _holds(bound(form, local), relation):
                 return True
-    if relation == "==" or depth >= _MAX_DEPTH:
+    if relation == "==":
+        pinned = _pinned(expr, box)
+        return pinned != expr and sp.simplify(pinned) == 0
+    if depth >= _MAX_DEPTH:
         return False
     for candidate, local in candidates:
         if _monotone_end(candidate, relation, local, depth):
             return True
     return False
+
+
+def _pinned(expr, box):
+    """``expr`` with each floor, ceiling, sign, abs, min, max or Piecewise that takes one value
+    on the whole box replaced by that value."""
+    def point(node):
+        span = bound(node, box)
+        if span is not None and span.lo == span.hi and span.lo.is_Rational:
+            return span.lo
+        return node
+    kinds = (sp.floor, sp.ceiling, sp.sign, sp.Abs, sp.Max, sp.Min, sp.Piecewise)
+    return expr.replace(lambda e: isinstance(e, kinds), point)
 
 
 def _monotone_end(expr, relation, box, depth) -> bool:

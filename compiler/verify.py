@@ -319,6 +319,18 @@ def _eventual_branches(expr: sp.Basic, t: sp.Symbol) -> sp.Basic:
                 return value
         return piecewise
 
+    def eventual_extreme(node):
+        """Max/Min of arguments over t: the one that eventually exceeds (Max) or stays below
+        (Min) every other by a gap tending to oo, if there is one."""
+        for candidate in node.args:
+            rest = [a for a in node.args if a is not candidate]
+            gaps = [decide(sp.StrictGreaterThan(candidate, a) if isinstance(node, sp.Max)
+                           else sp.StrictLessThan(candidate, a)) for a in rest]
+            if all(gaps):
+                return candidate
+        return node
+
+    expr = expr.replace(lambda e: isinstance(e, (sp.Max, sp.Min)) and e.has(t), eventual_extreme)
     return expr.replace(lambda e: isinstance(e, sp.Piecewise) and e.has(t), eventual)
 
 
