@@ -19,10 +19,10 @@ import sympy as sp
 from . import nodes as n
 from .errors import SpecError
 from .functions import COLS, EPSILON, FACTORED, FUNCTIONS, ROWS, piecewise
+from .ir import CheckedSpec, Hyper, Interval, Type
 
 #: Names every expression may read, whatever its environment (an update, a claim, a binding).
 CONSTANTS = {"pi": sp.pi}
-from .ir import CheckedSpec, Hyper, Interval, Type
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
 
@@ -104,7 +104,7 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     states = {s.name: sp.Symbol(s.name, real=True) for s in spec.states}
     inputs = {name: sp.Symbol(name, real=True) for name, _ in spec.inputs}
     flags = {name: sp.Symbol(f"has_{name}") for name, _ in spec.inputs}
-    plain = {**hypers, "t": t, "p": p, "g": g, "pi": sp.pi, "rows": ROWS, "cols": COLS,
+    plain = {**hypers, "t": t, "p": p, "g": g, "rows": ROWS, "cols": COLS,
              "factored": FACTORED, "epsilon": EPSILON,
              **states, **inputs,
              **{f"has_{name}": flag for name, flag in flags.items()}, **choices_of(spec)}
@@ -138,7 +138,7 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
         equations.append(Equation(
             target, _expr(stmt.value, env, real),
             _expr(stmt.condition, env, real) if stmt.condition is not None else None))
-    host_env = {**hypers, "pi": sp.pi, **choices_of(spec)}
+    host_env = {**hypers, **choices_of(spec)}
     temps_final = {name: current[name] for name in temps}
 
     return LoweredSpec(
