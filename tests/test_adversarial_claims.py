@@ -247,3 +247,23 @@ def test_most_true_claims_are_proved(verdicts):
             f"{PROVED_SHARE:.0%})\n"
             + _table("true claims not proved", [(c, r) for c, r in pairs if r.status != "proved"]),
             pytrace=False)
+
+
+def test_statuses_are_identical_under_load(verdicts):
+    """The budget is a count of symbolic work, not a clock: with both cores held by spinning
+    processes, the spec file with the most symbolic work ends every claim the same."""
+    import subprocess
+    import sys
+
+    heaviest = sorted(truth.spec_files(), key=lambda path: -sum(
+        r.work for (name, _), r in verdicts.items() if name == path.name))[:1]
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        busy = {(path.name, r.id): r.status for path in heaviest
+                for r in verify_file(path, own_only=True).results}
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    idle = {key: verdicts[key].status for key in busy}
+    assert busy == idle
