@@ -35,6 +35,9 @@ class ReduceSum(sp.Function):
 
     nargs = 1
     is_real = True
+    # A value of the tensor, not a number even of a constant (SymPy's Min/Max refuse a
+    # "number" they cannot compare: max(sum(0.5), 2))
+    is_number = False
 
 
 #: The number of elements of the tensor (for mean and rms).
@@ -55,6 +58,11 @@ EPSILON = sp.Symbol("_eps", positive=True)
 TENSOR_FLAGS = (FACTORED, EPSILON)
 
 
+def _power(latex: str, exp: str | None) -> str:
+    """A function's LaTeX raised to ``exp`` (SymPy's printer passes it for ``f(x)^2``)."""
+    return latex if exp is None else rf"{latex}^{{{exp}}}"
+
+
 class AxisMean(sp.Function):
     """The mean of an expression over one of the last two axes of the parameter, kept
     (keepdims) as one value per row (``axis = -1``: ``row_mean``) or per column
@@ -66,10 +74,11 @@ class AxisMean(sp.Function):
 
     nargs = 2
     is_real = True
+    is_number = False  # as ReduceSum's
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         name = r"\operatorname{row\_mean}" if self.args[1] == -1 else r"\operatorname{col\_mean}"
-        return rf"{name}\left({printer._print(self.args[0])}\right)"
+        return _power(rf"{name}\left({printer._print(self.args[0])}\right)", exp)
 
 
 class Default(sp.Function):
@@ -79,9 +88,9 @@ class Default(sp.Function):
     nargs = 2
     is_real = True
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         x, fallback = (printer._print(a) for a in self.args)
-        return rf"\operatorname{{default}}\left({x}, {fallback}\right)"
+        return _power(rf"\operatorname{{default}}\left({x}, {fallback}\right)", exp)
 
 
 class CountLE(sp.Function):
@@ -108,6 +117,7 @@ class Orthogonalize(sp.Function):
 
     nargs = 6
     is_real = True
+    is_number = False  # as ReduceSum's
 
 
 def safe_condition(condition: sp.Basic) -> sp.Basic:

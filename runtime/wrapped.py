@@ -78,7 +78,14 @@ class Wrapped:
                 raise ValueError(f"{self.name}: the inner and outer optimizers hold different "
                                  "params; set wrapper.params, not one half's")
             grads = inner._check_grads(grads)
+            # each half takes the extra inputs it declares (both, a name both declare); a
+            # name neither declares is the inner's TypeError
+            own = set(outer._module.INPUTS)
+            outer_inputs = {k: v for k, v in inputs.items() if k in own}
+            inputs = {k: v for k, v in inputs.items()
+                      if k not in own or k in inner._module.INPUTS}
             inner._check_inputs(inputs, grads)
+            outer._check_inputs(outer_inputs, grads)
             inner._check_matrices(grads)
             outer._check_matrices(grads)
             if hasattr(outer, "_snapshot"):  # NumPy arrays: both halves' states checked
@@ -87,7 +94,7 @@ class Wrapped:
                                        outer._snapshot(params, grads))
             outer.prepare(grads)
             inner.step(grads, **inputs)
-            outer.step(grads)
+            outer.step(grads, **outer_inputs)
 
     @property
     def state(self) -> list[dict[str, Any]]:

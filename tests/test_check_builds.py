@@ -136,6 +136,10 @@ ACCEPTED = [
     pytest.param("hyper h = true\nupdate:\n  u = h ? g > 0 : g < 1\n"
                  "  v = not u and (t > 1 ? h : not h)\n  p = v ? p - lr * g : p + lr\n",
                  id="a-choice-between-flags-in-a-condition"),
+    # SymPy could not print default()^2, nor put a reduction of a constant in max()
+    pytest.param("hyper e = (none, 1e-3) as (e1, e2)\nupdate:\n"
+                 "  p = p - lr * g * default(e1, e2)^2 * max(sum(0.5), mean(2), 1)\n",
+                 id="a-power-of-default-and-a-maximum-of-reductions-of-constants"),
     # t and int hypers reach host code as Python ints (was ZeroDivisionError, OverflowError)
     pytest.param("hyper k: int = 0\nupdate:\n  u = 1 / (t - 1) + floor(t / k) + 2^(1000 * t)\n"
                  "  p = p - lr * g / (1 + abs(u))\n", id="host-arithmetic-on-whole-numbers"),
@@ -184,3 +188,20 @@ def test_a_schedule_on_whole_numbers_evaluates_at_every_step(tmp_path):
     check_file(path)
     lrs = optgen.schedule(str(path)).values(3)
     assert np.isnan(lrs[0]) and lrs[1:] == [np.inf] * 2, lrs  # floor(0/0), then 1 + 0 + inf
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_a_wrapper_takes_its_own_inputs(tmp_path, backend):
+    """Found by the fuzzer: a wrapper's extra input went to the inner optimizer (TypeError:
+    sgd takes no input 'q'); each half takes the inputs it declares."""
+    path = tmp_path / "demo.opt"
+    path.write_text("optimizer demo wraps inner\nhyper w = 0.5\ninput q\n"
+                    "update:\n  p = p - w * q if has_q\n")
+    check_file(path)
+    p = np.linspace(-1, 1, 6)
+    start = p.copy()
+    opt = optgen.optimizer(str(path), [p], backend=backend, inner="sgd", lr=0.5)
+    opt.step([np.ones(6)], q=[np.full(6, 2.0)])
+    np.testing.assert_allclose(p, start - 0.5 * 1 - 0.5 * 2, rtol=1e-15)
+    opt.step([np.ones(6)])  # not given: the wrapper leaves p as the inner step made it
+    np.testing.assert_allclose(p, start - 0.5 * 1 - 0.5 * 2 - 0.5, rtol=1e-15)
