@@ -61,6 +61,15 @@ class CudaOptimizer(HasHypers):
                                      f"params[{i}] {view.shape} and {view.dtype}")
         return list(grads)
 
+    def _check_matrices(self, grads) -> None:
+        """A whole-matrix stage (orthogonalize) steps 2-D params only, as on the CPU."""
+        if not self._module.MATRIX_OPS:
+            return
+        for i, (view, grad) in enumerate(zip(self._views, grads)):
+            if grad is not None and len(view.shape) != 2:
+                raise ValueError(f"{self.name} steps 2-D matrices only; params[{i}] has shape "
+                                 f"{tuple(view.shape)}")
+
     def _check_inputs(self, inputs: dict, grads: list) -> dict:
         for name, values in inputs.items():
             if name not in self._module.INPUTS:
@@ -81,6 +90,7 @@ class CudaOptimizer(HasHypers):
         module = self._module
         self._check_grads(grads)
         self._check_inputs(inputs, grads)
+        self._check_matrices(grads)
         self._check_states(grads)
         flat_hypers = self._flat(self._hypers)
         batches: dict[tuple, list] = {}

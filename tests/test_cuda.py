@@ -31,7 +31,7 @@ SIMULATOR_RUN = textwrap.dedent('''
 
     SHAPES = [(3, 4), (5,), (), (0,), (2, 3, 2)]
     out = {}
-    for name in optgen.available("optimizer"):
+    for name in optgen.available("optimizer") + optgen.available("wrapper"):
         for dtype in (np.float64, np.float32):
             rng = np.random.default_rng(0)
             shapes = [(3, 4), (4, 2)] if name == "muon" else SHAPES
@@ -80,7 +80,7 @@ TOLERANCE = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=1e-5,
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", optgen.available("optimizer"))
+@pytest.mark.parametrize("name", optgen.available("optimizer") + optgen.available("wrapper"))
 def test_simulated_cuda_kernels_match_numpy_backend(simulated, name, dtype):
     case = simulated[f"{name}-{dtype}"]
     for i, (got, want) in enumerate(zip(case["got"], case["want"])):
@@ -175,7 +175,7 @@ def on_gpu():
 
 @gpu
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", optgen.available("optimizer"))
+@pytest.mark.parametrize("name", optgen.available("optimizer") + optgen.available("wrapper"))
 def test_gpu_kernels_match_numpy_backend(on_gpu, name, dtype):
     test_simulated_cuda_kernels_match_numpy_backend(on_gpu, name, dtype)
 
