@@ -213,17 +213,49 @@ def evaluate(expr: sp.Basic, point) -> sp.Float | None:
     return value
 
 
-def find_counterexample(violated, symbols, *, bounds=None, tries: int = 60, seed: int = 0):
-    """A point at which ``violated(point)`` holds, or None. ``violated`` gets exact points."""
+def find_counterexample(violated, symbols, *, bounds=None, tries: int = 60, seed: int = 0,
+                        near=()):
+    """A point at which ``violated(point)`` holds, or None. ``violated`` gets exact points:
+    first ``tries`` sampled ones, then ``tries`` in which each symbol takes, half the time, one
+    of its special values (0, +-1, its domain's closed ends, and the numbers in ``near`` —
+    the claim's own constants — with their reciprocals and neighbours), where strict claims and
+    boundary cases fail."""
     rng = random.Random(seed)
-    for attempt in range(tries):
+    specials = {s: special_values(s, (bounds or {}).get(s), near) for s in symbols}
+    for attempt in range(2 * tries):
         try:
             point = sample_point(symbols, rng, attempt, bounds)
         except ValueError:
             return None
+        if attempt >= tries:
+            for symbol in sorted(point, key=lambda s: s.name):
+                if specials[symbol] and rng.random() < 0.5:
+                    point[symbol] = rng.choice(specials[symbol])
         if violated(point):
             return point
     return None
+
+
+def special_values(symbol, bound, near=()) -> list:
+    """Values of ``symbol`` where claims tend to break, each admissible (see the caller)."""
+    if symbol.is_real is None and symbol.is_integer is None:
+        return []  # a bool: sampled both ways already
+    values = [sp.S.Zero, sp.S.One, sp.S.NegativeOne, sp.Integer(2), sp.S.Half]
+    if bound is not None:
+        low, high, low_closed, high_closed = bound
+        values += [v for v, closed in ((low, low_closed), (high, high_closed))
+                   if v is not None and closed]
+    for c in near:
+        c = abs(sp.Rational(c))
+        if c == 0 or c.q > 10 ** 6 or c.p > 10 ** 12:
+            continue
+        values += [c, -c, c + 1, c - 1, 2 * c, 1 / c]
+    out = []
+    for value in values:
+        value = sp.Rational(value)
+        if value not in out and admissible(symbol, value, bound):
+            out.append(value)
+    return out
 
 
 def describe_point(point: dict[sp.Symbol, sp.Basic]) -> dict[str, str]:
@@ -315,7 +347,11 @@ def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
 
     # A counterexample is cheap to look for and settles a false claim before any long
     # simplification; only symbolic work below can prove.
-    point = find_counterexample(violated, free, bounds=bounds)
+    constants = {a for e in [residual, *(x for a, op, b in givens for x in (a, b)
+                                         if x is not None and op != "holds")]
+                 for a in sp.sympify(e).atoms(sp.Rational)}
+    point = find_counterexample(violated, free, bounds=bounds,
+                                near=sorted(constants, key=abs)[:12])
     if point is not None:
         value = sp.N(residual.xreplace(point), 6)
         return Verdict("refuted", f"the difference is {value} at the counterexample, not "

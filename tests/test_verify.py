@@ -63,7 +63,7 @@ EXPECTED = {
              "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
              "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
     # lars scale-invariance holds (trust*u = eta*|p|*sign(g) at eps = 0) but SymPy leaves it.
-    "lars": {"first-step-magnitude": "refuted", "scale-invariance": "unknown",
+    "lars": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
              "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
              "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown"},
     "lion": {"first-step-magnitude": "proved", "scale-invariance": "proved",
