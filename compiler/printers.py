@@ -158,9 +158,9 @@ class NumpyArrayPrinter(_BasePrinter):
 
 
 class NumbaCUDAPrinter(_ElementLoopPrinter):
-    """The Numba CUDA element loop: ``math`` for square roots (float32 stays float32), and
-    NaN-propagating ``maximum``/``minimum``, ``sign`` and ``reciprocal`` as device functions
-    with NumPy's meaning."""
+    """The Numba CUDA element loop: NaN-propagating ``maximum``/``minimum``, ``sign``,
+    ``reciprocal`` and ``sqrt`` (float32 stays float32; NaN below 0, also in the simulator,
+    whose Python ``math.sqrt`` raises) as device functions with NumPy's meaning."""
 
     _RECIPROCAL = "_reciprocal"
 
@@ -168,7 +168,7 @@ class NumbaCUDAPrinter(_ElementLoopPrinter):
         exponent = expr.exp
         if exponent.is_Rational and exponent.is_negative and exponent.q in (1, 2):
             return super()._print_Pow(expr, rational=rational)
-        return self._hprint_Pow(expr, rational=rational, sqrt="math.sqrt")
+        return self._hprint_Pow(expr, rational=rational, sqrt="_sqrt")
 
     def _fold(self, ufunc: str, args) -> str:
         name = {"maximum": "_maximum", "minimum": "_minimum"}[ufunc]

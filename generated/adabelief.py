@@ -205,12 +205,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -225,7 +223,7 @@ def _make_cuda_kernels():
             _e0 = ((_h2*_p_ + _g_) if _h3 else (_g_))
             _e1 = _e0*_h9 + _h8*_exp_avg_
             _e2 = _h0*_exp_avg_var_ + _h5*(_e0*_h4 + _e0 + _h1*_exp_avg_)**2 + _h6
-            p_[_i] = _e1*_h10/(math.sqrt(_e2)*_h7 + _h6) + _p_
+            p_[_i] = _e1*_h10/(_sqrt(_e2)*_h7 + _h6) + _p_
             exp_avg_[_i] = _e1
             exp_avg_var_[_i] = _e2
     kernels["step"] = step_cuda
@@ -248,7 +246,7 @@ def _make_cuda_kernels():
                 _e0 = ((_h2*_p_ + _g_) if _h3 else (_g_))
                 _e1 = _e0*_h9 + _h8*_exp_avg_
                 _e2 = _h0*_exp_avg_var_ + _h5*(_e0*_h4 + _e0 + _h1*_exp_avg_)**2 + _h6
-                p_[_i] = _e1*_h10/(math.sqrt(_e2)*_h7 + _h6) + _p_
+                p_[_i] = _e1*_h10/(_sqrt(_e2)*_h7 + _h6) + _p_
                 exp_avg_[_i] = _e1
                 exp_avg_var_[_i] = _e2
     kernels["step_many"] = step_many_cuda

@@ -212,12 +212,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -232,7 +230,7 @@ def _make_cuda_kernels():
             _e0 = _h1*_p_ + _g_
             _e1 = _h0*_exp_avg_ + _h3*((_e0) if _h2 else (_g_))
             _e2 = _h6*_exp_avg_sq_ + _h7*((_e0**2) if _h2 else (_g_**2))
-            p_[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(math.sqrt(_e2) + _h8))) + _p_
+            p_[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(_sqrt(_e2) + _h8))) + _p_
             exp_avg_[_i] = _e1
             exp_avg_sq_[_i] = _e2
     kernels["step"] = step_cuda
@@ -255,7 +253,7 @@ def _make_cuda_kernels():
                 _e0 = _h1*_p_ + _g_
                 _e1 = _h0*_exp_avg_ + _h3*((_e0) if _h2 else (_g_))
                 _e2 = _h6*_exp_avg_sq_ + _h7*((_e0**2) if _h2 else (_g_**2))
-                p_[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(math.sqrt(_e2) + _h8))) + _p_
+                p_[_i] = -_e1*_minimum(_h4, _maximum(_h5, _h9/(_sqrt(_e2) + _h8))) + _p_
                 exp_avg_[_i] = _e1
                 exp_avg_sq_[_i] = _e2
     kernels["step_many"] = step_many_cuda

@@ -213,12 +213,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -236,7 +234,7 @@ def _make_cuda_kernels():
             _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
             _e4 = _e3 + _h1*_square_avg_
             _e5 = _e4 + _h0
-            p_[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p_
+            p_[_i] = _sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/_sqrt(_e5) + _p_
             square_avg_[_i] = _e4
             acc_delta_[_i] = _e0*_e3/_e5 + _h1*_acc_delta_
     kernels["step"] = step_cuda
@@ -262,7 +260,7 @@ def _make_cuda_kernels():
                 _e3 = _h5*((_e2**2) if _h4 else (_g_**2))
                 _e4 = _e3 + _h1*_square_avg_
                 _e5 = _e4 + _h0
-                p_[_i] = math.sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/math.sqrt(_e5) + _p_
+                p_[_i] = _sqrt(_e0)*_h6*((_e2) if _h4 else (_e1))/_sqrt(_e5) + _p_
                 square_avg_[_i] = _e4
                 acc_delta_[_i] = _e0*_e3/_e5 + _h1*_acc_delta_
     kernels["step_many"] = step_many_cuda

@@ -377,12 +377,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -398,17 +396,17 @@ def _make_cuda_kernels():
                 _y0 = _ax0[_i]
                 _y1 = _ax1[_i]
                 _y2 = _ax2[_i]
-                _e0 = _reciprocal(math.sqrt(_n))
-                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*math.sqrt(_r1))/(_maximum(_h3, _e0*_h10*math.sqrt(_r0))*math.sqrt(_maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
+                _e0 = _reciprocal(_sqrt(_n))
+                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*_sqrt(_r1))/(_maximum(_h3, _e0*_h10*_sqrt(_r0))*_sqrt(_maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
             else:
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _variance_ = variance_[_i]
-                _e0 = _reciprocal(math.sqrt(_n))
+                _e0 = _reciprocal(_sqrt(_n))
                 _e1 = _g_**2
                 _e2 = _e1 - _variance_
                 _e3 = ((_e2*_h6 + _variance_) if _h7 else (_e1 + _e2*_h8))
-                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*math.sqrt(_r1))/(math.sqrt(_maximum(_e3, _h4))*_maximum(_h3, _e0*_h10*math.sqrt(_r0))) + _h2*_p_
+                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*_sqrt(_r1))/(_sqrt(_maximum(_e3, _h4))*_maximum(_h3, _e0*_h10*_sqrt(_r0))) + _h2*_p_
                 variance_[_i] = _e3
     kernels["step"] = step_cuda
 

@@ -198,12 +198,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -217,7 +215,7 @@ def _make_cuda_kernels():
             _e0 = ((-_g_) if _h1 else (_g_))
             _e1 = _e0 + _h0*_p_
             _e2 = _sum_ + ((_e1**2) if _h2 else (_g_**2))
-            p_[_i] = _h4*((_e1) if _h2 else (_e0))/(math.sqrt(_e2) + _h3) + _p_
+            p_[_i] = _h4*((_e1) if _h2 else (_e0))/(_sqrt(_e2) + _h3) + _p_
             sum_[_i] = _e2
     kernels["step"] = step_cuda
 
@@ -237,7 +235,7 @@ def _make_cuda_kernels():
                 _e0 = ((-_g_) if _h1 else (_g_))
                 _e1 = _e0 + _h0*_p_
                 _e2 = _sum_ + ((_e1**2) if _h2 else (_g_**2))
-                p_[_i] = _h4*((_e1) if _h2 else (_e0))/(math.sqrt(_e2) + _h3) + _p_
+                p_[_i] = _h4*((_e1) if _h2 else (_e0))/(_sqrt(_e2) + _h3) + _p_
                 sum_[_i] = _e2
     kernels["step_many"] = step_many_cuda
     return kernels

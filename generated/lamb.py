@@ -335,12 +335,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -354,11 +352,11 @@ def _make_cuda_kernels():
             _g_ = g_[_i]
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _e0 = math.sqrt(_r0)
-            _e1 = math.sqrt(_r1)
+            _e0 = _sqrt(_r0)
+            _e1 = _sqrt(_r1)
             _e2 = _h5*_g_ + _h6*_exp_avg_
             _e3 = _h1*_exp_avg_sq_ + _h2*_g_**2
-            p_[_i] = _h10*(_e2*_h7/(_h4 + math.sqrt(_e3*_h3)) + _h0*_p_)*((_e0/_e1) if ((_e0 > _h8) and (_e1 > _h8)) else (_h9)) + _p_
+            p_[_i] = _h10*(_e2*_h7/(_h4 + _sqrt(_e3*_h3)) + _h0*_p_)*((_e0/_e1) if ((_e0 > _h8) and (_e1 > _h8)) else (_h9)) + _p_
             exp_avg_[_i] = _e2
             exp_avg_sq_[_i] = _e3
     kernels["step"] = step_cuda
@@ -376,7 +374,7 @@ def _make_cuda_kernels():
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _a0 += _p_**2
-            _a1 += (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + math.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
+            _a1 += (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + _sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
         _shared[1, _t] = _a1

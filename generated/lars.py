@@ -320,12 +320,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -338,8 +336,8 @@ def _make_cuda_kernels():
             _p_ = p_[_i]
             _g_ = g_[_i]
             _trace_ = trace_[_i]
-            _e0 = math.sqrt(_r1)
-            _e1 = math.sqrt(_r0)
+            _e0 = _sqrt(_r1)
+            _e1 = _sqrt(_r0)
             _e2 = _h6*(_h1*_p_ + _g_)*((_e0*_h3/(_e1 + _h2)) if ((_e0 > _h4) and (_e1 > _h4)) else (_h5))
             _e3 = _e2 + _h0*_trace_
             p_[_i] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))

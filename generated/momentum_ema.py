@@ -175,12 +175,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}

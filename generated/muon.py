@@ -190,12 +190,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -208,7 +206,7 @@ def _make_cuda_kernels():
             _momentum_buffer_ = momentum_buffer_[_i]
             _x0 = _mat0[_i]
             _e0 = _g_ - _momentum_buffer_
-            p_[_i] = _h0*_p_ + _h16*_x0*((_h13*math.sqrt(_maximum(_cols, _rows))) if _h14 else (math.sqrt(_maximum(_h15, _rows/_cols))))
+            p_[_i] = _h0*_p_ + _h16*_x0*((_h13*_sqrt(_maximum(_cols, _rows))) if _h14 else (_sqrt(_maximum(_h15, _rows/_cols))))
             momentum_buffer_[_i] = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
     kernels["step"] = step_cuda
 

@@ -243,12 +243,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -265,7 +263,7 @@ def _make_cuda_kernels():
             _e2 = _e0*_h3 + _e1
             _e3 = ((_e2) if _h5 else (_e1))
             _e4 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
-            _e5 = _reciprocal(_h8 + math.sqrt(_e4*_h7))
+            _e5 = _reciprocal(_h8 + _sqrt(_e4*_h7))
             _e6 = _e3 - _exp_avg_
             _e7 = ((_e6*_h10 + _exp_avg_) if _h11 else (_e3 + _e6*_h12))
             p_[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13
@@ -293,7 +291,7 @@ def _make_cuda_kernels():
                 _e2 = _e0*_h3 + _e1
                 _e3 = ((_e2) if _h5 else (_e1))
                 _e4 = _h0*_exp_avg_sq_ + _h6*((_e2**2) if _h5 else (_g_**2))
-                _e5 = _reciprocal(_h8 + math.sqrt(_e4*_h7))
+                _e5 = _reciprocal(_h8 + _sqrt(_e4*_h7))
                 _e6 = _e3 - _exp_avg_
                 _e7 = ((_e6*_h10 + _exp_avg_) if _h11 else (_e3 + _e6*_h12))
                 p_[_i] = _e0 + _e3*_e5*_h9 + _e5*_e7*_h13

@@ -241,12 +241,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -265,7 +263,7 @@ def _make_cuda_kernels():
             _e4 = ((_e2) if _h5 else (_e1))
             _e5 = _e4 - _exp_avg_
             _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
-            p_[_i] = _e0 + _e6*_h14*((_h8/(math.sqrt(_e3) + _h7)) if _h9 else (_h10))
+            p_[_i] = _e0 + _e6*_h14*((_h8/(_sqrt(_e3) + _h7)) if _h9 else (_h10))
             exp_avg_[_i] = _e6
             exp_avg_sq_[_i] = _e3
     kernels["step"] = step_cuda
@@ -292,7 +290,7 @@ def _make_cuda_kernels():
                 _e4 = ((_e2) if _h5 else (_e1))
                 _e5 = _e4 - _exp_avg_
                 _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
-                p_[_i] = _e0 + _e6*_h14*((_h8/(math.sqrt(_e3) + _h7)) if _h9 else (_h10))
+                p_[_i] = _e0 + _e6*_h14*((_h8/(_sqrt(_e3) + _h7)) if _h9 else (_h10))
                 exp_avg_[_i] = _e6
                 exp_avg_sq_[_i] = _e3
     kernels["step_many"] = step_many_cuda

@@ -357,12 +357,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -383,7 +381,7 @@ def _make_cuda_kernels():
                 _e4 = _e3*_h7 + _grad_avg_
                 _e5 = _e2 + _e3*_h9
                 _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                _e7 = _e2/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
+                _e7 = _e2/(_h11 + _sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
                 p_[_i] = _e7*_h12 + _p_
                 square_avg_[_i] = _e6
                 momentum_buffer_[_i] = _e7
@@ -396,7 +394,7 @@ def _make_cuda_kernels():
                 _e0 = ((-_g_) if _h5 else (_g_))
                 _e1 = _e0 + _h4*_p_
                 _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11)
+                _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(_sqrt(_e2) + _h11)
                 p_[_i] = _e3*_h12 + _p_
                 square_avg_[_i] = _e2
                 momentum_buffer_[_i] = _e3
@@ -412,7 +410,7 @@ def _make_cuda_kernels():
                 _e4 = _e3*_h7 + _grad_avg_
                 _e5 = _e2 + _e3*_h9
                 _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                p_[_i] = _e2*_h12/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
+                p_[_i] = _e2*_h12/(_h11 + _sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
                 square_avg_[_i] = _e6
                 grad_avg_[_i] = ((_e4) if _h8 else (_e5))
             else:
@@ -422,7 +420,7 @@ def _make_cuda_kernels():
                 _e0 = ((-_g_) if _h5 else (_g_))
                 _e1 = _e0 + _h4*_p_
                 _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                p_[_i] = _h12*((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11) + _p_
+                p_[_i] = _h12*((_e1) if _h6 else (_e0))/(_sqrt(_e2) + _h11) + _p_
                 square_avg_[_i] = _e2
     kernels["step"] = step_cuda
 
@@ -451,7 +449,7 @@ def _make_cuda_kernels():
                     _e4 = _e3*_h7 + _grad_avg_
                     _e5 = _e2 + _e3*_h9
                     _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                    _e7 = _e2/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
+                    _e7 = _e2/(_h11 + _sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _h3*_momentum_buffer_
                     p_[_i] = _e7*_h12 + _p_
                     square_avg_[_i] = _e6
                     momentum_buffer_[_i] = _e7
@@ -464,7 +462,7 @@ def _make_cuda_kernels():
                     _e0 = ((-_g_) if _h5 else (_g_))
                     _e1 = _e0 + _h4*_p_
                     _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                    _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11)
+                    _e3 = _h3*_momentum_buffer_ + ((_e1) if _h6 else (_e0))/(_sqrt(_e2) + _h11)
                     p_[_i] = _e3*_h12 + _p_
                     square_avg_[_i] = _e2
                     momentum_buffer_[_i] = _e3
@@ -480,7 +478,7 @@ def _make_cuda_kernels():
                     _e4 = _e3*_h7 + _grad_avg_
                     _e5 = _e2 + _e3*_h9
                     _e6 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                    p_[_i] = _e2*_h12/(_h11 + math.sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
+                    p_[_i] = _e2*_h12/(_h11 + _sqrt(_e6 - ((_e4**2) if _h8 else (_e5**2)))) + _p_
                     square_avg_[_i] = _e6
                     grad_avg_[_i] = ((_e4) if _h8 else (_e5))
                 else:
@@ -490,7 +488,7 @@ def _make_cuda_kernels():
                     _e0 = ((-_g_) if _h5 else (_g_))
                     _e1 = _e0 + _h4*_p_
                     _e2 = _h10*_square_avg_ + _h7*((_e1**2) if _h6 else (_g_**2))
-                    p_[_i] = _h12*((_e1) if _h6 else (_e0))/(math.sqrt(_e2) + _h11) + _p_
+                    p_[_i] = _h12*((_e1) if _h6 else (_e0))/(_sqrt(_e2) + _h11) + _p_
                     square_avg_[_i] = _e2
     kernels["step_many"] = step_many_cuda
     return kernels

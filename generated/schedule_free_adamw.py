@@ -240,12 +240,10 @@ def cuda_kernels():
 
 def _make_cuda_kernels():
     # Module globals, not closure variables: the CUDA simulator swaps the kernels' globals.
-    global math, cuda, _maximum, _minimum, _sign, _reciprocal, address_as_pointer
-    import math
-
+    global cuda, _maximum, _minimum, _sign, _reciprocal, _sqrt, address_as_pointer
     from numba import cuda
 
-    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign,
+    from optgen.runtime.cuda_device import (_maximum, _minimum, _reciprocal, _sign, _sqrt,
                                             address_as_pointer)
 
     kernels = {}
@@ -259,7 +257,7 @@ def _make_cuda_kernels():
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _e0 = -_p_ + _z_
             _e1 = _h0*_exp_avg_sq_ + _h1*_g_**2
-            _e2 = _g_/(_h3 + math.sqrt(_e1*_h2))
+            _e2 = _g_/(_h3 + _sqrt(_e1*_h2))
             _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
             p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
             z_[_i] = _e3*_h10 + _z_
@@ -283,7 +281,7 @@ def _make_cuda_kernels():
                 _exp_avg_sq_ = exp_avg_sq_[_i]
                 _e0 = -_p_ + _z_
                 _e1 = _h0*_exp_avg_sq_ + _h1*_g_**2
-                _e2 = _g_/(_h3 + math.sqrt(_e1*_h2))
+                _e2 = _g_/(_h3 + _sqrt(_e1*_h2))
                 _e3 = ((_e2 + _h4*_p_) if _h5 else (_e2))
                 p_[_i] = _e3*_h6 + ((_e0*_h7 + _p_) if _h8 else (_e0*_h9 + _z_))
                 z_[_i] = _e3*_h10 + _z_

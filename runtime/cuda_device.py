@@ -1,5 +1,6 @@
 """Device functions the generated CUDA kernels call, with NumPy's meaning (NaN propagates
-through maximum and minimum; sign keeps the dtype and gives 0 for 0 and NaN for NaN), and the
+through maximum and minimum; sign keeps the dtype and gives 0 for 0 and NaN for NaN; the square
+root of a negative number is NaN, as on the GPU, where Python's math.sqrt raises), and the
 address-to-pointer intrinsic of the many-tensor kernel. Imported only when CUDA kernels are
 made. Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) kernels run as Python, and so do
 these."""
@@ -22,10 +23,15 @@ if config.ENABLE_CUDASIM:
     def _reciprocal(x):
         return np.reciprocal(x)
 
+    def _sqrt(x):
+        return np.sqrt(x)
+
     def address_as_pointer(address, like):
         raise NotImplementedError("the CUDA simulator has no device addresses: the many-tensor "
                                   "kernel runs on a GPU only")
 else:
+    import math
+
     from numba import types
     from numba.extending import intrinsic
 
@@ -38,6 +44,10 @@ else:
     @cuda.jit(device=True, inline=True)
     def _minimum(a, b):
         return a if (a < b or a != a) else b
+
+    @cuda.jit(device=True, inline=True)
+    def _sqrt(x):
+        return math.sqrt(x)  # sqrtf for float32: the dtype is kept
 
     @intrinsic
     def _sign(typingctx, x):

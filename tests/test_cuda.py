@@ -253,3 +253,29 @@ def test_cuda_front_end_names_bad_arguments():
     assert lines[1].startswith("ValueError: grads[0] has shape (4,)")
     assert lines[2].startswith("TypeError: grads[0] must be a CUDA array")
     assert lines[3] == "TypeError: adam takes no input 'hessian'"
+
+
+def test_simulated_square_root_of_a_negative_number_is_nan(tmp_path):
+    """Found by the spec fuzzer: the simulator ran the kernels' math.sqrt as Python's, which
+    raises on a negative number where the GPU (and NumPy) give NaN; sqrt is a device function
+    with NumPy's meaning in both."""
+    path = tmp_path / "roots.opt"
+    path.write_text("optimizer roots\nhyper lr = 0.1\nupdate:\n"
+                    "  p = p - lr * (sqrt(g) + 1 / sqrt(g - 1))\n"
+                    "  p = p + where(sum(sqrt(g)) > 0, 1, 2)\n")  # NaN > 0 is false
+    code = textwrap.dedent(f'''
+        import json, numpy as np, optgen
+        from numba import cuda
+        g = np.array([-1.0, 0.0, 4.0])
+        want = [np.ones(3)]
+        optgen.optimizer({str(path)!r}, want, backend="numpy").step([g])
+        got = cuda.to_device(np.ones(3))
+        optgen.optimizer({str(path)!r}, [got], backend="cuda").step([cuda.to_device(g)])
+        print(json.dumps([want[0].tolist(), got.copy_to_host().tolist()]))
+    ''')
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "OPTGEN_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    want, got = json.loads(run.stdout)
+    assert np.isnan(want[:2]).all() and abs(want[2] - (3 - 0.1 * (2 + 3 ** -0.5))) < 1e-12, want
+    np.testing.assert_allclose(got, want, rtol=1e-12)
