@@ -49,6 +49,16 @@ MAX_MATRIX_STEPS = 100
 LINE_KEYWORDS = {"optimizer", "schedule", "hyper", "state", "scalar", "input", "require",
                  "claim", "update"}
 
+#: Arguments of the front ends' own beside the hyperparameters, which are keywords of the same
+#: calls (optgen.optimizer(name_or_path, params, backend, inner, **hypers), the optimizers'
+#: and schedules' constructors and set(), optgen.torch's process_group and implementation
+#: flags): a hyperparameter of one of these names could never be given.
+FRONT_END_ARGUMENTS = frozenset({"self", "name_or_path", "params", "backend", "inner", "module",
+                                 "process_group", "foreach", "fused", "capturable",
+                                 "differentiable"})
+#: Keys every parameter's state has beside the spec's states (the step count).
+STATE_KEYS = frozenset({"step"})
+
 Resolver = Callable[[str], n.SpecAST]
 
 
@@ -204,6 +214,11 @@ class _Checker:
 
     def _hyper(self, decl: n.HyperDecl) -> Hyper | None:
         default, kind = decl.default, decl.type
+        if decl.name in FRONT_END_ARGUMENTS:
+            self.error(f"a hyperparameter named '{decl.name}' could not be given: the front "
+                       f"ends take an argument '{decl.name}' of their own; choose another name",
+                       decl.span)
+            return None
         if kind == "choice":
             if len(set(decl.choices)) != len(decl.choices):
                 self.error(f"choices of '{decl.name}' repeat", decl.span)
@@ -297,6 +312,11 @@ class _Checker:
                 and self._declare(flag, Symbol(flag, Kind.INPUT, Type.BOOL, Level.HOST), decl.span))
 
     def _state(self, decl: n.StateDecl) -> State | None:
+        if decl.name in STATE_KEYS:
+            self.error(f"a state named '{decl.name}' would clash with the step count every "
+                       f"parameter's state keeps under that key; choose another name",
+                       decl.span)
+            return None
         if decl.axis is not None:
             self._expect(decl.init, Type.NUMBER, hyper_only=True,
                          what=f"a per-{decl.axis} state's initial value")

@@ -50,6 +50,13 @@ REFUSED = [
     # found by the fuzzer (tests/test_fuzz_specs.py)
     pytest.param("hyper h = 1\nupdate:\n  u = h - h\n  p = p - g % u\n", 6, 15,
                  "'%' by zero", id="modulo-by-zero"),
+    # names the front ends use themselves (TypeError when given; AttributeError at step time)
+    pytest.param("hyper params = 1\nupdate:\n  p = p - lr * params * g\n", 3, 1,
+                 "take an argument 'params' of their own", id="a-hyper-named-params"),
+    pytest.param("hyper self = 1\nupdate:\n  p = p - lr * self * g\n", 3, 1,
+                 "could not be given", id="a-hyper-named-self"),
+    pytest.param("state step = 0\nupdate:\n  p = p - lr * g\n", 3, 1,
+                 "clash with the step count", id="a-state-named-step"),
     # the defaults break a requirement (every optimizer built from it raised ValueError)
     pytest.param('require lr > 1, "lr above 1"\nupdate:\n  p = p - lr * g\n', 3, 1,
                  "break this requirement ('lr above 1')", id="defaults-break-a-requirement"),
