@@ -218,7 +218,9 @@ class Bucket:
             dicts = list(map(self.opt.state.__getitem__, self.active))
             if not all(map(operator.is_, dicts, self.dicts)):
                 return False
-            entries = list(itertools.chain.from_iterable(map(self.getter, dicts)))
+            entries = list(itertools.chain.from_iterable(
+                map(self.getter, dicts) if self.getter is not None
+                else map(_apply, self.getters, dicts)))
         except (KeyError, TypeError):
             return False
         if not all(map(operator.is_, entries, self.entries)):
@@ -316,16 +318,21 @@ class Bucket:
         self.itemsize = torch.empty(0, dtype=self.dtype).element_size()
         self.nbytes = np.array([p.numel() * self.itemsize for p in params], dtype=np.int64)
         self.dicts = [self.snapshot[k][2] for k in active]
-        states = [n for n in module.STATES if active and n in settled[active[0]]]
-        names = ("step", *states, *module.SCALARS)
-        self.getter = _entries_getter(names)
-        self.entries = [d[n] for d in self.dicts for n in names]
+        # Which states exist may differ between params (a state 'if factored'): each param's
+        # own, one getter for all where they are the same (the usual case).
+        states = {k: [n for n in module.STATES if n in settled[k]] for k in active}
+        names = [("step", *states[k], *module.SCALARS) for k in active]
+        same = all(n == names[0] for n in names)
+        self.getter = (_entries_getter(names[0] if names else ("step", *module.SCALARS))
+                       if same else None)
+        self.getters = None if same else [_entries_getter(n) for n in names]
+        self.entries = [d[n] for d, own in zip(self.dicts, names) for n in own]
         # What the kernels address: the params (their whole layout: `p.data = ...` can change
         # any of it) and the per-element states (their address and version: in-place changes
         # of shape or strides, t_() or resize_(), count as versions); step counts and scalar
         # states are read and written by value, so their identity is all that matters.
         self.param_layout = _layout(params)
-        self.state_tensors = [settled[k][n] for k in active for n in states]
+        self.state_tensors = [settled[k][n] for k in active for n in states[k]]
         self.state_ptrs = list(map(_DATA_PTR, self.state_tensors))
         self.state_versions = list(map(_VERSION, self.state_tensors))
         self.held = list(map(_STORAGE, params + self.state_tensors))
@@ -470,6 +477,10 @@ def _layout(tensors: list) -> tuple[list, list, list]:
 
 def where_of(tensor, grad, label: str) -> str:
     return f"the gradient of {label}" if tensor is grad else f"an input for {label}"
+
+
+def _apply(function, argument):
+    return function(argument)
 
 
 def _entries_getter(names: tuple):

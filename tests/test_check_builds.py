@@ -212,3 +212,30 @@ def test_a_wrapper_takes_its_own_inputs(tmp_path, backend):
     np.testing.assert_allclose(p, start - 0.5 * 1 - 0.5 * 2, rtol=1e-15)
     opt.step([np.ones(6)])  # not given: the wrapper leaves p as the inner step made it
     np.testing.assert_allclose(p, start - 0.5 * 1 - 0.5 * 2 - 0.5, rtol=1e-15)
+
+
+def test_torch_front_end_steps_a_state_some_params_lack(tmp_path):
+    """Found by the fuzzer: a state that exists for some params only ('if not factored')
+    was looked up for every param of a table after the first one's (KeyError at step time in
+    optgen.torch)."""
+    torch = pytest.importorskip("torch")
+    import optgen.torch as ot
+
+    path = tmp_path / "demo.opt"
+    path.write_text(HEADER + "state v = 1 if not factored\nstate w = 2 if factored\nupdate:\n"
+                    "  v = v + g\n  w = w * g\n  p = p - lr * (v + w)\n")
+    shapes = [(3,), (2, 2), (), (2, 1, 3)]
+    want = [np.linspace(-1, 1, int(np.prod(s))).reshape(s) for s in shapes]
+    params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in want]
+    numpy_opt = optgen.optimizer(str(path), want, backend="cpu")
+    torch_opt = ot.optimizer(str(path), params)
+    for step in range(3):
+        grads = [np.full(s, 0.5 + step) for s in shapes]
+        numpy_opt.step(grads)
+        for p, g in zip(params, grads):
+            p.grad = torch.from_numpy(g)
+        torch_opt.step()
+    for p, w in zip(params, want):
+        np.testing.assert_array_equal(p.detach().numpy(), w)
+    assert [sorted(torch_opt.state[p]) for p in params] == [sorted(s) for s in
+                                                            numpy_opt.state_dict()["state"]]
