@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import SpecError
-from .functions import (FACTORED, SHAPE_VALUES, TENSOR_FLAGS, AxisMean, Orthogonalize,
-                        ReduceSum)
+from .functions import (FACTORED, NUMEL, SHAPE_VALUES, TENSOR_FLAGS, AxisMean,
+                        Orthogonalize, ReduceSum)
 from .lower import LoweredSpec
 from .names import code_name, local_name
 
@@ -512,6 +512,8 @@ class _Hoister:
             return Orthogonalize(self.element(expr.args[0]),
                                  *(self.host_value(a) for a in expr.args[1:]))
         if isinstance(expr, ReduceSum):  # never host: it sums over the elements
+            if self.is_host(expr.args[0]):  # n copies of one value: n times it, exactly so
+                return sp.Mul(self.host_value(expr.args[0]), NUMEL, evaluate=False)
             return ReduceSum(self.element(expr.args[0]))
         if isinstance(expr, AxisMean):  # the mean of a host value is that value
             if self.is_host(expr.args[0]):
