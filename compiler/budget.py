@@ -32,6 +32,25 @@ DEFAULT_WORK = 400_000
 SAFETY_SECONDS = 120.0
 
 
+#: The largest integer power handed to SymPy's polynomial algorithms (factor, cancel,
+#: simplify): they work on lists of coefficients and build no expressions, so the meter does not
+#: see them, and factoring a degree-1000 polynomial takes minutes.
+MAX_POLY_DEGREE = 64
+
+
+def polynomial_work_bounded(expr) -> bool:
+    """Whether ``expr`` is small enough for SymPy's polynomial algorithms: no number above
+    :data:`MAX_POLY_DEGREE` anywhere in an exponent (``x^1000``, ``x^(s + 1000)``, which
+    SymPy may split into ``x^s * x^1000``)."""
+    from sympy import Pow, Rational, preorder_traversal
+
+    for node in preorder_traversal(expr):
+        if isinstance(node, Pow) and any(abs(number) > MAX_POLY_DEGREE
+                                         for number in node.exp.atoms(Rational)):
+            return False
+    return True
+
+
 class OutOfWork(BaseException):
     """The claim used its budget; ``kind`` says which: ``"work"`` or ``"time"``."""
 

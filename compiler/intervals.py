@@ -203,11 +203,12 @@ def _hull_outward(candidates) -> Span:
     """Like :func:`_hull` for irrational candidates: ends rounded outward (then open only if
     every candidate there is; an irrational end rounded outward is not reached, so open)."""
     values = [(v, a) for v, a in candidates]
-    low = min(values, key=lambda c: sp.N(c[0], _ROUND))
-    high = max(values, key=lambda c: sp.N(c[0], _ROUND))
-    lo, hi = _down(low[0]), _up(high[0])
-    lo_open = not (low[1] and lo == low[0])
-    hi_open = not (high[1] and hi == high[0])
+    low = min(values, key=lambda c: sp.N(c[0], _ROUND))[0]
+    high = max(values, key=lambda c: sp.N(c[0], _ROUND))[0]
+    lo, hi = _down(low), _up(high)
+    # an end is reached if any candidate equal to it is (ties included)
+    lo_open = not (lo == low and any(a for v, a in values if v == low))
+    hi_open = not (hi == high and any(a for v, a in values if v == high))
     return Span(lo, hi, lo_open, hi_open)
 
 

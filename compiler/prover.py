@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import sign_proofs
+from .budget import polynomial_work_bounded
 
 #: Candidate values for a free real symbol when hunting counterexamples, tried before random ones.
 _NICE = [sp.Rational(v) for v in ("1/2", "2", "3/10", "7/5", "1/10", "3", "9/10", "5")]
@@ -345,6 +346,9 @@ def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
         value = evaluate(residual, point)
         return value is not None and _VIOLATED[relation](value)
 
+    if givens and sign_proofs.contradictory(givens, bounds):
+        return Verdict("proved", "vacuously: no point of the declared domains meets the given "
+                       "conditions, so there is nothing to show")
     # A counterexample is cheap to look for and settles a false claim before any long
     # simplification; only symbolic work below can prove.
     constants = {a for e in [residual, *(x for a, op, b in givens for x in (a, b)
@@ -356,7 +360,9 @@ def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
         value = sp.N(residual.xreplace(point), 6)
         return Verdict("refuted", f"the difference is {value} at the counterexample, not "
                        f"{_WORDS[relation]}", describe_point(point), point)
-    if _proved(apply_givens(residual, givens), relation):
+    substituted = apply_givens(residual, givens)
+    light = polynomial_work_bounded(residual) and polynomial_work_bounded(substituted)
+    if light and _proved(substituted, relation):
         return Verdict("proved", f"SymPy shows the difference is {_WORDS[relation]}"
                        + (" wherever the given conditions hold" if givens else ""))
     if sign_proofs.prove(residual, relation, givens, bounds):
@@ -364,5 +370,6 @@ def decide(residual: sp.Basic, relation: str = "==", *, givens=(), bounds=None,
                        + (" where the given conditions hold" if givens else "")
                        + ", by interval bounds over the declared domains (cases, forms, "
                        "monotonicity)")
-    return Verdict("unknown", f"could not show that {sp.sstr(sp.simplify(residual))} is "
+    shown = sp.simplify(residual) if light else residual
+    return Verdict("unknown", f"could not show that {sp.sstr(shown)} is "
                    f"{_WORDS[relation]}" + (" under the given conditions" if givens else ""))

@@ -30,6 +30,7 @@ import itertools
 
 import sympy as sp
 
+from .budget import polynomial_work_bounded
 from .intervals import REAL, Span, bound, symbol_span
 
 _MAX_CASES = 400       # Piecewise and kink branches x ways to use the givens, per claim
@@ -55,6 +56,17 @@ def box_of(symbols, bounds) -> dict[sp.Symbol, Span]:
             own = own.intersect(declared) or own
         box[symbol] = own
     return box
+
+
+def contradictory(givens, bounds) -> bool:
+    """Whether no point of the declared domains meets the givens about one symbol each (then
+    every claim under them holds vacuously)."""
+    symbols = {s for given in givens for s in _given_symbols(given)}
+    try:
+        box, _ = _narrow(box_of(symbols, bounds), _unfolded(list(givens)))
+    except (TypeError, ValueError, NotImplementedError, RecursionError, AttributeError):
+        return False
+    return box is None
 
 
 def prove(residual, relation: str, givens=(), bounds=None) -> bool:
@@ -218,7 +230,10 @@ def _narrow(box, givens):
 
 
 def _solve_one(difference, op, symbol) -> Span | None:
-    """The hull of the real solutions of ``difference OP 0`` in ``symbol``, as a span."""
+    """The hull of the real solutions of ``difference OP 0`` in ``symbol``, as a span, for a
+    rational function of the symbol (SymPy solves a periodic one over one period only)."""
+    if not difference.is_rational_function(symbol):
+        return None
     relation = sp.core.relational.Relational(difference, 0, op)
     plain = sp.Symbol("x", real=True)  # solve over the reals, whatever the symbol assumes
     try:
@@ -335,6 +350,9 @@ def _forms(expr):
     """The residual in several equal forms: interval bounds depend on how it is written."""
     seen = set()
     makers = (lambda e: e, sp.factor, sp.cancel, sp.together, sp.expand)
+    if not polynomial_work_bounded(expr):
+        yield expr  # (see budget.MAX_POLY_DEGREE)
+        return
     for make in makers:
         try:
             form = make(expr)
@@ -369,8 +387,8 @@ def _powers_abstracted(expr, box):
             c = sp.simplify(coefficient / t)
             if c.has(t) or not c.is_Rational or c <= 0:
                 continue
-            k = span.lo
-            key = (node.base, c)
+            k = min(span.lo, 8)  # any k <= the first step will do; a small one keeps b^k small
+            key = (node.base, c, t)  # gamma^t and gamma^n are different powers
             if key not in fresh:
                 w = fresh[key] = sp.Dummy("w", real=True)
                 span_w = bound(sp.Pow(node.base, c * sp.Dummy("n", integer=True,
@@ -398,7 +416,7 @@ def _decided(expr, relation, box, depth) -> bool:
                 return True
     if relation == "==":
         pinned = _pinned(expr, box)
-        return pinned != expr and sp.simplify(pinned) == 0
+        return pinned != expr and polynomial_work_bounded(pinned) and sp.simplify(pinned) == 0
     if depth >= _MAX_DEPTH:
         return False
     for candidate, local in candidates:
@@ -431,7 +449,9 @@ def _monotone_end(expr, relation, box, depth) -> bool:
             continue
         derivative = sp.diff(expr, symbol)
         slope = None
-        for form in (derivative, sp.factor(derivative)):
+        forms = (derivative, sp.factor(derivative)) if polynomial_work_bounded(derivative) \
+            else (derivative,)
+        for form in forms:
             slope = bound(form, box)
             if slope is not None and (slope.nonnegative() or slope.nonpositive()):
                 break
@@ -444,6 +464,8 @@ def _monotone_end(expr, relation, box, depth) -> bool:
         if at_end.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
             continue
         rest = {s: v for s, v in box.items() if s != symbol}
-        if _decided(sp.simplify(at_end), relation, rest, depth + 1):
+        if polynomial_work_bounded(at_end):
+            at_end = sp.simplify(at_end)
+        if _decided(at_end, relation, rest, depth + 1):
             return True
     return False

@@ -227,10 +227,17 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -
     failed = None
     plain_givens = [g for g in givens if t not in _given_free(g)]
     for combo in itertools.product(*options):
+        case_givens = [_replaced(g, dict(combo)) for g in plain_givens]
+        vanishing = _vanishing_coefficient(residual.xreplace(dict(combo)), t, case_givens,
+                                           bounds)
+        if vanishing is not None:
+            return Verdict("unknown", f"the limit depends on whether {sp.sstr(vanishing)} is 0 "
+                           "(SymPy takes limits for generic values of the other symbols, and "
+                           "that coefficient may vanish on the domain)")
         value = sp.simplify(sp.limit(residual.xreplace(dict(combo)), t, sp.oo))
         if not (value.is_extended_real is not False and not value.has(sp.Limit)
                 and not value.has(sp.AccumBounds) and _limit_holds(
-                    value, relation, [_replaced(g, dict(combo)) for g in plain_givens], bounds)):
+                    value, relation, case_givens, bounds)):
             failed = value
             break
     if failed is None:
@@ -247,6 +254,31 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -
 
 
 _LIMIT_WORDS = {"==": "0", ">=": ">= 0", ">": "> 0"}
+
+
+def _vanishing_coefficient(expr, t, givens, bounds):
+    """A coefficient (free of t) of a term whose t-part does not tend to a finite limit, that
+    the domains and givens do not show nonzero; None if there is none. SymPy's limit of
+    ``1/(1 + g^2*t)`` is 0 for generic g, but 1 at g = 0: such a limit is not a proof."""
+    for node in sp.preorder_traversal(expr):
+        if not isinstance(node, (sp.Add, sp.Mul)) or not node.has(t):
+            continue
+        for term in (node.args if isinstance(node, sp.Add) else (node,)):
+            if not term.has(t):
+                continue
+            coefficient, part = term.as_independent(t, as_Add=False)
+            if not coefficient.free_symbols:
+                continue
+            try:
+                finite = sp.limit(part, t, sp.oo).is_finite
+            except (NotImplementedError, ValueError, TypeError, ZeroDivisionError):
+                finite = None
+            if finite:
+                continue
+            if not (sign_proofs.prove(coefficient, ">", givens, bounds)
+                    or sign_proofs.prove(-coefficient, ">", givens, bounds)):
+                return coefficient
+    return None
 
 
 def _limit_holds(value, relation: str, givens, bounds) -> bool:

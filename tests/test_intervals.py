@@ -158,3 +158,17 @@ def test_easy_true_claims_are_proved(residual, relation, givens):
 ])
 def test_false_claims_are_not_proved(residual, relation, givens):
     assert not prove(residual, relation, givens, UNIT)
+
+
+def test_a_tie_at_an_end_is_reached_if_either_candidate_is():
+    """cos(pi*x/21) over x in (-7, 7]: 1/2 is reached at x = 7 (and only approached at -7),
+    so the lower end is closed; a strict bound above 1/2 is not proved."""
+    span = bound(sp.cos(sp.pi * X / 21), {X: Span(sp.Integer(-7), sp.Integer(7), True, False)})
+    assert span.lo == sp.Rational(1, 2) and not span.lo_open
+    assert not prove(sp.cos(sp.pi * X / 21) - sp.Rational(1, 2), ">",
+                     [(X ** 2, "<=", 49), (X ** 3, ">", -343)], {})
+
+
+def test_a_periodic_given_does_not_narrow_a_span():
+    """SymPy solves cos(x) > 0 over one period only; such a given narrows nothing."""
+    assert not prove(1000 - X, ">=", [(sp.cos(X), ">", 0)], {})
