@@ -160,19 +160,28 @@ class Optimizer(torch.optim.Optimizer):
     def _specs(self) -> dict:
         return _hyper_specs(self._module)
 
-    def _flat_hypers(self, group: dict, index: int | None = None) -> tuple:
-        """The group's hyperparameters validated, as the generated functions take them."""
+    def _flat_hypers(self, group: dict, index: int | None = None, since=None) -> tuple:
+        """The group's hyperparameters validated, as the generated functions take them.
+        ``since``, the (values in ``_specs`` order, flat tuple) validated last for this group:
+        only the values that are other objects now are validated again (a scheduler's new
+        ``lr`` costs one), then the requirements, which tie hypers together."""
         where = f"param_groups[{index}]: " if index is not None else ""
-        values = {}
-        for name, spec in self._specs.items():
+        module = self._module
+        flat = list(since[1]) if since is not None else [None] * len(module.HYPER_ARGS)
+        for (name, spec), (start, stop), *old in zip(self._specs.items(), _flat_slices(module),
+                                                     *([since[0]] if since else [])):
             if name not in group:
                 raise KeyError(f"{where}no hyperparameter {name!r}")
+            value = group[name]
+            if old and value is old[0]:
+                continue
             try:
-                values[name] = _hyper_value(spec, group[name])
+                value = _hyper_value(spec, value)
             except (TypeError, ValueError) as error:
                 raise type(error)(f"{where}{error}") from None
-        flat = tuple(host_value(v) for h in self._module.HYPERS for v in h.flat(values[h.name]))
-        broken = self._module.violated_requirements(*flat)
+            flat[start:stop] = map(host_value, spec.flat(value))
+        flat = tuple(flat)
+        broken = module.violated_requirements(*flat)
         if broken:
             raise ValueError(f"{where}{self.name}: {broken[0]}")
         return flat
@@ -319,6 +328,17 @@ def _no_cyclic_gc():
 @functools.cache
 def _hyper_specs(module) -> dict:
     return {h.name: h for h in module.HYPERS}
+
+
+@functools.cache
+def _flat_slices(module) -> tuple[tuple[int, int], ...]:
+    """Where each hyperparameter's values sit in the flat tuple (a tuple hyper takes several)."""
+    out, start = [], 0
+    for h in module.HYPERS:
+        width = len(h.components) if h.type == "tuple" else 1
+        out.append((start, start + width))
+        start += width
+    return tuple(out)
 
 
 def _hyper_value(spec, value):

@@ -96,12 +96,18 @@ class Bucket:
     def check(self, inputs: dict) -> None:
         values = tuple(map(self.group.__getitem__, self.names))
         if values != self.values or self.tensor_hypers:
-            flat = self.opt._flat_hypers(self.group, self.g)
+            since = None if self.values is None or self.tensor_hypers else (self.values,
+                                                                             self.flat)
+            flat = self.opt._flat_hypers(self.group, self.g, since)
             self.tensor_hypers = any(isinstance(v, torch.Tensor) for v in values)
             self.values = values
             if flat != self.flat:
+                # The tables hold while the same states exist (host scalars are computed from
+                # the values every step): a scheduler's new lr costs no rebuild.
+                if self.flat is None or (self.module.states_present(*flat)
+                                         != self.module.states_present(*self.flat)):
+                    self.stale = True
                 self.flat = flat
-                self.stale = True  # which states exist may have changed
         grads = list(map(_GRAD, self.params))
         self.grads = grads
         if inputs or self.each:

@@ -268,3 +268,35 @@ def test_catalogue_classes_are_exported():
     assert ot.Adam.__name__ == "Adam" and issubclass(ot.Adam, torch.optim.Optimizer)
     assert ot.Lion.__name__ == "Lion" and ot.ScheduleFreeAdamW.__name__ == "ScheduleFreeAdamW"
     assert ot.optimizer_class("adam") is ot.Adam
+
+
+def test_a_scheduler_changing_lr_keeps_the_tables_and_matches_torch():
+    """OneCycleLR writes a new lr into every group before each step: the address tables are
+    kept (nothing about which states exist changed), and the params follow torch's AdamW
+    under the same schedule (float32, rtol 1e-5)."""
+    torch.manual_seed(0)
+    shapes = [(8, 3, 3, 3), (8,), (16, 8), (16,)]
+    params = [torch.randn(s, requires_grad=True) for s in shapes]
+    twins = [p.detach().clone().requires_grad_(True) for p in params]
+
+    def groups(ps):
+        return [{"params": ps[::2], "weight_decay": 0.01}, {"params": ps[1::2],
+                                                            "weight_decay": 0.0}]
+    opt, ref = ot.AdamW(groups(params)), torch.optim.AdamW(groups(twins))
+    scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=30)
+              for o in (opt, ref)]
+    tables = None
+    for step in range(30):
+        for p, q in zip(params, twins):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+        for sched in scheds:
+            sched.step()
+        if step == 1:
+            tables = [list(bucket.runs) for bucket in opt._buckets]
+        elif step > 1:
+            assert [list(bucket.runs) for bucket in opt._buckets] == tables
+    for p, q in zip(params, twins):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
