@@ -104,8 +104,7 @@ class Bucket:
             if flat != self.flat:
                 # The tables hold while the same states exist (host scalars are computed from
                 # the values every step): a scheduler's new lr costs no rebuild.
-                if self.flat is None or (self.module.states_present(*flat)
-                                         != self.module.states_present(*self.flat)):
+                if self.flat is None or self._other_states(flat, self.flat):
                     self.stale = True
                 self.flat = flat
         grads = list(map(_GRAD, self.params))
@@ -118,6 +117,16 @@ class Bucket:
             self.stale = True
 
     tensor_hypers = False
+
+    def _other_states(self, flat: tuple, before: tuple) -> bool:
+        """Whether other states exist under the hyperparameters ``flat`` than ``before``, for
+        any param: which exist may hang on a param's own flags too (Adafactor's variance, 'if
+        not factored'), which states_present takes last."""
+        module = self.module
+        kinds = ({tensor_flags(module, tuple(p.shape), self.np_dtype) for p in self.params}
+                 if module.TENSOR_FLAGS else {()})
+        return any(module.states_present(*flat, *flags)
+                   != module.states_present(*before, *flags) for flags in kinds)
 
     def _validate(self, grads: list, inputs: dict) -> dict:
         """Everything the step will read or write, for every param with a gradient; the

@@ -243,3 +243,29 @@ def test_torch_front_end_steps_a_state_some_params_lack(tmp_path):
         np.testing.assert_array_equal(p.detach().numpy(), w)
     assert [sorted(torch_opt.state[p]) for p in params] == [sorted(s) for s in
                                                             numpy_opt.state_dict()["state"]]
+
+
+def test_torch_front_end_takes_a_new_lr_where_states_hang_on_factored(tmp_path):
+    """Found with the fuzzer's spec above: which states exist was compared under a new lr
+    without the params' own flags (TypeError from states_present: Adafactor under any
+    torch scheduler)."""
+    torch = pytest.importorskip("torch")
+    import optgen.torch as ot
+
+    path = tmp_path / "demo.opt"
+    path.write_text(HEADER + "state v = 1 if not factored\nstate w = 2 if factored\nupdate:\n"
+                    "  v = v + g\n  w = w * g\n  p = p - lr * (v + w)\n")
+    shapes = [(3,), (2, 2)]
+    want = [np.linspace(-1, 1, int(np.prod(s))).reshape(s) for s in shapes]
+    params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in want]
+    numpy_opt = optgen.optimizer(str(path), want, backend="cpu")
+    torch_opt = ot.optimizer(str(path), params)
+    for step in range(3):
+        numpy_opt.lr = torch_opt.param_groups[0]["lr"] = 0.1 / (step + 1)
+        grads = [np.full(s, 0.5 + step) for s in shapes]
+        numpy_opt.step(grads)
+        for p, g in zip(params, grads):
+            p.grad = torch.from_numpy(g)
+        torch_opt.step()
+    for p, w in zip(params, want):
+        np.testing.assert_array_equal(p.detach().numpy(), w)
