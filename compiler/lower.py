@@ -173,12 +173,25 @@ class _RealCheck:
             if e in self.seen:
                 continue
             self.seen.add(e)
-            if isinstance(e, sp.Expr) and not e.free_symbols and e.is_extended_real is False:
+            if isinstance(e, sp.Expr) and not e.free_symbols and _not_real(e):
                 what = ("infinite with no sign (a division by 0, or log(0))" if e.has(sp.zoo)
                         else f"not a real number ({sp.sstr(e)}): a fractional power or a log "
                              "of a negative number")
                 raise SpecError(f"this is {what}", node.span)
             stack.extend(e.args)
+
+
+def _not_real(constant: sp.Expr) -> bool:
+    """Whether a constant is not a real number: by SymPy's assumptions, or where they cannot
+    tell (``(-pi)^(-pi)``, left unevaluated), by its value to 15 digits."""
+    real = constant.is_extended_real
+    if real is not None:
+        return not real
+    try:
+        value = complex(sp.N(constant, 15))
+    except (TypeError, ValueError, ArithmeticError):
+        return False  # no value to judge by: generated code computes it
+    return value.imag != 0
 
 
 #: An expression environment's entry naming each choice hyper's strings (their index is the

@@ -74,6 +74,13 @@ class _BasePrinter(NumPyPrinter):
 class ScalarPrinter(_BasePrinter):
     """Scalar code: host functions and Numba element loops."""
 
+    def _print_Pi(self, expr):
+        # NumPy's float64, not Python's float: pi^1000 is inf, not an OverflowError
+        return f"{self._module_format('numpy.float64')}({self._module_format('numpy.pi')})"
+
+    def _print_Exp1(self, expr):
+        return f"{self._module_format('numpy.float64')}({self._module_format('numpy.e')})"
+
     def _print_Piecewise(self, expr):
         return self._ternary(expr)
 

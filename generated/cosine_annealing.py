@@ -41,7 +41,7 @@ def lr_at(t_, base_lr_, T_max_, eta_min_):
     """The learning rate after t scheduler steps."""
     t_ = numpy.float64(t_)
     T_max_ = numpy.float64(T_max_)
-    return eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.pi*t_/T_max_) + 1)
+    return eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.float64(numpy.pi)*t_/T_max_) + 1)
 
 
 def violated_requirements(base_lr_, T_max_, eta_min_):

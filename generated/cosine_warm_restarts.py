@@ -61,7 +61,7 @@ def lr_at(t_, base_lr_, T_0_, T_mult_, eta_min_):
     _c5 = _c3 + 1
     _c6 = _c1**((_c3 - 1) if (t_ < _c4*(_c1**_c3 - 1)) else (((_c5) if (t_ >= _c4*(_c1**_c5 - 1)) else (_c3))))
     _c7 = (T_mult_ > 1)
-    return eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.pi*((_c0/_c6) if _c7 else (_c0))*((-_c4*(_c6 - 1) + t_) if _c7 else (numpy.mod(t_, T_0_)))) + 1)
+    return eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.float64(numpy.pi)*((_c0/_c6) if _c7 else (_c0))*((-_c4*(_c6 - 1) + t_) if _c7 else (numpy.mod(t_, T_0_)))) + 1)
 
 
 def violated_requirements(base_lr_, T_0_, T_mult_, eta_min_):

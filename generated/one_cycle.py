@@ -59,7 +59,7 @@ def lr_at(t_, max_lr_, total_steps_, pct_start_, div_factor_, final_div_factor_)
     _c2 = (t_ <= _c1)
     _c3 = max_lr_/div_factor_
     _c4 = ((max_lr_) if _c2 else (_c3/final_div_factor_))
-    return _c4 + (-1/2*_c4 + (1/2)*((_c3) if _c2 else (max_lr_)))*(numpy.cos(numpy.pi*((t_/_c1) if _c2 else ((-_c0 + t_ + 1)/(-_c0 + total_steps_)))) + 1)
+    return _c4 + (-1/2*_c4 + (1/2)*((_c3) if _c2 else (max_lr_)))*(numpy.cos(numpy.float64(numpy.pi)*((t_/_c1) if _c2 else ((-_c0 + t_ + 1)/(-_c0 + total_steps_)))) + 1)
 
 
 def violated_requirements(max_lr_, total_steps_, pct_start_, div_factor_, final_div_factor_):

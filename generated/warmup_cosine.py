@@ -48,7 +48,7 @@ def lr_at(t_, base_lr_, warmup_, total_, eta_min_):
     total_ = numpy.float64(total_)
     _c0 = -warmup_
     _c1 = _c0 + total_
-    return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.pi*numpy.minimum(_c1, _c0 + t_)/_c1) + 1)))
+    return ((base_lr_*t_/warmup_) if (t_ < warmup_) else (eta_min_ + (1/2)*(base_lr_ - eta_min_)*(numpy.cos(numpy.float64(numpy.pi)*numpy.minimum(_c1, _c0 + t_)/_c1) + 1)))
 
 
 def violated_requirements(base_lr_, warmup_, total_, eta_min_):

@@ -76,6 +76,8 @@ REFUSED = [
                  id="division-by-zero"),
     pytest.param("update:\n  p = p - lr * sqrt(-2) * g if log(-1) < 1\n", 4, 16,
                  "not a real number", id="square-root-of-a-negative-number"),
+    pytest.param("update:\n  p = p - lr * (-pi)^(-pi) * g\n", 4, 16, "not a real number",
+                 id="a-negative-irrational-to-an-irrational-power"),
     # a state, p or g holding a per-tensor value is one too (was a NameError at step time)
     pytest.param("state s = 0\nupdate:\n  s = mean(p)\n  p = p - lr * rms(s + 1)\n", 6, 16,
                  "('s')", id="reduction-of-a-state-holding-a-reduction"),
@@ -151,6 +153,8 @@ ACCEPTED = [
     # t % it differed far beyond rounding); it is n times the value
     pytest.param("update:\n  p = p - lr * (t % sum(1e-8)) * g - mean(lr) * rms(2)\n",
                  id="a-sum-of-a-constant-is-n-times-it"),
+    # pi was a Python float in host code: pi^1000 raised OverflowError
+    pytest.param("update:\n  p = p - lr * g / (1 + pi^1000)\n", id="a-power-of-pi-overflows"),
     # t and int hypers reach host code as Python ints (was ZeroDivisionError, OverflowError)
     pytest.param("hyper k: int = 0\nupdate:\n  u = 1 / (t - 1) + floor(t / k) + 2^(1000 * t)\n"
                  "  p = p - lr * g / (1 + abs(u))\n", id="host-arithmetic-on-whole-numbers"),
@@ -195,7 +199,7 @@ def test_a_schedule_on_whole_numbers_evaluates_at_every_step(tmp_path):
     as the kernels do."""
     path = tmp_path / "demo.opt"
     path.write_text("schedule demo\nhyper k: int = 0\nupdate:\n"
-                    "  lr = 1 / t + floor(t / k) + 2^(1000 * t)\n")
+                    "  lr = 1 / t + floor(t / k) + 2^(1000 * t) + pi^1000\n")
     check_file(path)
     lrs = optgen.schedule(str(path)).values(3)
     assert np.isnan(lrs[0]) and lrs[1:] == [np.inf] * 2, lrs  # floor(0/0), then 1 + 0 + inf
