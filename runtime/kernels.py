@@ -13,6 +13,7 @@ import numpy as np
 
 from .matrix import OPERATIONS
 from .pointers import sum_rows_in_order
+from .threads import use_threads
 
 
 def host_value(value):
@@ -70,14 +71,17 @@ def axis_shape(shape: tuple[int, ...], axis: str) -> tuple[int, ...]:
 
 def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
              dtype: np.dtype, shape: tuple[int, ...] | None = None,
-             axis_states: list[np.ndarray] | None = None, combine=None) -> None:
+             axis_states: list[np.ndarray] | None = None, combine=None,
+             torch_threads: int | None = None) -> None:
     """One step over flat, contiguous ``arrays`` (p, g, inputs, then each state, in ``ARRAYS``
     order) with ``host`` the cast host scalars; ``shape`` is the parameter's (default: flat);
     ``axis_states`` are the factored states in ``AXIS_STATES`` order, where the parameter
     has them. ``combine(values)`` (float64, the per-tensor sums then the element count), where
     given, sums them over the shards of a tensor held by other processes. Updates the arrays
-    in place."""
+    in place. ``torch_threads``: torch's thread count, which the CPU kernels follow."""
     shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
+    if backend == "cpu":
+        use_threads(arrays[0].shape[0], torch_threads)
     nest = _nest_args(module, backend, shape, axis_states)
     axes = axis_stage(module, arrays, host, dtype, shape, axis_states, bool(nest and nest[0]))
     sizes = shape_values(shape)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .kernels import shape_values
 from .pointers import balanced_pieces, sum_blocks_in_order, work_list
+from .threads import use_threads
 
 #: Elements per chunk of the element pass: large enough that scheduling is free, small enough
 #: that 2 threads share a few large tensors evenly.
@@ -37,6 +38,7 @@ class TensorTable:
         self.like = np.empty(0, self.dtype)
         self.itemsize = self.dtype.itemsize
         sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in shapes], dtype=np.int64)
+        self.elements = int(sizes.sum())
         self.work = work_list(sizes, CHUNK)
         self.pieces = balanced_pieces(self.work)
         self.addresses = np.zeros((len(shapes), len(module.ARRAYS)), dtype=np.int64)
@@ -68,9 +70,11 @@ class TensorTable:
             self.addresses[k] = [a.ctypes.data for a in row]
         self.run(self.host_array(host))
 
-    def run(self, host: np.ndarray) -> None:
-        """One step of every tensor in the table; ``host`` from :meth:`host_array`."""
+    def run(self, host: np.ndarray, torch_threads: int | None = None) -> None:
+        """One step of every tensor in the table; ``host`` from :meth:`host_array`;
+        ``torch_threads``: torch's thread count, which the kernels follow (see threads.py)."""
         module = self.module
+        use_threads(self.elements, torch_threads)
         if module.REDUCTIONS:
             module.reduce_many_cpu(self.addresses, self.blocks, self.block_pieces, self.like,
                                    self.itemsize, host, self.partials)

@@ -117,14 +117,18 @@ class Bucket:
             self.stale = True
 
     tensor_hypers = False
+    _flag_kinds = None  # the distinct tensor flags of the params (set on first use)
 
     def _other_states(self, flat: tuple, before: tuple) -> bool:
         """Whether other states exist under the hyperparameters ``flat`` than ``before``, for
         any param: which exist may hang on a param's own flags too (Adafactor's variance, 'if
         not factored'), which states_present takes last."""
         module = self.module
-        kinds = ({tensor_flags(module, tuple(p.shape), self.np_dtype) for p in self.params}
-                 if module.TENSOR_FLAGS else {()})
+        kinds = self._flag_kinds
+        if kinds is None:  # the params' shapes: a changed one rebuilds the tables anyway
+            kinds = self._flag_kinds = (
+                {tensor_flags(module, tuple(p.shape), self.np_dtype) for p in self.params}
+                if module.TENSOR_FLAGS else {()})
         return any(module.states_present(*flat, *flags)
                    != module.states_present(*before, *flags) for flags in kinds)
 
@@ -360,6 +364,7 @@ class Bucket:
         self.grad_devices = list(map(_DEVICE, present))
         self.grad_storages = list(map(_STORAGE, present))
         self.grad_nbytes = list(map(_NBYTES, self.grad_storages))
+        self._flag_kinds = None  # shapes may have changed
         self.stale = False
 
     def _fits_table(self, p: torch.Tensor, g: torch.Tensor, arrays: dict) -> bool:
@@ -475,7 +480,7 @@ class Bucket:
                           stream=torch_stream(p.device))
         else:
             run_step(module, "cpu", kernel_arrays, host, self.np_dtype, shape, axis_states,
-                     combine=self.opt._combine)
+                     combine=self.opt._combine, torch_threads=torch.get_num_threads())
         with torch.no_grad():  # a param is a leaf that requires grad
             for tensor, copy in copies:
                 tensor.copy_(copy)  # rounds to nearest even into a half-precision param
@@ -611,7 +616,7 @@ class _Run(_TableRun):
         return True
 
     def launch(self, host: tuple, bucket: Bucket) -> None:
-        self.table.run(self.table.host_array(host))
+        self.table.run(self.table.host_array(host), torch.get_num_threads())
 
 
 class _EachRun:
