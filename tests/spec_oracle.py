@@ -6,6 +6,8 @@ another kind, at check, build, import or step time.
 
 :func:`run` applies it to a drawn spec (see ``spec_strategies.py``) and says whether the spec
 was accepted or refused; a spec that breaks the invariant raises :class:`Violation`.
+:func:`run_cuda` (in a process with the CUDA simulator or a GPU) and :func:`run_torch` do the
+same for the cuda backend and the PyTorch front end.
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ def check_located(error: SpecError, text: str, path: Path | None = None) -> None
 
 
 def run(spec, folder: Path, backends=("numpy", "cpu"), seed: int = 0) -> str:
-    """``"refused"`` (a located error) or ``"accepted"`` (and it built and stepped everywhere
-    with the backends agreeing); raises :class:`Violation` otherwise."""
+    """``"refused"`` (a located error), ``"accepted"`` (it built and stepped on ``backends``
+    under the defaults and with its flags and choices changed, the backends agreeing) or
+    ``"sensitive"`` (accepted, the backends differing only where the reference is as
+    sensitive to rounding: see :func:`compare`); raises :class:`Violation` otherwise."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "fz.opt"
