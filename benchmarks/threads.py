@@ -65,8 +65,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     threads.SERIAL_BELOW = 0  # measure the parallel step at every size
-    print(f"threads: {threads.max_threads()}, layer: OpenMP wait policy "
-          f"{__import__('os').environ.get('OMP_WAIT_POLICY')}, torch threads "
+    measure(1 << 20, 1)  # starts the pool, so that its layer can be named
+    import numba
+
+    print(f"threads: {threads.max_threads()}, layer: {numba.threading_layer()}, torch threads "
           f"{torch.get_num_threads()}")
     print("| elements | 1 thread µs | all threads µs | ratio | one core busy: 1 thread | "
           "all threads | ratio |")
