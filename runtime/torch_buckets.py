@@ -95,7 +95,9 @@ class Bucket:
 
     def check(self, inputs: dict) -> None:
         values = tuple(map(self.group.__getitem__, self.names))
-        if values != self.values or self.tensor_hypers:
+        # by identity: == on a tensor hyper compares elementwise (and raises for two values)
+        if self.values is None or self.tensor_hypers or any(map(operator.is_not, values,
+                                                                 self.values)):
             since = None if self.values is None or self.tensor_hypers else (self.values,
                                                                              self.flat)
             flat = self.opt._flat_hypers(self.group, self.g, since)

@@ -300,3 +300,18 @@ def test_a_scheduler_changing_lr_keeps_the_tables_and_matches_torch():
             assert [list(bucket.runs) for bucket in opt._buckets] == tables
     for p, q in zip(params, twins):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+
+
+def test_a_tensor_lr_replaced_by_a_two_element_tensor_is_a_value_error():
+    """After a 1-element tensor lr, a 2-element one: ValueError naming lr, nothing moved (the
+    hyper comparison was elementwise and raised RuntimeError)."""
+    p = torch.zeros(5, requires_grad=True)
+    p.grad = torch.ones(5)
+    opt = ot.AdamW([p])
+    opt.param_groups[0]["lr"] = torch.tensor(0.02)
+    opt.step()
+    before = p.detach().clone()
+    opt.param_groups[0]["lr"] = torch.tensor([0.02, 0.1])
+    with pytest.raises(ValueError, match="lr must be a number or a 1-element tensor"):
+        opt.step()
+    assert torch.equal(p.detach(), before)
