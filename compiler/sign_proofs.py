@@ -61,7 +61,7 @@ def box_of(symbols, bounds) -> dict[sp.Symbol, Span]:
 def contradictory(givens, bounds) -> bool:
     """Whether no point of the declared domains meets the givens about one symbol each (then
     every claim under them holds vacuously)."""
-    symbols = {s for given in givens for s in _given_symbols(given)}
+    symbols = {s for given in givens for s in given_symbols(given)}
     try:
         box, _ = _narrow(box_of(symbols, bounds), _unfolded(list(givens)))
     except (TypeError, ValueError, NotImplementedError, RecursionError, AttributeError):
@@ -73,7 +73,7 @@ def prove(residual, relation: str, givens=(), bounds=None) -> bool:
     """Whether ``residual RELATION 0`` (relation ``==``, ``>=`` or ``>``) wherever the givens
     hold, by the steps of the module doc."""
     residual = sp.sympify(residual)
-    symbols = residual.free_symbols | {s for given in givens for s in _given_symbols(given)}
+    symbols = residual.free_symbols | {s for given in givens for s in given_symbols(given)}
     cases = [0]
     try:
         return _prove(residual, relation, list(givens), box_of(symbols, bounds), cases, True)
@@ -82,7 +82,8 @@ def prove(residual, relation: str, givens=(), bounds=None) -> bool:
         return False
 
 
-def _given_symbols(given):
+def given_symbols(given) -> set:
+    """The symbols a given ``(lhs, op, rhs)`` (or ``(condition, "holds", None)``) reads."""
     left, op, right = given
     return sp.sympify(left if op == "holds" else left - right).free_symbols
 

@@ -225,7 +225,7 @@ def _decide_limit(check: Check, stepper: SymbolicStepper, lhs, rhs, givens=()) -
                   if v is not None and closed]
         options.append([(symbol, case) for case in cases])
     failed = None
-    plain_givens = [g for g in givens if t not in _given_free(g)]
+    plain_givens = [g for g in givens if t not in sign_proofs.given_symbols(g)]
     for combo in itertools.product(*options):
         case_givens = [_replaced(g, dict(combo)) for g in plain_givens]
         vanishing = _vanishing_coefficient(residual.xreplace(dict(combo)), t, case_givens,
@@ -289,11 +289,6 @@ def _limit_holds(value, relation: str, givens, bounds) -> bool:
     if value.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or relation == "==":
         return False
     return sign_proofs.prove(value, relation, givens, bounds)
-
-
-def _given_free(given):
-    left, op, right = given
-    return sp.sympify(left if op == "holds" else left - right).free_symbols
 
 
 def _replaced(given, substitution):

@@ -167,13 +167,14 @@ class Optimizer(torch.optim.Optimizer):
         ``lr`` costs one), then the requirements, which tie hypers together."""
         where = f"param_groups[{index}]: " if index is not None else ""
         module = self._module
-        flat = list(since[1]) if since is not None else [None] * len(module.HYPER_ARGS)
-        for (name, spec), (start, stop), *old in zip(self._specs.items(), _flat_slices(module),
-                                                     *([since[0]] if since else [])):
+        seen, flat = (since[0], list(since[1])) if since is not None else (
+            None, [None] * len(module.HYPER_ARGS))
+        for k, ((name, spec), (start, stop)) in enumerate(zip(self._specs.items(),
+                                                              _flat_slices(module))):
             if name not in group:
                 raise KeyError(f"{where}no hyperparameter {name!r}")
             value = group[name]
-            if old and value is old[0]:
+            if seen is not None and value is seen[k]:
                 continue
             try:
                 value = _hyper_value(spec, value)

@@ -13,8 +13,10 @@ parallel call waits for a descheduled worker: a few small tensors can take milli
 * the pool is Intel TBB's (the ``tbb`` package, a dependency on x86-64, which Numba prefers
   when it is installed): its scheduler steals work, so when a worker is descheduled the
   calling thread runs that worker's chunks itself instead of waiting for it, and idle workers
-  sleep. (Measured here with the other core busy: OpenMP's pool made a 4M-element step 3-15x
-  slower with two threads than with one; TBB's never slower than one thread.)
+  sleep. (Measured here with the other core busy: Numba's OpenMP pool, with
+  OMP_WAIT_POLICY=PASSIVE, made 1M-4M-element steps 2.6-17x slower with two threads than with
+  one; TBB's two threads cost at most 1.03x one thread. OpenMP's default spinning policy was
+  not measured.)
 
 Numba's thread count is per calling thread; optgen sets it before each native call where it
 differs from the last one set in that thread.
