@@ -24,6 +24,7 @@ differs from the last one set in that thread.
 
 from __future__ import annotations
 
+import operator
 import threading
 
 #: Elements per native call below which it runs serially. Measured (benchmarks/threads.py,
@@ -49,8 +50,12 @@ def set_num_threads(n: int | None) -> None:
     if n is None:
         _requested = None
         return
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if isinstance(n, bool):
+        raise TypeError("n must be an int, got bool")
+    try:
+        n = operator.index(n)  # an int, or an integer type such as np.int64
+    except TypeError:
+        raise TypeError(f"n must be an int, got {type(n).__name__}") from None
     if not 1 <= n <= max_threads():
         raise ValueError(f"n must be between 1 and {max_threads()} (NUMBA_NUM_THREADS), got {n}")
     _requested = n

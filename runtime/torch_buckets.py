@@ -56,6 +56,14 @@ class Regroup(Exception):
     """A param no longer fits its bucket (dtype or device changed): make the buckets again."""
 
 
+def _immutable(value) -> bool:
+    """Whether a hyperparameter value cannot change without a new object (numbers, strings,
+    None, tuples of them)."""
+    if isinstance(value, tuple):
+        return all(map(_immutable, value))
+    return isinstance(value, (int, float, str, type(None), np.generic))
+
+
 class Bucket:
     """The params of one (param group, dtype, device) of an ``optgen.torch`` optimizer."""
 
@@ -96,12 +104,13 @@ class Bucket:
     def check(self, inputs: dict) -> None:
         values = tuple(map(self.group.__getitem__, self.names))
         # by identity: == on a tensor hyper compares elementwise (and raises for two values)
-        if self.values is None or self.tensor_hypers or any(map(operator.is_not, values,
+        if self.values is None or self.mutable_hypers or any(map(operator.is_not, values,
                                                                  self.values)):
-            since = None if self.values is None or self.tensor_hypers else (self.values,
+            since = None if self.values is None or self.mutable_hypers else (self.values,
                                                                              self.flat)
             flat = self.opt._flat_hypers(self.group, self.g, since)
-            self.tensor_hypers = any(isinstance(v, torch.Tensor) for v in values)
+            # a tensor lr or a list of betas can change in place: read again every step
+            self.mutable_hypers = not all(map(_immutable, values))
             self.values = values
             if flat != self.flat:
                 # The tables hold while the same states exist (host scalars are computed from
@@ -118,7 +127,7 @@ class Bucket:
             self.snapshot = self._validate(grads, inputs)
             self.stale = True
 
-    tensor_hypers = False
+    mutable_hypers = False
     _flag_kinds = None  # the distinct tensor flags of the params (set on first use)
 
     def _other_states(self, flat: tuple, before: tuple) -> bool:

@@ -70,7 +70,8 @@ def test_optgen_torch_follows_torch_threads():
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (10 ** 6, ValueError),
-                                        (1.5, TypeError), (True, TypeError), ("2", TypeError)])
+                                        (1.5, TypeError), (True, TypeError), ("2", TypeError),
+                                        (np.int64(0), ValueError)])
 def test_bad_thread_counts_are_refused(bad, error):
     with pytest.raises(error, match="n must be"):
         optgen.set_num_threads(bad)
@@ -85,3 +86,8 @@ def test_the_pool_is_tbb_on_x86_64():
         pytest.skip("tbb wheels are for x86-64")
     _steps("adamw", threads.max_threads(), 4 * threads.SERIAL_BELOW)
     assert numba.threading_layer() == "tbb"
+
+
+def test_an_integer_type_is_a_thread_count():
+    optgen.set_num_threads(np.int64(1))
+    assert optgen.get_num_threads() == 1

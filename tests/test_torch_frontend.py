@@ -315,3 +315,28 @@ def test_a_tensor_lr_replaced_by_a_two_element_tensor_is_a_value_error():
     with pytest.raises(ValueError, match="lr must be a number or a 1-element tensor"):
         opt.step()
     assert torch.equal(p.detach(), before)
+
+
+def test_a_list_hyperparameter_changed_in_place_is_read_again():
+    """betas as a list, then one item changed in place: optgen follows it as torch.optim does,
+    and an invalid item is refused (it was ignored: values were compared by identity)."""
+    torch.manual_seed(0)
+    p = torch.randn(6, requires_grad=True)
+    q = p.detach().clone().requires_grad_(True)
+    opt, ref = ot.AdamW([p], lr=0.01), torch.optim.AdamW([q], lr=0.01)
+    for o in (opt, ref):
+        o.param_groups[0]["betas"] = [0.9, 0.999]
+    for step in range(4):
+        if step == 2:
+            for o in (opt, ref):
+                o.param_groups[0]["betas"][0] = 0.5
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+    torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+    before = p.detach().clone()
+    opt.param_groups[0]["betas"][0] = 5.0
+    with pytest.raises(ValueError, match="outside its domain"):
+        opt.step()
+    assert torch.equal(p.detach(), before)
