@@ -64,8 +64,9 @@ def row(name: str, shapes) -> dict:
         theirs = getattr(torch.optim, cls_name)(params(shapes), **hypers, **flags)
         result["torch"] = gpu_time_ms(theirs.step)
         result["torch_path"] = next(iter(flags))
-    nbytes = bytes_per_element(load(name), hypers)
-    a = torch.empty(values * nbytes // 8 + 1, device="cuda")
+    # the CPU kernels' bytes (Adafactor's per-row values, broadcast on the GPU, move more)
+    nbytes = bytes_per_element(load(name), hypers, shapes=shapes)
+    a = torch.empty(int(values * nbytes) // 8 + 1, device="cuda")
     b = torch.empty_like(a)
     result["copy"] = gpu_time_ms(lambda: b.copy_(a))
     result["bytes"] = nbytes

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 import jinja2
 import sympy as sp
 
+from .axis_nest import axis_nest
 from .lower import LoweredSpec
 from .names import code_name
+from .functions import FACTORED
 from .plan import KernelPlan
 from .printers import NumbaCPUPrinter, NumbaCUDAPrinter, NumpyArrayPrinter, ScalarPrinter
 
@@ -51,6 +53,9 @@ BACKENDS = (
     Backend("cpu", "step_cpu", "numba_cpu.py.j2", "reduce_cpu", "numba_cpu_reduce.py.j2",
             NumbaCPUPrinter),
 )
+
+#: What the CPU kernels of a factored tensor take last: its tiling (runtime/tiling.py).
+NEST_ARGS = ("_nrows", "_ncols", "_kpm", "_tpm", "_rb", "_across")
 
 #: Elements per block of a reduction pass (fixed, so sums do not depend on the thread count).
 REDUCE_BLOCK = 4096
@@ -125,6 +130,9 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     host = ScalarPrinter(names=plan.names)
     host_index = {h.symbol: i for i, h in enumerate(plan.host)}
     kernels = [text for backend in BACKENDS for text in _render_kernels(backend, plan)]
+    axis_cpu, axis_aliases = _render_axis_cpu(plan)
+    if axis_cpu:
+        kernels.insert(0, axis_cpu)
     equations = [latex_equation(eq) for eq in lowered.equations]
     hyper_args = _idents(plan, plan.hyper_args)
     whole = [_ident(plan, plan.t)] + _int_hypers(spec, hyper_args)
@@ -172,9 +180,11 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         axis_arrays=tuple(a.name for a in plan.axis_stage.arrays) if plan.axis_stage else (),
         axis_classes=plan.axis_stage.classes if plan.axis_stage else (),
         axis_kernel=_render_axis_stage(plan),
+        axis_cpu=axis_cpu,
+        axis_aliases=axis_aliases,
         many=supports_many(plan),
         nests=nests(plan),
-        traffic=_traffic(plan),
+        traffic=_traffic(plan, axis_aliases),
         cuda_kernels=_render_cuda(plan),
         scalar_updates=scalar_updates,
         host_is_bool=tuple(h.is_bool for h in plan.host),
@@ -248,6 +258,73 @@ def _render_axis_stage(plan: KernelPlan) -> str | None:
     ).rstrip("\n")
 
 
+def _render_axis_cpu(plan: KernelPlan) -> tuple[str | None, tuple[int, ...]]:
+    """The factored stage as a Numba CPU loop nest (compiler/axis_nest.py), and for each
+    scratch array the factored state it equals (-1 for none: the runtime then hands the state
+    itself to the passes); ``(None, ())`` where the nest cannot express the stage."""
+    stage = plan.axis_stage
+    if stage is None:
+        return None, ()
+    axis_of = dict(plan.axis_states)
+    shape_of = {a.local: frozenset({"row": "R", "col": "C"}.get(axis_of.get(a.name), "RC"))
+                for a in stage.loads}
+    nest = axis_nest(stage, shape_of, axis_of)
+    if nest is None:
+        return None, ()
+    printer = NumbaCPUPrinter(names=plan.names)
+    row_means = [m.symbol for m in nest.means if m.kind == "row"]
+    col_means = [m.symbol for m in nest.means if m.kind == "col"]
+    matrix_symbols = [m.symbol for m in nest.means if m.kind in ("rows", "cols")]
+    contexts = iter(range(1000))
+
+    def context(exprs):
+        """Loads, CSE temporaries (named per context: one Numba type each) and the values."""
+        temps, reduced = sp.cse(list(exprs), optimizations=None, order="canonical",
+                                symbols=sp.numbered_symbols(f"_t{next(contexts)}x", real=True))
+        used = set().union(*(e.free_symbols for e in reduced),
+                           *(v.free_symbols for _, v in temps))
+        loads = {"RC": [], "R": [], "C": []}
+        for a in stage.loads:
+            if a.local in used:
+                kind = "".join(sorted(shape_of[a.local], reverse=True))
+                loads[kind].append((_ident(plan, a.local), code_name(a.name)))
+        return dict(
+            full_loads=loads["RC"], row_loads=loads["R"], col_loads=loads["C"],
+            rowmean_loads=[(code_name(str(s)), k) for k, s in enumerate(row_means) if s in used],
+            colmean_loads=[(code_name(str(s)), k) for k, s in enumerate(col_means) if s in used],
+            matmean_loads=[(code_name(str(s)), j) for j, s in enumerate(matrix_symbols)
+                           if s in used],
+            temps=[(code_name(str(t)), printer.doprint(v)) for t, v in temps],
+        ), [printer.doprint(e) for e in reduced]
+
+    element = [m for m in nest.means if m.kind in ("row", "col")]
+    sweep, terms = context(m.arg for m in element)
+    sweep["row_terms"] = [(k, v) for k, v in enumerate(
+        v for m, v in zip(element, terms) if m.kind == "row")]
+    sweep["col_terms"] = [(k, v) for k, v in enumerate(
+        v for m, v in zip(element, terms) if m.kind == "col")]
+    matrix_means = []
+    for mean in (m for m in nest.means if m.kind in ("rows", "cols")):
+        ctx, (value,) = context([mean.arg])
+        matrix_means.append(dict(kind=mean.kind, context=ctx, value=value))
+
+    def finishing(values):
+        ctx, printed = context(v for _, v in values)
+        ctx["outputs"] = [(code_name(name), text) for (name, _), text in zip(values, printed)]
+        return ctx
+
+    arrays = _idents(plan, [a.name for a in plan.arrays])
+    args = (arrays + _idents(plan, [name for name, _ in plan.axis_states])
+            + _idents(plan, [a.name for a in stage.arrays])
+            + _idents(plan, [h.symbol for h in plan.host]))
+    text = _environment().get_template("numba_cpu_axis.py.j2").render(
+        args=args, length=arrays[0], sweep=sweep, matrix_means=matrix_means,
+        rows=finishing(nest.row_values), cols=finishing(nest.col_values),
+        matrix=finishing(nest.matrix_values),
+    ).strip("\n")
+    return text, nest.aliases
+
+
 def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     """The element kernel, preceded by the reduction kernel where the spec has reductions."""
     printer = (backend.printer(plan.host_symbols, names=plan.names)
@@ -258,7 +335,7 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     mats = _idents(plan, [m.array for m in plan.matrix_ops])
     tensor_args = _idents(plan, plan.reductions) + _idents(plan, plan.shape_values)
     out = []
-    nest_args = ["_ncols", "_nrows"] if backend.name == "cpu" and nests(plan) else []
+    nest_args = list(NEST_ARGS) if backend.name == "cpu" and nests(plan) else []
     if plan.reductions:
         out.append(_render_passes(backend.reduce_template, backend.reduce_function,
                                   arrays + host + nest_args, plan, plan.reduce_passes, printer,
@@ -310,20 +387,33 @@ def _render_cuda(plan: KernelPlan) -> str:
     ).rstrip("\n")
 
 
-def _traffic(plan: KernelPlan) -> tuple:
+def _traffic(plan: KernelPlan, aliases: tuple[int, ...]) -> tuple:
     """For each pass the runtime may run: (kind, the host flags it assumes as (index, value),
-    full-size arrays it reads, arrays it writes; per-row/column values are not counted). The
-    benchmark's bytes per element come from it."""
+    full-size arrays it reads, full-size arrays it writes, and the classes ("row", "col",
+    "matrix") of the per-row/column/matrix arrays it reads and of those it writes). The CPU's
+    factored stage is a pass of kind "axis". The benchmark's bytes come from it."""
     host_index = {h.symbol: i for i, h in enumerate(plan.host)}
-    small = {name for name, kind in _axis_classes(plan).items() if kind != "full"}
+    classes = _axis_classes(plan)
     rows = []
+    if plan.axis_stage is not None and aliases:
+        stage = plan.axis_stage
+        factored = [i for i, h in enumerate(plan.host) if h.value == FACTORED]
+        axis_of = dict(plan.axis_states)
+        read = [axis_of[a.name] for a in stage.loads if a.name in axis_of]
+        written = [axis_of[name] for name, _ in stage.stores]
+        written += [kind for kind, alias in zip(stage.classes, aliases) if alias < 0]
+        rows.append(("axis", tuple((i, True) for i in factored[:1]),
+                     sum(1 for a in stage.loads if a.name not in axis_of), 0,
+                     tuple(read), tuple(written)))
     for kind, passes in (("reduce", plan.reduce_passes), ("prepare", plan.prepare_passes),
                          ("step", plan.passes)):
         for element_pass in passes:
             when = tuple((host_index[flag], value) for flag, value in element_pass.when)
             written = len(element_pass.stores) if kind != "reduce" else 0
-            read = sum(1 for a in element_pass.loads if a.name not in small)  # per element
-            rows.append((kind, when, read, written))
+            full = [a for a in element_pass.loads if classes.get(a.name, "full") == "full"]
+            small = tuple(classes[a.name] for a in element_pass.loads
+                          if classes.get(a.name, "full") != "full")
+            rows.append((kind, when, len(full), written, small, ()))
     return tuple(rows)
 
 
@@ -369,7 +459,6 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
             branch=branch,
             # The NumPy body reads whole arrays, so an array it writes is read from a copy.
             loads=[load for load in loads if classes.get(load[1], "full") == "full"],
-            all_loads=loads,
             # Read per row, per matrix, per column (CPU kernels: the row/column loop nest).
             row_loads=[load for load in loads if classes.get(load[1]) == "row"],
             matrix_loads=[load for load in loads if classes.get(load[1]) == "matrix"],
@@ -379,13 +468,6 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
         ))
         passes[-1]["nest"] = bool(passes[-1]["row_loads"] or passes[-1]["matrix_loads"]
                                   or passes[-1]["col_loads"])
-        # full-size arrays the nest reads or writes, sliced one row at a time
-        passes[-1]["row_arrays"] = list(dict.fromkeys(
-            [name for _, name, _ in passes[-1]["loads"]]
-            + [code_name(name) for name, _ in element_pass.stores if not name.startswith("_r")]))
-        # each array's slice for the row in hand, named by position (the code's own names)
-        passes[-1]["slices"] = {name: f"_row{k}" for k, name in enumerate(dict.fromkeys(
-            [name for _, name, _ in passes[-1]["col_loads"]] + passes[-1]["row_arrays"]))}
     return _environment().get_template(template).render(
         function=function, args=args, length=code_name(plan.arrays[0].name), passes=passes,
         doc=doc,

@@ -84,11 +84,18 @@ AXIS_ARRAYS = ('_ax0', '_ax1', '_ax2')
 #: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
 AXIS_CLASSES = ('matrix', 'row', 'col')
 NESTS = True
+#: Whether axis_cpu runs the factored stage on the CPU (else the NumPy axis_stage does), and
+#: per scratch array the factored state (index into AXIS_STATES) whose new value it equals, or
+#: -1: the runtime hands the passes that state instead, and axis_cpu does not write it.
+AXIS_CPU = True
+AXIS_ALIASES = (-1, 0, 1)
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = False
-#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
-#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
-TRAFFIC = (('reduce', ((9, True), (0, False)), 2, 0), ('reduce', ((9, False), (0, True)), 3, 0), ('step', ((9, True), (0, False)), 2, 1), ('step', ((9, False), (0, True)), 3, 2))
+#: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
+#: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
+#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
+#: and of those written). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('axis', ((9, True),), 1, 0, ('row', 'col'), ('row', 'col', 'matrix')), ('reduce', ((9, True), (0, False)), 2, 0, ('matrix', 'row', 'col'), ()), ('reduce', ((9, False), (0, True)), 3, 0, (), ()), ('step', ((9, True), (0, False)), 2, 1, ('matrix', 'row', 'col'), ()), ('step', ((9, False), (0, True)), 3, 2, (), ()))
 
 
 def host_scalars(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_, _factored, _eps):
@@ -145,6 +152,251 @@ def axis_stage(p_, g_, variance_, row_var_, col_var_, _h0, _h1, _h2, _h3, _h4, _
     return (numpy.maximum(_h5, numpy.mean(_e3, axis=-2, keepdims=True)), _e3, _e6,)
 
 
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _nrows, _ncols, _kpm, _tpm, _rb, _across):
+    """Numba CPU backend of axis_stage, over flat arrays (the per-row, per-column and
+    per-matrix ones in their own sizes): one sweep over each matrix's elements for its row and
+    column means, then its per-row, per-column and per-matrix values. Tiles of ``_kpm`` whole
+    matrices (``_tpm`` = 1; ``_across``: the innermost loop across them), or ``_tpm`` blocks of
+    ``_rb`` rows of one matrix, in parallel (runtime/tiling.py); every sum in float64, in an
+    order fixed by the shape alone. Indices are unsigned (no negative-index wraparound: the
+    loops vectorize)."""
+    _nmat = p_.shape[0] // (_nrows * _ncols)
+    if _tpm == 1:
+        for _tile in numba.prange((_nmat + _kpm - 1) // _kpm):
+            _mfirst = _tile * _kpm
+            _mcount = min(_nmat, _mfirst + _kpm) - _mfirst
+            _rowacc = numpy.zeros((1, _nrows, _kpm))
+            _colacc = numpy.zeros((1, _ncols, _kpm))
+            _terms = numpy.empty((1, _ncols))
+            _rowmean = numpy.empty((1, _nrows, _kpm), p_.dtype)
+            _colmean = numpy.empty((1, _ncols, _kpm), p_.dtype)
+            _matmean = numpy.empty((1, _kpm), p_.dtype)
+            _matacc = numpy.empty(_kpm)
+            if _across:
+                for _r in range(_nrows):
+                    for _c in range(_ncols):
+                        for _mm in range(_mcount):
+                            _m = _mfirst + _mm
+                            _i = numpy.uint64((_m * _nrows + _r) * _ncols + _c)
+                            _g_ = g_[_i]
+                            _t0x0 = _g_**2
+                            _rowacc[0, _r, _mm] += _t0x0
+                            _colacc[0, _c, _mm] += _t0x0
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_nrows):
+                        for _c in range(_ncols):
+                            _i = numpy.uint64((_m * _nrows + _r) * _ncols + _c)
+                            _g_ = g_[_i]
+                            _t0x0 = _g_**2
+                            _terms[0, _c] = _t0x0
+                            _colacc[0, _c, _mm] += _t0x0
+                        _count = _ncols
+                        _stop = _count // 8 * 8
+                        _s0 = 0.0
+                        _s1 = 0.0
+                        _s2 = 0.0
+                        _s3 = 0.0
+                        _s4 = 0.0
+                        _s5 = 0.0
+                        _s6 = 0.0
+                        _s7 = 0.0
+                        for _j in range(0, _stop, 8):
+                            _s0 += _terms[0, _j]
+                            _s1 += _terms[0, _j + 1]
+                            _s2 += _terms[0, _j + 2]
+                            _s3 += _terms[0, _j + 3]
+                            _s4 += _terms[0, _j + 4]
+                            _s5 += _terms[0, _j + 5]
+                            _s6 += _terms[0, _j + 6]
+                            _s7 += _terms[0, _j + 7]
+                        for _j in range(_stop, _count):
+                            _s0 += _terms[0, _j]
+                        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                        _rowacc[0, _r, _mm] = _a0
+            for _mm in range(_mcount):
+                for _k in range(1):
+                    for _r in range(_nrows):
+                        _rowmean[_k, _r, _mm] = _rowacc[_k, _r, _mm] / _ncols
+                for _k in range(1):
+                    for _c in range(_ncols):
+                        _colmean[_k, _c, _mm] = _colacc[_k, _c, _mm] / _nrows
+            for _mm in range(_mcount):
+                _matacc[_mm] = 0.0
+            if _across:
+                for _r in range(_nrows):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t1x0 = _mean0 - _row_var_
+                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_nrows):
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t1x0 = _mean0 - _row_var_
+                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+            for _mm in range(_mcount):
+                _matmean[0, _mm] = _matacc[_mm] / _nrows
+            if _across:
+                for _r in range(_nrows):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t2x0 = _mean0 - _row_var_
+                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_nrows):
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t2x0 = _mean0 - _row_var_
+                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+            if _across:
+                for _c in range(_ncols):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
+                        _mean1 = _colmean[0, _c, _mm]
+                        _t3x0 = _mean1 - _col_var_
+                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _c in range(_ncols):
+                        _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
+                        _mean1 = _colmean[0, _c, _mm]
+                        _t3x0 = _mean1 - _col_var_
+                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+            for _mm in range(_mcount):
+                _m = _mfirst + _mm
+                _mean2 = _matmean[0, _mm]
+                _ax0[numpy.uint64(_m)] = numpy.maximum(_h5, _mean2)
+    else:
+        _rowsums = numpy.empty((1, _nmat * _nrows))
+        _colpart = numpy.zeros((1, _nmat * _tpm, _ncols))
+        for _tile in numba.prange(_nmat * _tpm):
+            _terms = numpy.empty((1, _ncols))
+            _m = _tile // _tpm
+            _rfirst = (_tile - _m * _tpm) * _rb
+            _mm = 0
+            for _r in range(_rfirst, min(_nrows, _rfirst + _rb)):
+                for _c in range(_ncols):
+                    _i = numpy.uint64((_m * _nrows + _r) * _ncols + _c)
+                    _g_ = g_[_i]
+                    _t0x0 = _g_**2
+                    _terms[0, _c] = _t0x0
+                    _colpart[0, _tile, _c] += _t0x0
+                _count = _ncols
+                _stop = _count // 8 * 8
+                _s0 = 0.0
+                _s1 = 0.0
+                _s2 = 0.0
+                _s3 = 0.0
+                _s4 = 0.0
+                _s5 = 0.0
+                _s6 = 0.0
+                _s7 = 0.0
+                for _j in range(0, _stop, 8):
+                    _s0 += _terms[0, _j]
+                    _s1 += _terms[0, _j + 1]
+                    _s2 += _terms[0, _j + 2]
+                    _s3 += _terms[0, _j + 3]
+                    _s4 += _terms[0, _j + 4]
+                    _s5 += _terms[0, _j + 5]
+                    _s6 += _terms[0, _j + 6]
+                    _s7 += _terms[0, _j + 7]
+                for _j in range(_stop, _count):
+                    _s0 += _terms[0, _j]
+                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _rowsums[0, _m * _nrows + _r] = _a0
+        for _mfirst in numba.prange(_nmat):
+            _mcount = 1
+            _rowmean = numpy.empty((1, _nrows, 1), p_.dtype)
+            _colmean = numpy.empty((1, _ncols, 1), p_.dtype)
+            _matmean = numpy.empty((1, 1), p_.dtype)
+            _matacc = numpy.empty(1)
+            for _k in range(1):
+                for _r in range(_nrows):
+                    _rowmean[_k, _r, 0] = _rowsums[_k, _mfirst * _nrows + _r] / _ncols
+            for _k in range(1):
+                for _c in range(_ncols):
+                    _s = 0.0
+                    for _j in range(_tpm):
+                        _s += _colpart[_k, _mfirst * _tpm + _j, _c]
+                    _colmean[_k, _c, 0] = _s / _nrows
+            for _mm in range(_mcount):
+                _matacc[_mm] = 0.0
+            if _across:
+                for _r in range(_nrows):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t1x0 = _mean0 - _row_var_
+                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_nrows):
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t1x0 = _mean0 - _row_var_
+                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+            for _mm in range(_mcount):
+                _matmean[0, _mm] = _matacc[_mm] / _nrows
+            if _across:
+                for _r in range(_nrows):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t2x0 = _mean0 - _row_var_
+                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_nrows):
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t2x0 = _mean0 - _row_var_
+                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+            if _across:
+                for _c in range(_ncols):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
+                        _mean1 = _colmean[0, _c, _mm]
+                        _t3x0 = _mean1 - _col_var_
+                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _c in range(_ncols):
+                        _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
+                        _mean1 = _colmean[0, _c, _mm]
+                        _t3x0 = _mean1 - _col_var_
+                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+            for _mm in range(_mcount):
+                _m = _mfirst + _mm
+                _mean2 = _matmean[0, _mm]
+                _ax0[numpy.uint64(_m)] = numpy.maximum(_h5, _mean2)
+
 def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
     """Reference backend: the per-tensor sums, in float64."""
     if _h9 and not _h0:
@@ -184,103 +436,152 @@ def step_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5
         variance_[...] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _ncols, _nrows, _partials):
+def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _nrows, _ncols, _kpm, _tpm, _rb, _across, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
+    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     if _h9 and not _h0:
-        if _ncols > 0:
-            for _row in numba.prange(_size // _ncols):
-                _m = _row // _nrows
-                _y1 = _ax1[_row]
-                _y0 = _ax0[_m]
-                _base = _row * _ncols
-                _count = _ncols
-                _terms = numpy.empty((2, _ncols))
-                _row0 = _ax2[_m * _ncols:(_m + 1) * _ncols]
-                _row1 = p_[_base:_base + _ncols]
-                _row2 = g_[_base:_base + _ncols]
-                for _c in range(_ncols):
-                    _y2 = _row0[_c]
-                    _p_ = _row1[_c]
-                    _g_ = _row2[_c]
-                    _terms[0, _c] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
-                    _terms[1, _c] = _p_**2
-                _stop = _count // 4 * 4
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                for _j in range(0, _stop, 4):
-                    _s0 += _terms[0, _j]
-                    _s1 += _terms[0, _j + 1]
-                    _s2 += _terms[0, _j + 2]
-                    _s3 += _terms[0, _j + 3]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[0, _j]
-                _a0 = (_s0 + _s1) + (_s2 + _s3)
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                for _j in range(0, _stop, 4):
-                    _s0 += _terms[1, _j]
-                    _s1 += _terms[1, _j + 1]
-                    _s2 += _terms[1, _j + 2]
-                    _s3 += _terms[1, _j + 3]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[1, _j]
-                _a1 = (_s0 + _s1) + (_s2 + _s3)
-                _partials[_row, 0] = _a0
-                _partials[_row, 1] = _a1
-        else:  # short rows: the per-row/column values come at full size
-            for _b in numba.prange(_blocks):
-                _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
+        _nmat = p_.shape[0] // (_nrows * _ncols)
+        if _across:
+            for _tile in numba.prange((_nmat + _kpm - 1) // _kpm):
+                _mfirst = _tile * _kpm
+                _mcount = min(_nmat, _mfirst + _kpm) - _mfirst
+                _rfirst = 0
+                _rend = _nrows
+                _count = _mcount * (_rend - _rfirst) * _ncols
                 _terms = numpy.empty((2, _count))
-                for _j in range(_count):
-                    _i = _b * REDUCE_BLOCK + _j
-                    _p_ = p_[_i]
-                    _g_ = g_[_i]
-                    _y0 = _ax0[_i]
-                    _y1 = _ax1[_i]
-                    _y2 = _ax2[_i]
-                    _terms[0, _j] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
-                    _terms[1, _j] = _p_**2
-                _stop = _count // 4 * 4
+                for _r in range(_nrows):
+                    for _c in range(_ncols):
+                        for _mm in range(_mcount):
+                            _m = _mfirst + _mm
+                            _row = _m * _nrows + _r
+                            _i = numpy.uint64(_row * _ncols + _c)
+                            _y0 = _ax0[numpy.uint64(_m)]
+                            _y1 = _ax1[numpy.uint64(_row)]
+                            _y2 = _ax2[numpy.uint64(_m * _ncols + _c)]
+                            _p_ = p_[_i]
+                            _g_ = g_[_i]
+                            _at = numpy.uint64((_r * _ncols + _c) * _mcount + _mm)
+                            _terms[0, _at] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
+                            _terms[1, _at] = _p_**2
+                _stop = _count // 8 * 8
                 _s0 = 0.0
                 _s1 = 0.0
                 _s2 = 0.0
                 _s3 = 0.0
-                for _j in range(0, _stop, 4):
+                _s4 = 0.0
+                _s5 = 0.0
+                _s6 = 0.0
+                _s7 = 0.0
+                for _j in range(0, _stop, 8):
                     _s0 += _terms[0, _j]
                     _s1 += _terms[0, _j + 1]
                     _s2 += _terms[0, _j + 2]
                     _s3 += _terms[0, _j + 3]
+                    _s4 += _terms[0, _j + 4]
+                    _s5 += _terms[0, _j + 5]
+                    _s6 += _terms[0, _j + 6]
+                    _s7 += _terms[0, _j + 7]
                 for _j in range(_stop, _count):
                     _s0 += _terms[0, _j]
-                _a0 = (_s0 + _s1) + (_s2 + _s3)
+                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
                 _s0 = 0.0
                 _s1 = 0.0
                 _s2 = 0.0
                 _s3 = 0.0
-                for _j in range(0, _stop, 4):
+                _s4 = 0.0
+                _s5 = 0.0
+                _s6 = 0.0
+                _s7 = 0.0
+                for _j in range(0, _stop, 8):
                     _s0 += _terms[1, _j]
                     _s1 += _terms[1, _j + 1]
                     _s2 += _terms[1, _j + 2]
                     _s3 += _terms[1, _j + 3]
+                    _s4 += _terms[1, _j + 4]
+                    _s5 += _terms[1, _j + 5]
+                    _s6 += _terms[1, _j + 6]
+                    _s7 += _terms[1, _j + 7]
                 for _j in range(_stop, _count):
                     _s0 += _terms[1, _j]
-                _a1 = (_s0 + _s1) + (_s2 + _s3)
-                _partials[_b, 0] = _a0
-                _partials[_b, 1] = _a1
+                _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _partials[_tile, 0] = _a0
+                _partials[_tile, 1] = _a1
+        else:
+            for _tile in numba.prange((_nmat + _kpm - 1) // _kpm * _tpm):
+                _mt = _tile // _tpm
+                _mfirst = _mt * _kpm
+                _mcount = min(_nmat, _mfirst + _kpm) - _mfirst
+                _rfirst = (_tile - _mt * _tpm) * _rb
+                _rend = min(_nrows, _rfirst + _rb)
+                _start = numpy.uint64((_mfirst * _nrows + _rfirst) * _ncols)
+                _count = _mcount * (_rend - _rfirst) * _ncols
+                _terms = numpy.empty((2, _count))
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_rfirst, _rend):
+                        for _c in range(_ncols):
+                            _row = _m * _nrows + _r
+                            _i = numpy.uint64(_row * _ncols + _c)
+                            _y0 = _ax0[numpy.uint64(_m)]
+                            _y1 = _ax1[numpy.uint64(_row)]
+                            _y2 = _ax2[numpy.uint64(_m * _ncols + _c)]
+                            _p_ = p_[_i]
+                            _g_ = g_[_i]
+                            _at = _i - _start
+                            _terms[0, _at] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
+                            _terms[1, _at] = _p_**2
+                _stop = _count // 8 * 8
+                _s0 = 0.0
+                _s1 = 0.0
+                _s2 = 0.0
+                _s3 = 0.0
+                _s4 = 0.0
+                _s5 = 0.0
+                _s6 = 0.0
+                _s7 = 0.0
+                for _j in range(0, _stop, 8):
+                    _s0 += _terms[0, _j]
+                    _s1 += _terms[0, _j + 1]
+                    _s2 += _terms[0, _j + 2]
+                    _s3 += _terms[0, _j + 3]
+                    _s4 += _terms[0, _j + 4]
+                    _s5 += _terms[0, _j + 5]
+                    _s6 += _terms[0, _j + 6]
+                    _s7 += _terms[0, _j + 7]
+                for _j in range(_stop, _count):
+                    _s0 += _terms[0, _j]
+                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _s0 = 0.0
+                _s1 = 0.0
+                _s2 = 0.0
+                _s3 = 0.0
+                _s4 = 0.0
+                _s5 = 0.0
+                _s6 = 0.0
+                _s7 = 0.0
+                for _j in range(0, _stop, 8):
+                    _s0 += _terms[1, _j]
+                    _s1 += _terms[1, _j + 1]
+                    _s2 += _terms[1, _j + 2]
+                    _s3 += _terms[1, _j + 3]
+                    _s4 += _terms[1, _j + 4]
+                    _s5 += _terms[1, _j + 5]
+                    _s6 += _terms[1, _j + 6]
+                    _s7 += _terms[1, _j + 7]
+                for _j in range(_stop, _count):
+                    _s0 += _terms[1, _j]
+                _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _partials[_tile, 0] = _a0
+                _partials[_tile, 1] = _a1
     else:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
             _terms = numpy.empty((2, _count))
             for _j in range(_count):
-                _i = _b * REDUCE_BLOCK + _j
+                _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _variance_ = variance_[_i]
@@ -288,62 +589,97 @@ def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5
                 _e1 = _e0 - _variance_
                 _terms[0, _j] = _e0/numpy.maximum(_h4, ((_e1*_h6 + _variance_) if _h7 else (_e0 + _e1*_h8)))
                 _terms[1, _j] = _p_**2
-            _stop = _count // 4 * 4
+            _stop = _count // 8 * 8
             _s0 = 0.0
             _s1 = 0.0
             _s2 = 0.0
             _s3 = 0.0
-            for _j in range(0, _stop, 4):
+            _s4 = 0.0
+            _s5 = 0.0
+            _s6 = 0.0
+            _s7 = 0.0
+            for _j in range(0, _stop, 8):
                 _s0 += _terms[0, _j]
                 _s1 += _terms[0, _j + 1]
                 _s2 += _terms[0, _j + 2]
                 _s3 += _terms[0, _j + 3]
+                _s4 += _terms[0, _j + 4]
+                _s5 += _terms[0, _j + 5]
+                _s6 += _terms[0, _j + 6]
+                _s7 += _terms[0, _j + 7]
             for _j in range(_stop, _count):
                 _s0 += _terms[0, _j]
-            _a0 = (_s0 + _s1) + (_s2 + _s3)
+            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
             _s0 = 0.0
             _s1 = 0.0
             _s2 = 0.0
             _s3 = 0.0
-            for _j in range(0, _stop, 4):
+            _s4 = 0.0
+            _s5 = 0.0
+            _s6 = 0.0
+            _s7 = 0.0
+            for _j in range(0, _stop, 8):
                 _s0 += _terms[1, _j]
                 _s1 += _terms[1, _j + 1]
                 _s2 += _terms[1, _j + 2]
                 _s3 += _terms[1, _j + 3]
+                _s4 += _terms[1, _j + 4]
+                _s5 += _terms[1, _j + 5]
+                _s6 += _terms[1, _j + 6]
+                _s7 += _terms[1, _j + 7]
             for _j in range(_stop, _count):
                 _s0 += _terms[1, _j]
-            _a1 = (_s0 + _s1) + (_s2 + _s3)
+            _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
             _partials[_b, 0] = _a0
             _partials[_b, 1] = _a1
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n, _ncols, _nrows):
+def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n, _nrows, _ncols, _kpm, _tpm, _rb, _across):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h9 and not _h0:
-        if _ncols > 0:
-            for _row in numba.prange(p_.shape[0] // _ncols):
-                _m = _row // _nrows
-                _y1 = _ax1[_row]
-                _y0 = _ax0[_m]
-                _base = _row * _ncols
-                _row0 = _ax2[_m * _ncols:(_m + 1) * _ncols]
-                _row1 = p_[_base:_base + _ncols]
-                _row2 = g_[_base:_base + _ncols]
-                for _c in range(_ncols):
-                    _y2 = _row0[_c]
-                    _p_ = _row1[_c]
-                    _g_ = _row2[_c]
-                    _e0 = numpy.reciprocal(numpy.sqrt(_n))
-                    _row1[_c] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
-        else:  # short rows: the per-row/column values come at full size
-            for _i in numba.prange(p_.shape[0]):
-                _p_ = p_[_i]
-                _g_ = g_[_i]
-                _y0 = _ax0[_i]
-                _y1 = _ax1[_i]
-                _y2 = _ax2[_i]
-                _e0 = numpy.reciprocal(numpy.sqrt(_n))
-                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
+        _nmat = p_.shape[0] // (_nrows * _ncols)
+        if _across:
+            for _tile in numba.prange((_nmat + _kpm - 1) // _kpm):
+                _mfirst = _tile * _kpm
+                _mcount = min(_nmat, _mfirst + _kpm) - _mfirst
+                _rfirst = 0
+                _rend = _nrows
+                for _r in range(_nrows):
+                    for _c in range(_ncols):
+                        for _mm in range(_mcount):
+                            _m = _mfirst + _mm
+                            _row = _m * _nrows + _r
+                            _i = numpy.uint64(_row * _ncols + _c)
+                            _y0 = _ax0[numpy.uint64(_m)]
+                            _y1 = _ax1[numpy.uint64(_row)]
+                            _y2 = _ax2[numpy.uint64(_m * _ncols + _c)]
+                            _p_ = p_[_i]
+                            _g_ = g_[_i]
+                            _at = numpy.uint64((_r * _ncols + _c) * _mcount + _mm)
+                            _e0 = numpy.reciprocal(numpy.sqrt(_n))
+                            p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
+        else:
+            for _tile in numba.prange((_nmat + _kpm - 1) // _kpm * _tpm):
+                _mt = _tile // _tpm
+                _mfirst = _mt * _kpm
+                _mcount = min(_nmat, _mfirst + _kpm) - _mfirst
+                _rfirst = (_tile - _mt * _tpm) * _rb
+                _rend = min(_nrows, _rfirst + _rb)
+                _start = numpy.uint64((_mfirst * _nrows + _rfirst) * _ncols)
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_rfirst, _rend):
+                        for _c in range(_ncols):
+                            _row = _m * _nrows + _r
+                            _i = numpy.uint64(_row * _ncols + _c)
+                            _y0 = _ax0[numpy.uint64(_m)]
+                            _y1 = _ax1[numpy.uint64(_row)]
+                            _y2 = _ax2[numpy.uint64(_m * _ncols + _c)]
+                            _p_ = p_[_i]
+                            _g_ = g_[_i]
+                            _at = _i - _start
+                            _e0 = numpy.reciprocal(numpy.sqrt(_n))
+                            p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
     else:
         for _i in numba.prange(p_.shape[0]):
             _p_ = p_[_i]

@@ -85,11 +85,18 @@ AXIS_ARRAYS = ()
 #: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
 AXIS_CLASSES = ()
 NESTS = False
+#: Whether axis_cpu runs the factored stage on the CPU (else the NumPy axis_stage does), and
+#: per scratch array the factored state (index into AXIS_STATES) whose new value it equals, or
+#: -1: the runtime hands the passes that state instead, and axis_cpu does not write it.
+AXIS_CPU = False
+AXIS_ALIASES = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
-#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
-#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
-TRAFFIC = (('step', ((0, True),), 5, 4), ('step', ((0, False),), 4, 3))
+#: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
+#: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
+#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
+#: and of those written). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('step', ((0, True),), 5, 4, (), ()), ('step', ((0, False),), 4, 3, (), ()))
 
 
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, amsgrad_, maximize_, decoupled_weight_decay_):

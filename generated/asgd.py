@@ -80,11 +80,18 @@ AXIS_ARRAYS = ()
 #: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
 AXIS_CLASSES = ()
 NESTS = False
+#: Whether axis_cpu runs the factored stage on the CPU (else the NumPy axis_stage does), and
+#: per scratch array the factored state (index into AXIS_STATES) whose new value it equals, or
+#: -1: the runtime hands the passes that state instead, and axis_cpu does not write it.
+AXIS_CPU = False
+AXIS_ALIASES = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
-#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
-#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
-TRAFFIC = (('step', (), 3, 2),)
+#: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
+#: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
+#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
+#: and of those written). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('step', (), 3, 2, (), ()),)
 
 
 def host_scalars(t_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):

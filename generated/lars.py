@@ -80,11 +80,18 @@ AXIS_ARRAYS = ()
 #: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
 AXIS_CLASSES = ()
 NESTS = False
+#: Whether axis_cpu runs the factored stage on the CPU (else the NumPy axis_stage does), and
+#: per scratch array the factored state (index into AXIS_STATES) whose new value it equals, or
+#: -1: the runtime hands the passes that state instead, and axis_cpu does not write it.
+AXIS_CPU = False
+AXIS_ALIASES = ()
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = True
-#: Memory traffic: for each pass variant, (kind, the host flags it assumes as (index into
-#: host_scalars' result, value), arrays read, arrays written), one element of each per element.
-TRAFFIC = (('reduce', (), 2, 0), ('step', (), 3, 2))
+#: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
+#: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
+#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
+#: and of those written). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('reduce', (), 2, 0, (), ()), ('step', (), 3, 2, (), ()))
 
 
 def host_scalars(t_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
@@ -141,7 +148,7 @@ def step_numpy(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1)
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in four interleaved lanes added in a fixed order. The caller adds the
+    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
@@ -149,36 +156,52 @@ def reduce_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
         _terms = numpy.empty((2, _count))
         for _j in range(_count):
-            _i = _b * REDUCE_BLOCK + _j
+            _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
             _p_ = p_[_i]
             _g_ = g_[_i]
             _terms[0, _j] = (_h1*_p_ + _g_)**2
             _terms[1, _j] = _p_**2
-        _stop = _count // 4 * 4
+        _stop = _count // 8 * 8
         _s0 = 0.0
         _s1 = 0.0
         _s2 = 0.0
         _s3 = 0.0
-        for _j in range(0, _stop, 4):
+        _s4 = 0.0
+        _s5 = 0.0
+        _s6 = 0.0
+        _s7 = 0.0
+        for _j in range(0, _stop, 8):
             _s0 += _terms[0, _j]
             _s1 += _terms[0, _j + 1]
             _s2 += _terms[0, _j + 2]
             _s3 += _terms[0, _j + 3]
+            _s4 += _terms[0, _j + 4]
+            _s5 += _terms[0, _j + 5]
+            _s6 += _terms[0, _j + 6]
+            _s7 += _terms[0, _j + 7]
         for _j in range(_stop, _count):
             _s0 += _terms[0, _j]
-        _a0 = (_s0 + _s1) + (_s2 + _s3)
+        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
         _s0 = 0.0
         _s1 = 0.0
         _s2 = 0.0
         _s3 = 0.0
-        for _j in range(0, _stop, 4):
+        _s4 = 0.0
+        _s5 = 0.0
+        _s6 = 0.0
+        _s7 = 0.0
+        for _j in range(0, _stop, 8):
             _s0 += _terms[1, _j]
             _s1 += _terms[1, _j + 1]
             _s2 += _terms[1, _j + 2]
             _s3 += _terms[1, _j + 3]
+            _s4 += _terms[1, _j + 4]
+            _s5 += _terms[1, _j + 5]
+            _s6 += _terms[1, _j + 6]
+            _s7 += _terms[1, _j + 7]
         for _j in range(_stop, _count):
             _s0 += _terms[1, _j]
-        _a1 = (_s0 + _s1) + (_s2 + _s3)
+        _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
         _partials[_b, 0] = _a0
         _partials[_b, 1] = _a1
 
@@ -226,36 +249,52 @@ def reduce_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _partia
             _count = _len - (0)
             _terms = numpy.empty((2, _count))
             for _j in range(_count):
-                _i = 0 + _j
+                _i = numpy.uint64(0 + _j)
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _terms[0, _j] = (_h1*_p_ + _g_)**2
                 _terms[1, _j] = _p_**2
-            _stop = _count // 4 * 4
+            _stop = _count // 8 * 8
             _s0 = 0.0
             _s1 = 0.0
             _s2 = 0.0
             _s3 = 0.0
-            for _j in range(0, _stop, 4):
+            _s4 = 0.0
+            _s5 = 0.0
+            _s6 = 0.0
+            _s7 = 0.0
+            for _j in range(0, _stop, 8):
                 _s0 += _terms[0, _j]
                 _s1 += _terms[0, _j + 1]
                 _s2 += _terms[0, _j + 2]
                 _s3 += _terms[0, _j + 3]
+                _s4 += _terms[0, _j + 4]
+                _s5 += _terms[0, _j + 5]
+                _s6 += _terms[0, _j + 6]
+                _s7 += _terms[0, _j + 7]
             for _j in range(_stop, _count):
                 _s0 += _terms[0, _j]
-            _a0 = (_s0 + _s1) + (_s2 + _s3)
+            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
             _s0 = 0.0
             _s1 = 0.0
             _s2 = 0.0
             _s3 = 0.0
-            for _j in range(0, _stop, 4):
+            _s4 = 0.0
+            _s5 = 0.0
+            _s6 = 0.0
+            _s7 = 0.0
+            for _j in range(0, _stop, 8):
                 _s0 += _terms[1, _j]
                 _s1 += _terms[1, _j + 1]
                 _s2 += _terms[1, _j + 2]
                 _s3 += _terms[1, _j + 3]
+                _s4 += _terms[1, _j + 4]
+                _s5 += _terms[1, _j + 5]
+                _s6 += _terms[1, _j + 6]
+                _s7 += _terms[1, _j + 7]
             for _j in range(_stop, _count):
                 _s0 += _terms[1, _j]
-            _a1 = (_s0 + _s1) + (_s2 + _s3)
+            _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
             _partials[_w, 0] = _a0
             _partials[_w, 1] = _a1
 

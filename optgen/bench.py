@@ -10,8 +10,9 @@ interleaved rounds (so a noisy neighbour slows every contender alike), the media
 * add: an in-place ``torch.add(a, b, out=a)`` over as many values: 12 bytes per element, the
   bandwidth a memory-bound step can hope for.
 
-Bytes per element are exact for the pass the default hyperparameters select: the arrays the
-generated kernels read and write (``TRAFFIC``), times 4 bytes. Hyperparameters are the spec's
+Bytes per element are exact for the passes the default hyperparameters select for each tensor:
+the arrays the generated CPU kernels read and write (``TRAFFIC``), times 4 bytes, the factored
+stage's and the per-row, per-column and per-matrix arrays (Adafactor's) at their own sizes. Hyperparameters are the spec's
 defaults, except SGD with momentum 0.9 (the form people use).
 """
 
@@ -58,7 +59,7 @@ class Row:
     torch_path: str
     torch_ms: float | None
     optgen_ms: float
-    bytes_per_element: int
+    bytes_per_element: float
     values: int
     add_ms: float
 
@@ -75,22 +76,29 @@ class Row:
         return 12 * self.values / (self.add_ms * 1e-3) / 1e9
 
 
-def bytes_per_element(module, hypers: dict | None = None, itemsize: int = 4) -> int:
-    """Arrays read and written per element by the passes these hyperparameters select (at a
-    step after the first)."""
-    from .runtime.kernels import host_value, tensor_flags
+def bytes_per_element(module, hypers: dict | None = None, itemsize: int = 4,
+                      shapes=(SINGLE_SHAPE,)) -> float:
+    """Bytes the CPU kernels read and write per parameter value over ``shapes``, by the passes
+    these hyperparameters select for each tensor (at a step after the first): its full-size
+    arrays, and its per-row, per-column and per-matrix ones (Adafactor's) at their own sizes."""
+    from .runtime.kernels import class_shape, host_value, tensor_flags
 
     hypers = hypers or {}
     flat = tuple(host_value(v) for h in module.HYPERS
                  for v in h.flat(h.coerce(hypers.get(h.name, h.default))))
     scalars = module.scalar_inits(*flat)
-    flags = tensor_flags(module, SINGLE_SHAPE, np.dtype(np.float32))
-    host = module.host_scalars(2, *flat, *scalars, *(False,) * len(module.INPUTS), *flags)
-    total = 0
-    for kind, when, read, written in module.TRAFFIC:
-        if all(bool(host[index]) == value for index, value in when):
-            total += read + written
-    return total * itemsize
+    total = values = 0
+    for shape in shapes:
+        numel = int(np.prod(shape))
+        flags = tensor_flags(module, shape, np.dtype(np.float32))
+        host = module.host_scalars(2, *flat, *scalars, *(False,) * len(module.INPUTS), *flags)
+        for kind, when, read, written, small_read, small_written in module.TRAFFIC:
+            if all(bool(host[index]) == value for index, value in when):
+                total += (read + written) * numel
+                total += sum(int(np.prod(class_shape(shape, c)))
+                             for c in small_read + small_written)
+        values += numel
+    return total * itemsize / values
 
 
 def _timed(fn) -> float:
@@ -142,8 +150,8 @@ def bench_one(name: str, shapes, rounds: int, progress=None) -> Row:
     if torch_labels:
         torch_path = min(torch_labels, key=median.get)
         torch_ms = median[torch_path]
-    return Row(name, torch_path, torch_ms, median["optgen"], bytes_per_element(module, hypers),
-               values, median["add"])
+    return Row(name, torch_path, torch_ms, median["optgen"],
+               bytes_per_element(module, hypers, shapes=shapes), values, median["add"])
 
 
 def startup_seconds(cold: bool = False) -> dict[str, float]:
@@ -178,5 +186,5 @@ def format_table(rows: list[Row]) -> str:
         torch_ms = f"{r.torch_ms:.2f}" if r.torch_ms else "-"
         speedup = f"{r.speedup:.2f}x" if r.speedup else "-"
         lines.append(f"| {r.name} | {r.torch_path} | {torch_ms} | {r.optgen_ms:.2f} | {speedup} "
-                     f"| {r.bytes_per_element} | {r.gbps:.1f} | {r.gbps / r.add_gbps:.0%} |")
+                     f"| {r.bytes_per_element:.3g} | {r.gbps:.1f} | {r.gbps / r.add_gbps:.0%} |")
     return "\n".join(lines)

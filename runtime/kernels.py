@@ -14,6 +14,7 @@ import numpy as np
 from .matrix import OPERATIONS
 from .pointers import sum_rows_in_order
 from .threads import use_threads
+from .tiling import AXIS_SPLIT, AXIS_TILE, PASS_TILE, tile_count, tiling
 
 
 def host_value(value):
@@ -83,7 +84,7 @@ def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: t
     if backend == "cpu":
         use_threads(arrays[0].shape[0], torch_threads)
     nest = _nest_args(module, backend, shape, axis_states)
-    axes = axis_stage(module, arrays, host, dtype, shape, axis_states, bool(nest and nest[0]))
+    axes = axis_stage(module, backend, arrays, host, dtype, shape, axis_states)
     sizes = shape_values(shape)
     sums = reduce(module, backend, arrays + axes, host, nest) if module.REDUCTIONS else ()
     if combine is not None:
@@ -95,35 +96,42 @@ def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: t
     getattr(module, f"step_{backend}")(*arrays, *axes, *mats, *host, *tensor, *nest)
 
 
-#: Rows shorter than this are stepped flat, with the per-row/column values at full size: a
-#: loop nest over rows of a 3x3 convolution kernel would spend its time starting rows.
-NEST_MIN_COLUMNS = 64
-
-
 def _nest_args(module: ModuleType, backend: str, shape, axis_states) -> tuple:
-    """``(_ncols, _nrows)`` for the CPU kernels that can read per-row/column values in a loop
-    nest (empty for the others); ``_ncols = 0`` asks for the flat loop."""
+    """The tiling the CPU kernels of a factored tensor take last (runtime/tiling.py; empty for
+    the other backends and specs). An unfactored tensor's passes read no per-row values."""
     if backend != "cpu" or not getattr(module, "NESTS", False):
         return ()
-    if not axis_states or shape[-1] < NEST_MIN_COLUMNS or 0 in shape:
-        return (0, 1)
-    return (shape[-1], shape[-2])
+    if not axis_states:
+        return (1, 1, 1, 1, 1, False)
+    return tiling(tuple(max(1, n) for n in shape), PASS_TILE)
 
 
-def axis_stage(module: ModuleType, arrays, host, dtype, shape, axis_states,
-               nest: bool = False) -> list:
+def axis_stage(module: ModuleType, backend: str, arrays, host, dtype, shape,
+               axis_states) -> list:
     """Update the factored states and hand the per-row/per-column values the passes read over
-    as flat scratch arrays: in their own shape (one value per row, column or matrix) for
-    kernels that ``nest`` row and column loops, else broadcast to the parameter's shape (empty
-    where the parameter is not factored: no pass reads them)."""
+    as flat scratch arrays: in their own shape (one value per row, column or matrix) for the
+    CPU kernels, which read them by index in their loop nest, else broadcast to the
+    parameter's shape (empty where the parameter is not factored: no pass reads them). On the
+    CPU, ``axis_cpu`` computes them (a scratch value equal to a state's new value is that
+    state); elsewhere, or for an empty tensor, the NumPy ``axis_stage``."""
     if not module.AXIS_ARRAYS:
         return []
     if not axis_states:
         return [np.empty(0, dtype) for _ in module.AXIS_ARRAYS]
+    nest = backend == "cpu"
+    classes = getattr(module, "AXIS_CLASSES", ("full",) * len(module.AXIS_ARRAYS))
     n = arrays[0].shape[0]
+    if (nest and getattr(module, "AXIS_CPU", False) and n
+            and all(a.flags.c_contiguous for a in axis_states)):
+        flat_states = [a.reshape(-1) for a in axis_states]
+        out = [flat_states[alias] if alias >= 0
+               else np.empty(int(np.prod(class_shape(shape, kind))), dtype)
+               for alias, kind in zip(module.AXIS_ALIASES, classes)]
+        module.axis_cpu(*arrays, *flat_states, *out, *host,
+                        *tiling(shape, AXIS_TILE, AXIS_SPLIT))
+        return out
     shaped = [a.reshape(shape) if a.shape[0] == n else a for a in arrays]
     values = module.axis_stage(*shaped, *axis_states, *host)
-    classes = getattr(module, "AXIS_CLASSES", ("full",) * len(values))
     return [np.ascontiguousarray(np.broadcast_to(v, class_shape(shape, kind) if nest
                                                  else shape), dtype=dtype).reshape(-1)
             for v, kind in zip(values, classes)]
@@ -154,14 +162,14 @@ def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -
 def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
            nest: tuple = ()) -> tuple:
     """The per-tensor sums, in float64. On the CPU, blocks of ``REDUCE_BLOCK`` elements (or
-    rows, in a row/column loop nest) are summed in parallel and their partial sums added here
+    a factored tensor's tiles) are summed in parallel and their partial sums added here
     in order: the same bits with any number of threads."""
     if backend == "numpy":
         return module.reduce_numpy(*arrays, *host)
     n = arrays[0].shape[0]
     blocks = -(-n // module.REDUCE_BLOCK)
-    if nest and nest[0]:
-        blocks = max(blocks, n // nest[0])
+    if nest:
+        blocks = max(blocks, tile_count(n, nest))
     partials = np.zeros((blocks, module.REDUCTIONS))
     module.reduce_cpu(*arrays, *host, *nest, partials)
     totals = np.zeros(module.REDUCTIONS)
