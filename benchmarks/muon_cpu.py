@@ -2,9 +2,9 @@
 
 What is compared. torch.optim.Muon (torch 2.13) runs its Newton–Schulz iteration in bfloat16
 whatever the param's dtype (``_zeropower_via_newtonschulz``: ``grad.bfloat16()``, then
-``@`` and ``addmm`` in bfloat16); optgen runs it in the dtype the step computes in — float32
-for float32 params, and for bfloat16 params too (they are widened to float32 for the step).
-So, per param dtype:
+``@`` and ``addmm`` in bfloat16); optgen runs it in the param's dtype — float32 for float32
+params (NumPy's BLAS), bfloat16 for bfloat16 params (torch's own bfloat16 lines; the element
+passes are widened to float32). So, per param dtype:
 
 * ``optgen``: ``optgen.torch.Muon``;
 * ``torch f32-NS``: torch.optim.Muon with its Newton–Schulz in float32 (the module's

@@ -145,6 +145,8 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     scalar_inits = [host.doprint(v) for name, v in plan.state_inits if name in lowered.scalars]
     scalar_updates = [host.doprint(v) for _, v in plan.scalar_updates]
     states_present = [host.doprint(c) for _, c in plan.state_conditions]
+    presence_symbols = set().union(*(c.free_symbols for _, c in plan.state_conditions))
+    presence_hypers = tuple(k for k, s in enumerate(plan.hyper_args) if s in presence_symbols)
     requires = [(host.doprint(c), message) for c, message in plan.requires]
     floats = {
         "host_scalars": _whole_numbers_read(whole, [v for _, v in host_temps] + host_values),
@@ -193,6 +195,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
                          for m in plan.matrix_ops),
         host_temps=host_temps, host_values=host_values, state_inits=state_inits,
         scalar_inits=scalar_inits, states_present=states_present, requires=requires,
+        presence_hypers=presence_hypers,
         kernels=kernels,
     )
     return text

@@ -72,6 +72,9 @@ MATRIX_OPS = ()
 #: Per-tensor values host_scalars and states_present take last (of _factored: the parameter has
 #: two or more dimensions; _eps: its dtype's machine epsilon).
 TENSOR_FLAGS = ()
+#: Which of HYPER_ARGS (by index) states_present reads: a change of any other leaves the same
+#: states existing (a scheduler's lr).
+PRESENCE_HYPERS = ()
 #: Factored states, one value per row ("row": shape (..., R, 1)) or column ("col": (..., 1, C)),
 #: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
 AXIS_STATES = ()

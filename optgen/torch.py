@@ -160,17 +160,21 @@ class Optimizer(torch.optim.Optimizer):
     def _specs(self) -> dict:
         return _hyper_specs(self._module)
 
-    def _flat_hypers(self, group: dict, index: int | None = None, since=None) -> tuple:
+    def _flat_hypers(self, group: dict, index: int | None = None, since=None,
+                     changed=None) -> tuple:
         """The group's hyperparameters validated, as the generated functions take them.
         ``since``, the (values in ``_specs`` order, flat tuple) validated last for this group:
         only the values that are other objects now are validated again (a scheduler's new
-        ``lr`` costs one), then the requirements, which tie hypers together."""
+        ``lr`` costs one; ``changed``, where given, are their indices), then the
+        requirements, which tie hypers together."""
         where = f"param_groups[{index}]: " if index is not None else ""
         module = self._module
         seen, flat = (since[0], list(since[1])) if since is not None else (
             None, [None] * len(module.HYPER_ARGS))
-        for k, ((name, spec), (start, stop)) in enumerate(zip(self._specs.items(),
-                                                              _flat_slices(module))):
+        specs = tuple(self._specs.items())
+        slices = _flat_slices(module)
+        for k in changed if changed is not None else range(len(specs)):
+            name, spec = specs[k]
             if name not in group:
                 raise KeyError(f"{where}no hyperparameter {name!r}")
             value = group[name]
@@ -180,6 +184,7 @@ class Optimizer(torch.optim.Optimizer):
                 value = _hyper_value(spec, value)
             except (TypeError, ValueError) as error:
                 raise type(error)(f"{where}{error}") from None
+            start, stop = slices[k]
             flat[start:stop] = map(host_value, spec.flat(value))
         flat = tuple(flat)
         broken = module.violated_requirements(*flat)

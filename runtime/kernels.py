@@ -73,13 +73,15 @@ def axis_shape(shape: tuple[int, ...], axis: str) -> tuple[int, ...]:
 def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
              dtype: np.dtype, shape: tuple[int, ...] | None = None,
              axis_states: list[np.ndarray] | None = None, combine=None,
-             torch_threads: int | None = None) -> None:
+             torch_threads: int | None = None, matrix_precision: str | None = None) -> None:
     """One step over flat, contiguous ``arrays`` (p, g, inputs, then each state, in ``ARRAYS``
     order) with ``host`` the cast host scalars; ``shape`` is the parameter's (default: flat);
     ``axis_states`` are the factored states in ``AXIS_STATES`` order, where the parameter
     has them. ``combine(values)`` (float64, the per-tensor sums then the element count), where
     given, sums them over the shards of a tensor held by other processes. Updates the arrays
-    in place. ``torch_threads``: torch's thread count, which the CPU kernels follow."""
+    in place. ``torch_threads``: torch's thread count, which the CPU kernels follow.
+    ``matrix_precision``: "bfloat16" runs whole-matrix operations in bfloat16 (a bfloat16
+    param's, widened to float32 for the element passes)."""
     shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
     if backend == "cpu":
         use_threads(arrays[0].shape[0], torch_threads)
@@ -92,7 +94,7 @@ def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: t
         sums, sizes["_n"] = tuple(combined[:-1]), combined[-1]
     tensor = tuple(dtype.type(s) for s in sums)
     tensor += tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
-    mats = matrix_stage(module, backend, arrays + axes, host, dtype, shape)
+    mats = matrix_stage(module, backend, arrays + axes, host, dtype, shape, matrix_precision)
     getattr(module, f"step_{backend}")(*arrays, *axes, *mats, *host, *tensor, *nest)
 
 
@@ -144,8 +146,10 @@ def class_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
             "matrix": shape[:-2] + (1, 1)}[kind]
 
 
-def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -> list:
-    """Write each matrix operation's argument (prepare_* kernel), then transform it whole."""
+def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape,
+                 precision: str | None = None) -> list:
+    """Write each matrix operation's argument (prepare_* kernel), then transform it whole
+    (in ``precision`` where given, else the arrays' dtype)."""
     if not module.MATRIX_OPS:
         return []
     scratch = [np.empty(arrays[0].shape[0], dtype) for _ in module.MATRIX_OPS]
@@ -154,7 +158,8 @@ def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape) -
     out = []
     for (kind, _, host_indices), values in zip(module.MATRIX_OPS, scratch):
         arguments = [float(host[i]) for i in host_indices]
-        result = OPERATIONS[kind](values.reshape(matrix_shape), *arguments)
+        result = OPERATIONS[kind](values.reshape(matrix_shape), *arguments,
+                                  precision=precision)
         out.append(result.reshape(-1).astype(dtype, copy=False))
     return out
 

@@ -69,8 +69,10 @@ class HyperSpec:
                 if item is not None:
                     self._in_domain(item, f"{label}[{i}]")
             return items
-        kind = int if self.type == "int" else float
-        number = self._number(value, label, kind)
+        if type(value) is float and self.type == "float":  # the common case, fast
+            number = value
+        else:
+            number = self._number(value, label, int if self.type == "int" else float)
         self._in_domain(number, label)
         return number
 

@@ -103,19 +103,24 @@ class Bucket:
 
     def check(self, inputs: dict) -> None:
         values = tuple(map(self.group.__getitem__, self.names))
+        before = self.values
         # by identity: == on a tensor hyper compares elementwise (and raises for two values)
-        if self.values is None or self.mutable_hypers or any(map(operator.is_not, values,
-                                                                 self.values)):
-            since = None if self.values is None or self.mutable_hypers else (self.values,
-                                                                             self.flat)
-            flat = self.opt._flat_hypers(self.group, self.g, since)
-            # a tensor lr or a list of betas can change in place: read again every step
-            self.mutable_hypers = not all(map(_immutable, values))
+        if before is None or self.mutable_hypers or any(map(operator.is_not, values, before)):
+            if before is None or self.mutable_hypers:
+                flat = self.opt._flat_hypers(self.group, self.g)
+                # a tensor lr or a list of betas can change in place: read again every step
+                self.mutable_hypers = not all(map(_immutable, values))
+            else:  # a scheduler's new lr: that value alone is validated and classified
+                changed = [k for k, (value, seen) in enumerate(zip(values, before))
+                           if value is not seen]
+                flat = self.opt._flat_hypers(self.group, self.g, (before, self.flat), changed)
+                self.mutable_hypers = not all(_immutable(values[k]) for k in changed)
             self.values = values
             if flat != self.flat:
                 # The tables hold while the same states exist (host scalars are computed from
                 # the values every step): a scheduler's new lr costs no rebuild.
-                if self.flat is None or self._other_states(flat, self.flat):
+                if self.flat is None or (self._presence_changed(flat, self.flat)
+                                         and self._other_states(flat, self.flat)):
                     self.stale = True
                 self.flat = flat
         grads = list(map(_GRAD, self.params))
@@ -129,6 +134,10 @@ class Bucket:
 
     mutable_hypers = False
     _flag_kinds = None  # the distinct tensor flags of the params (set on first use)
+
+    def _presence_changed(self, flat: tuple, before: tuple) -> bool:
+        """Whether a hyperparameter that decides which states exist changed."""
+        return any(flat[k] != before[k] for k in self.module.PRESENCE_HYPERS)
 
     def _other_states(self, flat: tuple, before: tuple) -> bool:
         """Whether other states exist under the hyperparameters ``flat`` than ``before``, for
@@ -275,10 +284,11 @@ class Bucket:
                 or any(map(_IS_NEG, present))):
             return False
         storages = list(map(_STORAGE, present))
-        ptrs = np.array(layout[0], dtype=np.int64)
-        ends = np.array(list(map(_OFFSET, present)), dtype=np.int64) * self.itemsize
+        nbytes = list(map(_NBYTES, storages))
+        ptrs, ends, sizes = np.array((layout[0], list(map(_OFFSET, present)), nbytes),
+                                     dtype=np.int64)  # one conversion for the three
+        ends *= self.itemsize
         ends += self.nbytes
-        sizes = np.array(list(map(_NBYTES, storages)), dtype=np.int64)
         starts, stops = self.opt._written
         for run in self.runs:  # a gradient past its storage, or overlapping memory the step
             if not run.set_grads(ptrs, ends, sizes, starts, stops):  # writes: _validate
@@ -287,7 +297,7 @@ class Bucket:
         self.grad_layout = layout
         self.grad_versions = list(map(_VERSION, present))
         self.grad_storages = storages
-        self.grad_nbytes = list(map(_NBYTES, storages))
+        self.grad_nbytes = nbytes
         return True
 
     def _counts_hold(self) -> bool:
@@ -490,8 +500,10 @@ class Bucket:
             run_step_cuda(module, kernel_arrays, host, self.np_dtype, shape, axis_states,
                           stream=torch_stream(p.device))
         else:
+            # a bfloat16 param's Newton-Schulz in bfloat16, as torch.optim.Muon runs it
             run_step(module, "cpu", kernel_arrays, host, self.np_dtype, shape, axis_states,
-                     combine=self.opt._combine, torch_threads=torch.get_num_threads())
+                     combine=self.opt._combine, torch_threads=torch.get_num_threads(),
+                     matrix_precision="bfloat16" if self.dtype == torch.bfloat16 else None)
         with torch.no_grad():  # a param is a leaf that requires grad
             for tensor, copy in copies:
                 tensor.copy_(copy)  # rounds to nearest even into a half-precision param
