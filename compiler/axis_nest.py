@@ -105,16 +105,19 @@ def axis_nest(stage, shape_of: dict[sp.Symbol, frozenset],
     except _Unsupported:
         return None
     row_values, col_values, matrix_values = [], [], []
-    by_shape = {_ROWS: row_values, _COLS: col_values, frozenset(): matrix_values}
+    by_class = {"row": (_ROWS, row_values), "col": (_COLS, col_values),
+                "matrix": (frozenset(), matrix_values)}
     aliases = []
-    for k, value in enumerate(values):
+    for k, (value, kind) in enumerate(zip(values, stage.classes)):
         same = [j for j, (_, stored) in enumerate(stores) if stored == value]
         aliases.append(same[0] if same else -1)
         if same:
             continue
-        if shape(value) not in by_shape:
-            return None  # a full-size value
-        by_shape[shape(value)].append((f"_ax{k}", value))
+        if kind not in by_class or not shape(value) <= by_class[kind][0]:
+            return None  # a full-size value, or one the passes read in another shape
+        # in the passes' class, even where it varies along fewer axes (a per-row value that
+        # is one number per matrix is still written once per row)
+        by_class[kind][1].append((f"_ax{k}", value))
     for name, value in stores:
         (row_values if axis_of[name] == "row" else col_values).append((name, value))
     return AxisNest(tuple(means.values()), tuple(row_values), tuple(col_values),

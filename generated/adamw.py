@@ -23,7 +23,7 @@ The description and hyperparameter docs are in ``DESCRIPTION`` and ``HYPERS``.
 import numba
 import numpy
 
-from optgen.runtime.pointers import address_as_pointer
+from optgen.runtime.pointers import address_as_pointer, fetch_add
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -72,6 +72,12 @@ HOST_IS_BOOL = (True, False, False, False, True, False, True, True, False, False
 REDUCTIONS = 0
 SHAPE_VALUES = ()
 REDUCE_BLOCK = 4096
+#: The many-tensor kernels' team functions (``*_team``) read their arguments from one int64
+#: block of this length (runtime/team.py); typed empty arrays name the dtypes they read.
+TEAM_BLOCK = 14
+_INT64 = numpy.empty(0, numpy.int64)
+_FLOAT32 = numpy.empty(0, numpy.float32)
+_FLOAT64 = numpy.empty(0, numpy.float64)
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
 MATRIX_OPS = ()
@@ -214,16 +220,10 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, max_exp_avg_sq_, _h0, _h1, _h2, _h3,
             exp_avg_sq_[_i] = _e3
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
-    """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
 
-    ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
-    ``(k, first, length)`` of ``_work`` is a chunk of tensor k; the runs of rows between
-    consecutive ``_pieces`` hold about equal numbers of elements and run in parallel.
-    ``_host`` holds the host scalars in the parameter's dtype (flags as 0 or 1): one argument
-    instead of one each keeps the call cheap.
-    """
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def _step_many_cpu_piece(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor, _piece):
+    """One piece of step_many_cpu: its run of ``_work`` rows, on the calling thread."""
     _h0 = _host[0] != 0
     _h1 = _host[1]
     _h2 = _host[2]
@@ -239,51 +239,92 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
     _h12 = _host[12] != 0
     _h13 = _host[13]
     _h14 = _host[14]
+    for _w in range(_pieces[_piece], _pieces[_piece + 1]):
+        _k = _work[_w, 0]
+        _offset = _work[_w, 1] * _itemsize
+        _len = _work[_w, 2]
+        p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
+        g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
+        exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
+        exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
+        max_exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
+        if _h0:
+            for _i in range(_len):
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _max_exp_avg_sq_ = max_exp_avg_sq_[_i]
+                _e0 = ((_h3*_p_) if _h4 else (_p_))
+                _e1 = ((-_g_) if _h6 else (_g_))
+                _e2 = _e0*_h5 + _e1
+                _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
+                _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
+                _e5 = ((_e2) if _h7 else (_e1))
+                _e6 = _e5 - _exp_avg_
+                _e7 = ((_e6*_h11 + _exp_avg_) if _h12 else (_e5 + _e6*_h13))
+                p_[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
+                exp_avg_[_i] = _e7
+                exp_avg_sq_[_i] = _e3
+                max_exp_avg_sq_[_i] = _e4
+        else:
+            for _i in range(_len):
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _e0 = ((_h3*_p_) if _h4 else (_p_))
+                _e1 = ((-_g_) if _h6 else (_g_))
+                _e2 = _e0*_h5 + _e1
+                _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
+                _e4 = ((_e2) if _h7 else (_e1))
+                _e5 = _e4 - _exp_avg_
+                _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
+                p_[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
+                exp_avg_[_i] = _e6
+                exp_avg_sq_[_i] = _e3
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
+    """Numba CPU backend, many tensors in one call: the fused element pass, updated in place.
+
+    ``_addresses[k]`` holds the addresses of tensor k's arrays in ``ARRAYS`` order; each row
+    ``(k, first, length)`` of ``_work`` is a chunk of tensor k; the runs of rows between
+    consecutive ``_pieces`` hold about equal numbers of elements and run in parallel.
+    ``_host`` holds the host scalars in the parameter's dtype (flags as 0 or 1): one argument
+    instead of one each keeps the call cheap.
+    """
     for _piece in numba.prange(_pieces.shape[0] - 1):
-        for _w in range(_pieces[_piece], _pieces[_piece + 1]):
-            _k = _work[_w, 0]
-            _offset = _work[_w, 1] * _itemsize
-            _len = _work[_w, 2]
-            p_ = numba.carray(address_as_pointer(_addresses[_k, 0] + _offset, _like), _len)
-            g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
-            exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
-            exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
-            max_exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 4] + _offset, _like), _len)
-            if _h0:
-                for _i in range(_len):
-                    _p_ = p_[_i]
-                    _g_ = g_[_i]
-                    _exp_avg_ = exp_avg_[_i]
-                    _exp_avg_sq_ = exp_avg_sq_[_i]
-                    _max_exp_avg_sq_ = max_exp_avg_sq_[_i]
-                    _e0 = ((_h3*_p_) if _h4 else (_p_))
-                    _e1 = ((-_g_) if _h6 else (_g_))
-                    _e2 = _e0*_h5 + _e1
-                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
-                    _e4 = numpy.maximum(_e3, _max_exp_avg_sq_)
-                    _e5 = ((_e2) if _h7 else (_e1))
-                    _e6 = _e5 - _exp_avg_
-                    _e7 = ((_e6*_h11 + _exp_avg_) if _h12 else (_e5 + _e6*_h13))
-                    p_[_i] = _e0 + _e7*_h14/(numpy.sqrt(_e4)*_h9 + _h10)
-                    exp_avg_[_i] = _e7
-                    exp_avg_sq_[_i] = _e3
-                    max_exp_avg_sq_[_i] = _e4
-            else:
-                for _i in range(_len):
-                    _p_ = p_[_i]
-                    _g_ = g_[_i]
-                    _exp_avg_ = exp_avg_[_i]
-                    _exp_avg_sq_ = exp_avg_sq_[_i]
-                    _e0 = ((_h3*_p_) if _h4 else (_p_))
-                    _e1 = ((-_g_) if _h6 else (_g_))
-                    _e2 = _e0*_h5 + _e1
-                    _e3 = _h2*_exp_avg_sq_ + _h8*((_e2**2) if _h7 else (_g_**2))
-                    _e4 = ((_e2) if _h7 else (_e1))
-                    _e5 = _e4 - _exp_avg_
-                    _e6 = ((_e5*_h11 + _exp_avg_) if _h12 else (_e4 + _e5*_h13))
-                    p_[_i] = _e0 + _e6*_h14/(numpy.sqrt(_e3)*_h9 + _h10)
-                    exp_avg_[_i] = _e6
-                    exp_avg_sq_[_i] = _e3
+        _step_many_cpu_piece(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor, _piece)
+
+
+@numba.cfunc(numba.types.void(numba.types.CPointer(numba.types.int64)), cache=True,
+             error_model="numpy", nogil=True)
+def step_many_cpu_team(_block):
+    """step_many_cpu as a function every thread of an OpenMP team runs (runtime/team.py:
+    torch's own threads): ``_block`` holds a piece counter and the arguments' addresses and
+    sizes (``TEAM_BLOCK``); each thread takes the next piece until none is left. The pieces
+    are the same as the parallel loop's, so the results are the same bits."""
+    _args = numba.carray(_block, TEAM_BLOCK)
+    _addresses = numba.carray(address_as_pointer(_args[1], _INT64), (_args[2], _args[3]))
+    _work = numba.carray(address_as_pointer(_args[4], _INT64), (_args[5], 3))
+    _pieces = numba.carray(address_as_pointer(_args[6], _INT64), _args[7])
+    _stop = _args[7] - 1
+    if _args[8] == 4:
+        _host = numba.carray(address_as_pointer(_args[9], _FLOAT32), _args[10])
+        _out = numba.carray(address_as_pointer(_args[11], _FLOAT32), (_args[12], _args[13]))
+        _piece = fetch_add(_block, 1)
+        while _piece < _stop:
+            _step_many_cpu_piece(_addresses, _work, _pieces, _FLOAT32, 4, _host, _out, _piece)
+            _piece = fetch_add(_block, 1)
+    else:
+        _host = numba.carray(address_as_pointer(_args[9], _FLOAT64), _args[10])
+        _out = numba.carray(address_as_pointer(_args[11], _FLOAT64), (_args[12], _args[13]))
+        _piece = fetch_add(_block, 1)
+        while _piece < _stop:
+            _step_many_cpu_piece(_addresses, _work, _pieces, _FLOAT64, 8, _host, _out, _piece)
+            _piece = fetch_add(_block, 1)
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).

@@ -19,7 +19,7 @@ The description and hyperparameter docs are in ``DESCRIPTION`` and ``HYPERS``.
 import numba
 import numpy
 
-from optgen.runtime.pointers import address_as_pointer
+from optgen.runtime.pointers import address_as_pointer, fetch_add
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'

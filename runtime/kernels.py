@@ -88,7 +88,8 @@ def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: t
     nest = _nest_args(module, backend, shape, axis_states)
     axes = axis_stage(module, backend, arrays, host, dtype, shape, axis_states)
     sizes = shape_values(shape)
-    sums = reduce(module, backend, arrays + axes, host, nest) if module.REDUCTIONS else ()
+    sums = (reduce(module, backend, arrays + axes, host, nest, tiled=bool(axis_states))
+            if module.REDUCTIONS else ())
     if combine is not None:
         combined = combine(np.array([*sums, sizes["_n"]], dtype=np.float64))
         sums, sizes["_n"] = tuple(combined[:-1]), combined[-1]
@@ -165,7 +166,7 @@ def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape,
 
 
 def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
-           nest: tuple = ()) -> tuple:
+           nest: tuple = (), tiled: bool = False) -> tuple:
     """The per-tensor sums, in float64. On the CPU, blocks of ``REDUCE_BLOCK`` elements (or
     a factored tensor's tiles) are summed in parallel and their partial sums added here
     in order: the same bits with any number of threads."""
@@ -173,7 +174,7 @@ def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tup
         return module.reduce_numpy(*arrays, *host)
     n = arrays[0].shape[0]
     blocks = -(-n // module.REDUCE_BLOCK)
-    if nest:
+    if nest and tiled:  # a factored tensor's sums: one row of partials per tile
         blocks = max(blocks, tile_count(n, nest))
     partials = np.zeros((blocks, module.REDUCTIONS))
     module.reduce_cpu(*arrays, *host, *nest, partials)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .kernels import shape_values
 from .pointers import balanced_pieces, sum_blocks_in_order, work_list
+from .team import TeamCall
 from .threads import use_threads
 
 #: Elements per chunk of the element pass: large enough that scheduling is free, small enough
@@ -70,16 +71,33 @@ class TensorTable:
             self.addresses[k] = [a.ctypes.data for a in row]
         self.run(self.host_array(host))
 
-    def run(self, host: np.ndarray, torch_threads: int | None = None) -> None:
+    def run(self, host: np.ndarray, torch_threads: int | None = None, parallel=None) -> None:
         """One step of every tensor in the table; ``host`` from :meth:`host_array`;
-        ``torch_threads``: torch's thread count, which the kernels follow (see threads.py)."""
+        ``torch_threads``: torch's thread count, which the kernels follow (see threads.py);
+        ``parallel``: torch's ``GOMP_parallel`` (runtime/team.py), to run a parallel call on
+        torch's own threads instead of Numba's pool."""
         module = self.module
-        use_threads(self.elements, torch_threads)
+        count = use_threads(self.elements, torch_threads)
+        teamed = parallel is not None and count > 1 and self.itemsize in (4, 8)
         if module.REDUCTIONS:
-            module.reduce_many_cpu(self.addresses, self.blocks, self.block_pieces, self.like,
-                                   self.itemsize, host, self.partials)
+            if teamed:
+                self._team("reduce", self.blocks, self.block_pieces, self.partials).run(
+                    parallel, module.reduce_many_cpu_team, host, count)
+            else:
+                module.reduce_many_cpu(self.addresses, self.blocks, self.block_pieces,
+                                       self.like, self.itemsize, host, self.partials)
             sum_blocks_in_order(self.partials, self.blocks[:, 0], self.totals)
             totals = self.combine(self.totals) if self.combine is not None else self.totals
             self.tensor[:, :module.REDUCTIONS] = totals
-        module.step_many_cpu(self.addresses, self.work, self.pieces, self.like, self.itemsize,
-                             host, self.tensor)
+        if teamed:
+            self._team("step", self.work, self.pieces, self.tensor).run(
+                parallel, module.step_many_cpu_team, host, count)
+        else:
+            module.step_many_cpu(self.addresses, self.work, self.pieces, self.like,
+                                 self.itemsize, host, self.tensor)
+
+    def _team(self, kind: str, work, pieces, out) -> TeamCall:
+        calls = self.__dict__.setdefault("_team_calls", {})
+        if kind not in calls:
+            calls[kind] = TeamCall(self.addresses, work, pieces, self.itemsize, out)
+        return calls[kind]

@@ -25,6 +25,18 @@ def address_as_pointer(typingctx, address, like):
     return pointer(types.intp, like), codegen
 
 
+@intrinsic
+def fetch_add(typingctx, pointer, value):
+    """``*pointer += value``, atomically, returning the value before (LLVM ``atomicrmw add``):
+    the threads of a team take pieces of work from one counter."""
+    signature = types.int64(types.CPointer(types.int64), types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.atomic_rmw("add", args[0], args[1], "monotonic")
+
+    return signature, codegen
+
+
 @numba.njit(cache=True, nogil=True)
 def sum_blocks_in_order(partials, block_tensor, totals):
     """``totals[k] = sum of the partial sums of tensor k's blocks, in block order``: the same

@@ -71,11 +71,13 @@ def get_num_threads(torch_threads: int | None = None) -> int:
     return max_threads()
 
 
-def use_threads(elements: int, torch_threads: int | None = None) -> None:
-    """Set Numba's thread count for the next native call over ``elements`` elements."""
+def use_threads(elements: int, torch_threads: int | None = None) -> int:
+    """Set Numba's thread count for the next native call over ``elements`` elements; return
+    it."""
     wanted = 1 if elements < SERIAL_BELOW else get_num_threads(torch_threads)
     if getattr(_last, "count", None) != wanted:
         import numba
 
         numba.set_num_threads(wanted)
         _last.count = wanted
+    return wanted

@@ -33,6 +33,7 @@ from .kernels import cast_host, is_factored, missing_states, run_step, tensor_fl
 from .many import TensorTable
 from .checks import is_dense
 from .pointers import gradients_fit
+from .team import team
 from .torch_checks import (HALF_PRECISION, array_state, check_storage,
                            check_tensor_like, partial_overlap, plain_number, plain_step,
                            state_dtype)
@@ -639,7 +640,7 @@ class _Run(_TableRun):
         return True
 
     def launch(self, host: tuple, bucket: Bucket) -> None:
-        self.table.run(self.table.host_array(host), torch.get_num_threads())
+        self.table.run(self.table.host_array(host), torch.get_num_threads(), team())
 
 
 class _EachRun:

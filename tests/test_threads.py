@@ -91,3 +91,47 @@ def test_the_pool_is_tbb_on_x86_64():
 def test_an_integer_type_is_a_thread_count():
     optgen.set_num_threads(np.int64(1))
     assert optgen.get_num_threads() == 1
+
+
+def _torch_steps(name: str, use_team: bool, monkeypatch) -> list[torch.Tensor]:
+    """Three steps of optgen.torch ``name`` on a large and a small param, on torch's OpenMP
+    team or on Numba's pool."""
+    from optgen.runtime import team
+
+    monkeypatch.setattr(team, "_looked", True)
+    monkeypatch.setattr(team, "_team", team._find() if use_team else None)
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(4 * threads.SERIAL_BELOW + 77, generator=gen).requires_grad_(),
+              torch.randn(300, 7, generator=gen).requires_grad_()]
+    opt = ot.optimizer(name, params)
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen)
+        opt.step()
+    return [p.detach().clone() for p in params]
+
+
+@pytest.mark.parametrize("name", ["adamw", "lamb"])
+def test_torch_team_gives_the_same_bits_as_numba_pool(name, monkeypatch):
+    """optgen.torch runs its tables on torch's own OpenMP threads (runtime/team.py) where
+    torch uses the libgomp it ships: the same pieces, the same bits as Numba's pool."""
+    from optgen.runtime import team
+
+    if team._find() is None:
+        pytest.skip("torch does not run on its own libgomp here")
+    torch.set_num_threads(2)
+    calls = []
+    run = team.TeamCall.run
+    monkeypatch.setattr(team.TeamCall, "run", lambda self, *a: (calls.append(a), run(self, *a)))
+    ours = _torch_steps(name, True, monkeypatch)
+    assert calls  # the tables ran on the team
+    pool = _torch_steps(name, False, monkeypatch)
+    for a, b in zip(ours, pool):
+        assert torch.equal(a, b)
+
+
+def test_the_team_is_only_torch_libgomp(monkeypatch):
+    from optgen.runtime import team
+
+    monkeypatch.setenv("OPTGEN_TORCH_TEAM", "0")
+    assert team._find() is None
