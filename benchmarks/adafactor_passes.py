@@ -9,11 +9,10 @@ matrix, a batch of 1x1 and of 3x3 convolution kernels, a linear layer.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
+from optgen.bench import interleaved_medians
 from optgen.runtime import kernels
 from optgen.runtime.loader import load
 
@@ -45,15 +44,7 @@ def passes(shape: tuple[int, ...], rounds: int) -> dict[str, float]:
         "step pass": lambda: module.step_cpu(*arrays, *axes, *host, *tensor, *nest),
         "add": lambda: np.add(a, b, out=a),
     }
-    for fn in steps.values():
-        fn(), fn()
-    times = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    return interleaved_medians(steps, rounds)
 
 
 def main() -> None:

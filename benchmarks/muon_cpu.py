@@ -43,6 +43,7 @@ import torch.optim._muon as torch_muon
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import optgen.torch as ot
+from optgen.bench import interleaved_medians
 from optgen.runtime.matrix import orthogonalize
 
 SHAPES = {"qkv 2304x768": (2304, 768), "proj 768x768": (768, 768),
@@ -150,14 +151,8 @@ def time_ns(rounds: int) -> None:
                                                     precision="bfloat16"),
                "torch bf16": lambda: torch_muon._zeropower_via_newtonschulz(
                    g, coefficients, 5, 1e-7)}
-        times = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - start)
-        print(f"| {name} | " + " | ".join(f"{statistics.median(times[k]) * 1e3:.1f}"
-                                          for k in fns) + " |")
+        median = interleaved_medians(fns, rounds, warm_up=0)
+        print(f"| {name} | " + " | ".join(f"{median[k]:.1f}" for k in fns) + " |")
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+from optgen.bench import interleaved_medians
 
 N = 4096 * 4096
 
@@ -41,15 +41,7 @@ def measure(threads: int, rounds: int) -> dict[str, float]:
     a, b = torch.randn(N), torch.randn(N)
     steps = {"optgen": ours.step, "torch fused": theirs.step,
              "add": lambda: torch.add(a, b, out=a)}
-    for fn in steps.values():
-        fn(), fn()
-    times = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    return interleaved_medians(steps, rounds)
 
 
 def main() -> None:

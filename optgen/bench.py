@@ -107,6 +107,23 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def interleaved_medians(contenders: dict, rounds: int, progress=None,
+                        warm_up: int = 2) -> dict[str, float]:
+    """Median milliseconds of each ``contenders[label]()``, after ``warm_up`` calls each
+    (compile, allocate state, fault pages in), timed in interleaved rounds: one call of each
+    per round, so a noisy neighbour slows every contender alike."""
+    for fn in contenders.values():
+        for _ in range(warm_up):
+            fn()
+    times = {label: [] for label in contenders}
+    for round_ in range(rounds):
+        for label, fn in contenders.items():
+            times[label].append(_timed(fn))
+        if progress:
+            progress(round_ + 1, rounds)
+    return {label: statistics.median(ts) * 1e3 for label, ts in times.items()}
+
+
 def _params(torch, shapes, seed=0):
     gen = torch.Generator().manual_seed(seed)
     params = [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
@@ -136,15 +153,7 @@ def bench_one(name: str, shapes, rounds: int, progress=None) -> Row:
             contenders[label] = cls(_params(torch, shapes), **hypers, **flags).step
     a, b = torch.randn(values), torch.randn(values)
     contenders["add"] = lambda: torch.add(a, b, out=a)
-    for fn in contenders.values():  # compile / allocate state / fault pages in
-        fn(), fn()
-    times = {label: [] for label in contenders}
-    for round_ in range(rounds):
-        for label, fn in contenders.items():
-            times[label].append(_timed(fn))
-        if progress:
-            progress(round_ + 1, rounds)
-    median = {label: statistics.median(ts) * 1e3 for label, ts in times.items()}
+    median = interleaved_medians(contenders, rounds, progress)
     torch_ms = None
     torch_labels = [label for label in median if label not in ("optgen", "add")]
     if torch_labels:
