@@ -299,13 +299,12 @@ def step_many_cpu(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor):
         _step_many_cpu_piece(_addresses, _work, _pieces, _like, _itemsize, _host, _tensor, _piece)
 
 
-@numba.cfunc(numba.types.void(numba.types.CPointer(numba.types.int64)), cache=True,
-             error_model="numpy", nogil=True)
-def step_many_cpu_team(_block):
-    """step_many_cpu as a function every thread of an OpenMP team runs (runtime/team.py:
-    torch's own threads): ``_block`` holds a piece counter and the arguments' addresses and
-    sizes (``TEAM_BLOCK``); each thread takes the next piece until none is left. The pieces
-    are the same as the parallel loop's, so the results are the same bits."""
+def _step_many_cpu_team(_block):
+    """step_many_cpu as a function every thread of an OpenMP team runs: runtime/team.py
+    compiles it (a Numba ``cfunc``, ``void(int64*)``) on first use and runs it on torch's own
+    threads. ``_block`` holds a piece counter and the arguments' addresses and sizes
+    (``TEAM_BLOCK``); each thread takes the next piece until none is left. The pieces are the
+    parallel loop's, so the results are the same bits."""
     _args = numba.carray(_block, TEAM_BLOCK)
     _addresses = numba.carray(address_as_pointer(_args[1], _INT64), (_args[2], _args[3]))
     _work = numba.carray(address_as_pointer(_args[4], _INT64), (_args[5], 3))

@@ -225,13 +225,19 @@ class _RepairingLoader(importlib.machinery.SourceFileLoader):
 
 
 def _guard_numba_caches(module: ModuleType) -> None:
+    for value in vars(module).values():
+        guard_numba_cache(value)
+
+
+def guard_numba_cache(function) -> None:
+    """Give a Numba function (a dispatcher or a C callback) a disk cache that repairs itself
+    (:class:`_RepairingNumbaCache`); nothing for one without a disk cache."""
     caching = sys.modules.get("numba.core.caching")
     if caching is None:
         return
-    for value in vars(module).values():
-        cache = getattr(value, "_cache", None)
-        if isinstance(cache, caching.Cache):
-            value._cache = _RepairingNumbaCache(cache)
+    cache = getattr(function, "_cache", None)
+    if isinstance(cache, caching.Cache):
+        function._cache = _RepairingNumbaCache(cache)
 
 
 class _RepairingNumbaCache:

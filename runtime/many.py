@@ -18,7 +18,7 @@ import numpy as np
 
 from .kernels import shape_values
 from .pointers import balanced_pieces, sum_blocks_in_order, work_list
-from .team import TeamCall
+from .team import TeamCall, team_function
 from .threads import use_threads
 
 #: Elements per chunk of the element pass: large enough that scheduling is free, small enough
@@ -82,7 +82,7 @@ class TensorTable:
         if module.REDUCTIONS:
             if teamed:
                 self._team("reduce", self.blocks, self.block_pieces, self.partials).run(
-                    parallel, module.reduce_many_cpu_team, host, count)
+                    parallel, team_function(module, "reduce_many_cpu"), host, count)
             else:
                 module.reduce_many_cpu(self.addresses, self.blocks, self.block_pieces,
                                        self.like, self.itemsize, host, self.partials)
@@ -91,7 +91,7 @@ class TensorTable:
             self.tensor[:, :module.REDUCTIONS] = totals
         if teamed:
             self._team("step", self.work, self.pieces, self.tensor).run(
-                parallel, module.step_many_cpu_team, host, count)
+                parallel, team_function(module, "step_many_cpu"), host, count)
         else:
             module.step_many_cpu(self.addresses, self.work, self.pieces, self.like,
                                  self.itemsize, host, self.tensor)

@@ -76,6 +76,34 @@ def _loaded_libraries() -> set[str] | None:
         return None
 
 
+def team_function(module, kernel: str):
+    """The generated ``_<kernel>_team`` of ``module`` compiled as a C callback (once per
+    process and module; Numba's disk cache, guarded like the module's other kernels, keeps it
+    between processes)."""
+    compiled = module.__dict__.setdefault("_team_functions", {})
+    function = compiled.get(kernel)
+    if function is None:
+        with _lock:
+            function = compiled.get(kernel)
+            if function is None:
+                function = compiled[kernel] = _compile(getattr(module, f"_{kernel}_team"))
+    return function
+
+
+def _compile(pyfunc):
+    from numba import types
+    from numba.core.ccallback import CFunc
+
+    from .loader import guard_numba_cache
+
+    function = CFunc(pyfunc, ((types.CPointer(types.int64),), types.void), locals={},
+                     options={"nogil": True, "error_model": "numpy"})
+    function.enable_caching()
+    guard_numba_cache(function)
+    function.compile()
+    return function
+
+
 class TeamCall:
     """The int64 block a table's team function reads: the counter, then the addresses and
     sizes of its arguments. Built once per table; the host scalars' array is new each step."""
