@@ -38,13 +38,14 @@ from .runtime.torch_checks import (FULL_PRECISION, HALF_PRECISION, PLAIN_TENSORS
 
 __all__ = ["Optimizer", "optimizer", "optimizer_class", "available", "clip_grad_norm_"]
 
-#: Class names: torch.optim's where torch has the optimizer.
+#: Class names: torch.optim's where torch has the optimizer, else the reference's.
 CLASS_NAMES = {
     "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "rmsprop": "RMSprop",
     "adamax": "Adamax", "adadelta": "Adadelta", "rprop": "Rprop", "radam": "RAdam",
     "nadam": "NAdam", "asgd": "ASGD", "adafactor": "Adafactor", "muon": "Muon",
     "adabelief": "AdaBelief", "adabound": "AdaBound", "lamb": "LAMB", "lars": "LARS",
-    "schedule_free_adamw": "ScheduleFreeAdamW",
+    "schedule_free_adamw": "ScheduleFreeAdamW", "adopt": "ADOPT", "signsgd": "SignSGD",
+    "yogi": "Yogi",
 }
 #: torch.optim keywords that pick an implementation; accepted so that a switch is one line.
 #: foreach and fused are ignored (optgen's kernel is always fused); capturable and

@@ -61,6 +61,9 @@ SETTINGS = {
     "schedule_free_adamw": ({"lr": 0.3}, {"lr": 0.3}, {"lr": 0.1}),
     "sgd": ({"lr": 0.3}, {"lr": 0.01}, {"lr": 1e-3, "momentum": 0.9}),
     "sophia": (SOPHIA, SOPHIA, SOPHIA),
+    "yogi": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}),
+    "adopt": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.3}),
+    "signsgd": ({"lr": 3e-3}, {"lr": 3e-3}, {"lr": 3e-3}),
     # Muon steps matrices: x is stepped as a 1x2 view.
     "muon": tuple({"lr": 3e-3, "weight_decay": 0.0} for _ in range(3)),
 }

@@ -118,6 +118,22 @@ EXPECTED = {
     "lookahead": {"scale-invariance": "proved", "zero-grad-fixed-point": "proved",
                   "alpha-one-keeps-the-fast-weights": "proved",
                   "between-syncs-nothing-moves": "proved"},
+    # ADOPT's first step only records g^2 (nothing moves: the magnitude claim is false, but
+    # SymPy fails on it, so unknown), and an L2 term is normalized with g: not decoupled decay
+    "adopt": {"first-step-magnitude": "unknown", "scale-invariance": "unknown",
+              "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
+              "stable-lr-range": "unknown", "first-step-moves-nothing": "proved",
+              "update-is-bounded-by-clip": "unknown"},
+    "signsgd": {"first-step-magnitude": "proved", "scale-invariance": "proved",
+                "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
+                "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",
+                "every-element-moves-by-lr": "proved"},
+    # Yogi's moments start at initial_accumulator, not 0: its first step is not sign descent,
+    # not scale-invariant, and moves p even for g = 0
+    "yogi": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
+             "scale-invariance": "refuted", "zero-grad-fixed-point": "refuted",
+             "l2-equals-decoupled-decay": "proved", "stable-lr-range": "unknown",
+             "second-moment-moves-additively": "proved"},
     "sgd": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
             "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
             "stable-lr-range": "proved", "stable-lr-range-momentum": "proved",
