@@ -239,7 +239,9 @@ class _Checker:
             if d.low is not None and d.high is not None and d.low > d.high:
                 self.error(f"empty domain {domain}", d.span)
                 return None
-        if isinstance(default, list):
+        if default is None:
+            inferred = "float"  # a number that may be none: read as default(name, fallback)
+        elif isinstance(default, list):
             inferred = "list"
         elif isinstance(default, tuple):
             inferred = "tuple"
@@ -249,6 +251,10 @@ class _Checker:
             inferred = "float"
         if kind is None:
             kind = inferred
+        elif kind == "int" and default is None:
+            self.error(f"int hyperparameter '{decl.name}' cannot default to none",
+                       decl.default_span)
+            return None
         elif kind == "int":
             if inferred != "float" or not float(default).is_integer():
                 self.error(f"default of int hyperparameter '{decl.name}' must be an integer",
@@ -259,7 +265,7 @@ class _Checker:
             self.error(f"default of {kind} hyperparameter '{decl.name}' is a {inferred}",
                        decl.default_span)
             return None
-        if kind == "float":
+        if kind == "float" and default is not None:
             default = float(default)
         if kind == "bool" and domain is not None:
             self.error(f"bool hyperparameter '{decl.name}' cannot have a domain", decl.domain.span)
@@ -273,9 +279,8 @@ class _Checker:
         values = default if kind == "tuple" else (default,)
         if kind == "tuple":
             self.optional |= {c for c, v in zip(decl.components, default) if v is None}
-        elif any(v is None for v in values):
-            self.error("only a tuple's items may be 'none'", decl.default_span)
-            return None
+        elif default is None:
+            self.optional.add(decl.name)
         if domain is not None and kind != "list":
             for value in values:
                 if value is not None and value not in domain:

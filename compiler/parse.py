@@ -220,8 +220,9 @@ class _ToNodes(Transformer_NonRecursive):
         return ("description", meta, _string_value(token))
 
     def hyper_decl(self, meta, name, type_, default, components, domain, doc):
-        if isinstance(default, Token):  # TRUE / FALSE
-            default = (str(default) == "true", _token_span(default))
+        if isinstance(default, Token):  # TRUE / FALSE / NONE
+            value = None if default.type == "NONE" else str(default) == "true"
+            default = (value, _token_span(default))
         value, default_span = default
         return ("hyper", n.HyperDecl(
             _meta_span(meta), str(name), str(type_) if type_ is not None else None, value,

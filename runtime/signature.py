@@ -13,8 +13,8 @@ class HyperSpec:
 
     ``low``/``high`` bound the domain (``None``: no domain); a tuple's bounds hold for each item.
     A choice takes one of ``choices`` (``None`` means the default, as torch's ``None``); the
-    generated functions get its index. A tuple item whose default is None may be None (the
-    generated functions get NaN, and the spec reads it with ``default()``).
+    generated functions get its index. A number or a tuple item whose default is None may be
+    None (the generated functions get NaN, and the spec reads it with ``default()``).
     """
 
     name: str
@@ -71,6 +71,8 @@ class HyperSpec:
             return items
         if type(value) is float and self.type == "float":  # the common case, fast
             number = value
+        elif value is None and self.default is None:  # an optional number: none is its default
+            return None
         else:
             number = self._number(value, label, int if self.type == "int" else float)
         self._in_domain(number, label)
