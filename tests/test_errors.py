@@ -93,8 +93,10 @@ CASES = [
                  "  p = p - default(e1, epsilon)*g\n", 4, 19,
                  "first argument of default() is a tuple item whose default is 'none'",
                  id="default-of-required"),
-    pytest.param("optimizer demo\nhyper lr = none\nupdate:\n  p = p - g\n", 2, 12,
-                 "unexpected", id="none-scalar"),
+    pytest.param("optimizer demo\nhyper n: int = none\nupdate:\n  p = p - g\n", 2, 16,
+                 "cannot default to none", id="none-int"),
+    pytest.param("optimizer demo\nhyper lr = none\nupdate:\n  p = p - lr * g\n", 4, 11,
+                 "may be none", id="none-read-directly"),
 ]
 
 
