@@ -45,7 +45,7 @@ CLASS_NAMES = {
     "nadam": "NAdam", "asgd": "ASGD", "adafactor": "Adafactor", "muon": "Muon",
     "adabelief": "AdaBelief", "adabound": "AdaBound", "lamb": "LAMB", "lars": "LARS",
     "schedule_free_adamw": "ScheduleFreeAdamW", "adopt": "ADOPT", "signsgd": "SignSGD",
-    "yogi": "Yogi",
+    "yogi": "Yogi", "adan": "Adan",
 }
 #: torch.optim keywords that pick an implementation; accepted so that a switch is one line.
 #: foreach and fused are ignored (optgen's kernel is always fused); capturable and

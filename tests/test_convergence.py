@@ -64,6 +64,7 @@ SETTINGS = {
     "yogi": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}),
     "adopt": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.3}),
     "signsgd": ({"lr": 3e-3}, {"lr": 3e-3}, {"lr": 3e-3}),
+    "adan": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}),
     # Muon steps matrices: x is stepped as a 1x2 view.
     "muon": tuple({"lr": 3e-3, "weight_decay": 0.0} for _ in range(3)),
 }

@@ -1,4 +1,4 @@
-"""Optimizers against pytorch-optimizer 4.1.0 (issue 13): the catalogue's Yogi, ADOPT and SignSGD,
+"""Optimizers against pytorch-optimizer 4.1.0 (issue 13): the catalogue's Yogi, ADOPT, Adan and SignSGD,
 and AdEMAMix (with and without its warm-up horizon, a hyperparameter that defaults to none),
 from tests/specs/ademamix.opt: not in the catalogue yet, because the verifier's built-in claims
 run into its CPU-time safety net on the warm-up's exp/log schedule (two minutes a claim).
@@ -48,6 +48,11 @@ REFERENCES = {
         {"weight_decay": 0.1}, {"weight_decay": 0.1, "weight_decouple": True},
         {"maximize": True, "eps": 1e-6, "lr": 1e-2},
     ], ("exp_avg", "exp_avg_sq", "exp_avg_slow")),
+    # Adan without max_grad_norm (global-norm clipping); maximize below, against the paper
+    "adan": (pytorch_optimizer.Adan, [
+        {}, {"lr": 1e-2, "betas": (0.9, 0.9, 0.999), "eps": 1e-6}, {"weight_decay": 0.1},
+        {"weight_decay": 0.1, "weight_decouple": True},
+    ], ("exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad")),
     "signsgd": (pytorch_optimizer.SignSGD, [
         {}, {"momentum": 0.0}, {"lr": 1e-2, "weight_decay": 0.1},
         {"weight_decay": 0.1, "weight_decouple": False, "momentum": 0.5}, {"maximize": True},
@@ -89,3 +94,22 @@ def test_matches_pytorch_optimizer(name, hypers, dtype, backend):
                                            **tol, err_msg=f"state[{i}][{state!r}]")
             else:
                 assert state not in opt.state[i]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_adan_maximize_is_minimizing_the_negated_gradient(backend):
+    """Adan with maximize=True steps as Adan on -g (the paper's first gradient difference is 0;
+    pytorch-optimizer starts its previous gradient before negating it, so its first difference
+    is 2g: a quirk the spec does not copy)."""
+    grads = _gradients(np.float64)
+    rng = np.random.default_rng(0)
+    start = [np.asarray(rng.standard_normal(s)) for s in SHAPES]
+    up = [p.copy() for p in start]
+    down = [p.copy() for p in start]
+    maximizing = optgen.optimizer("adan", up, backend=backend, maximize=True)
+    minimizing = optgen.optimizer("adan", down, backend=backend)
+    for step in grads:
+        maximizing.step(step)
+        minimizing.step([-g for g in step])
+    for a, b in zip(up, down):
+        np.testing.assert_array_equal(a, b)

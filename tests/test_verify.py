@@ -124,6 +124,11 @@ EXPECTED = {
               "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
               "stable-lr-range": "unknown", "first-step-moves-nothing": "proved",
               "update-is-bounded-by-clip": "unknown"},
+    # Adan's weight decay is proximal (p / (1 + lr*wd) after the step), not decoupled
+    "adan": {"bias-correction-limit": "proved", "first-step-magnitude": "proved",
+             "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
+             "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
+             "first-difference-is-zero": "proved"},
     "signsgd": {"first-step-magnitude": "proved", "scale-invariance": "proved",
                 "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
                 "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",
