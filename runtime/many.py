@@ -40,6 +40,7 @@ class TensorTable:
         self.itemsize = self.dtype.itemsize
         sizes = np.array([int(np.prod(s, dtype=np.int64)) for s in shapes], dtype=np.int64)
         self.elements = int(sizes.sum())
+        self._team_calls: dict[str, TeamCall] = {}  # the team functions' argument blocks
         self.work = work_list(sizes, CHUNK)
         self.pieces = balanced_pieces(self.work)
         self.addresses = np.zeros((len(shapes), len(module.ARRAYS)), dtype=np.int64)
@@ -97,7 +98,7 @@ class TensorTable:
                                  self.itemsize, host, self.tensor)
 
     def _team(self, kind: str, work, pieces, out) -> TeamCall:
-        calls = self.__dict__.setdefault("_team_calls", {})
-        if kind not in calls:
-            calls[kind] = TeamCall(self.addresses, work, pieces, self.itemsize, out)
-        return calls[kind]
+        if kind not in self._team_calls:
+            self._team_calls[kind] = TeamCall(self.module.TEAM_BLOCK, self.addresses, work,
+                                              pieces, self.itemsize, out)
+        return self._team_calls[kind]

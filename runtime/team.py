@@ -108,10 +108,10 @@ class TeamCall:
     """The int64 block a table's team function reads: the counter, then the addresses and
     sizes of its arguments. Built once per table; the host scalars' array is new each step."""
 
-    def __init__(self, addresses: np.ndarray, work: np.ndarray, pieces: np.ndarray,
-                 itemsize: int, out: np.ndarray):
+    def __init__(self, length: int, addresses: np.ndarray, work: np.ndarray,
+                 pieces: np.ndarray, itemsize: int, out: np.ndarray):
         self.keep = (addresses, work, pieces, out)  # alive as long as the block points at them
-        self.block = np.zeros(14, dtype=np.int64)
+        self.block = np.zeros(length, dtype=np.int64)  # the module's TEAM_BLOCK
         self.block[_ADDRESSES:_ADDRESSES + 3] = (addresses.ctypes.data, *addresses.shape)
         self.block[_WORK:_WORK + 2] = (work.ctypes.data, work.shape[0])
         self.block[_PIECES:_PIECES + 2] = (pieces.ctypes.data, pieces.shape[0])
