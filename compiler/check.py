@@ -678,8 +678,8 @@ class _Checker:
                         return None
                 if spec.takes_optional and not (isinstance(args[0], n.Name)
                                                 and args[0].id in self.optional):
-                    self.error(f"the first argument of {func}() is a tuple item whose default is "
-                               f"'none'", args[0].span)
+                    self.error(f"the first argument of {func}() must be a hyperparameter or tuple "
+                               f"item whose default is 'none'", args[0].span)
                     return None
                 if spec.axis and not any(decl.axis for decl in self.merged.states):
                     self.error(f"{func}() needs a per-row or per-col state: its values exist "

@@ -91,7 +91,8 @@ CASES = [
                  4, 11, "'e1' may be none; read it as default(e1, fallback)", id="none-item-read"),
     pytest.param("optimizer demo\nhyper eps = (1, 1) as (e1, e2)\nupdate:\n"
                  "  p = p - default(e1, epsilon)*g\n", 4, 19,
-                 "first argument of default() is a tuple item whose default is 'none'",
+                 "first argument of default() must be a hyperparameter or tuple item whose "
+                 "default is 'none'",
                  id="default-of-required"),
     pytest.param("optimizer demo\nhyper n: int = none\nupdate:\n  p = p - g\n", 2, 16,
                  "cannot default to none", id="none-int"),
