@@ -85,6 +85,9 @@ class _Checker:
         self.optional_ok = False  # typing default()'s first argument
         # names whose value (at this point of the update) is computed from per-tensor values
         self.per_tensor_names: set[str] = set()
+        self.scalar_states: set[str] = set()  # states holding one value per tensor or group
+        self.group_states: set[str] = set()   # those holding one value per param group
+        self.tensor_scalar_names: set[str] = set()  # temporaries read from per-tensor scalars
         # names computed from the per-tensor host values (factored, epsilon, has_<input>)
         self.tensor_host_names: set[str] = set()
         self.costs: dict[str, bounds.Cost] = {}  # each assigned name's value, as SymPy will hold it
@@ -357,12 +360,17 @@ class _Checker:
                          what="a state's condition")
             self.host_extras = frozenset()
         level = Level.HOST if decl.scalar else Level.ELEMENT
+        if decl.scalar:
+            self.scalar_states.add(decl.name)
+        if decl.group:
+            self.group_states.add(decl.name)
         if not self._declare(decl.name, Symbol(decl.name, Kind.STATE, Type.NUMBER, level),
                              decl.span):
             return None
         self._measure(decl.init, {})
         self._measure(decl.condition, {})
-        return State(decl.name, decl.init, decl.condition, decl.span, decl.scalar, decl.axis)
+        return State(decl.name, decl.init, decl.condition, decl.span, decl.scalar, decl.axis,
+                     decl.group)
 
     def _require(self, decl: n.RequireDecl) -> Require:
         if self._expect(decl.condition, Type.BOOL, hyper_only=True, what="a requirement"):
@@ -413,17 +421,39 @@ class _Checker:
                 level = value[1] if value else Level.ELEMENT
                 kind = value[0] if value else Type.NUMBER
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, kind, level)
-            elif target.kind is Kind.STATE and target.level is Level.HOST and value and (
-                    value[1] is not Level.HOST or (cond is not None and cond[1] is not Level.HOST)):
-                self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
-                           f"from hyperparameters, t and scalar states only", stmt.span)
+            elif stmt.target in self.group_states and value and (
+                    value[1].value > Level.GROUP.value
+                    or (cond is not None and cond[1].value > Level.GROUP.value)):
+                finer = value[1] if value[1].value > Level.GROUP.value else cond[1]
+                self.error(f"per-group state '{stmt.target}' holds one value for the whole param "
+                           f"group: assign it from hyperparameters, t, per-group states and "
+                           f"group reductions (group_sum, group_norm), not from a "
+                           f"{'per-element' if finer is Level.ELEMENT else 'per-tensor'} value",
+                           stmt.span, hint="a sum over the group's tensors: group_sum(...)")
                 continue
-            elif target.kind is Kind.STATE and target.level is Level.HOST and (
+            elif stmt.target in self.group_states and (
+                    read := self._tensor_scalar_read(stmt.value)
+                    or (stmt.condition is not None and self._tensor_scalar_read(stmt.condition))):
+                self.error(f"per-group state '{stmt.target}' holds one value for the whole param "
+                           f"group: assign it from hyperparameters, t, per-group states and "
+                           f"group reductions (group_sum, group_norm), not from a per-tensor "
+                           f"value ({read})", stmt.span,
+                           hint="a sum over the group's tensors: group_sum(...)")
+                continue
+            elif stmt.target in self.scalar_states and value and (
+                    value[1] is Level.ELEMENT or (cond is not None and cond[1] is Level.ELEMENT)):
+                self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
+                           f"from hyperparameters, t, scalar states and reductions (sum, norm, "
+                           f"mean, rms), not from a per-element value", stmt.span,
+                           hint=f"reduce it first, e.g. {stmt.target} = sum(...)")
+                continue
+            elif stmt.target in self.scalar_states and (
                     read := self._tensor_host_read(stmt.value)
                     or (stmt.condition is not None and self._tensor_host_read(stmt.condition))):
-                # scalar_updates(t, hypers, scalars) runs once per tensor after its passes
-                self.error(f"scalar state '{stmt.target}' is updated from hyperparameters, t and "
-                           f"scalar states only, not {read}", stmt.span)
+                # scalar_updates(t, hypers, scalars, sums, shape values) runs once per tensor
+                # after its passes, without the per-tensor flags
+                self.error(f"scalar state '{stmt.target}' is updated from hyperparameters, t, "
+                           f"scalar states and reductions only, not {read}", stmt.span)
                 continue
             elif target.kind in (Kind.HYPER, Kind.STEP, Kind.CONSTANT) or (
                     target.kind is Kind.INPUT and target.type is Type.BOOL):
@@ -433,9 +463,16 @@ class _Checker:
             elif target.kind is Kind.TEMP and value and value[1].value > target.level.value:
                 # a temporary that became per-tensor or per-element stays so
                 self.symbols[stmt.target] = Symbol(stmt.target, Kind.TEMP, target.type, value[1])
+            elif stmt.target in self.scalar_states and value and (level := max(
+                    value[1], cond[1] if cond is not None else Level.HOST,
+                    key=lambda lv: lv.value)) is not Level.HOST:
+                # a scalar state assigned from a reduction is known per tensor (or per group)
+                # from here on
+                self.symbols[stmt.target] = Symbol(stmt.target, Kind.STATE, Type.NUMBER, level)
             if value is not None:
                 self._track(stmt, self.per_tensor_names, self._per_tensor_read)
                 self._track(stmt, self.tensor_host_names, self._tensor_host_read)
+                self._track(stmt, self.tensor_scalar_names, self._tensor_scalar_read)
             assigns_p |= stmt.target == "p"
             if value is not None and (stmt.condition is None or cond is not None):
                 self._measure_assignment(stmt)
@@ -457,6 +494,16 @@ class _Checker:
             names.add(stmt.target)
         elif stmt.condition is None:
             names.discard(stmt.target)
+
+    def _tensor_scalar_read(self, expr: n.Expr) -> str | None:
+        """What in ``expr`` is a per-tensor scalar state (or a name computed from one): a host
+        value, but one per tensor, which a per-group state cannot read), outside the group
+        reductions that sum it."""
+        for name in _names(expr, skip=lambda call: call.startswith("group_")):
+            if (name in self.scalar_states and name not in self.group_states) \
+                    or name in self.tensor_scalar_names:
+                return f"'{name}'"
+        return None
 
     def _tensor_host_read(self, expr: n.Expr) -> str | None:
         """What in ``expr`` is a host value known only per tensor (``factored``, ``epsilon``,
@@ -701,7 +748,8 @@ class _Checker:
                                    "hyperparameter whose domain lies there", args[4].span,
                                    hint=f"hyper ns_steps: int = 5 in [1, {MAX_MATRIX_STEPS}]")
                         return None
-                    if any(level is not Level.HOST for _, level in types[1:]):
+                    if any(level is not Level.HOST for _, level in types[1:]) or any(
+                            self._per_tensor_read(a) for a in args[1:]):
                         self.error(f"{func}()'s arguments after the first are computed once per "
                                    "step: hyperparameters and t only", expr.span)
                         return None
@@ -715,13 +763,9 @@ class _Checker:
                     if _calls(args[0], lambda f: FUNCTIONS[f].matrix):
                         self.error(f"{func}() of a matrix operation is not supported", expr.span)
                         return None
-                    inner = self._per_tensor_read(args[0])
-                    if types[0][1] is Level.TENSOR or inner:
-                        self.error(f"{func}() of a value that itself needs a per-tensor value"
-                                   f"{f' ({inner})' if inner else ''}: reductions do not nest",
-                                   expr.span)
-                        return None
-                    return Type.NUMBER, Level.TENSOR
+                    # A reduction of a value computed from another reduction is summed in a
+                    # later pass (the planner's rounds).
+                    return Type.NUMBER, Level.GROUP if func.startswith("group_") else Level.TENSOR
                 return Type.NUMBER, max((lv for _, lv in types), key=lambda lv: lv.value)
             case n.Neg(operand=operand):
                 return self._operands([operand], hyper_only, Type.NUMBER, Type.NUMBER)
@@ -777,7 +821,7 @@ class _Checker:
                 return f"{call}()"
         for name in _names(expr):
             symbol = self.symbols.get(name)
-            if symbol is not None and (symbol.level is Level.TENSOR
+            if symbol is not None and (symbol.level in (Level.TENSOR, Level.GROUP)
                                        or name in self.per_tensor_names):
                 return f"'{name}'"
         return None
@@ -842,12 +886,14 @@ def _children(expr: n.Expr) -> tuple[n.Expr, ...]:
     return ()
 
 
-def _names(expr: n.Expr):
-    """Every name an expression reads."""
+def _names(expr: n.Expr, skip=None):
+    """Every name an expression reads (not inside the calls ``skip(function name)`` holds for)."""
     if isinstance(expr, n.Name):
         yield expr.id
+    if skip is not None and isinstance(expr, n.Call) and skip(expr.func):
+        return
     for child in _children(expr):
-        yield from _names(child)
+        yield from _names(child, skip)
 
 
 def _call_names(expr: n.Expr):

@@ -306,7 +306,7 @@ def _varies(matrix: sp.Matrix, variables: set[sp.Symbol]) -> bool:
         values = [[sp.N(e.xreplace({**others, **pt}), 30) for e in matrix] for pt in points]
     except (TypeError, ValueError, ZeroDivisionError):
         return False
-    return any(a.is_number and b.is_number and abs(a - b) > 1e-20
+    return any(a.is_number and b.is_number and sp.nan not in (a, b) and abs(a - b) > 1e-20
                for a, b in zip(*values))
 
 

@@ -40,6 +40,16 @@ class ReduceSum(sp.Function):
     is_number = False
 
 
+class GroupSum(ReduceSum):
+    """The sum of an element expression over every element of every tensor of the param group
+    (Prodigy's and D-Adaptation's dot products, a global norm).
+
+    A reduction like :class:`ReduceSum` (each tensor's reduction pass computes its own part);
+    the runtime adds the parts over the group's tensors in order and hands every tensor the
+    total. For the verifier's one tensor of one element it is the expression itself.
+    """
+
+
 #: The number of elements of the tensor (for mean and rms).
 NUMEL = sp.Symbol("_n", positive=True, integer=True)
 #: The sizes of the parameter's first two dimensions (`rows`, `cols` in a spec; 1 where the
@@ -82,11 +92,21 @@ class AxisMean(sp.Function):
 
 
 class Default(sp.Function):
-    """``default(x, fallback)``: the tuple item x, or fallback where x is None (generated code
-    receives None as NaN). To the verifier a hyperparameter is always a number: x."""
+    """``default(x, fallback)``: the hyperparameter (or tuple item) x, or fallback where x is
+    None. Generated code receives None as NaN, and so does the verifier: ``Default(nan, f)``
+    is f, ``Default(number, f)`` the number; of a symbol it stays itself (a claim over every
+    value of x cannot tell which branch holds)."""
 
     nargs = 2
     is_real = True
+
+    @classmethod
+    def eval(cls, x, fallback):
+        if x is sp.nan:
+            return fallback
+        if x.is_number and x.is_finite is not None:
+            return x
+        return None
 
     def _latex(self, printer, exp=None):
         x, fallback = (printer._print(a) for a in self.args)
@@ -131,6 +151,9 @@ def safe_condition(condition: sp.Basic) -> sp.Basic:
     """
     if not condition.has(sp.Piecewise):
         return condition
+    # Through a sum too (SymPy folds through every function): a condition on the sum of a
+    # conditional value becomes one condition per branch, each on its own sum, which the
+    # planner then computes in the same pass.
     folded = sp.piecewise_fold(condition)
     if not isinstance(folded, sp.Piecewise):
         return folded
@@ -179,6 +202,11 @@ FUNCTIONS: dict[str, Function] = {
                      doc="mean over the tensor's elements", reduction=True),
     "rms": Function(1, 1, lambda x: sp.sqrt(ReduceSum(x ** 2) / NUMEL),
                     doc="root mean square over the tensor's elements", reduction=True),
+    "group_sum": Function(1, 1, GroupSum, doc="sum over every element of every tensor of the "
+                          "param group", reduction=True),
+    "group_norm": Function(1, 1, lambda x: sp.sqrt(GroupSum(x ** 2)),
+                           doc="Euclidean norm over every tensor of the param group",
+                           reduction=True),
     "count_le": Function(2, 2, CountLE, takes_list=True,
                          doc="count_le(list, x): how many items of the list are <= x"),
     "orthogonalize": Function(6, 6, Orthogonalize, matrix=True,

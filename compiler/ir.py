@@ -25,12 +25,16 @@ class Kind(Enum):
 
 
 class Level(Enum):
-    """Where a value can be computed: once per step on the host, once per tensor after a
-    reduction pass, or per element."""
+    """Where a value can be computed: once per step on the host (hyperparameters, t); once
+    per param group after a reduction over all its tensors (``group_sum``, a ``per-group``
+    scalar); once per tensor after a reduction pass (``sum``, ``norm``, a scalar state
+    assigned from one); or per element. A value's level is the finest of what it reads, and a
+    value may read only values of its own level or coarser ones."""
 
     HOST = 0
-    TENSOR = 1
-    ELEMENT = 2
+    GROUP = 1
+    TENSOR = 2
+    ELEMENT = 3
 
 
 class Type(Enum):
@@ -50,6 +54,10 @@ class Interval:
     def __contains__(self, value: float) -> bool:
         if isinstance(value, float) and math.isnan(value):
             return False
+        if isinstance(value, float) and math.isinf(value):  # only where the bracket holds it
+            bound, closed = (self.high, self.high_closed) if value > 0 else (self.low,
+                                                                            self.low_closed)
+            return bound is None and closed
         if self.low is not None and (value < self.low or (value == self.low and not self.low_closed)):
             return False
         if self.high is not None and (value > self.high or (value == self.high and not self.high_closed)):
@@ -102,6 +110,7 @@ class State:
     span: Span
     scalar: bool = False            # one value per tensor, updated on the host
     axis: str | None = None         # "row"/"col": factored, one value per row/column (Adafactor)
+    group: bool = False             # a scalar held once per param group, updated once a step
 
 
 @dataclass(frozen=True)

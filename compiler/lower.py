@@ -47,6 +47,7 @@ class LoweredSpec:
     inputs: dict[str, sp.Symbol]            # extra arrays beside g
     input_flags: dict[str, sp.Symbol]       # each input's has_<name>: given this step
     scalars: tuple[str, ...]                # the states that hold one value per tensor
+    group_scalars: tuple[str, ...]          # the states that hold one value per param group
     axis_states: dict[str, str]             # factored states -> "row" / "col"
     ssa: tuple[tuple[sp.Symbol, sp.Expr], ...]  # versioned assignments, in order
     outputs: dict[str, sp.Expr]             # "p" and each state -> value after the step
@@ -144,7 +145,8 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     return LoweredSpec(
         spec=spec, hypers=hypers, t=t, p=p, g=g, states=states, inputs=inputs,
         input_flags=flags,
-        scalars=tuple(s.name for s in spec.states if s.scalar), ssa=tuple(ssa),
+        scalars=tuple(s.name for s in spec.states if s.scalar and not s.group),
+        group_scalars=tuple(s.name for s in spec.states if s.group), ssa=tuple(ssa),
         axis_states={s.name: s.axis for s in spec.states if s.axis is not None},
         outputs=outputs,
         temps=temps_final,

@@ -117,6 +117,7 @@ class StateDecl:
     condition: Expr | None  # the state exists only while this host condition holds
     scalar: bool = False    # one value per tensor (`scalar x = ...`), not one per element
     axis: str | None = None  # "row" / "col": one value per row / column (`per-row`, `per-col`)
+    group: bool = False     # a scalar held once per param group (`scalar d = ... per-group`)
 
 
 @dataclass(frozen=True)

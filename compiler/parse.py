@@ -8,6 +8,7 @@ sentence ("expected '=' after the hyperparameter's name") instead of a token dum
 from __future__ import annotations
 
 import functools
+import math
 
 import lark
 from lark import Lark, Token, Transformer_NonRecursive, v_args
@@ -220,8 +221,9 @@ class _ToNodes(Transformer_NonRecursive):
         return ("description", meta, _string_value(token))
 
     def hyper_decl(self, meta, name, type_, default, components, domain, doc):
-        if isinstance(default, Token):  # TRUE / FALSE / NONE
-            value = None if default.type == "NONE" else str(default) == "true"
+        if isinstance(default, Token):  # TRUE / FALSE / NONE / INF / NEG_INF
+            value = {"NONE": None, "INF": math.inf, "NEG_INF": -math.inf}.get(
+                default.type, str(default) == "true")
             default = (value, _token_span(default))
         value, default_span = default
         return ("hyper", n.HyperDecl(
@@ -237,8 +239,9 @@ class _ToNodes(Transformer_NonRecursive):
         return ("input", n.InputDecl(_meta_span(meta), str(name),
                                      _string_value(doc) if doc is not None else None))
 
-    def scalar_decl(self, meta, name, init):
-        return ("state", n.StateDecl(_meta_span(meta), str(name), init, None, scalar=True))
+    def scalar_decl(self, meta, name, init, per_group):
+        return ("state", n.StateDecl(_meta_span(meta), str(name), init, None, scalar=True,
+                                     group=per_group is not None))
 
     def require_decl(self, meta, condition, message):
         return ("require", n.RequireDecl(_meta_span(meta), condition, _string_value(message)))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import SpecError
-from .functions import (FACTORED, NUMEL, SHAPE_VALUES, TENSOR_FLAGS, AxisMean,
+from .functions import (FACTORED, NUMEL, SHAPE_VALUES, TENSOR_FLAGS, AxisMean, GroupSum,
                         Orthogonalize, ReduceSum)
 from .lower import LoweredSpec
 from .names import code_name, local_name
@@ -95,6 +95,17 @@ class AxisStage:
 
 
 @dataclass(frozen=True)
+class ReduceRound:
+    """One reduction pass over each tensor: the sums whose arguments read only sums of earlier
+    rounds (and no later ones). ``group[k]``: the k-th sum is over the whole param group, so the
+    runtime adds every tensor's part before the next round reads it."""
+
+    sums: tuple[sp.Symbol, ...]        # _r<start>, ...: numbered by round
+    passes: tuple[ElementPass, ...]    # one per presence variant; "stores" are the sums
+    group: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     name: str
     hyper_args: tuple[sp.Symbol, ...]
@@ -103,17 +114,18 @@ class KernelPlan:
     host: tuple[HostScalar, ...]
     arrays: tuple[Array, ...]
     passes: tuple[ElementPass, ...]
-    reductions: tuple[sp.Symbol, ...]                   # _r0, _r1, ...: per-tensor sums
-    reduce_passes: tuple[ElementPass, ...]              # compute them; "stores" are the sums
+    rounds: tuple[ReduceRound, ...]                     # the sums, pass by pass, in order
     shape_values: tuple[sp.Symbol, ...]                 # of _n, _rows, _cols: those read
     matrix_ops: tuple["MatrixOp", ...]                  # whole-matrix stages, in order
     prepare_passes: tuple[ElementPass, ...]             # write the matrix ops' arguments
     scalar_args: tuple[sp.Symbol, ...]                  # scalar states, as the host sees them
+    group_args: tuple[sp.Symbol, ...]                   # per-group states, likewise
     flag_args: tuple[sp.Symbol, ...]                    # has_<input> for each extra input
     tensor_flags: tuple[sp.Symbol, ...]                 # of _factored, _eps: those used
     axis_states: tuple[tuple[str, str], ...]            # (state, "row" | "col")
     axis_stage: AxisStage | None
     scalar_updates: tuple[tuple[str, sp.Basic], ...]    # each scalar state after the step
+    group_updates: tuple[tuple[str, sp.Basic], ...]     # each per-group state after the step
     state_inits: tuple[tuple[str, sp.Basic], ...]
     state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
     requires: tuple[tuple[sp.Basic, str], ...]
@@ -124,6 +136,21 @@ class KernelPlan:
     @property
     def host_symbols(self) -> frozenset[sp.Symbol]:
         return frozenset(h.symbol for h in self.host)
+
+    @property
+    def reductions(self) -> tuple[sp.Symbol, ...]:
+        """Every sum, round by round: ``_r0, _r1, ...``."""
+        return tuple(s for r in self.rounds for s in r.sums)
+
+    @property
+    def reduce_passes(self) -> tuple[ElementPass, ...]:
+        """The first round's passes (the sums of element values alone)."""
+        return self.rounds[0].passes if self.rounds else ()
+
+    @property
+    def group_sums(self) -> tuple[bool, ...]:
+        """For each sum, whether it is over the whole param group."""
+        return tuple(g for r in self.rounds for g in r.group)
 
 
 def _positional(lowered: LoweredSpec) -> tuple[LoweredSpec, dict[str, str]]:
@@ -159,19 +186,21 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     original = lowered  # its SSA, in the spec's own symbols, locates errors
     lowered, names = _positional(lowered)
     scalar_args = tuple(lowered.states[name] for name in lowered.scalars)
+    group_args = tuple(lowered.states[name] for name in lowered.group_scalars)
+    host_states = set(lowered.scalars) | set(lowered.group_scalars)
     input_flags = tuple(lowered.input_flags.values())
     used = set().union(*(sp.sympify(e).free_symbols for e in (
         *lowered.outputs.values(), *lowered.state_conditions.values())))
     tensor_flags = tuple(s for s in TENSOR_FLAGS if s in used)
     host_leaves = (frozenset(lowered.hypers.values()) | {lowered.t} | set(scalar_args)
-                   | set(input_flags) | set(TENSOR_FLAGS))
+                   | set(group_args) | set(input_flags) | set(TENSOR_FLAGS))
     flags = frozenset(lowered.hypers[h.name] for h in lowered.spec.hypers
                       if h.type == "bool") | set(input_flags) | {FACTORED}
     hoister = _Hoister(host_leaves, flags)
     axis_names = set(lowered.axis_states)
     arrays_in = [("p", lowered.p), ("g", lowered.g), *lowered.inputs.items(),
                  *((n, s) for n, s in lowered.states.items()
-                   if n not in lowered.scalars and n not in axis_names)]
+                   if n not in host_states and n not in axis_names)]
     axis_in = [(n, lowered.states[n]) for n in lowered.axis_states]
     local = {symbol: sp.Symbol(f"_v{k}", real=True)
              for k, (name, symbol) in enumerate(arrays_in + axis_in)}
@@ -191,7 +220,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     absent = {name: hoister.element(sp.sympify(lowered.state_inits[name])).xreplace(local)
               for name in lowered.state_conditions if name not in axis_names}
     absent.update({name: hoister.host_value(sp.S.Zero) for name in lowered.inputs})
-    changed = [name for name, value in outputs.items() if name not in lowered.scalars
+    changed = [name for name, value in outputs.items() if name not in host_states
                and value != (lowered.p if name == "p" else lowered.states[name])]
     hoisted = {name: hoister.element(outputs[name]).xreplace(local) for name in changed}
     arrays = tuple(Array(name, local[symbol], presence.get(name), absent.get(name))
@@ -202,15 +231,47 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     axis_arrays = axis_stage.arrays if axis_stage is not None else ()
     factored_flag = hoister.host_value(FACTORED) if axis_stage is not None else None
 
-    # Each per-tensor sum becomes a symbol _rk of the element pass, computed by a pass before it.
+    # Each sum (per tensor or per group) becomes a symbol _rk of the passes after it, computed
+    # by a reduction pass before them: one pass per round, a round being the sums whose
+    # arguments read only sums of earlier rounds. A scalar state's new value may read sums.
     sums: dict[sp.Basic, sp.Symbol] = {}
     def reduction_symbol(node):
-        if node not in sums:
-            sums[node] = sp.Symbol(f"_r{len(sums)}", real=True)
+        if node not in sums:  # inner sums first: replace() works bottom up
+            sums[node] = sp.Symbol(f"_q{len(sums)}", real=True)
         return sums[node]
-    hoisted = {name: expr.replace(lambda e: isinstance(e, ReduceSum), reduction_symbol)
-               for name, expr in hoisted.items()}
-    reduced = {str(symbol): node.args[0] for node, symbol in sums.items()}
+    def with_sums(expr):
+        return expr.replace(lambda e: isinstance(e, ReduceSum), reduction_symbol)
+    hoisted = {name: with_sums(expr) for name, expr in hoisted.items()}
+
+    def tensor_value(expr):
+        """A scalar state's new value (over hypers, t and scalar states) with each sum as its
+        symbol: the same symbol the passes read, since the element form of a sum is the same
+        subtree wherever it appears."""
+        if isinstance(expr, ReduceSum):
+            if hoister.is_host(expr.args[0]) and not isinstance(expr, GroupSum):
+                return expr.args[0] * NUMEL
+            return with_sums(hoister.element(expr).xreplace(local))
+        if not expr.args or not expr.has(ReduceSum):
+            return expr
+        return expr.func(*map(tensor_value, expr.args))
+    scalar_updates = tuple((name, tensor_value(sp.sympify(outputs[name])))
+                           for name in lowered.scalars)
+    group_updates = tuple((name, tensor_value(sp.sympify(outputs[name])))
+                          for name in lowered.group_scalars)
+
+    depth: dict[sp.Symbol, int] = {}
+    for node, symbol in sums.items():
+        depth[symbol] = 1 + max((depth[s] for s in node.args[0].free_symbols if s in depth),
+                                default=-1)
+    ordered = sorted(sums.items(), key=lambda item: depth[item[1]])  # stable: by creation
+    renumber = {symbol: sp.Symbol(f"_r{k}", real=True) for k, (_, symbol) in enumerate(ordered)}
+    hoisted = {name: expr.xreplace(renumber) for name, expr in hoisted.items()}
+    scalar_updates = tuple((name, v.xreplace(renumber)) for name, v in scalar_updates)
+    group_updates = tuple((name, v.xreplace(renumber)) for name, v in group_updates)
+    round_sums = [[(renumber[symbol], node.args[0].xreplace(renumber), isinstance(node, GroupSum))
+                   for node, symbol in ordered if depth[symbol] == d]
+                  for d in range(1 + max(depth.values(), default=-1))]
+    reduced = {str(symbol): arg for members in round_sums for symbol, arg, _ in members}
 
     # Each whole-matrix operation reads its result from a scratch array the runtime fills.
     matrix_nodes: dict[sp.Basic, MatrixOp] = {}
@@ -239,12 +300,18 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     combos = [when for when in combos if _consistent(when, hoister)]
     tensor_arrays = arrays + axis_arrays
     passes = tuple(_element_pass(when, tensor_arrays + scratch, hoisted) for when in combos)
-    reduce_passes = (tuple(_element_pass(when, tensor_arrays, reduced) for when in combos)
-                     if sums else ())
+    rounds = tuple(
+        ReduceRound(sums=tuple(symbol for symbol, _, _ in members),
+                    passes=tuple(_element_pass(when, tensor_arrays,
+                                               {str(s): arg for s, arg, _ in members})
+                                 for when in combos),
+                    group=tuple(group for _, _, group in members))
+        for members in round_sums)
     prepare_passes = tuple(_element_pass(when, tensor_arrays, prepared)
                            for when in combos) if matrix_ops else ()
     if axis_stage is not None:
-        for element_pass in passes + reduce_passes + prepare_passes:
+        for element_pass in passes + prepare_passes + tuple(
+                p for r in rounds for p in r.passes):
             if dict(element_pass.when)[factored_flag] is False and any(
                     a in axis_arrays for a in element_pass.loads):
                 raise SpecError("per-row and per-column values exist only where 'factored' "
@@ -264,21 +331,24 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         host=host,
         arrays=arrays,
         passes=passes,
-        reductions=tuple(sums.values()),
-        reduce_passes=reduce_passes,
-        shape_values=tuple(s for s in SHAPE_VALUES if any(e.has(s) for e in hoisted.values())),
+        rounds=rounds,
+        shape_values=tuple(s for s in SHAPE_VALUES if any(
+            sp.sympify(e).has(s) for e in (*hoisted.values(), *reduced.values(),
+                                           *(v for _, v in scalar_updates + group_updates)))),
         matrix_ops=matrix_ops,
         prepare_passes=prepare_passes,
         scalar_args=scalar_args,
+        group_args=group_args,
         flag_args=input_flags,
         tensor_flags=tensor_flags,
         axis_states=tuple(lowered.axis_states.items()),
         axis_stage=axis_stage,
-        scalar_updates=tuple((name, outputs[name]) for name in lowered.scalars),
+        scalar_updates=scalar_updates,
+        group_updates=group_updates,
         state_inits=tuple(lowered.state_inits.items()),  # over hypers and p
         state_conditions=tuple((name, lowered.state_conditions.get(name, sp.true))
                                for name in lowered.states
-                               if name not in lowered.scalars and name not in axis_names),
+                               if name not in host_states and name not in axis_names),
         requires=lowered.requires,
         names=names,
     )
@@ -512,9 +582,10 @@ class _Hoister:
             return Orthogonalize(self.element(expr.args[0]),
                                  *(self.host_value(a) for a in expr.args[1:]))
         if isinstance(expr, ReduceSum):  # never host: it sums over the elements
-            if self.is_host(expr.args[0]):  # n copies of one value: n times it, exactly so
+            if self.is_host(expr.args[0]) and not isinstance(expr, GroupSum):
+                # n copies of one value: n times it, exactly so
                 return sp.Mul(self.host_value(expr.args[0]), NUMEL, evaluate=False)
-            return ReduceSum(self.element(expr.args[0]))
+            return expr.func(self.element(expr.args[0]))
         if isinstance(expr, AxisMean):  # the mean of a host value is that value
             if self.is_host(expr.args[0]):
                 return self.host_value(expr.args[0])

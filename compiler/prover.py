@@ -136,6 +136,19 @@ def _factors_nonnegative(expr: sp.Basic) -> bool:
     return negative % 2 == 0
 
 
+def _bounded_below(expr: sp.Basic, holds) -> bool:
+    """``Max(a, ...) + r >= 0`` where some ``a + r >= 0`` (a Max is at least each of its
+    arguments), and ``r - Min(a, ...) >= 0`` where some ``r - a >= 0``."""
+    terms = sp.Add.make_args(expr)
+    for i, term in enumerate(terms):
+        rest = sp.Add(*terms[:i], *terms[i + 1:])
+        if isinstance(term, sp.Max) and any(holds(a + rest) for a in term.args):
+            return True
+        if isinstance(-term, sp.Min) and any(holds(rest - a) for a in (-term).args):
+            return True
+    return False
+
+
 def prove_sign(residual: sp.Basic, assumption: str = "nonnegative") -> bool:
     """Whether ``residual`` is ``assumption`` ("nonnegative" or "positive") everywhere, by
     SymPy's assumption system on the simplified and factored forms (and, for nonnegative,
@@ -144,6 +157,10 @@ def prove_sign(residual: sp.Basic, assumption: str = "nonnegative") -> bool:
         e = sp.simplify(e)
         if getattr(e, f"is_{assumption}") is True or \
                 getattr(sp.factor(e), f"is_{assumption}") is True:
+            return True
+        if isinstance(e, sp.Piecewise):  # its value is one of its branches'
+            return all(holds(value) for value, _ in e.args)
+        if assumption == "nonnegative" and _bounded_below(e, holds):
             return True
         return assumption == "nonnegative" and _factors_nonnegative(e)
     if holds(residual):

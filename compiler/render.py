@@ -139,11 +139,15 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
     host_temps = [(_ident(plan, s), host.doprint(v)) for s, v in plan.host_temps]
     host_values = [host.doprint(h.value) for h in plan.host]
     state_inits = ([host.doprint(v) for name, v in plan.state_inits
-                    if name not in lowered.scalars and name not in lowered.axis_states]
+                    if name not in lowered.scalars and name not in lowered.group_scalars
+                    and name not in lowered.axis_states]
                    + [host.doprint(v) for name, v in plan.state_inits
                       if name in lowered.axis_states])
     scalar_inits = [host.doprint(v) for name, v in plan.state_inits if name in lowered.scalars]
     scalar_updates = [host.doprint(v) for _, v in plan.scalar_updates]
+    group_inits = [host.doprint(v) for name, v in plan.state_inits
+                   if name in lowered.group_scalars]
+    group_updates = [host.doprint(v) for _, v in plan.group_updates]
     states_present = [host.doprint(c) for _, c in plan.state_conditions]
     presence_symbols = set().union(*(c.free_symbols for _, c in plan.state_conditions))
     presence_hypers = tuple(k for k, s in enumerate(plan.hyper_args) if s in presence_symbols)
@@ -153,6 +157,8 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         "state_inits": _whole_numbers_read(whole, state_inits),
         "scalar_inits": _whole_numbers_read(whole, scalar_inits),
         "scalar_updates": _whole_numbers_read(whole, scalar_updates),
+        "group_inits": _whole_numbers_read(whole, group_inits),
+        "group_updates": _whole_numbers_read(whole, group_updates),
         "states_present": _whole_numbers_read(whole, states_present),
         "violated_requirements": _whole_numbers_read(whole, [c for c, _ in requires]),
     }
@@ -169,12 +175,19 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         states=tuple(a.name for a in plan.arrays[2 + len(lowered.inputs):]),
         inputs=tuple(lowered.inputs),
         scalars=lowered.scalars,
+        scalars_read_tensor=scalars_read_tensor(plan),
+        group_scalars=lowered.group_scalars,
         tensor_flags=tuple(str(s) for s in plan.tensor_flags),
         shape_values=tuple(str(s) for s in plan.shape_values),
         # ... and as the functions' parameters
         t_arg=_ident(plan, plan.t), p_arg=code_name("p"),
         hyper_args=hyper_args, floats=floats,
         scalar_args=_idents(plan, plan.scalar_args),
+        group_args=_idents(plan, plan.group_args),
+        scalar_tensor_args=(_idents(plan, plan.reductions) + _idents(plan, plan.shape_values)
+                            if scalars_read_tensor(plan) else []),
+        group_sum_args=_idents(plan, [s for s, group in zip(plan.reductions, plan.group_sums)
+                                      if group]),
         flag_args=_idents(plan, plan.flag_args),
         tensor_args=_idents(plan, plan.tensor_flags),
         input_docs=tuple(doc for _, doc in lowered.spec.inputs),
@@ -188,9 +201,11 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         nests=nests(plan),
         traffic=_traffic(plan, axis_aliases),
         cuda_kernels=_render_cuda(plan),
-        scalar_updates=scalar_updates,
+        scalar_updates=scalar_updates, group_inits=group_inits, group_updates=group_updates,
         host_is_bool=tuple(h.is_bool for h in plan.host),
         reductions=len(plan.reductions), reduce_block=REDUCE_BLOCK,
+        reduce_rounds=tuple(len(r.sums) for r in plan.rounds),
+        group_reductions=plan.group_sums,
         matrix_ops=tuple((m.kind, m.array, tuple(host_index[s] for s in m.host_args))
                          for m in plan.matrix_ops),
         host_temps=host_temps, host_values=host_values, state_inits=state_inits,
@@ -339,10 +354,10 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     tensor_args = _idents(plan, plan.reductions) + _idents(plan, plan.shape_values)
     out = []
     nest_args = list(NEST_ARGS) if backend.name == "cpu" and nests(plan) else []
-    if plan.reductions:
-        out.append(_render_passes(backend.reduce_template, backend.reduce_function,
-                                  arrays + host + nest_args, plan, plan.reduce_passes, printer,
-                                  nest=bool(nest_args)))
+    for k, reduce_round in enumerate(plan.rounds):
+        out.append(_render_passes(backend.reduce_template, reduce_function(backend.reduce_function, k),
+                                  arrays + host + round_args(plan, k) + nest_args, plan,
+                                  reduce_round.passes, printer, nest=bool(nest_args)))
     if plan.matrix_ops:
         out.append(_render_passes(backend.template, backend.prepare_function,
                                   arrays + mats + host, plan, plan.prepare_passes, printer,
@@ -385,7 +400,12 @@ def _render_cuda(plan: KernelPlan) -> str:
         tensor_args=_idents(plan, plan.reductions) + shapes,
         reductions=_idents(plan, plan.reductions),
         step_passes=passes(plan.passes), prepare_passes=passes(plan.prepare_passes),
-        reduce_passes=passes(plan.reduce_passes), length=arrays[0],
+        rounds=[{"name": reduce_function("reduce", k), "passes": passes(r.passes),
+                  "sums": _idents(plan, r.sums),
+                  "earlier": [(name, j) for j, name in enumerate(
+                      _idents(plan, plan.reductions[:sum(len(q.sums) for q in plan.rounds[:k])]))]}
+                 for k, r in enumerate(plan.rounds)],
+        shapes=shapes, length=arrays[0],
         many=supports_many(plan) and not plan.reductions,
     ).rstrip("\n")
 
@@ -408,8 +428,8 @@ def _traffic(plan: KernelPlan, aliases: tuple[int, ...]) -> tuple:
         rows.append(("axis", tuple((i, True) for i in factored[:1]),
                      sum(1 for a in stage.loads if a.name not in axis_of), 0,
                      tuple(read), tuple(written)))
-    for kind, passes in (("reduce", plan.reduce_passes), ("prepare", plan.prepare_passes),
-                         ("step", plan.passes)):
+    for kind, passes in (*(("reduce", r.passes) for r in plan.rounds),
+                         ("prepare", plan.prepare_passes), ("step", plan.passes)):
         for element_pass in passes:
             when = tuple((host_index[flag], value) for flag, value in element_pass.when)
             written = len(element_pass.stores) if kind != "reduce" else 0
@@ -422,8 +442,36 @@ def _traffic(plan: KernelPlan, aliases: tuple[int, ...]) -> tuple:
 
 def supports_many(plan: KernelPlan) -> bool:
     """Whether the spec has many-tensor kernels: not where a whole-matrix or axis stage runs
-    per tensor in NumPy (Muon, Adafactor); those step one tensor at a time."""
-    return not plan.matrix_ops and plan.axis_stage is None
+    per tensor in NumPy (Muon, Adafactor), nor where its sums take more than one pass, are
+    over the param group, or update scalar states; those step one tensor at a time."""
+    return (not plan.matrix_ops and plan.axis_stage is None and len(plan.rounds) <= 1
+            and not any(plan.group_sums) and not scalars_read_tensor(plan)
+            and not (plan.rounds and round_reads_shape(plan, 0)))
+
+
+def round_reads_shape(plan: KernelPlan, k: int) -> bool:
+    """Whether the k-th reduction pass reads a shape value (``_n``, ``_rows``, ``_cols``)."""
+    return any(e.has(*plan.shape_values) for p in plan.rounds[k].passes
+               for e in [v for _, v in p.stores] + [v for _, v in p.temps]) \
+        if plan.shape_values else False
+
+
+def scalars_read_tensor(plan: KernelPlan) -> bool:
+    """Whether a scalar state's new value reads the tensor's sums or shape values."""
+    tensor = set(plan.reductions) | set(plan.shape_values)
+    return any(v.free_symbols & tensor for _, v in plan.scalar_updates)
+
+
+def reduce_function(name: str, k: int) -> str:
+    """The k-th reduction pass's kernel: ``reduce_cpu``, then ``reduce_cpu_1``, ..."""
+    return name if k == 0 else f"{name}_{k}"
+
+
+def round_args(plan: KernelPlan, k: int) -> list[str]:
+    """What the k-th reduction pass takes after the arrays and host scalars: every earlier
+    pass's sums, then the shape values."""
+    earlier = [s for r in plan.rounds[:k] for s in r.sums]
+    return _idents(plan, earlier) + _idents(plan, plan.shape_values)
 
 
 def _render_many(plan, function, element_passes, printer, arrays, host, tensor_args, reduce,

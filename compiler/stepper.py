@@ -11,6 +11,7 @@ either: symbolically to prove or refute, numerically to confirm a counterexample
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -18,8 +19,9 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..runtime.kernels import cast_host, host_value, run_step, tensor_flags
-from .functions import EPSILON, FACTORED, SHAPE_VALUES, AxisMean, Default, ReduceSum
+from ..runtime.kernels import (TensorStep, cast_host, host_value, run_group_step,
+                               scalar_updates, tensor_flags)
+from .functions import EPSILON, FACTORED, SHAPE_VALUES, AxisMean, ReduceSum
 from .lower import LoweredSpec
 
 
@@ -35,16 +37,20 @@ FLOAT64_EPSILON = sp.Rational(1, 2**52)
 
 
 def exact(value) -> sp.Basic:
-    """A default as SymPy sees it: 0.9 is 9/10, true is sp.true, a list a Tuple, None (a
-    tuple item meaning "the dtype's epsilon") float64's epsilon."""
+    """A default as SymPy sees it: 0.9 is 9/10, true is sp.true, a list a Tuple, infinity oo,
+    None NaN (as generated code sees it: ``default(x, fallback)`` is then the fallback)."""
     if value is None:
-        return FLOAT64_EPSILON
+        return sp.nan
     if isinstance(value, list):
         return sp.Tuple(*(exact(v) for v in value))
     if isinstance(value, bool):
         return sp.true if value else sp.false
     if isinstance(value, int):
         return sp.Integer(value)
+    if math.isnan(value):  # None, as the numeric stepper passes it
+        return sp.nan
+    if math.isinf(value):
+        return sp.oo if value > 0 else -sp.oo
     return sp.Rational(repr(float(value)))
 
 
@@ -111,22 +117,71 @@ class SymbolicStepper:
         present = self.present(hypers)
         for name, symbol in low.states.items():
             subs[symbol] = state[name] if present[name] else inits[name]
+        cache: dict = {}
         return Outcome(
-            p=self._outputs["p"].xreplace(subs),
-            states={name: self._outputs[name].xreplace(subs)
+            p=substitute(self._outputs["p"], subs, cache),
+            states={name: substitute(self._outputs[name], subs, cache)
                     for name in low.states if present[name]},
-            temps={name: value.xreplace(subs) for name, value in self._temps.items()},
+            temps={name: substitute(value, subs, cache) for name, value in self._temps.items()},
         )
 
     def _hyper_subs(self, hypers: dict[str, Any]) -> dict:
         return {self.lowered.hypers[name]: value for name, value in hypers.items()}
 
 
+def substitute(expr: sp.Basic, subs: dict, cache: dict | None = None) -> sp.Basic:
+    """``expr.xreplace(subs)``, except that a Piecewise is settled branch by branch: a branch
+    whose condition became false is never built, so values an unused branch would take
+    there (AdEMAMix's ``t / horizon`` at horizon 0, once none has become 0) cannot stop
+    the evaluation with SymPy's "not comparable" errors. ``cache`` shares the work on
+    subexpressions that repeat; an And or Or settled by one argument is too."""
+    cache = {} if cache is None else cache
+    if expr in subs:
+        return subs[expr]
+    if not expr.args or not (expr.free_symbols & subs.keys()):
+        return expr
+    if expr in cache:
+        return cache[expr]
+    if isinstance(expr, sp.Piecewise):
+        pairs = []
+        for value, condition in expr.args:
+            condition = substitute(condition, subs, cache)
+            if condition == sp.false:
+                continue
+            pairs.append((substitute(value, subs, cache), condition))
+            if condition == sp.true:
+                break
+        result = pairs[0][0] if len(pairs) == 1 and pairs[0][1] == sp.true else \
+            sp.Piecewise(*pairs)
+    elif isinstance(expr, (sp.And, sp.Or)):
+        # settled by one argument (false in an And, true in an Or) whatever the others are,
+        # even one that cannot be evaluated here
+        decisive = sp.false if isinstance(expr, sp.And) else sp.true
+        args, failure = [], None
+        for arg in expr.args:
+            try:
+                value = substitute(arg, subs, cache)
+            except (TypeError, ValueError) as error:
+                failure = error
+                continue
+            if value == decisive:
+                cache[expr] = decisive
+                return decisive
+            args.append(value)
+        if failure is not None:
+            raise failure
+        result = expr.func(*args)
+    else:
+        result = expr.func(*(substitute(a, subs, cache) for a in expr.args))
+    cache[expr] = result
+    return result
+
+
 def _one_element(expr: sp.Basic) -> sp.Basic:
     """A one-element float64 vector: a sum or a mean is its only term, every size is 1, it is
     not factored. (Matrix operations stay opaque functions: claims that need their value end
     unknown.)"""
-    expr = expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean, Default)),
+    expr = expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),  # GroupSum too
                         lambda e: e.args[0])
     return expr.xreplace({**{s: sp.Integer(1) for s in SHAPE_VALUES}, FACTORED: sp.false,
                           EPSILON: FLOAT64_EPSILON})
@@ -168,7 +223,10 @@ class NumericStepper(SymbolicStepper):
         return out
 
     def initial_scalars(self, hypers) -> dict[str, float]:
-        return dict(zip(self.module.SCALARS, map(float, self.module.scalar_inits(*self._flat(hypers)))))
+        flat = self._flat(hypers)
+        return {**dict(zip(self.module.SCALARS, map(float, self.module.scalar_inits(*flat)))),
+                **dict(zip(self.module.GROUP_SCALARS,
+                           map(float, self.module.group_inits(*flat))))}
 
     def step(self, hypers, state, p, g, t) -> Outcome:
         flat = self._flat(hypers)
@@ -178,21 +236,28 @@ class NumericStepper(SymbolicStepper):
             return Outcome(p, {}, temps)
         present = self.present(hypers)
         scalars = tuple(float(state[name]) for name in self.module.SCALARS)
+        group = tuple(float(state[name]) for name in self.module.GROUP_SCALARS)
         not_given = (False,) * len(self.module.INPUTS)
         flags = tensor_flags(self.module, (1,), np.dtype(np.float64))
-        host = self.module.host_scalars(int(t), *flat, *scalars, *not_given, *flags)
+        with np.errstate(all="ignore"):  # as the front ends: an unused branch may divide by 0
+            host = self.module.host_scalars(int(t), *flat, *scalars, *group, *not_given, *flags)
         host = cast_host(host, self.module.HOST_IS_BOOL, np.dtype(np.float64))
         arrays = {name: np.array([float(state[name])]) if present[name] else np.empty(0)
                   for name in self.module.STATES}
         p_array = np.array([float(p)])
         with np.errstate(all="ignore"):
             empty_inputs = [np.empty(0)] * len(self.module.INPUTS)
-            run_step(self.module, "numpy",
-                     [p_array, np.array([float(g)]), *empty_inputs, *arrays.values()],
-                     host, np.dtype(np.float64), (1, 1))
+            # one tensor of one element: its own param group
+            step = TensorStep(self.module, "numpy",
+                              [p_array, np.array([float(g)]), *empty_inputs, *arrays.values()],
+                              host, np.dtype(np.float64), (1, 1))
+            group_sums = run_group_step(self.module, [step])
         states = {name: float(a[0]) for name, a in arrays.items() if present[name]}
-        states.update(zip(self.module.SCALARS,
-                          map(float, self.module.scalar_updates(int(t), *flat, *scalars))))
+        states.update(zip(self.module.SCALARS, scalar_updates(
+            self.module, int(t), flat, scalars, group, step.tensor_values)))
+        if self.module.GROUP_SCALARS:
+            states.update(zip(self.module.GROUP_SCALARS, map(float, self.module.group_updates(
+                int(t), *flat, *group, *group_sums))))
         return Outcome(float(p_array[0]), states, temps)
 
     def _temps_at(self, hypers, state, p, g, t) -> dict[str, float]:

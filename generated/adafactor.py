@@ -61,14 +61,25 @@ STATES = ('variance',)
 #: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
 INPUTS = ()
 INPUT_DOCS = ()
-#: States with one value per tensor, kept by the runtime and updated on the host.
+#: States with one value per tensor, kept by the runtime and updated on the host; whether
+#: scalar_updates reads the tensor's sums and shape values (then they come after the scalars).
 SCALARS = ()
+SCALARS_READ_TENSOR = False
+#: States with one value per param group, updated once a step by group_updates from the
+#: group's sums; host_scalars takes them after the scalar states.
+GROUP_SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (True, False, False, False, False, False, False, True, False, True, False, False, True, False)
 #: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
 #: shape values it takes after them (of _n, _rows, _cols).
 REDUCTIONS = 2
 SHAPE_VALUES = ('_n',)
+#: How many of the sums each reduction pass computes, in order: the k-th pass
+#: (reduce_<backend> for the first, reduce_<backend>_<k> after it) also takes every earlier
+#: pass's sums and the shape values. GROUP_REDUCTIONS: for each sum, whether it is over the
+#: whole param group (the runtime adds the tensors' parts before the next pass reads it).
+REDUCE_ROUNDS = (2,)
+GROUP_REDUCTIONS = (False, False)
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -121,7 +132,19 @@ def scalar_inits(lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
 
 
 def scalar_updates(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
-    """Each scalar state after the step, in ``SCALARS`` order."""
+    """Each scalar state after the step, in ``SCALARS`` order (from the per-group states as
+    they were before it)."""
+    return ()
+
+
+def group_inits(lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
+    """Initial value of each per-group state, in ``GROUP_SCALARS`` order."""
+    return ()
+
+
+def group_updates(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
+    """Each per-group state after the step, in ``GROUP_SCALARS`` order, from the group's
+    sums (the GROUP_REDUCTIONS, in order); t is the group's step."""
     return ()
 
 
@@ -400,7 +423,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                 _mean2 = _matmean[0, _mm]
                 _ax0[numpy.uint64(_m)] = numpy.maximum(_h5, _mean2)
 
-def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
+def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n):
     """Reference backend: the per-tensor sums, in float64."""
     if _h9 and not _h0:
         _p_ = p_
@@ -439,7 +462,7 @@ def step_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5
         variance_[...] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _nrows, _ncols, _kpm, _tpm, _rb, _across, _partials):
+def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _nrows, _ncols, _kpm, _tpm, _rb, _across, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
@@ -750,7 +773,7 @@ def _make_cuda_kernels():
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _partials):
+    def reduce_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
@@ -787,15 +810,15 @@ def _make_cuda_kernels():
         if _t == 0:
             for _j in range(2):
                 _partials[_b, _j] = _shared[_j, 0]
-    kernels["reduce"] = reduce_cuda
+    kernels['reduce'] = reduce_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums):
+    def sum_blocks_cuda(_partials, _sums, _offset):
         _j = cuda.grid(1)
         if _j < _partials.shape[1]:
             _total = 0.0
             for _b in range(_partials.shape[0]):
                 _total += _partials[_b, _j]
-            _sums[_j] = _total
+            _sums[_offset + _j] = _total
     kernels["sum_blocks"] = sum_blocks_cuda
     return kernels

@@ -57,14 +57,25 @@ STATES = ('trace',)
 #: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
 INPUTS = ()
 INPUT_DOCS = ()
-#: States with one value per tensor, kept by the runtime and updated on the host.
+#: States with one value per tensor, kept by the runtime and updated on the host; whether
+#: scalar_updates reads the tensor's sums and shape values (then they come after the scalars).
 SCALARS = ()
+SCALARS_READ_TENSOR = False
+#: States with one value per param group, updated once a step by group_updates from the
+#: group's sums; host_scalars takes them after the scalar states.
+GROUP_SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (False, False, False, False, False, False, False, True)
 #: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
 #: shape values it takes after them (of _n, _rows, _cols).
 REDUCTIONS = 2
 SHAPE_VALUES = ()
+#: How many of the sums each reduction pass computes, in order: the k-th pass
+#: (reduce_<backend> for the first, reduce_<backend>_<k> after it) also takes every earlier
+#: pass's sums and the shape values. GROUP_REDUCTIONS: for each sum, whether it is over the
+#: whole param group (the runtime adds the tensors' parts before the next pass reads it).
+REDUCE_ROUNDS = (2,)
+GROUP_REDUCTIONS = (False, False)
 REDUCE_BLOCK = 4096
 #: The many-tensor kernels' team functions (``*_team``) read their arguments from one int64
 #: block of this length (runtime/team.py); typed empty arrays name the dtypes they read.
@@ -120,7 +131,19 @@ def scalar_inits(lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nester
 
 
 def scalar_updates(t_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
-    """Each scalar state after the step, in ``SCALARS`` order."""
+    """Each scalar state after the step, in ``SCALARS`` order (from the per-group states as
+    they were before it)."""
+    return ()
+
+
+def group_inits(lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
+    """Initial value of each per-group state, in ``GROUP_SCALARS`` order."""
+    return ()
+
+
+def group_updates(t_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
+    """Each per-group state after the step, in ``GROUP_SCALARS`` order, from the group's
+    sums (the GROUP_REDUCTIONS, in order); t is the group's step."""
     return ()
 
 
@@ -461,7 +484,7 @@ def _make_cuda_kernels():
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
+    def reduce_cuda(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _sums, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
@@ -486,15 +509,15 @@ def _make_cuda_kernels():
         if _t == 0:
             for _j in range(2):
                 _partials[_b, _j] = _shared[_j, 0]
-    kernels["reduce"] = reduce_cuda
+    kernels['reduce'] = reduce_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums):
+    def sum_blocks_cuda(_partials, _sums, _offset):
         _j = cuda.grid(1)
         if _j < _partials.shape[1]:
             _total = 0.0
             for _b in range(_partials.shape[0]):
                 _total += _partials[_b, _j]
-            _sums[_j] = _total
+            _sums[_offset + _j] = _total
     kernels["sum_blocks"] = sum_blocks_cuda
     return kernels

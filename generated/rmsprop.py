@@ -61,14 +61,25 @@ STATES = ('square_avg', 'momentum_buffer', 'grad_avg')
 #: Extra arrays the caller may pass beside g (step(grads, name=[...])), and their docs.
 INPUTS = ()
 INPUT_DOCS = ()
-#: States with one value per tensor, kept by the runtime and updated on the host.
+#: States with one value per tensor, kept by the runtime and updated on the host; whether
+#: scalar_updates reads the tensor's sums and shape values (then they come after the scalars).
 SCALARS = ()
+SCALARS_READ_TENSOR = False
+#: States with one value per param group, updated once a step by group_updates from the
+#: group's sums; host_scalars takes them after the scalar states.
+GROUP_SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
 HOST_IS_BOOL = (True, True, False, False, False, True, True, False, True, False, False, False, False)
 #: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
 #: shape values it takes after them (of _n, _rows, _cols).
 REDUCTIONS = 0
 SHAPE_VALUES = ()
+#: How many of the sums each reduction pass computes, in order: the k-th pass
+#: (reduce_<backend> for the first, reduce_<backend>_<k> after it) also takes every earlier
+#: pass's sums and the shape values. GROUP_REDUCTIONS: for each sum, whether it is over the
+#: whole param group (the runtime adds the tensors' parts before the next pass reads it).
+REDUCE_ROUNDS = ()
+GROUP_REDUCTIONS = ()
 REDUCE_BLOCK = 4096
 #: The many-tensor kernels' team functions (``*_team``) read their arguments from one int64
 #: block of this length (runtime/team.py); typed empty arrays name the dtypes they read.
@@ -124,7 +135,19 @@ def scalar_inits(lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximiz
 
 
 def scalar_updates(t_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
-    """Each scalar state after the step, in ``SCALARS`` order."""
+    """Each scalar state after the step, in ``SCALARS`` order (from the per-group states as
+    they were before it)."""
+    return ()
+
+
+def group_inits(lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
+    """Initial value of each per-group state, in ``GROUP_SCALARS`` order."""
+    return ()
+
+
+def group_updates(t_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
+    """Each per-group state after the step, in ``GROUP_SCALARS`` order, from the group's
+    sums (the GROUP_REDUCTIONS, in order); t is the group's step."""
     return ()
 
 

@@ -91,7 +91,8 @@ def bytes_per_element(module, hypers: dict | None = None, itemsize: int = 4,
     for shape in shapes:
         numel = int(np.prod(shape))
         flags = tensor_flags(module, shape, np.dtype(np.float32))
-        host = module.host_scalars(2, *flat, *scalars, *(False,) * len(module.INPUTS), *flags)
+        host = module.host_scalars(2, *flat, *scalars, *module.group_inits(*flat),
+                                   *(False,) * len(module.INPUTS), *flags)
         for kind, when, read, written, small_read, small_written in module.TRAFFIC:
             if all(bool(host[index]) == value for index, value in when):
                 total += (read + written) * numel

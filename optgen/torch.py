@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .runtime.kernels import host_value
+from .runtime.checks import check_scalar, check_step_count
+from .runtime.kernels import host_value, run_group_step
 from .runtime.loader import available, load
 from .runtime.torch_buckets import Bucket, Regroup
 from .runtime.torch_checks import (FULL_PRECISION, HALF_PRECISION, PLAIN_TENSORS,  # noqa: F401
@@ -45,7 +46,8 @@ CLASS_NAMES = {
     "nadam": "NAdam", "asgd": "ASGD", "adafactor": "Adafactor", "muon": "Muon",
     "adabelief": "AdaBelief", "adabound": "AdaBound", "lamb": "LAMB", "lars": "LARS",
     "schedule_free_adamw": "ScheduleFreeAdamW", "adopt": "ADOPT", "signsgd": "SignSGD",
-    "yogi": "Yogi", "adan": "Adan",
+    "yogi": "Yogi", "adan": "Adan", "novograd": "NovoGrad", "prodigy": "Prodigy",
+    "ademamix": "AdEMAMix", "dadapt_adam": "DAdaptAdam", "madgrad": "MADGRAD",
 }
 #: torch.optim keywords that pick an implementation; accepted so that a switch is one line.
 #: foreach and fused are ignored (optgen's kernel is always fused); capturable and
@@ -247,15 +249,63 @@ class Optimizer(torch.optim.Optimizer):
             self._make_buckets()
             for bucket in self._buckets:
                 bucket.check(inputs)
+        grouped = bool(self._module.GROUP_SCALARS) or any(self._module.GROUP_REDUCTIONS)
+        if grouped:
+            self._check_group_states()
         stale = any(bucket.stale for bucket in self._buckets)
         if stale:
             written = check_overlaps(self.param_groups, self.state, self._module.SCALARS)
             check_reads([read for bucket in self._buckets for read in bucket.reads()], written)
-        for bucket in self._buckets:
-            bucket.run(inputs)
+        if grouped:
+            self._step_groups()
+        else:
+            for bucket in self._buckets:
+                bucket.run(inputs)
         if stale:  # states may be new: what the fast check of new gradients compares with
             self._written = span_arrays(check_overlaps(self.param_groups, self.state,
                                                        self._module.SCALARS))
+
+    def _check_group_states(self) -> None:
+        """Validate each param group's per-group states (``GROUP_SCALARS``, kept in the group
+        under their names with the group's step count as ``"step"``, as Prodigy keeps ``d``),
+        making them where the group has none yet."""
+        module = self._module
+        for g, group in enumerate(self.param_groups):
+            if not module.GROUP_SCALARS:
+                continue
+            names = ("step", *module.GROUP_SCALARS)
+            if not any(name in group for name in names):
+                group["step"] = 0
+                flat = self._flat_hypers(group, g)
+                group.update(zip(module.GROUP_SCALARS, map(float, module.group_inits(*flat))))
+                continue
+            missing = [name for name in names if name not in group]
+            if missing:
+                raise KeyError(f"param_groups[{g}] lacks the per-group state {missing[0]!r}")
+            checked = {"step": check_step_count(group["step"], f"param_groups[{g}]['step']")}
+            checked.update((name, check_scalar(group[name], f"param_groups[{g}][{name!r}]"))
+                           for name in module.GROUP_SCALARS)
+            group.update(checked)  # plain numbers, read once
+
+    def _step_groups(self) -> None:
+        """A grouped spec's step, param group by param group: every tensor's reduction passes
+        with the group's sums added between them (:func:`run_group_step`), the element
+        passes, then the per-group states."""
+        module = self._module
+        for g, group in enumerate(self.param_groups):
+            buckets = [bucket for bucket in self._buckets if bucket.g == g]
+            if not any(bucket.snapshot for bucket in buckets):
+                continue  # no gradients in this group: its states stay as they are
+            entries = [entry for bucket in buckets for entry in bucket.group_steps()]
+            group_sums = run_group_step(module, [step for step, _ in entries])
+            for step, finish in entries:
+                finish(step.tensor_values)
+            if module.GROUP_SCALARS:
+                t = group["step"] + 1
+                values = tuple(group[name] for name in module.GROUP_SCALARS)
+                updated = module.group_updates(t, *buckets[0].flat, *values, *group_sums)
+                group.update(zip(module.GROUP_SCALARS, map(float, updated)))
+                group["step"] = t
 
     def _groups_hold(self) -> bool:
         """Whether ``param_groups`` still lists the params the buckets were made for (torch

@@ -188,6 +188,31 @@ def numpy_spans(arrays: Iterable[tuple[str, np.ndarray]]):
             yield label, low, high, array
 
 
+def restored_group(module, state_dict) -> dict:
+    """A state dict's per-group states (``state_dict["group"]``: the step count and each of
+    ``GROUP_SCALARS``), validated; empty where the spec has none or none were made yet."""
+    saved = state_dict.get("group", {}) if isinstance(state_dict, dict) else {}
+    if not module.GROUP_SCALARS:
+        if saved:
+            raise ValueError("state_dict has per-group states; this optimizer keeps none")
+        return {}
+    if not isinstance(saved, dict):
+        raise TypeError("state_dict['group'] must be a dict")
+    if not saved:
+        return {}
+    wanted = ("step", *module.GROUP_SCALARS)
+    unknown = [key for key in saved if key not in wanted]
+    if unknown:
+        raise ValueError(f"state_dict['group'] has unknown entry {unknown[0]!r}")
+    missing = [key for key in wanted if key not in saved]
+    if missing:
+        raise ValueError(f"state_dict['group'] lacks {missing[0]!r}")
+    group = {"step": check_step_count(saved["step"], "state_dict['group']['step']")}
+    group.update((name, check_scalar(saved[name], f"state_dict['group'][{name!r}]"))
+                 for name in module.GROUP_SCALARS)
+    return group
+
+
 def restored_states(module, name: str, params: list[tuple[tuple, np.dtype]],
                     state_dict) -> tuple[list[dict], dict]:
     """Validate a NumPy-front-end state dict (``{"optimizer", "hypers", "state"}``) for params

@@ -78,28 +78,88 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 def run_step_cuda(module: ModuleType, arrays: list, host: tuple, dtype: np.dtype,
-                  shape: tuple[int, ...], axis_states: list | None = None, stream=0) -> None:
+                  shape: tuple[int, ...], axis_states: list | None = None, stream=0) -> tuple:
     """One step of one tensor: ``arrays`` flat device arrays in ``ARRAYS`` order (absent ones
-    empty), ``host`` cast to ``dtype``; ``axis_states`` the factored states (device arrays)."""
-    from numba import cuda
+    empty), ``host`` cast to ``dtype``; ``axis_states`` the factored states (device arrays).
+    Returns the tensor's sums and shape values where its scalar states read them
+    (``SCALARS_READ_TENSOR``: the sums come back to the host), else ()."""
+    step = CudaTensorStep(module, arrays, host, dtype, shape, axis_states, stream)
+    for k in range(len(module.REDUCE_ROUNDS)):
+        step.add_sums(step.reduce_round(k))
+    step.finish()
+    return step.tensor_values if module.SCALARS_READ_TENSOR and module.SCALARS else ()
 
-    kernels = module.cuda_kernels()
-    n = arrays[0].shape[0]
-    if n == 0:
-        return
-    dtype = np.dtype(dtype)
-    axes = _axis_stage(module, arrays, host, dtype, shape, axis_states, stream)
-    sums = cuda.device_array(max(1, module.REDUCTIONS), dtype, stream=stream)
-    if module.REDUCTIONS:
-        blocks = -(-n // module.REDUCE_BLOCK)
-        partials = cuda.device_array((blocks, module.REDUCTIONS), np.float64, stream=stream)
-        kernels["reduce"][blocks, module.CUDA_THREADS, stream](*arrays, *axes, *host, partials)
-        kernels["sum_blocks"][1, 32, stream](partials, sums)
-    mats = _matrix_stage(module, kernels, arrays + axes, host, dtype, shape, stream)
-    sizes = shape_values(tuple(shape))
-    tensor = tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
-    blocks, threads = _grid(n)
-    kernels["step"][blocks, threads, stream](*arrays, *axes, *mats, *host, *tensor, sums)
+
+class CudaTensorStep:
+    """One tensor's step on the device, pass by pass, as :class:`~.kernels.TensorStep` on the
+    CPU (so :func:`~.kernels.run_group_step` steps a param group of either): each reduction
+    pass's sums are written on the device, where the next pass and the element pass read
+    them; they come back to the host only where the group adds them, or a scalar state reads
+    them."""
+
+    def __init__(self, module: ModuleType, arrays: list, host: tuple, dtype, shape,
+                 axis_states: list | None = None, stream=0):
+        from numba import cuda
+
+        self.module, self.arrays, self.host, self.stream = module, arrays, host, stream
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(shape)
+        self.n = arrays[0].shape[0]
+        self.sizes = shape_values(self.shape)
+        self.values: list[float] = []
+        self.on_host = any(module.GROUP_REDUCTIONS) or bool(
+            module.SCALARS_READ_TENSOR and module.SCALARS)
+        if self.n == 0:
+            return
+        self.kernels = module.cuda_kernels()
+        self.axes = _axis_stage(module, arrays, host, self.dtype, self.shape, axis_states,
+                                stream)
+        self.tensor = tuple(self.dtype.type(self.sizes[name]) for name in module.SHAPE_VALUES)
+        self.sums = cuda.device_array(max(1, module.REDUCTIONS), self.dtype, stream=stream)
+
+    @property
+    def tensor_values(self) -> tuple:
+        return (*self.values, *(float(self.sizes[name]) for name in self.module.SHAPE_VALUES))
+
+    def reduce_round(self, k: int) -> tuple:
+        """The k-th pass's sums (an empty tensor's are 0), on the device; on the host too
+        where they are needed there (else zeros stand in)."""
+        from numba import cuda
+
+        count = self.module.REDUCE_ROUNDS[k]
+        if self.n == 0:
+            return (0.0,) * count
+        start = len(self.values)
+        blocks = -(-self.n // self.module.REDUCE_BLOCK)
+        partials = cuda.device_array((blocks, count), np.float64, stream=self.stream)
+        self.kernels["reduce" if k == 0 else f"reduce_{k}"][
+            blocks, self.module.CUDA_THREADS, self.stream](
+            *self.arrays, *self.axes, *self.host, *self.tensor, self.sums, partials)
+        self.kernels["sum_blocks"][1, 32, self.stream](partials, self.sums, start)
+        if not self.on_host:
+            return (0.0,) * count
+        totals = self.sums[start:start + count].copy_to_host(stream=self.stream)
+        _synchronize(self.stream)
+        return tuple(map(float, totals))
+
+    def add_sums(self, sums: tuple) -> None:
+        """Record the pass's sums; the group's totals go to the device for the passes after."""
+        start = len(self.values)
+        self.values += list(sums)
+        count = len(sums)
+        flags = self.module.GROUP_REDUCTIONS[start:start + count]
+        if self.n and any(flags):
+            self.sums[start:start + count].copy_to_device(
+                np.array(sums, dtype=self.dtype), stream=self.stream)
+
+    def finish(self) -> None:
+        if self.n == 0:
+            return
+        mats = _matrix_stage(self.module, self.kernels, self.arrays + self.axes, self.host,
+                             self.dtype, self.shape, self.stream)
+        blocks, threads = _grid(self.n)
+        self.kernels["step"][blocks, threads, self.stream](
+            *self.arrays, *self.axes, *mats, *self.host, *self.tensor, self.sums)
 
 
 def _axis_stage(module, arrays, host, dtype, shape, axis_states, stream) -> list:

@@ -14,10 +14,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .checks import check_scalar, check_step_count, restored_states, state_entries
-from .cuda import CudaTable, device_array, require, run_step_cuda, simulated
+from .checks import (check_scalar, check_step_count, restored_group, restored_states,
+                     state_entries)
+from .cuda import CudaTable, CudaTensorStep, device_array, require, run_step_cuda, simulated
 from .hypers import HasHypers
-from .kernels import cast_host, missing_states, tensor_flags
+from .kernels import cast_host, missing_states, run_group_step, scalar_updates, tensor_flags
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -33,6 +34,7 @@ class CudaOptimizer(HasHypers):
         self._views = [self._device(p, f"params[{i}]") for i, p in enumerate(self.params)]
         self._init_hypers(hypers)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+        self.group_state: dict[str, Any] = {}  # per-group states, as the CPU front end's
         self._tables: dict[tuple, CudaTable] = {}
 
     @staticmethod
@@ -94,6 +96,9 @@ class CudaOptimizer(HasHypers):
         self._check_states(grads)
         flat_hypers = self._flat(self._hypers)
         batches: dict[tuple, list] = {}
+        grouped = bool(module.GROUP_SCALARS) or any(module.GROUP_REDUCTIONS)
+        group = self._group_values(flat_hypers)
+        together = []
         for i, (view, grad, state) in enumerate(zip(self._views, grads, self.state)):
             if grad is None:
                 continue
@@ -106,22 +111,28 @@ class CudaOptimizer(HasHypers):
             scalars = tuple(state[name] for name in module.SCALARS)
             extra = [inputs.get(name, [None] * len(self.params))[i] for name in module.INPUTS]
             given = tuple(e is not None for e in extra)
-            host = cast_host(module.host_scalars(t, *flat_hypers, *scalars, *given, *flags),
-                             module.HOST_IS_BOOL, dtype)
+            host = cast_host(module.host_scalars(t, *flat_hypers, *scalars, *group, *given,
+                                                 *flags), module.HOST_IS_BOOL, dtype)
             empty = _empty(dtype)
             arrays = [view.reshape(-1), g.reshape(-1)]
             arrays += [self._device(e, f"{name}[{i}]").reshape(-1) if e is not None else empty
                        for name, e in zip(module.INPUTS, extra)]
             arrays += [state[name].reshape(-1) if name in state else empty
                        for name in module.STATES]
+            tensor = ()
+            if grouped:
+                axis_states = [state[name] for name, _ in module.AXIS_STATES if name in state]
+                together.append((CudaTensorStep(module, arrays, host, dtype, shape, axis_states),
+                                 state, t, scalars))
+                continue
             if self._many() and not any(given):
                 batches.setdefault((t, dtype, scalars, flags), []).append((shape, arrays, host))
             else:
                 axis_states = [state[name] for name, _ in module.AXIS_STATES if name in state]
-                run_step_cuda(module, arrays, host, dtype, shape, axis_states)
+                tensor = run_step_cuda(module, arrays, host, dtype, shape, axis_states)
             if scalars:
-                updated = module.scalar_updates(t, *flat_hypers, *scalars)
-                state.update(zip(module.SCALARS, map(float, updated)))
+                state.update(zip(module.SCALARS, scalar_updates(
+                    module, t, flat_hypers, scalars, (), tensor)))
             state["step"] = t
         for (_, dtype, _, _), batch in batches.items():
             shapes = tuple(shape for shape, _, _ in batch)
@@ -134,6 +145,33 @@ class CudaOptimizer(HasHypers):
             else:
                 table.set_addresses(addresses)
             table.run(batch[0][2])
+        if together:
+            self._step_group(together, flat_hypers, group)
+
+    def _step_group(self, together: list, flat_hypers, group: tuple) -> None:
+        """A grouped spec's tensors, stepped together (see the CPU front end's)."""
+        module = self._module
+        group_sums = run_group_step(module, [entry[0] for entry in together])
+        for step, state, t, scalars in together:
+            if scalars:
+                state.update(zip(module.SCALARS, scalar_updates(
+                    module, t, flat_hypers, scalars, group, step.tensor_values)))
+            state["step"] = t
+        if module.GROUP_SCALARS:
+            t = self.group_state["step"] + 1
+            updated = module.group_updates(t, *flat_hypers, *group, *group_sums)
+            self.group_state.update(zip(module.GROUP_SCALARS, map(float, updated)))
+            self.group_state["step"] = t
+
+    def _group_values(self, flat_hypers) -> tuple:
+        module = self._module
+        if not module.GROUP_SCALARS:
+            return ()
+        if not self.group_state:
+            self.group_state["step"] = 0
+            self.group_state.update(zip(module.GROUP_SCALARS,
+                                        map(float, module.group_inits(*flat_hypers))))
+        return tuple(self.group_state[name] for name in module.GROUP_SCALARS)
 
     def _check_states(self, grads) -> None:
         """Every existing state of the params to step is a device array of the param's shape
@@ -182,9 +220,12 @@ class CudaOptimizer(HasHypers):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters and per-param state, states copied to NumPy arrays."""
-        return {"optimizer": self.name, "hypers": self.hypers,
-                "state": [{k: (v.copy_to_host() if hasattr(v, "copy_to_host") else v)
-                           for k, v in s.items()} for s in self.state]}
+        out = {"optimizer": self.name, "hypers": self.hypers,
+               "state": [{k: (v.copy_to_host() if hasattr(v, "copy_to_host") else v)
+                          for k, v in s.items()} for s in self.state]}
+        if self._module.GROUP_SCALARS:
+            out["group"] = dict(self.group_state)
+        return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict` (here or from the CPU front end's)."""
@@ -193,7 +234,9 @@ class CudaOptimizer(HasHypers):
         restored, hypers = restored_states(
             self._module, self.name, [(tuple(v.shape), np.dtype(v.dtype)) for v in self._views],
             state_dict)  # validates shapes, names and numbers before anything changes
+        group = restored_group(self._module, state_dict)
         self.set(**hypers)
+        self.group_state = group
         self.state = [{k: (cuda.to_device(v) if isinstance(v, np.ndarray) else v)
                        for k, v in s.items()} for s in restored]
 

@@ -22,9 +22,10 @@ import numpy as np
 
 from .checks import (byte_bounds, check_read, check_scalar, check_step_count,
                      checked_array_state, find_overlap, numpy_shares, numpy_spans, overlap_error,
-                     restored_states, state_entries)
+                     restored_group, restored_states, state_entries)
 from .hypers import HasHypers
-from .kernels import cast_host, missing_states, run_step, tensor_flags
+from .kernels import (TensorStep, cast_host, missing_states, run_group_step, run_step,
+                      scalar_updates, tensor_flags)
 from .many import TensorTable
 
 BACKENDS = ("cpu", "numpy")  # this class's; optimizer() also takes "cuda" (CudaOptimizer)
@@ -51,6 +52,8 @@ class Optimizer(HasHypers):
         self.params = _check_params(params)
         self._init_hypers(hypers)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+        #: The per-group states (GROUP_SCALARS) and the group's step count, once it has one.
+        self.group_state: dict[str, Any] = {}
         self._tables: dict[tuple, TensorTable] = {}
         self._lock = threading.Lock()
         self._checked_arrays: list = []  # the params and states last checked for overlaps
@@ -83,6 +86,9 @@ class Optimizer(HasHypers):
         module = self._module
         host_cache: dict[tuple, tuple] = {}
         batches: dict[tuple, list] = {}
+        grouped = bool(module.GROUP_SCALARS) or any(module.GROUP_REDUCTIONS)
+        group = self._group_values(flat_hypers)
+        together: list[tuple] = []  # a grouped spec's tensors, stepped at the end together
         with np.errstate(all="ignore"):
             for i, (state, kept) in snapshot.items():
                 param, grad = params[i], grads[i]
@@ -94,7 +100,7 @@ class Optimizer(HasHypers):
                 key = (t, param.dtype, scalars, given, flags)
                 if key not in host_cache:
                     host_cache[key] = cast_host(
-                        module.host_scalars(t, *flat_hypers, *scalars, *given, *flags),
+                        module.host_scalars(t, *flat_hypers, *scalars, *group, *given, *flags),
                         module.HOST_IS_BOOL, param.dtype)
                 flat_p, write_back = _flat_view(param)
                 arrays = [flat_p, np.ascontiguousarray(grad).reshape(-1)]
@@ -103,23 +109,59 @@ class Optimizer(HasHypers):
                            for name in module.INPUTS]
                 arrays += [kept[name].reshape(-1) if name in kept else _empty(param.dtype)
                            for name in module.STATES]
+                axis_states = [kept[name] for name, _ in module.AXIS_STATES if name in kept]
+                if grouped:
+                    together.append((TensorStep(module, self.backend, arrays, host_cache[key],
+                                                param.dtype, param.shape, axis_states),
+                                     state, t, scalars, param, flat_p, write_back))
+                    continue
                 if self.backend == "cpu" and module.MANY and not write_back:
                     batches.setdefault(key, []).append((param.shape, arrays))
+                    tensor = ()
                 else:
-                    axis_states = [kept[name] for name, _ in module.AXIS_STATES
-                                   if name in kept]
-                    run_step(module, self.backend, arrays, host_cache[key], param.dtype,
-                             param.shape, axis_states)
+                    tensor = run_step(module, self.backend, arrays, host_cache[key],
+                                      param.dtype, param.shape, axis_states)
                 if write_back:
                     param[...] = flat_p.reshape(param.shape)
                 if scalars:
-                    updated = module.scalar_updates(t, *flat_hypers, *scalars)
-                    state.update(zip(module.SCALARS, map(float, updated)))
+                    state.update(zip(module.SCALARS, scalar_updates(
+                        module, t, flat_hypers, scalars, group, tensor)))
                 state["step"] = t
             # Tensors that share host scalars (the same step, dtype and flags): one call each.
             for key, batch in batches.items():
                 self._table(key[1], [shape for shape, _ in batch]).run_with(
                     [arrays for _, arrays in batch], host_cache[key])
+            if together:
+                self._step_group(together, flat_hypers, group)
+
+    def _group_values(self, flat_hypers) -> tuple:
+        """The per-group states (``GROUP_SCALARS``) as they are, made on first use."""
+        module = self._module
+        if not module.GROUP_SCALARS:
+            return ()
+        if not self.group_state:
+            self.group_state["step"] = 0
+            self.group_state.update(zip(module.GROUP_SCALARS,
+                                        map(float, module.group_inits(*flat_hypers))))
+        return tuple(self.group_state[name] for name in module.GROUP_SCALARS)
+
+    def _step_group(self, together: list, flat_hypers, group: tuple) -> None:
+        """Step a grouped spec's tensors together (their sums over the group added between
+        passes), then update their scalar states and the group's."""
+        module = self._module
+        group_sums = run_group_step(module, [entry[0] for entry in together])
+        for step, state, t, scalars, param, flat_p, write_back in together:
+            if write_back:
+                param[...] = flat_p.reshape(param.shape)
+            if scalars:
+                state.update(zip(module.SCALARS, scalar_updates(
+                    module, t, flat_hypers, scalars, group, step.tensor_values)))
+            state["step"] = t
+        if module.GROUP_SCALARS:
+            t = self.group_state["step"] + 1
+            updated = module.group_updates(t, *flat_hypers, *group, *group_sums)
+            self.group_state.update(zip(module.GROUP_SCALARS, map(float, updated)))
+            self.group_state["step"] = t
 
     def _table(self, dtype, shapes) -> TensorTable:
         """The many-tensor table for these shapes (made once, reused while they recur)."""
@@ -283,12 +325,15 @@ class Optimizer(HasHypers):
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of the optimizer's state: hyperparameters and per-param state."""
         with self._lock:
-            return {
+            out = {
                 "optimizer": self.name,
                 "hypers": self.hypers,
                 "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v)
                            for k, v in s.items()} for s in self.state],
             }
+            if self._module.GROUP_SCALARS:
+                out["group"] = dict(self.group_state)
+            return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; validated whole before anything is replaced."""
@@ -300,11 +345,13 @@ class Optimizer(HasHypers):
         restored, hypers = restored_states(self._module, self.name,
                                            [(p.shape, p.dtype) for p in self.params], state_dict)
         new_hypers = self._checked_hypers(hypers)
+        group = restored_group(self._module, state_dict)
 
         def install() -> None:
             with self._lock:
                 self._hypers = new_hypers
                 self.state = restored
+                self.group_state = group
         return install
 
     def __repr__(self) -> str:

@@ -73,30 +73,119 @@ def axis_shape(shape: tuple[int, ...], axis: str) -> tuple[int, ...]:
 def run_step(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
              dtype: np.dtype, shape: tuple[int, ...] | None = None,
              axis_states: list[np.ndarray] | None = None, combine=None,
-             torch_threads: int | None = None, matrix_precision: str | None = None) -> None:
+             torch_threads: int | None = None, matrix_precision: str | None = None) -> tuple:
     """One step over flat, contiguous ``arrays`` (p, g, inputs, then each state, in ``ARRAYS``
     order) with ``host`` the cast host scalars; ``shape`` is the parameter's (default: flat);
     ``axis_states`` are the factored states in ``AXIS_STATES`` order, where the parameter
-    has them. ``combine(values)`` (float64, the per-tensor sums then the element count), where
-    given, sums them over the shards of a tensor held by other processes. Updates the arrays
-    in place. ``torch_threads``: torch's thread count, which the CPU kernels follow.
+    has them. ``combine(values)`` (float64), where given, sums values over the shards of a
+    tensor held by other processes (each pass's sums, and the element count). Updates the
+    arrays in place. ``torch_threads``: torch's thread count, which the CPU kernels follow.
     ``matrix_precision``: "bfloat16" runs whole-matrix operations in bfloat16 (a bfloat16
-    param's, widened to float32 for the element passes)."""
-    shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
-    if backend == "cpu":
-        use_threads(arrays[0].shape[0], torch_threads)
-    nest = _nest_args(module, backend, shape, axis_states)
-    axes = axis_stage(module, backend, arrays, host, dtype, shape, axis_states)
-    sizes = shape_values(shape)
-    sums = (reduce(module, backend, arrays + axes, host, nest, tiled=bool(axis_states))
-            if module.REDUCTIONS else ())
-    if combine is not None:
-        combined = combine(np.array([*sums, sizes["_n"]], dtype=np.float64))
-        sums, sizes["_n"] = tuple(combined[:-1]), combined[-1]
-    tensor = tuple(dtype.type(s) for s in sums)
-    tensor += tuple(dtype.type(sizes[name]) for name in module.SHAPE_VALUES)
-    mats = matrix_stage(module, backend, arrays + axes, host, dtype, shape, matrix_precision)
-    getattr(module, f"step_{backend}")(*arrays, *axes, *mats, *host, *tensor, *nest)
+    param's, widened to float32 for the element passes). Returns the tensor's values
+    (:attr:`TensorStep.tensor_values`), which ``scalar_updates`` may read.
+
+    A spec whose sums run over the whole param group steps its tensors together
+    (:func:`run_group_step`); alone, a tensor is its own group."""
+    step = TensorStep(module, backend, arrays, host, dtype, shape, axis_states, combine,
+                      torch_threads, matrix_precision)
+    for k in range(len(module.REDUCE_ROUNDS)):
+        step.add_sums(step.reduce_round(k))
+    step.finish()
+    return step.tensor_values
+
+
+def run_group_step(module: ModuleType, steps: list["TensorStep"]) -> tuple:
+    """The passes of a param group's tensors, reduction pass by reduction pass: every tensor
+    computes its part of the pass's sums, the group's sums (``GROUP_REDUCTIONS``) are added
+    over the tensors in order and every tensor reads the total, then the next pass; last the
+    element passes. Returns the group's sums, in order (``group_updates`` reads them)."""
+    group_totals = []
+    start = 0
+    for k, count in enumerate(module.REDUCE_ROUNDS):
+        parts = [step.reduce_round(k) for step in steps]
+        flags = module.GROUP_REDUCTIONS[start:start + count]
+        totals = np.zeros(count)
+        for part in parts:  # in the group's order: the same bits every run
+            totals += part
+        for step, part in zip(steps, parts):
+            step.add_sums(tuple(total if group else value
+                                for total, value, group in zip(totals, part, flags)))
+        group_totals += [total for total, group in zip(totals, flags) if group]
+        start += count
+    for step in steps:
+        step.finish()
+    return tuple(group_totals)
+
+
+class TensorStep:
+    """One tensor's step, pass by pass: its factored stage (at construction), each reduction
+    pass (:meth:`reduce_round`, whose sums :meth:`add_sums` records), then the matrix stage
+    and the element pass (:meth:`finish`)."""
+
+    def __init__(self, module: ModuleType, backend: str, arrays: list, host: tuple, dtype,
+                 shape=None, axis_states=None, combine=None, torch_threads=None,
+                 matrix_precision=None):
+        self.module, self.backend, self.host = module, backend, host
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
+        self.combine, self.matrix_precision = combine, matrix_precision
+        if backend == "cpu":
+            use_threads(arrays[0].shape[0], torch_threads)
+        self.nest = _nest_args(module, backend, self.shape, axis_states)
+        self.tiled = bool(axis_states)
+        self.arrays = arrays
+        self.axes = axis_stage(module, backend, arrays, host, self.dtype, self.shape,
+                               axis_states)
+        self.sizes = shape_values(self.shape)
+        if combine is not None and module.SHAPE_VALUES and module.REDUCTIONS:
+            self.sizes["_n"] = combine(np.array([self.sizes["_n"]], dtype=np.float64))[0]
+        self.sums: list[float] = []
+
+    @property
+    def shapes(self) -> tuple:
+        """The shape values the kernels read (``SHAPE_VALUES``), in the arrays' dtype."""
+        return tuple(self.dtype.type(self.sizes[name]) for name in self.module.SHAPE_VALUES)
+
+    @property
+    def tensor_values(self) -> tuple:
+        """The sums (float64, in order), then the shape values (``SHAPE_VALUES``)."""
+        return (*self.sums, *(float(self.sizes[name]) for name in self.module.SHAPE_VALUES))
+
+    def reduce_round(self, k: int) -> tuple:
+        """This tensor's part of the k-th reduction pass's sums (float64), summed over the
+        shards of other processes where the tensor is sharded."""
+        sums = reduce(self.module, self.backend, self.arrays + self.axes, self.host, self.nest,
+                      tiled=self.tiled, k=k,
+                      tensor=(*map(self.dtype.type, self.sums), *self.shapes))
+        if self.combine is not None:
+            if not self.module.SHAPE_VALUES and k == 0:
+                # the element count comes with the first sums: one exchange, as before rounds
+                combined = self.combine(np.array([*sums, self.sizes["_n"]], dtype=np.float64))
+                sums, self.sizes["_n"] = tuple(combined[:-1]), combined[-1]
+            else:
+                sums = tuple(self.combine(np.array(sums, dtype=np.float64)))
+        return tuple(sums)
+
+    def add_sums(self, sums: tuple) -> None:
+        self.sums += list(sums)
+
+    def finish(self) -> None:
+        if self.combine is not None and not self.module.REDUCTIONS:
+            self.sizes["_n"] = self.combine(np.array([self.sizes["_n"]], dtype=np.float64))[0]
+        module, dtype = self.module, self.dtype
+        tensor = tuple(dtype.type(s) for s in self.sums) + self.shapes
+        mats = matrix_stage(module, self.backend, self.arrays + self.axes, self.host, dtype,
+                            self.shape, self.matrix_precision)
+        getattr(module, f"step_{self.backend}")(*self.arrays, *self.axes, *mats, *self.host,
+                                                *tensor, *self.nest)
+
+
+def scalar_updates(module: ModuleType, t: int, flat_hypers: tuple, scalars: tuple,
+                   group: tuple, tensor_values: tuple) -> tuple:
+    """Each scalar state after a tensor's step: ``group`` the per-group states as they were,
+    ``tensor_values`` what :func:`run_step` returned (read where ``SCALARS_READ_TENSOR``)."""
+    extra = tensor_values if module.SCALARS_READ_TENSOR else ()
+    return tuple(map(float, module.scalar_updates(t, *flat_hypers, *scalars, *group, *extra)))
 
 
 def _nest_args(module: ModuleType, backend: str, shape, axis_states) -> tuple:
@@ -166,18 +255,21 @@ def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape,
 
 
 def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
-           nest: tuple = (), tiled: bool = False) -> tuple:
-    """The per-tensor sums, in float64. On the CPU, blocks of ``REDUCE_BLOCK`` elements (or
-    a factored tensor's tiles) are summed in parallel and their partial sums added here
-    in order: the same bits with any number of threads."""
+           nest: tuple = (), tiled: bool = False, k: int = 0, tensor: tuple = ()) -> tuple:
+    """The sums of the k-th reduction pass, in float64; ``tensor`` holds the sums of the
+    earlier passes and the shape values, in the arrays' dtype. On the CPU, blocks of
+    ``REDUCE_BLOCK`` elements (or a factored tensor's tiles) are summed in parallel and their
+    partial sums added here in order: the same bits with any number of threads."""
+    name = f"reduce_{backend}" if k == 0 else f"reduce_{backend}_{k}"
     if backend == "numpy":
-        return module.reduce_numpy(*arrays, *host)
+        return tuple(getattr(module, name)(*arrays, *host, *tensor))
     n = arrays[0].shape[0]
     blocks = -(-n // module.REDUCE_BLOCK)
     if nest and tiled:  # a factored tensor's sums: one row of partials per tile
         blocks = max(blocks, tile_count(n, nest))
-    partials = np.zeros((blocks, module.REDUCTIONS))
-    module.reduce_cpu(*arrays, *host, *nest, partials)
-    totals = np.zeros(module.REDUCTIONS)
+    count = module.REDUCE_ROUNDS[k]
+    partials = np.zeros((blocks, count))
+    getattr(module, name)(*arrays, *host, *tensor, *nest, partials)
+    totals = np.zeros(count)
     sum_rows_in_order(partials, totals)
     return tuple(totals)

@@ -29,7 +29,8 @@ import operator
 import numpy as np
 import torch
 
-from .kernels import cast_host, is_factored, missing_states, run_step, tensor_flags
+from .kernels import (TensorStep, cast_host, is_factored, missing_states,
+                      scalar_updates, tensor_flags)
 from .many import TensorTable
 from .checks import is_dense
 from .pointers import gradients_fit
@@ -311,6 +312,21 @@ class Bucket:
 
     # --- run: install the snapshot, rebuild what is stale, step ------------------------------
 
+    def group_values(self) -> tuple:
+        """The param group's per-group states (``GROUP_SCALARS``), as the step reads them."""
+        return tuple(float(self.group[name]) for name in self.module.GROUP_SCALARS)
+
+    def group_steps(self) -> list:
+        """This bucket's part of a grouped spec's step: for each param with a gradient, its
+        :class:`TensorStep` and what finishes it after the group's passes ran."""
+        settled = {k: self._settle(k, snap) for k, snap in self.snapshot.items()}
+        out = [self._tensor_step(k, self.params[k], g, extra, settled[k])
+               for k, (g, extra, _, _) in self.snapshot.items()]
+        self.each_seen = self._each_signature()
+        self.runs = []
+        self.stale = True
+        return out
+
     def run(self, inputs: dict) -> None:
         if inputs or self.each:
             settled = {k: self._settle(k, snap) for k, snap in self.snapshot.items()}
@@ -471,13 +487,24 @@ class Bucket:
         return np.empty(0, self.np_dtype)
 
     def _step_one(self, k: int, p, g, extra: dict, arrays: dict) -> None:
+        step, finish = self._tensor_step(k, p, g, extra, arrays)
+        for j in range(len(self.module.REDUCE_ROUNDS)):
+            step.add_sums(step.reduce_round(j))
+        step.finish()
+        finish(step.tensor_values)
+
+    def _tensor_step(self, k: int, p, g, extra: dict, arrays: dict) -> tuple:
+        """Param k's step, prepared: its :class:`TensorStep` (:class:`CudaTensorStep` on
+        CUDA) and the function that completes it from the step's tensor values (copies back,
+        scalar states, step count)."""
         module = self.module
         shape = tuple(p.shape)
         t = int(self.steps_np[k]) + 1
         scalars = tuple(map(float, self.scalars_np[k]))
+        group = self.group_values()
         given = tuple(extra[name] is not None for name in module.INPUTS)
         flags = tensor_flags(module, shape, self.np_dtype)
-        host = cast_host(module.host_scalars(t, *self.flat, *scalars, *given, *flags),
+        host = cast_host(module.host_scalars(t, *self.flat, *scalars, *group, *given, *flags),
                          module.HOST_IS_BOOL, self.np_dtype)
         copies = []  # (tensor, its contiguous working copy) to write back
 
@@ -496,21 +523,25 @@ class Bucket:
                           for name in module.STATES]
         axis_states = [view(arrays[name], flat=False) for name, _ in module.AXIS_STATES
                        if name in arrays]
+
+        def finish(tensor: tuple) -> None:
+            with torch.no_grad():  # a param is a leaf that requires grad
+                for target, copy in copies:
+                    target.copy_(copy)  # rounds to nearest even into a half-precision param
+            if module.SCALARS:
+                self.scalars_np[k] = scalar_updates(module, t, self.flat, scalars, group,
+                                                    tensor)
+            self.steps_np[k] = t
+
         if self.cuda:
-            from .cuda import run_step_cuda
-            run_step_cuda(module, kernel_arrays, host, self.np_dtype, shape, axis_states,
-                          stream=torch_stream(p.device))
-        else:
-            # a bfloat16 param's Newton-Schulz in bfloat16, as torch.optim.Muon runs it
-            run_step(module, "cpu", kernel_arrays, host, self.np_dtype, shape, axis_states,
-                     combine=self.opt._combine, torch_threads=torch.get_num_threads(),
-                     matrix_precision="bfloat16" if self.dtype == torch.bfloat16 else None)
-        with torch.no_grad():  # a param is a leaf that requires grad
-            for tensor, copy in copies:
-                tensor.copy_(copy)  # rounds to nearest even into a half-precision param
-        if module.SCALARS:
-            self.scalars_np[k] = module.scalar_updates(t, *self.flat, *scalars)
-        self.steps_np[k] = t
+            from .cuda import CudaTensorStep
+            return CudaTensorStep(module, kernel_arrays, host, self.np_dtype, shape, axis_states,
+                                  stream=torch_stream(p.device)), finish
+        # a bfloat16 param's Newton-Schulz in bfloat16, as torch.optim.Muon runs it
+        step = TensorStep(module, "cpu", kernel_arrays, host, self.np_dtype, shape, axis_states,
+                          combine=self.opt._combine, torch_threads=torch.get_num_threads(),
+                          matrix_precision="bfloat16" if self.dtype == torch.bfloat16 else None)
+        return step, finish
 
 
 def _layout(tensors: list) -> tuple[list, list, list]:
@@ -607,14 +638,14 @@ class _TableRun:
         module = bucket.module
         t = int(bucket.steps_np[self.first]) + 1
         scalars = tuple(map(float, bucket.scalars_np[self.first]))
-        self.launch(module.host_scalars(t, *bucket.flat, *scalars, *self.not_given,
-                                        *self.flags), bucket)
+        self.launch(module.host_scalars(t, *bucket.flat, *scalars, *bucket.group_values(),
+                                        *self.not_given, *self.flags), bucket)
         if self.all:
             bucket.steps_np += 1
         else:
             bucket.steps_np[self.ks] += 1
-        if module.SCALARS:
-            updated = module.scalar_updates(t, *bucket.flat, *scalars)
+        if module.SCALARS:  # a table's specs read no sums in their scalar states (MANY)
+            updated = scalar_updates(module, t, bucket.flat, scalars, bucket.group_values(), ())
             if self.all:
                 bucket.scalars_np[:] = updated
             else:

@@ -65,6 +65,12 @@ SETTINGS = {
     "adopt": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.3}),
     "signsgd": ({"lr": 3e-3}, {"lr": 3e-3}, {"lr": 3e-3}),
     "adan": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}),
+    "novograd": ({"lr": 0.01}, {"lr": 0.01}, {"lr": 0.01}),
+    "ademamix": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}),
+    # Prodigy learns its step size: its default lr = 1 on the quadratics
+    "prodigy": ({}, {}, {"lr": 0.3}),
+    "dadapt_adam": ({"lr": 0.3}, {"lr": 0.3}, {"lr": 0.1}),
+    "madgrad": ({"lr": 0.3}, {"lr": 0.1}, {"lr": 3e-3}),
     # Muon steps matrices: x is stepped as a 1x2 view.
     "muon": tuple({"lr": 3e-3, "weight_decay": 0.0} for _ in range(3)),
 }

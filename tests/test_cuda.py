@@ -113,11 +113,13 @@ def _signature(module, kind: str, dtype):
     arrays = [array] * (len(module.ARRAYS) + len(module.AXIS_ARRAYS))
     mats = [array] * len(module.MATRIX_OPS)
     partials = types.Array(types.float64, 2, "C")
+    shapes = [f] * len(module.SHAPE_VALUES)
+    if kind.startswith("reduce"):  # every reduction pass: reduce, reduce_1, ...
+        return arrays + host + shapes + [array, partials]
     return {
-        "step": arrays + mats + host + [f] * len(module.SHAPE_VALUES) + [array],
+        "step": arrays + mats + host + shapes + [array],
         "prepare": arrays + mats + host,
-        "reduce": arrays + host + [partials],
-        "sum_blocks": [partials, array],
+        "sum_blocks": [partials, array, types.int64],
         "step_many": [table, table, array, types.int64] + host + [types.Array(f, 2, "C")],
     }[kind]
 

@@ -129,6 +129,35 @@ EXPECTED = {
              "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
              "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
              "first-difference-is-zero": "proved"},
+    # NovoGrad normalizes g by the root of its per-tensor second moment, which on a one-element
+    # tensor is |g| at the first step: sign descent, and an L2 term added after normalizing
+    "novograd": {"first-step-magnitude": "proved", "scale-invariance": "proved",
+                 "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
+                 "stable-lr-range": "unknown", "first-step-normalized": "proved"},
+    # Prodigy's first step is d0*lr*(1 - b1)/sqrt(1 - b2) in size, not lr; its decay is
+    # decoupled times d*lr, not lr
+    "prodigy": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
+                "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
+                "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
+                "d-never-shrinks-from-start": "proved",
+                "first-step-is-scaled-sign-descent": "proved"},
+    # D-Adapt Adam needs eps > 0 (its domain), which the first-step and scale claims set to 0;
+    # its decay is decoupled times d*lr; d is non-decreasing (a Max over the old d)
+    "dadapt_adam": {"bias-correction-limit": "proved", "first-step-magnitude": "unknown",
+                    "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
+                    "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
+                    "d-never-shrinks": "proved"},
+    # MADGRAD's step grows with sqrt(t) and is scaled by a cube root (not scale-invariant);
+    # eps is added to lr, so its decoupled decay is not lr*lam
+    "madgrad": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
+                "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
+                "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",
+                "no-momentum-is-dual-averaging": "proved"},
+    # AdEMAMix's slow momentum adds alpha*(1 - b3)*g to the first step
+    "ademamix": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
+                 "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
+                 "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
+                 "no-slow-momentum-is-adam": "proved"},
     "signsgd": {"first-step-magnitude": "proved", "scale-invariance": "proved",
                 "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
                 "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",

@@ -1,0 +1,272 @@
+"""The planner's levels (README "Stages"): reductions that read reductions are summed in later
+passes, scalar states may be assigned from reductions, group reductions add every tensor's
+part before the next pass, per-group states update once a step; what cannot be scheduled is a
+located error at check time.
+
+Values against NumPy transcriptions in float64 (rtol 1e-12: the kernels add sums in blocks, the
+transcription in one np.sum), on 0-d, empty, 1-D, 2-D and 3-D tensors of one group, both CPU
+backends; optgen.torch against the NumPy front end bit for bit (the same kernels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import optgen
+from optgen.compiler.errors import SpecError, SpecErrors
+from optgen.compiler.pipeline import check_file
+
+SHAPES = [(), (0,), (6,), (3, 4), (2, 3, 2)]
+STEPS = 6
+RTOL = 1e-12
+
+#: The README's example: a per-tensor scalar state from a reduction (first pass), a per-group
+#: state from a group norm of a value that reads it (second pass, over the group).
+README_EXAMPLE = """\
+optimizer stages_example
+  "The README's Stages example."
+
+hyper lr = 0.01   in [0, inf)
+hyper b2 = 0.9    in [0, 1)
+hyper eps = 1e-8  in [0, inf)
+
+scalar v = 0
+scalar d = 1e-6 per-group
+
+update:
+  v = b2 * v + (1 - b2) * sum(g^2)
+  u = g / (sqrt(v) + eps)
+  d = max(d, group_norm(u))
+  p = p - lr * d * u
+"""
+
+#: Three passes: norm(g), then the mean of g/norm(g), then the norm of the centred value.
+NESTED = """\
+optimizer nested_norms
+hyper lr = 0.1 in [0, inf)
+hyper eps = 1e-12 in [0, inf)
+update:
+  u = g / (norm(g) + eps)
+  w = u - mean(u)
+  p = p - lr * w / (norm(w) + eps)
+"""
+
+
+def _spec(tmp_path, text: str, name: str) -> str:
+    path = tmp_path / f"{name}.opt"
+    path.write_text(text)
+    return str(path)
+
+
+def _problem(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(s) for s in SHAPES]
+    grads = [[rng.standard_normal(s) * (1 + k) for s in SHAPES] for k in range(STEPS)]
+    return params, grads
+
+
+def _readme_reference(params, grads):
+    """The README example, transcribed: v per tensor, d per group."""
+    params = [p.copy() for p in params]
+    v, d = [0.0] * len(params), 1e-6
+    for step in grads:
+        v = [0.9 * vi + 0.1 * float(np.sum(g * g)) for vi, g in zip(v, step)]
+        u = [g / (np.sqrt(vi) + 1e-8) for vi, g in zip(v, step)]
+        d = max(d, float(np.sqrt(sum(np.sum(x * x) for x in u))))
+        params = [p - 0.01 * d * x for p, x in zip(params, u)]
+    return params, v, d
+
+
+def _nested_reference(params, grads):
+    params = [p.copy() for p in params]
+    for step in grads:
+        out = []
+        for p, g in zip(params, step):
+            u = g / (np.sqrt(np.sum(g * g)) + 1e-12)
+            w = u - (np.sum(u) / u.size if u.size else 0.0)
+            out.append(p - 0.1 * w / (np.sqrt(np.sum(w * w)) + 1e-12))
+        params = out
+    return params
+
+
+def test_readme_example_is_planned_in_two_passes(tmp_path):
+    from optgen.runtime.loader import load
+
+    module = load(_spec(tmp_path, README_EXAMPLE, "stages_example"))
+    assert module.REDUCE_ROUNDS == (1, 1)
+    assert module.GROUP_REDUCTIONS == (False, True)
+    assert module.SCALARS == ("v",) and module.GROUP_SCALARS == ("d",)
+    assert module.SCALARS_READ_TENSOR and not module.MANY
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_readme_example_matches_its_transcription(tmp_path, backend):
+    params, grads = _problem()
+    want, v, d = _readme_reference(params, grads)
+    opt = optgen.optimizer(_spec(tmp_path, README_EXAMPLE, "stages_example"), params,
+                           backend=backend)
+    for step in grads:
+        opt.step(step)
+    for i, (got, expected) in enumerate(zip(params, want)):
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-15, err_msg=f"params[{i}]")
+        np.testing.assert_allclose(opt.state[i]["v"], v[i], rtol=RTOL, err_msg=f"v of {i}")
+    np.testing.assert_allclose(opt.group_state["d"], d, rtol=RTOL)
+    assert opt.group_state["step"] == STEPS
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_reductions_of_reductions_take_later_passes(tmp_path, backend):
+    from optgen.runtime.loader import load
+
+    path = _spec(tmp_path, NESTED, "nested_norms")
+    assert load(path).REDUCE_ROUNDS == (1, 1, 1)
+    params, grads = _problem(1)
+    want = _nested_reference(params, grads)
+    opt = optgen.optimizer(path, params, backend=backend)
+    for step in grads:
+        opt.step(step)
+    for i, (got, expected) in enumerate(zip(params, want)):
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-15, err_msg=f"params[{i}]")
+
+
+@pytest.mark.parametrize("text, name", [(README_EXAMPLE, "stages_example"),
+                                        (NESTED, "nested_norms")])
+def test_torch_front_end_gives_the_numpy_front_ends_bits(tmp_path, text, name):
+    torch = pytest.importorskip("torch")
+    import optgen.torch as ot
+
+    path = _spec(tmp_path, text, name)
+    params, grads = _problem(2)
+    ours = [torch.nn.Parameter(torch.tensor(p)) for p in params]
+    opt = ot.optimizer(path, ours)
+    base = optgen.optimizer(path, params)
+    for step in grads:
+        for p, g in zip(ours, step):
+            p.grad = torch.tensor(g)
+        opt.step()
+        base.step(step)
+    for p, q in zip(ours, params):
+        np.testing.assert_array_equal(p.detach().numpy(), q)
+    if name == "stages_example":
+        assert opt.param_groups[0]["d"] == base.group_state["d"]
+        assert opt.param_groups[0]["step"] == STEPS
+
+
+def test_a_param_without_gradient_is_left_out_of_the_group(tmp_path):
+    """The group's sums are over the params stepped this time (torch.optim skips a param whose
+    grad is None); a group with no gradient at all keeps its states."""
+    path = _spec(tmp_path, README_EXAMPLE, "stages_example")
+    params, grads = _problem(3)
+    opt = optgen.optimizer(path, params)
+    alone = [params[2].copy()]
+    single = optgen.optimizer(path, alone)
+    for step in grads:
+        opt.step([None, None, step[2], None, None])
+        single.step([step[2]])
+    np.testing.assert_array_equal(params[2], alone[0])
+    assert opt.group_state == single.group_state
+    before = dict(opt.group_state)
+    opt.step([None] * len(SHAPES))
+    assert opt.group_state == before
+
+
+SIMULATED_ROUNDS = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    from numba import cuda
+    import optgen
+
+    out = {}
+    for path in sys.argv[1:]:
+        rng = np.random.default_rng(0)
+        shapes = [(3, 4), (5,), (), (0,)]
+        start = [rng.standard_normal(s) for s in shapes]
+        ref = [p.copy() for p in start]
+        dev = [cuda.to_device(p.copy()) for p in start]
+        opt = optgen.optimizer(path, dev, backend="cuda")
+        base = optgen.optimizer(path, ref, backend="numpy")
+        for step in range(3):
+            grads = [rng.standard_normal(s) for s in shapes]
+            opt.step([cuda.to_device(g) for g in grads])
+            base.step(grads)
+        out[path] = {"got": [d.copy_to_host().tolist() for d in dev],
+                     "want": [r.tolist() for r in ref],
+                     "group": [opt.group_state, base.group_state],
+                     "scalars": [[s.get("v") for s in opt.state], [s.get("v") for s in base.state]]}
+    json.dump(out, sys.stdout)
+''')
+
+
+def test_cuda_simulator_runs_every_pass(tmp_path):
+    """The CUDA backend runs the same passes (each reduction pass reads the earlier sums on the
+    device; the group's sums come back, are added and go out again)."""
+    pytest.importorskip("numba.cuda")
+    paths = [_spec(tmp_path, README_EXAMPLE, "stages_example"),
+             _spec(tmp_path, NESTED, "nested_norms")]
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run([sys.executable, "-c", SIMULATED_ROUNDS, *paths], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for path, case in json.loads(run.stdout).items():
+        for got, want in zip(case["got"], case["want"]):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12,
+                                       atol=1e-14, err_msg=path)
+        assert case["group"][0].keys() == case["group"][1].keys()
+        for key in case["group"][0]:
+            np.testing.assert_allclose(case["group"][0][key], case["group"][1][key], rtol=1e-12)
+        np.testing.assert_allclose(np.array(case["scalars"][0], dtype=float),
+                                   np.array(case["scalars"][1], dtype=float), rtol=1e-12)
+
+
+def _errors(tmp_path, text: str) -> list[SpecError]:
+    path = tmp_path / "bad.opt"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        check_file(path)
+    error = info.value
+    return error.errors if isinstance(error, SpecErrors) else [error]
+
+
+HEAD = "optimizer bad\nhyper lr = 0.01\nscalar v = 0\nscalar d = 1e-6 per-group\nstate m = 0\n"
+
+
+@pytest.mark.parametrize("update, line, column, words", [
+    ("  v = g^2\n", 7, 3, "scalar state 'v' holds one value per tensor"),
+    ("  v = sum(g) if g > 0\n", 7, 3, "scalar state 'v' holds one value per tensor"),
+    ("  d = max(d, norm(g))\n", 7, 3, "per-group state 'd' holds one value for the whole param "
+     "group"),
+    ("  d = d * v\n  v = sum(g)\n", 7, 3, "not from a per-tensor value"),
+    ("  d = 2 * m\n", 7, 3, "not from a per-element value"),
+    ("  v = sum(g) * epsilon\n", 7, 3, "not 'epsilon'"),
+    ("  m = row_mean(g / norm(g))\n", 7, 7, "row_mean() needs a per-row or per-col state"),
+])
+def test_what_cannot_be_scheduled_is_a_located_error(tmp_path, update, line, column, words):
+    errors = _errors(tmp_path, HEAD + "update:\n" + update + "  p = p - lr * g\n")
+    first = errors[0]
+    assert (first.span.line, first.span.column) == (line, column), str(first)
+    assert words in str(first)
+
+
+@pytest.mark.parametrize("update", [
+    "  v = b * v + sum(g^2)\n  u = g / sqrt(v + 1)\n  d = max(d, group_sum(abs(u)))\n",
+    "  v = mean(g / norm(g))\n  d = d + group_sum(g * v)\n",
+    "  d = max(d, group_norm(g / (norm(g) + 1)))\n  v = sum(g) / d\n",
+])
+def test_what_check_accepts_builds_and_steps(tmp_path, update):
+    """Levels mixed every way the rules allow: check accepts, and it builds and steps."""
+    text = ("optimizer ok\nhyper lr = 0.01\nhyper b = 0.5 in [0, 1)\nscalar v = 0\n"
+            "scalar d = 1e-6 per-group\nupdate:\n" + update + "  p = p - lr * d * g\n")
+    path = _spec(tmp_path, text, "ok")
+    check_file(path)
+    params, grads = _problem(4)
+    opt = optgen.optimizer(path, params)
+    for step in grads:
+        opt.step(step)
+    assert all(np.isfinite(p).all() for p in params)
