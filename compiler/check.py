@@ -34,6 +34,9 @@ BUILTIN_SYMBOLS = {
     # exist), and the machine epsilon of its dtype.
     "factored": Symbol("factored", Kind.CONSTANT, Type.BOOL, Level.HOST),
     "epsilon": Symbol("epsilon", Kind.CONSTANT, Type.NUMBER, Level.HOST),
+    "ndim": Symbol("ndim", Kind.CONSTANT, Type.NUMBER, Level.HOST),
+    # the element count, known per tensor (of the whole tensor where it is sharded)
+    "numel": Symbol("numel", Kind.CONSTANT, Type.NUMBER, Level.TENSOR),
 }
 # Function names are not reserved: `sum(x)` is a call and `sum` a name (Adagrad's state).
 # Nor are the generated code's own names (`range`, `numpy`, `cuda`, `h0`): spec names are
@@ -41,7 +44,7 @@ BUILTIN_SYMBOLS = {
 RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
 #: Host values known only once the step has a tensor in hand (its dimensions, its dtype): the
 #: host functions of the step's passes take them, but not state_inits or scalar_updates.
-TENSOR_HOST_VALUES = frozenset({"factored", "epsilon"})
+TENSOR_HOST_VALUES = frozenset({"factored", "epsilon", "ndim"})
 #: The most Newton-Schulz iterations orthogonalize() may run (each is three matmuls).
 MAX_MATRIX_STEPS = 100
 #: Keywords that begin a line (compiler/spec.lark): a name among them could be declared but

@@ -64,8 +64,10 @@ SHAPE_VALUES = (NUMEL, ROWS, COLS)
 #: dimensions (``factored``), and the machine epsilon of its dtype (``epsilon``).
 FACTORED = sp.Symbol("_factored")
 EPSILON = sp.Symbol("_eps", positive=True)
+#: The parameter's number of dimensions (``ndim``: 0 for a scalar).
+NDIM = sp.Symbol("_ndim", integer=True, nonnegative=True)
 #: In the order generated functions take them (after hypers, scalar states and input flags).
-TENSOR_FLAGS = (FACTORED, EPSILON)
+TENSOR_FLAGS = (FACTORED, EPSILON, NDIM)
 
 
 def _power(latex: str, exp: str | None) -> str:

@@ -21,7 +21,7 @@ import sympy as sp
 
 from ..runtime.kernels import (TensorStep, cast_host, host_value, run_group_step,
                                scalar_updates, tensor_flags)
-from .functions import EPSILON, FACTORED, SHAPE_VALUES, AxisMean, ReduceSum
+from .functions import EPSILON, FACTORED, NDIM, SHAPE_VALUES, AxisMean, ReduceSum
 from .lower import LoweredSpec
 
 
@@ -184,7 +184,7 @@ def _one_element(expr: sp.Basic) -> sp.Basic:
     expr = expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),  # GroupSum too
                         lambda e: e.args[0])
     return expr.xreplace({**{s: sp.Integer(1) for s in SHAPE_VALUES}, FACTORED: sp.false,
-                          EPSILON: FLOAT64_EPSILON})
+                          EPSILON: FLOAT64_EPSILON, NDIM: sp.Integer(1)})
 
 
 class NumericStepper(SymbolicStepper):

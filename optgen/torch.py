@@ -48,6 +48,7 @@ CLASS_NAMES = {
     "schedule_free_adamw": "ScheduleFreeAdamW", "adopt": "ADOPT", "signsgd": "SignSGD",
     "yogi": "Yogi", "adan": "Adan", "novograd": "NovoGrad", "prodigy": "Prodigy",
     "ademamix": "AdEMAMix", "dadapt_adam": "DAdaptAdam", "madgrad": "MADGRAD",
+    "mars": "MARS",
 }
 #: torch.optim keywords that pick an implementation; accepted so that a switch is one line.
 #: foreach and fused are ignored (optgen's kernel is always fused); capturable and

@@ -47,7 +47,8 @@ def is_factored(shape: tuple[int, ...]) -> bool:
 def tensor_flags(module: ModuleType, shape: tuple[int, ...], dtype: np.dtype) -> tuple:
     """The per-tensor values ``host_scalars`` and ``states_present`` take last
     (``TENSOR_FLAGS``): whether the parameter is factored, its dtype's machine epsilon."""
-    values = {"_factored": is_factored(shape), "_eps": np.float64(np.finfo(dtype).eps)}
+    values = {"_factored": is_factored(shape), "_eps": np.float64(np.finfo(dtype).eps),
+              "_ndim": len(shape)}
     return tuple(values[name] for name in module.TENSOR_FLAGS)
 
 

@@ -71,6 +71,8 @@ SETTINGS = {
     "prodigy": ({}, {}, {"lr": 0.3}),
     "dadapt_adam": ({"lr": 0.3}, {"lr": 0.3}, {"lr": 0.1}),
     "madgrad": ({"lr": 0.3}, {"lr": 0.1}, {"lr": 3e-3}),
+    # MARS steps vectors with lr_1d (and weight_decay_1d = 0.1): its defaults
+    "mars": ({}, {}, {}),
     # Muon steps matrices: x is stepped as a 1x2 view.
     "muon": tuple({"lr": 3e-3, "weight_decay": 0.0} for _ in range(3)),
 }

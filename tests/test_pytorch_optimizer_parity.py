@@ -1,5 +1,5 @@
 """Optimizers against pytorch-optimizer 4.1.0 (issue 13): the catalogue's Yogi, ADOPT, Adan, SignSGD
-NovoGrad (a per-tensor scalar state assigned from a reduction) and MADGRAD,
+NovoGrad (a per-tensor scalar state assigned from a reduction), MADGRAD and MARS,
 and AdEMAMix (with and without its warm-up horizon, a hyperparameter that defaults to none).
 
 25 steps on 0-d, empty, 1-D, 2-D, 3-D and 4-D parameters stepped together, every option the
@@ -64,6 +64,14 @@ REFERENCES = {
         {"weight_decay": 0.1}, {"weight_decay": 0.1, "weight_decouple": True},
         {"maximize": True, "lr": 0.0},
     ], ("grad_sum_sq", "s", "x0")),
+    # MARS: variance reduction on 2-D and larger params, AdamW on g for the others; L2 decay
+    # (weight_decouple=False) is tested below against the reference on g + weight_decay*p
+    "mars": (pytorch_optimizer.MARS, [
+        {}, {"mars_type": "lion", "lr": 1e-3}, {"optimize_1d": True, "gamma": 0.1},
+        {"weight_decay": 0.1, "weight_decay_1d": 0.0}, {"weight_decay": 0.1, "fixed_decay": True},
+        {"ams_bound": True, "betas": (0.9, 0.95)}, {"cautious": True},
+        {"maximize": True, "lr_1d": 1e-2, "betas_1d": (0.8, 0.9)},
+    ], ("exp_avg", "exp_avg_sq", "last_grad", "max_exp_avg_sq")),
     "signsgd": (pytorch_optimizer.SignSGD, [
         {}, {"momentum": 0.0}, {"lr": 1e-2, "weight_decay": 0.1},
         {"weight_decay": 0.1, "weight_decouple": False, "momentum": 0.5}, {"maximize": True},
@@ -124,3 +132,32 @@ def test_adan_maximize_is_minimizing_the_negated_gradient(backend):
         minimizing.step([-g for g in step])
     for a, b in zip(up, down):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("hypers", [{"weight_decay": 0.1}, {"weight_decay": 0.1, "optimize_1d": True,
+                                                            "mars_type": "lion"}])
+def test_mars_l2_decay_is_the_gradient_of_the_regularized_loss(hypers, dtype):
+    """MARS with weight_decouple=False steps on g + weight_decay*p (weight_decay_1d*p for the
+    1-d params), as the reference steps without decay on that gradient. (The reference adds the
+    term after computing its update, where only its stored previous gradient sees it.)"""
+    rng = np.random.default_rng(0)
+    params = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    tparams = [torch.nn.Parameter(torch.tensor(p)) for p in params]
+    opt = optgen.optimizer("mars", params, weight_decouple=False, **hypers)
+    plain = {k: v for k, v in hypers.items() if k != "weight_decay"}
+    ref = pytorch_optimizer.MARS(tparams, foreach=False, weight_decay=0.0, weight_decay_1d=0.0,
+                                 **plain)
+    for grads in _gradients(dtype):
+        for p, g in zip(tparams, grads):
+            mixed = hypers.get("optimize_1d", False) or p.dim() >= 2
+            decay = hypers["weight_decay"] if mixed else 0.1
+            p.grad = torch.tensor(g) + decay * p.detach()
+        opt.step(grads)
+        ref.step()
+    tol = TOLERANCES[dtype]
+    for i, (got, want) in enumerate(zip(params, tparams)):
+        np.testing.assert_allclose(got, want.detach().numpy(), **tol, err_msg=f"params[{i}]")
+        np.testing.assert_allclose(opt.state[i]["last_grad"],
+                                   ref.state[want]["last_grad"].numpy(), **tol)

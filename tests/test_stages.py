@@ -270,3 +270,22 @@ def test_what_check_accepts_builds_and_steps(tmp_path, update):
     for step in grads:
         opt.step(step)
     assert all(np.isfinite(p).all() for p in params)
+
+
+SHAPE_BUILTINS = """\
+optimizer shape_builtins
+hyper lr = 0.1 in [0, inf)
+update:
+  p = p - lr * (ndim + 1) * g / numel
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_numel_and_ndim_are_the_tensors(tmp_path, backend):
+    params, grads = _problem(5)
+    want = [p - 0.1 * (p.ndim + 1) * g / max(p.size, 1) for p, g in zip(params, grads[0])]
+    opt = optgen.optimizer(_spec(tmp_path, SHAPE_BUILTINS, "shape_builtins"), params,
+                           backend=backend)
+    opt.step(grads[0])
+    for got, expected in zip(params, want):
+        np.testing.assert_allclose(got, expected, rtol=1e-15)

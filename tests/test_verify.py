@@ -153,6 +153,11 @@ EXPECTED = {
                 "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
                 "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",
                 "no-momentum-is-dual-averaging": "proved"},
+    # MARS's one-element tensor is a vector: AdamW with weight_decay_1d = 0.1 by default, so
+    # g = 0 still decays p, and the first step is not lr in size
+    "mars": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
+             "scale-invariance": "unknown", "zero-grad-fixed-point": "refuted",
+             "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
     # AdEMAMix's slow momentum adds alpha*(1 - b3)*g to the first step
     "ademamix": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
                  "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
