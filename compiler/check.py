@@ -91,6 +91,7 @@ class _Checker:
         self.scalar_states: set[str] = set()  # states holding one value per tensor or group
         self.group_states: set[str] = set()   # those holding one value per param group
         self.tensor_scalar_names: set[str] = set()  # temporaries read from per-tensor scalars
+        self.matrix_names: set[str] = set()  # names holding a matrix operation's result
         # names computed from the per-tensor host values (factored, epsilon, has_<input>)
         self.tensor_host_names: set[str] = set()
         self.costs: dict[str, bounds.Cost] = {}  # each assigned name's value, as SymPy will hold it
@@ -476,6 +477,7 @@ class _Checker:
                 self._track(stmt, self.per_tensor_names, self._per_tensor_read)
                 self._track(stmt, self.tensor_host_names, self._tensor_host_read)
                 self._track(stmt, self.tensor_scalar_names, self._tensor_scalar_read)
+                self._track(stmt, self.matrix_names, self._matrix_read)
             assigns_p |= stmt.target == "p"
             if value is not None and (stmt.condition is None or cond is not None):
                 self._measure_assignment(stmt)
@@ -497,6 +499,17 @@ class _Checker:
             names.add(stmt.target)
         elif stmt.condition is None:
             names.discard(stmt.target)
+
+    def _matrix_read(self, expr: n.Expr) -> str | None:
+        """What in ``expr`` is a matrix operation's result (orthogonalize()), or a name
+        computed from one: the reduction passes run before the matrix stage."""
+        for call in _call_names(expr):
+            if FUNCTIONS[call].matrix:
+                return f"{call}()"
+        for name in _names(expr):
+            if name in self.matrix_names:
+                return f"'{name}'"
+        return None
 
     def _tensor_scalar_read(self, expr: n.Expr) -> str | None:
         """What in ``expr`` is a per-tensor scalar state (or a name computed from one): a host
@@ -765,6 +778,10 @@ class _Checker:
                 if spec.reduction:
                     if _calls(args[0], lambda f: FUNCTIONS[f].matrix):
                         self.error(f"{func}() of a matrix operation is not supported", expr.span)
+                        return None
+                    if inner := self._matrix_read(args[0]):
+                        self.error(f"{func}() of a matrix operation's result is not supported "
+                                   f"(its argument reads {inner})", expr.span)
                         return None
                     # A reduction of a value computed from another reduction is summed in a
                     # later pass (the planner's rounds).

@@ -243,6 +243,7 @@ def _spec_names(module) -> set[str]:
     def names(attribute):
         return set(getattr(module, attribute, ()))  # a schedule has hypers only
     return ({"p", "g", "t"} | names("HYPER_ARGS") | names("ARRAYS") | names("SCALARS")
+            | names("GROUP_SCALARS")
             | {f"has_{name}" for name in names("INPUTS")}
             | {n for n, _ in getattr(module, "AXIS_STATES", ())})
 
