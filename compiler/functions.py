@@ -26,11 +26,61 @@ class Function:
     takes_optional: bool = False   # first argument is a tuple item that may be None
 
 
+class Select(sp.Function):
+    """``Select(c, a, b)``: a where the condition c holds, else b, per element: a Piecewise
+    inside a sum's argument.
+
+    A Piecewise there is not safe: SymPy folds every Piecewise out of the functions around it
+    whenever a condition containing one is built (``ExprCondPair`` calls ``piecewise_fold``),
+    so ``sum(where(g > 0, g, 0)) > 0`` became ``sum(g) > 0 and g > 0`` per element — a sum of
+    the wrong values, and a per-element condition in host code. SymPy does not fold a Select;
+    printers and the verifier read it as the Piecewise it stands for, once no sum is around it.
+    """
+
+    nargs = 3
+    is_real = True
+
+    @classmethod
+    def eval(cls, condition, then, otherwise):
+        if condition == sp.true:
+            return then
+        if condition == sp.false:
+            return otherwise
+        return None
+
+    def as_piecewise(self) -> sp.Piecewise:
+        condition, then, otherwise = self.args
+        return sp.Piecewise((then, condition), (otherwise, True), evaluate=False)
+
+    def _latex(self, printer, exp=None):
+        return _power(printer._print(self.as_piecewise()), exp)
+
+
+def _selects(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with each Piecewise written as nested :class:`Select` calls."""
+    if isinstance(expr, sp.Piecewise):
+        result = sp.nan  # a Piecewise with no true branch is undefined past its last one
+        for value, condition in reversed(expr.args):
+            result = (_selects(value) if condition == sp.true
+                      else Select(_selects(condition), _selects(value), result))
+        return result
+    if not expr.args or not expr.has(sp.Piecewise):
+        return expr
+    return expr.func(*map(_selects, expr.args))
+
+
+def without_selects(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with each :class:`Select` back as a Piecewise (where no sum is around it)."""
+    return expr.replace(lambda e: isinstance(e, Select), lambda e: e.as_piecewise()) \
+        if expr.has(Select) else expr
+
+
 class ReduceSum(sp.Function):
     """The sum of an element expression over every element of the tensor.
 
     Kept unevaluated through lowering; the planner gives each one a reduction pass. For the
-    verifier's one-element tensors it is the expression itself.
+    verifier's one-element tensors it is the expression itself. A Piecewise in its argument
+    becomes a :class:`Select` (see there).
     """
 
     nargs = 1
@@ -38,6 +88,12 @@ class ReduceSum(sp.Function):
     # A value of the tensor, not a number even of a constant (SymPy's Min/Max refuse a
     # "number" they cannot compare: max(sum(0.5), 2))
     is_number = False
+
+    @classmethod
+    def eval(cls, x):
+        if x.has(sp.Piecewise):
+            return cls(_selects(x))
+        return None
 
 
 class GroupSum(ReduceSum):

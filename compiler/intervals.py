@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .functions import Select
+
 _OO = sp.oo
 _ROUND = 30  # digits an irrational end is computed to before it is rounded outward
 
@@ -430,6 +432,8 @@ def _bound_function(expr, box) -> Span | None:
         lo = -_OO if a.lo == -_OO else sp.ceiling(a.lo) + (
             1 if a.lo.is_integer and a.lo_open else 0)
         return Span(lo, _OO if a.hi == _OO else sp.ceiling(a.hi))
+    if isinstance(expr, Select):
+        expr = expr.as_piecewise()
     if isinstance(expr, sp.Piecewise):
         values = [_bound(value, box) for value, _ in expr.args]
         if any(v is None for v in values):

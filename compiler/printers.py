@@ -60,6 +60,9 @@ class _BasePrinter(NumPyPrinter):
     def _print_sign(self, expr):
         return f"{self._module_format(self._module + '.sign')}({self._print(expr.args[0])})"
 
+    def _print_Select(self, expr):
+        return self._print(expr.as_piecewise())
+
     def _ternary(self, expr: sp.Piecewise) -> str:
         """Nested ``(a if c else b)``; a Piecewise always ends in a True branch here."""
         *pieces, (last, cond) = expr.args

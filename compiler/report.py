@@ -34,6 +34,9 @@ class ReportMathMLPrinter(MathMLPresentationPrinter):
         mi.appendChild(self.dom.createTextNode(name))
         return mi
 
+    def _print_Select(self, expr):
+        return self._print(expr.as_piecewise())
+
     def _print_Piecewise(self, expr):
         row = self.dom.createElement("mrow")
         table = self.dom.createElement("mtable")  # the page draws the brace as a left rule

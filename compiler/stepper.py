@@ -21,7 +21,8 @@ import sympy as sp
 
 from ..runtime.kernels import (TensorStep, cast_host, host_value, run_group_step,
                                scalar_updates, tensor_flags)
-from .functions import EPSILON, FACTORED, NDIM, SHAPE_VALUES, AxisMean, ReduceSum
+from .functions import (EPSILON, FACTORED, NDIM, SHAPE_VALUES, AxisMean, ReduceSum,
+                        without_selects)
 from .lower import LoweredSpec
 
 
@@ -181,8 +182,8 @@ def _one_element(expr: sp.Basic) -> sp.Basic:
     """A one-element float64 vector: a sum or a mean is its only term, every size is 1, it is
     not factored. (Matrix operations stay opaque functions: claims that need their value end
     unknown.)"""
-    expr = expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),  # GroupSum too
-                        lambda e: e.args[0])
+    expr = without_selects(expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),
+                                        lambda e: e.args[0]))  # GroupSum too
     return expr.xreplace({**{s: sp.Integer(1) for s in SHAPE_VALUES}, FACTORED: sp.false,
                           EPSILON: FLOAT64_EPSILON, NDIM: sp.Integer(1)})
 

@@ -69,7 +69,7 @@ SCALARS_READ_TENSOR = False
 #: group's sums; host_scalars takes them after the scalar states.
 GROUP_SCALARS = ()
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (True, False, False, False, False, False, False, True, False, True, False, False, True, False)
+HOST_IS_BOOL = (True, False, False, False, False, True, False, True, False, False, False, False, True, False)
 #: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
 #: shape values it takes after them (of _n, _rows, _cols).
 REDUCTIONS = 2
@@ -93,23 +93,23 @@ PRESENCE_HYPERS = ()
 #: Factored states, one value per row ("row": shape (..., R, 1)) or column ("col": (..., 1, C)),
 #: kept by the runtime beside ARRAYS; axis_stage updates them and returns AXIS_ARRAYS' values.
 AXIS_STATES = (('row_var', 'row'), ('col_var', 'col'))
-AXIS_ARRAYS = ('_ax0', '_ax1', '_ax2')
+AXIS_ARRAYS = ('_ax0', '_ax1', '_ax2', '_ax3', '_ax4', '_ax5')
 #: Each one's shape: "full", or one value per "row", "col" or "matrix". The CPU kernels read
 #: the others by index in a row/column loop nest and then take the last two sizes (NESTS).
-AXIS_CLASSES = ('matrix', 'row', 'col')
+AXIS_CLASSES = ('matrix', 'row', 'col', 'matrix', 'row', 'col')
 NESTS = True
 #: Whether axis_cpu runs the factored stage on the CPU (else the NumPy axis_stage does), and
 #: per scratch array the factored state (index into AXIS_STATES) whose new value it equals, or
 #: -1: the runtime hands the passes that state instead, and axis_cpu does not write it.
 AXIS_CPU = True
-AXIS_ALIASES = (-1, 0, 1)
+AXIS_ALIASES = (-1, -1, -1, -1, 0, 1)
 #: Whether step_many_cpu (and reduce_many_cpu) step a whole table of tensors in one call.
 MANY = False
 #: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
 #: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
 #: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
 #: and of those written). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('axis', ((9, True),), 1, 0, ('row', 'col'), ('row', 'col', 'matrix')), ('reduce', ((9, True), (0, False)), 2, 0, ('matrix', 'row', 'col'), ()), ('reduce', ((9, False), (0, True)), 3, 0, (), ()), ('step', ((9, True), (0, False)), 2, 1, ('matrix', 'row', 'col'), ()), ('step', ((9, False), (0, True)), 3, 2, (), ()))
+TRAFFIC = (('axis', ((5, True),), 1, 0, ('row', 'col'), ('row', 'col', 'matrix', 'row', 'col', 'matrix')), ('reduce', ((5, True), (0, False)), 2, 0, ('matrix', 'row', 'col'), ()), ('reduce', ((5, False), (0, True)), 3, 0, (), ()), ('step', ((5, True), (0, False)), 2, 1, ('matrix', 'row', 'col'), ()), ('step', ((5, False), (0, True)), 3, 2, (), ()))
 
 
 def host_scalars(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_, _factored, _eps):
@@ -117,7 +117,7 @@ def host_scalars(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximiz
     t_ = numpy.float64(t_)
     _c0 = ((_eps) if numpy.isnan(eps1_) else (eps1_))
     _c1 = t_**beta2_decay_
-    return ((not _factored), 0, -lr_*weight_decay_ + 1, 1, _c0**2, _c0, _c1, (_c1 < 1/2), _c1 - 1, _factored, 1/d_, eps2_, maximize_, -numpy.minimum(lr_, 1/numpy.sqrt(t_)),)
+    return ((not _factored), 0, -lr_*weight_decay_ + 1, 1, _c0**2, _factored, _c0, (_c1 < 1/2), _c1, _c1 - 1, 1/d_, eps2_, maximize_, -numpy.minimum(lr_, 1/numpy.sqrt(t_)),)
 
 
 def state_inits(p_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
@@ -169,17 +169,22 @@ def axis_stage(p_, g_, variance_, row_var_, col_var_, _h0, _h1, _h2, _h3, _h4, _
     _e0 = _g_**2
     _e1 = numpy.mean(_e0, axis=-1, keepdims=True)
     _e2 = _e1 - _row_var_
-    _e3 = ((_e2*_h6 + _row_var_) if _h7 else (_e1 + _e2*_h8))
-    _e4 = numpy.mean(_e0, axis=-2, keepdims=True)
-    _e5 = _e4 - _col_var_
-    _e6 = ((_e5*_h6 + _col_var_) if _h7 else (_e4 + _e5*_h8))
-    row_var_[...] = _e3
-    col_var_[...] = _e6
-    return (numpy.maximum(_h5, numpy.mean(_e3, axis=-2, keepdims=True)), _e3, _e6,)
+    _e3 = _e2*_h8 + _row_var_
+    _e4 = _e1 + _e2*_h9
+    _e5 = ((_e3) if _h7 else (_e4))
+    _e6 = numpy.mean(_e0, axis=-2, keepdims=True)
+    _e7 = _e6 - _col_var_
+    _e8 = _e7*_h8 + _col_var_
+    _e9 = _e6 + _e7*_h9
+    _e10 = ((_e8) if _h7 else (_e9))
+    _e11 = ((_e3) if _h7 else (_e4))
+    row_var_[...] = _e5
+    col_var_[...] = _e10
+    return (numpy.maximum(_h6, numpy.mean(_e11, axis=-2, keepdims=True)), _e11, ((_e8) if _h7 else (_e9)), numpy.maximum(_h6, numpy.mean(_e5, axis=-2, keepdims=True)), _e5, _e10,)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _nrows, _ncols, _kpm, _tpm, _rb, _across):
+def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _nrows, _ncols, _kpm, _tpm, _rb, _across):
     """Numba CPU backend of axis_stage, over flat arrays (the per-row, per-column and
     per-matrix ones in their own sizes): one sweep over each matrix's elements for its row and
     column means, then its per-row, per-column and per-matrix values. Tiles of ``_kpm`` whole
@@ -197,7 +202,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
             _terms = numpy.empty((1, _ncols))
             _rowmean = numpy.empty((1, _nrows, _kpm), p_.dtype)
             _colmean = numpy.empty((1, _ncols, _kpm), p_.dtype)
-            _matmean = numpy.empty((1, _kpm), p_.dtype)
+            _matmean = numpy.empty((2, _kpm), p_.dtype)
             _matacc = numpy.empty(_kpm)
             if _across:
                 for _r in range(_nrows):
@@ -258,7 +263,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t1x0 = _mean0 - _row_var_
-                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+                        _matacc[_mm] += ((_h8*_t1x0 + _row_var_) if _h7 else (_h9*_t1x0 + _mean0))
             else:
                 for _mm in range(_mcount):
                     _m = _mfirst + _mm
@@ -266,9 +271,11 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t1x0 = _mean0 - _row_var_
-                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+                        _matacc[_mm] += ((_h8*_t1x0 + _row_var_) if _h7 else (_h9*_t1x0 + _mean0))
             for _mm in range(_mcount):
                 _matmean[0, _mm] = _matacc[_mm] / _nrows
+            for _mm in range(_mcount):
+                _matacc[_mm] = 0.0
             if _across:
                 for _r in range(_nrows):
                     for _mm in range(_mcount):
@@ -276,8 +283,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t2x0 = _mean0 - _row_var_
-                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
-                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        _matacc[_mm] += ((_h8*_t2x0 + _row_var_) if _h7 else (_h9*_t2x0 + _mean0))
             else:
                 for _mm in range(_mcount):
                     _m = _mfirst + _mm
@@ -285,30 +291,67 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t2x0 = _mean0 - _row_var_
-                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
-                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        _matacc[_mm] += ((_h8*_t2x0 + _row_var_) if _h7 else (_h9*_t2x0 + _mean0))
+            for _mm in range(_mcount):
+                _matmean[1, _mm] = _matacc[_mm] / _nrows
+            if _across:
+                for _r in range(_nrows):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t3x0 = _mean0 - _row_var_
+                        _t3x1 = _h8*_t3x0 + _row_var_
+                        _t3x2 = _h9*_t3x0 + _mean0
+                        _o0x = ((_t3x1) if _h7 else (_t3x2))
+                        _o1x = ((_t3x1) if _h7 else (_t3x2))
+                        _ax1[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o1x
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_nrows):
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t3x0 = _mean0 - _row_var_
+                        _t3x1 = _h8*_t3x0 + _row_var_
+                        _t3x2 = _h9*_t3x0 + _mean0
+                        _o0x = ((_t3x1) if _h7 else (_t3x2))
+                        _o1x = ((_t3x1) if _h7 else (_t3x2))
+                        _ax1[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o1x
             if _across:
                 for _c in range(_ncols):
                     for _mm in range(_mcount):
                         _m = _mfirst + _mm
                         _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
                         _mean1 = _colmean[0, _c, _mm]
-                        _t3x0 = _mean1 - _col_var_
-                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
-                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        _t4x0 = _mean1 - _col_var_
+                        _t4x1 = _h8*_t4x0 + _col_var_
+                        _t4x2 = _h9*_t4x0 + _mean1
+                        _o0y = ((_t4x1) if _h7 else (_t4x2))
+                        _o1y = ((_t4x1) if _h7 else (_t4x2))
+                        _ax2[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o1y
             else:
                 for _mm in range(_mcount):
                     _m = _mfirst + _mm
                     for _c in range(_ncols):
                         _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
                         _mean1 = _colmean[0, _c, _mm]
-                        _t3x0 = _mean1 - _col_var_
-                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
-                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        _t4x0 = _mean1 - _col_var_
+                        _t4x1 = _h8*_t4x0 + _col_var_
+                        _t4x2 = _h9*_t4x0 + _mean1
+                        _o0y = ((_t4x1) if _h7 else (_t4x2))
+                        _o1y = ((_t4x1) if _h7 else (_t4x2))
+                        _ax2[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o1y
             for _mm in range(_mcount):
                 _m = _mfirst + _mm
                 _mean2 = _matmean[0, _mm]
-                _ax0[numpy.uint64(_m)] = numpy.maximum(_h5, _mean2)
+                _mean3 = _matmean[1, _mm]
+                _ax0[numpy.uint64(_m)] = numpy.maximum(_h6, _mean2)
+                _ax3[numpy.uint64(_m)] = numpy.maximum(_h6, _mean3)
     else:
         _rowsums = numpy.empty((1, _nmat * _nrows))
         _colpart = numpy.zeros((1, _nmat * _tpm, _ncols))
@@ -351,7 +394,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
             _mcount = 1
             _rowmean = numpy.empty((1, _nrows, 1), p_.dtype)
             _colmean = numpy.empty((1, _ncols, 1), p_.dtype)
-            _matmean = numpy.empty((1, 1), p_.dtype)
+            _matmean = numpy.empty((2, 1), p_.dtype)
             _matacc = numpy.empty(1)
             for _k in range(1):
                 for _r in range(_nrows):
@@ -371,7 +414,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t1x0 = _mean0 - _row_var_
-                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+                        _matacc[_mm] += ((_h8*_t1x0 + _row_var_) if _h7 else (_h9*_t1x0 + _mean0))
             else:
                 for _mm in range(_mcount):
                     _m = _mfirst + _mm
@@ -379,9 +422,11 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t1x0 = _mean0 - _row_var_
-                        _matacc[_mm] += ((_h6*_t1x0 + _row_var_) if _h7 else (_h8*_t1x0 + _mean0))
+                        _matacc[_mm] += ((_h8*_t1x0 + _row_var_) if _h7 else (_h9*_t1x0 + _mean0))
             for _mm in range(_mcount):
                 _matmean[0, _mm] = _matacc[_mm] / _nrows
+            for _mm in range(_mcount):
+                _matacc[_mm] = 0.0
             if _across:
                 for _r in range(_nrows):
                     for _mm in range(_mcount):
@@ -389,8 +434,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t2x0 = _mean0 - _row_var_
-                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
-                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        _matacc[_mm] += ((_h8*_t2x0 + _row_var_) if _h7 else (_h9*_t2x0 + _mean0))
             else:
                 for _mm in range(_mcount):
                     _m = _mfirst + _mm
@@ -398,34 +442,71 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _h0, _h1, 
                         _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
                         _mean0 = _rowmean[0, _r, _mm]
                         _t2x0 = _mean0 - _row_var_
-                        _o0x = ((_h6*_t2x0 + _row_var_) if _h7 else (_h8*_t2x0 + _mean0))
-                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        _matacc[_mm] += ((_h8*_t2x0 + _row_var_) if _h7 else (_h9*_t2x0 + _mean0))
+            for _mm in range(_mcount):
+                _matmean[1, _mm] = _matacc[_mm] / _nrows
+            if _across:
+                for _r in range(_nrows):
+                    for _mm in range(_mcount):
+                        _m = _mfirst + _mm
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t3x0 = _mean0 - _row_var_
+                        _t3x1 = _h8*_t3x0 + _row_var_
+                        _t3x2 = _h9*_t3x0 + _mean0
+                        _o0x = ((_t3x1) if _h7 else (_t3x2))
+                        _o1x = ((_t3x1) if _h7 else (_t3x2))
+                        _ax1[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o1x
+            else:
+                for _mm in range(_mcount):
+                    _m = _mfirst + _mm
+                    for _r in range(_nrows):
+                        _row_var_ = row_var_[numpy.uint64(_m * _nrows + _r)]
+                        _mean0 = _rowmean[0, _r, _mm]
+                        _t3x0 = _mean0 - _row_var_
+                        _t3x1 = _h8*_t3x0 + _row_var_
+                        _t3x2 = _h9*_t3x0 + _mean0
+                        _o0x = ((_t3x1) if _h7 else (_t3x2))
+                        _o1x = ((_t3x1) if _h7 else (_t3x2))
+                        _ax1[numpy.uint64(_m * _nrows + _r)] = _o0x
+                        row_var_[numpy.uint64(_m * _nrows + _r)] = _o1x
             if _across:
                 for _c in range(_ncols):
                     for _mm in range(_mcount):
                         _m = _mfirst + _mm
                         _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
                         _mean1 = _colmean[0, _c, _mm]
-                        _t3x0 = _mean1 - _col_var_
-                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
-                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        _t4x0 = _mean1 - _col_var_
+                        _t4x1 = _h8*_t4x0 + _col_var_
+                        _t4x2 = _h9*_t4x0 + _mean1
+                        _o0y = ((_t4x1) if _h7 else (_t4x2))
+                        _o1y = ((_t4x1) if _h7 else (_t4x2))
+                        _ax2[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o1y
             else:
                 for _mm in range(_mcount):
                     _m = _mfirst + _mm
                     for _c in range(_ncols):
                         _col_var_ = col_var_[numpy.uint64(_m * _ncols + _c)]
                         _mean1 = _colmean[0, _c, _mm]
-                        _t3x0 = _mean1 - _col_var_
-                        _o0y = ((_h6*_t3x0 + _col_var_) if _h7 else (_h8*_t3x0 + _mean1))
-                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        _t4x0 = _mean1 - _col_var_
+                        _t4x1 = _h8*_t4x0 + _col_var_
+                        _t4x2 = _h9*_t4x0 + _mean1
+                        _o0y = ((_t4x1) if _h7 else (_t4x2))
+                        _o1y = ((_t4x1) if _h7 else (_t4x2))
+                        _ax2[numpy.uint64(_m * _ncols + _c)] = _o0y
+                        col_var_[numpy.uint64(_m * _ncols + _c)] = _o1y
             for _mm in range(_mcount):
                 _m = _mfirst + _mm
                 _mean2 = _matmean[0, _mm]
-                _ax0[numpy.uint64(_m)] = numpy.maximum(_h5, _mean2)
+                _mean3 = _matmean[1, _mm]
+                _ax0[numpy.uint64(_m)] = numpy.maximum(_h6, _mean2)
+                _ax3[numpy.uint64(_m)] = numpy.maximum(_h6, _mean3)
 
-def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n):
+def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n):
     """Reference backend: the per-tensor sums, in float64."""
-    if _h9 and not _h0:
+    if _h5 and not _h0:
         _p_ = p_
         _g_ = g_
         _y0 = _ax0
@@ -438,18 +519,18 @@ def reduce_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _
         _variance_ = variance_
         _e0 = _g_**2
         _e1 = _e0 - _variance_
-        return (numpy.sum(numpy.broadcast_to(_e0/numpy.maximum(_h4, ((_e1*_h6 + _variance_) if _h7 else (_e0 + _e1*_h8))), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64),)
+        return (numpy.sum(numpy.broadcast_to(_e0/numpy.maximum(_h4, ((_e1*_h8 + _variance_) if _h7 else (_e0 + _e1*_h9))), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64),)
 
-def step_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n):
+def step_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
-    if _h9 and not _h0:
+    if _h5 and not _h0:
         _p_ = p_.copy()
         _g_ = g_
-        _y0 = _ax0
-        _y1 = _ax1
-        _y2 = _ax2
+        _y3 = _ax3
+        _y4 = _ax4
+        _y5 = _ax5
         _e0 = 1/numpy.sqrt(_n)
-        p_[...] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
+        p_[...] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y4*_y5/_y3))) + _h2*_p_
     else:
         _p_ = p_.copy()
         _g_ = g_
@@ -457,18 +538,18 @@ def step_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5
         _e0 = 1/numpy.sqrt(_n)
         _e1 = _g_**2
         _e2 = _e1 - _variance_
-        _e3 = ((_e2*_h6 + _variance_) if _h7 else (_e1 + _e2*_h8))
+        _e3 = ((_e2*_h8 + _variance_) if _h7 else (_e1 + _e2*_h9))
         p_[...] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.sqrt(numpy.maximum(_e3, _h4))*numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))) + _h2*_p_
         variance_[...] = _e3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _nrows, _ncols, _kpm, _tpm, _rb, _across, _partials):
+def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _nrows, _ncols, _kpm, _tpm, _rb, _across, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-    if _h9 and not _h0:
+    if _h5 and not _h0:
         _nmat = p_.shape[0] // (_nrows * _ncols)
         if _across:
             for _tile in numba.prange((_nmat + _kpm - 1) // _kpm):
@@ -613,7 +694,7 @@ def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5
                 _variance_ = variance_[_i]
                 _e0 = _g_**2
                 _e1 = _e0 - _variance_
-                _terms[0, _j] = _e0/numpy.maximum(_h4, ((_e1*_h6 + _variance_) if _h7 else (_e0 + _e1*_h8)))
+                _terms[0, _j] = _e0/numpy.maximum(_h4, ((_e1*_h8 + _variance_) if _h7 else (_e0 + _e1*_h9)))
                 _terms[1, _j] = _p_**2
             _stop = _count // 8 * 8
             _s0 = 0.0
@@ -660,9 +741,9 @@ def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5
             _partials[_b, 1] = _a1
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n, _nrows, _ncols, _kpm, _tpm, _rb, _across):
+def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _r0, _r1, _n, _nrows, _ncols, _kpm, _tpm, _rb, _across):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    if _h9 and not _h0:
+    if _h5 and not _h0:
         _nmat = p_.shape[0] // (_nrows * _ncols)
         if _across:
             for _tile in numba.prange((_nmat + _kpm - 1) // _kpm):
@@ -676,14 +757,14 @@ def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, 
                             _m = _mfirst + _mm
                             _row = _m * _nrows + _r
                             _i = numpy.uint64(_row * _ncols + _c)
-                            _y0 = _ax0[numpy.uint64(_m)]
-                            _y1 = _ax1[numpy.uint64(_row)]
-                            _y2 = _ax2[numpy.uint64(_m * _ncols + _c)]
+                            _y3 = _ax3[numpy.uint64(_m)]
+                            _y4 = _ax4[numpy.uint64(_row)]
+                            _y5 = _ax5[numpy.uint64(_m * _ncols + _c)]
                             _p_ = p_[_i]
                             _g_ = g_[_i]
                             _at = numpy.uint64((_r * _ncols + _c) * _mcount + _mm)
                             _e0 = numpy.reciprocal(numpy.sqrt(_n))
-                            p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
+                            p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y4*_y5/_y3))) + _h2*_p_
         else:
             for _tile in numba.prange((_nmat + _kpm - 1) // _kpm * _tpm):
                 _mt = _tile // _tpm
@@ -698,14 +779,14 @@ def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, 
                         for _c in range(_ncols):
                             _row = _m * _nrows + _r
                             _i = numpy.uint64(_row * _ncols + _c)
-                            _y0 = _ax0[numpy.uint64(_m)]
-                            _y1 = _ax1[numpy.uint64(_row)]
-                            _y2 = _ax2[numpy.uint64(_m * _ncols + _c)]
+                            _y3 = _ax3[numpy.uint64(_m)]
+                            _y4 = _ax4[numpy.uint64(_row)]
+                            _y5 = _ax5[numpy.uint64(_m * _ncols + _c)]
                             _p_ = p_[_i]
                             _g_ = g_[_i]
                             _at = _i - _start
                             _e0 = numpy.reciprocal(numpy.sqrt(_n))
-                            p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
+                            p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))*numpy.sqrt(numpy.maximum(_h4, _y4*_y5/_y3))) + _h2*_p_
     else:
         for _i in numba.prange(p_.shape[0]):
             _p_ = p_[_i]
@@ -714,7 +795,7 @@ def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, 
             _e0 = numpy.reciprocal(numpy.sqrt(_n))
             _e1 = _g_**2
             _e2 = _e1 - _variance_
-            _e3 = ((_e2*_h6 + _variance_) if _h7 else (_e1 + _e2*_h8))
+            _e3 = ((_e2*_h8 + _variance_) if _h7 else (_e1 + _e2*_h9))
             p_[_i] = _h13*((-_g_) if _h12 else (_g_))*numpy.maximum(_h11, _e0*numpy.sqrt(_r1))/(numpy.sqrt(numpy.maximum(_e3, _h4))*numpy.maximum(_h3, _e0*_h10*numpy.sqrt(_r0))) + _h2*_p_
             variance_[_i] = _e3
 
@@ -748,18 +829,18 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums):
+    def step_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums):
         _r0 = _sums[0]
         _r1 = _sums[1]
         for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
-            if _h9 and not _h0:
+            if _h5 and not _h0:
                 _p_ = p_[_i]
                 _g_ = g_[_i]
-                _y0 = _ax0[_i]
-                _y1 = _ax1[_i]
-                _y2 = _ax2[_i]
+                _y3 = _ax3[_i]
+                _y4 = _ax4[_i]
+                _y5 = _ax5[_i]
                 _e0 = _reciprocal(_sqrt(_n))
-                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*_sqrt(_r1))/(_maximum(_h3, _e0*_h10*_sqrt(_r0))*_sqrt(_maximum(_h4, _y1*_y2/_y0))) + _h2*_p_
+                p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*_sqrt(_r1))/(_maximum(_h3, _e0*_h10*_sqrt(_r0))*_sqrt(_maximum(_h4, _y4*_y5/_y3))) + _h2*_p_
             else:
                 _p_ = p_[_i]
                 _g_ = g_[_i]
@@ -767,20 +848,20 @@ def _make_cuda_kernels():
                 _e0 = _reciprocal(_sqrt(_n))
                 _e1 = _g_**2
                 _e2 = _e1 - _variance_
-                _e3 = ((_e2*_h6 + _variance_) if _h7 else (_e1 + _e2*_h8))
+                _e3 = ((_e2*_h8 + _variance_) if _h7 else (_e1 + _e2*_h9))
                 p_[_i] = _h13*((-_g_) if _h12 else (_g_))*_maximum(_h11, _e0*_sqrt(_r1))/(_sqrt(_maximum(_e3, _h4))*_maximum(_h3, _e0*_h10*_sqrt(_r0))) + _h2*_p_
                 variance_[_i] = _e3
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums, _partials):
+    def reduce_cuda(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _sums, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
         _a0 = 0.0
         _a1 = 0.0
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
-            if _h9 and not _h0:
+            if _h5 and not _h0:
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _y0 = _ax0[_i]
@@ -794,7 +875,7 @@ def _make_cuda_kernels():
                 _variance_ = variance_[_i]
                 _e0 = _g_**2
                 _e1 = _e0 - _variance_
-                _a0 += _e0/_maximum(_h4, ((_e1*_h6 + _variance_) if _h7 else (_e0 + _e1*_h8)))
+                _a0 += _e0/_maximum(_h4, ((_e1*_h8 + _variance_) if _h7 else (_e0 + _e1*_h9)))
                 _a1 += _p_**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0

@@ -78,17 +78,17 @@ SCALARS_READ_TENSOR = False
 #: group's sums; host_scalars takes them after the scalar states.
 GROUP_SCALARS = ('d', 'numerator_weighted')
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (False, False, True, False, False, False, False, False, True, True, True, True, True, False, False, False, True, True, False, False, False, False)
+HOST_IS_BOOL = (False, False, True, False, False, False, False, False, True, True, False, False, False, False, False)
 #: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
 #: shape values it takes after them (of _n, _rows, _cols).
-REDUCTIONS = 6
+REDUCTIONS = 2
 SHAPE_VALUES = ()
 #: How many of the sums each reduction pass computes, in order: the k-th pass
 #: (reduce_<backend> for the first, reduce_<backend>_<k> after it) also takes every earlier
 #: pass's sums and the shape values. GROUP_REDUCTIONS: for each sum, whether it is over the
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
-REDUCE_ROUNDS = (6,)
-GROUP_REDUCTIONS = (True, True, True, True, True, True)
+REDUCE_ROUNDS = (2,)
+GROUP_REDUCTIONS = (True, True)
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -124,19 +124,14 @@ TRAFFIC = (('reduce', (), 4, 0, (), ()), ('step', (), 5, 4, (), ()))
 def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, decouple_, use_bias_correction_, d0_, growth_rate_, d_, numerator_weighted_):
     """The per-step scalars of the element pass, computed once outside it."""
     t_ = numpy.float64(t_)
-    _c0 = (not decouple_)
-    _c1 = (weight_decay_ != 0)
-    _c2 = (_c0 and _c1)
-    _c3 = b1_**t_ - 1
-    _c4 = numpy.sqrt(1 - b2_**t_)
-    _c5 = -_c4/_c3
-    _c6 = lr_*d_
-    _c7 = _c6*((_c5) if use_bias_correction_ else (1))
-    _c8 = numpy.sqrt(b2_)
-    _c9 = _c8 - 1
-    _c10 = _c6*_c9
-    _c11 = -_c9
-    return (b2_, weight_decay_, _c2, 1 - b2_, eps_, b1_, _c7*(1 - b1_), -_c7*weight_decay_, decouple_, _c0, (not use_bias_correction_), _c1, (not (_c0 and _c1 and use_bias_correction_)), -_c8, _c10, 0, (not _c2), use_bias_correction_, _c8, _c11*_c5*_c6, _c11*_c7, _c10*((-_c4/_c3) if use_bias_correction_ else (1)),)
+    _c0 = (weight_decay_ != 0)
+    _c1 = b1_**t_ - 1
+    _c2 = numpy.sqrt(1 - b2_**t_)
+    _c3 = lr_*d_
+    _c4 = _c3*((-_c2/_c1) if use_bias_correction_ else (1))
+    _c5 = numpy.sqrt(b2_)
+    _c6 = _c5 - 1
+    return (b2_, weight_decay_, (_c0 and (not decouple_)), 1 - b2_, eps_, b1_, _c4*(1 - b1_), -_c4*weight_decay_, decouple_, _c0, -_c5, _c3*_c6*((-_c2/_c1) if use_bias_correction_ else (1)), 0, _c5, -_c4*_c6,)
 
 
 def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_, decouple_, use_bias_correction_, d0_, growth_rate_):
@@ -161,11 +156,11 @@ def group_inits(lr_, b1_, b2_, eps_, weight_decay_, decouple_, use_bias_correcti
     return (d0_, 0,)
 
 
-def group_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, decouple_, use_bias_correction_, d0_, growth_rate_, d_, numerator_weighted_, _r0, _r1, _r2, _r3, _r4, _r5):
+def group_updates(t_, lr_, b1_, b2_, eps_, weight_decay_, decouple_, use_bias_correction_, d0_, growth_rate_, d_, numerator_weighted_, _r0, _r1):
     """Each per-group state after the step, in ``GROUP_SCALARS`` order, from the group's
     sums (the GROUP_REDUCTIONS, in order); t is the group's step."""
     t_ = numpy.float64(t_)
-    return (((numpy.maximum(d_, numpy.minimum(d_*growth_rate_, (_r5*lr_*d_*(1 - numpy.sqrt(b2_))*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1)) + numerator_weighted_*numpy.sqrt(b2_))/(_r4*(1 - numpy.sqrt(b2_)))))) if ((use_bias_correction_ and (not decouple_) and (_r2 > 0) and (weight_decay_ != 0)) or (use_bias_correction_ and (_r0 > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (_r3 > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (_r1 > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))))) else (d_)), ((_r5*lr_*d_*(1 - numpy.sqrt(b2_))*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1)) + numerator_weighted_*numpy.sqrt(b2_)) if ((use_bias_correction_ and (not decouple_) and (_r2 > 0) and (weight_decay_ != 0)) or (use_bias_correction_ and (_r0 > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (_r3 > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (_r1 > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))))) else (numerator_weighted_)),)
+    return (((numpy.maximum(d_, numpy.minimum(d_*growth_rate_, (_r1*lr_*d_*(1 - numpy.sqrt(b2_))*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1)) + numerator_weighted_*numpy.sqrt(b2_))/(_r0*(1 - numpy.sqrt(b2_)))))) if (_r0 > 0) else (d_)), ((_r1*lr_*d_*(1 - numpy.sqrt(b2_))*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1)) + numerator_weighted_*numpy.sqrt(b2_)) if (_r0 > 0) else (numerator_weighted_)),)
 
 
 def states_present(lr_, b1_, b2_, eps_, weight_decay_, decouple_, use_bias_correction_, d0_, growth_rate_):
@@ -180,41 +175,35 @@ def violated_requirements(lr_, b1_, b2_, eps_, weight_decay_, decouple_, use_bia
 
 
 
-def reduce_numpy(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21):
+def reduce_numpy(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
     """Reference backend: the per-tensor sums, in float64."""
     _p_ = p_
     _g_ = g_
     _s_ = s_
     _exp_avg_sq_ = exp_avg_sq_
-    _e0 = _h18*_s_
-    _e1 = _h13*_s_
-    _e2 = _h1*_p_ + _g_
-    _e3 = ((_e2) if _h2 else (_g_))
-    return (numpy.sum(numpy.broadcast_to(abs(_e0 + _h19*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e1 + _h14*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _e2*_h19), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e1 + _e2*_h14), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e1 + _e3*_h21), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_e3*_s_/(_h4 + numpy.sqrt(_exp_avg_sq_)), p_.shape), dtype=numpy.float64),)
+    _e0 = ((_h1*_p_ + _g_) if _h2 else (_g_))
+    return (numpy.sum(numpy.broadcast_to(abs(_e0*_h11 + _h10*_s_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_e0*_s_/(_h4 + numpy.sqrt(_exp_avg_sq_)), p_.shape), dtype=numpy.float64),)
 
-def step_numpy(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _r0, _r1, _r2, _r3, _r4, _r5):
+def step_numpy(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _r0, _r1):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     _p_ = p_.copy()
     _g_ = g_
     _s_ = s_.copy()
     _exp_avg_ = exp_avg_.copy()
     _exp_avg_sq_ = exp_avg_sq_.copy()
-    _e0 = numpy.less(_h15, _r0)
-    _e1 = numpy.less(_h15, _r2)
-    _e2 = numpy.less(_h15, _r1)
-    _e3 = numpy.less(_h15, _r3)
-    _e4 = numpy.where(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e0, _h11), _h12), _h17), _h8), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h11), _h17), _h8), _h9)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h10), _h11), _h12), _h16), _h8)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h10), _h11), _h12), _h8), _h9)), _h7*_p_ + _p_, _p_)
-    _e5 = _h1*_p_ + _g_
-    _e6 = ((_e5) if _h2 else (_g_))
-    _e7 = _e6*_h6 + _h5*_exp_avg_
-    _e8 = _h0*_exp_avg_sq_ + _h3*((_e5**2) if _h2 else (_g_**2))
-    p_[...] = numpy.where(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(_e0, _h12), _h17), numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h11), _h17), _h9)), numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h10), _h12), _h16)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h10), _h11), _h12), _h9)), _e4 - _e7/(numpy.sqrt(_e8) + _h4), _e4)
-    s_[...] = _e6*_h20 + _h18*_s_
-    exp_avg_[...] = _e7
-    exp_avg_sq_[...] = _e8
+    _e0 = numpy.less(_h12, _r0)
+    _e1 = numpy.where(numpy.logical_and(numpy.logical_and(_e0, _h8), _h9), _h7*_p_ + _p_, _p_)
+    _e2 = _h1*_p_ + _g_
+    _e3 = ((_e2) if _h2 else (_g_))
+    _e4 = _e3*_h6 + _h5*_exp_avg_
+    _e5 = _h0*_exp_avg_sq_ + _h3*((_e2**2) if _h2 else (_g_**2))
+    p_[...] = numpy.where(_e0, _e1 - _e4/(numpy.sqrt(_e5) + _h4), _e1)
+    s_[...] = _e3*_h14 + _h13*_s_
+    exp_avg_[...] = _e4
+    exp_avg_sq_[...] = _e5
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _partials):
+def reduce_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
@@ -222,23 +211,16 @@ def reduce_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, 
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _terms = numpy.empty((6, _count))
+        _terms = numpy.empty((2, _count))
         for _j in range(_count):
             _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
             _p_ = p_[_i]
             _g_ = g_[_i]
             _s_ = s_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _e0 = _h18*_s_
-            _e1 = _h13*_s_
-            _e2 = _h1*_p_ + _g_
-            _e3 = ((_e2) if _h2 else (_g_))
-            _terms[0, _j] = abs(_e0 + _h19*_g_)
-            _terms[1, _j] = abs(_e1 + _h14*_g_)
-            _terms[2, _j] = abs(_e0 + _e2*_h19)
-            _terms[3, _j] = abs(_e1 + _e2*_h14)
-            _terms[4, _j] = abs(_e1 + _e3*_h21)
-            _terms[5, _j] = _e3*_s_/(_h4 + numpy.sqrt(_exp_avg_sq_))
+            _e0 = ((_h1*_p_ + _g_) if _h2 else (_g_))
+            _terms[0, _j] = abs(_e0*_h11 + _h10*_s_)
+            _terms[1, _j] = _e0*_s_/(_h4 + numpy.sqrt(_exp_avg_sq_))
         _stop = _count // 8 * 8
         _s0 = 0.0
         _s1 = 0.0
@@ -280,95 +262,11 @@ def reduce_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, 
         for _j in range(_stop, _count):
             _s0 += _terms[1, _j]
         _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[2, _j]
-            _s1 += _terms[2, _j + 1]
-            _s2 += _terms[2, _j + 2]
-            _s3 += _terms[2, _j + 3]
-            _s4 += _terms[2, _j + 4]
-            _s5 += _terms[2, _j + 5]
-            _s6 += _terms[2, _j + 6]
-            _s7 += _terms[2, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[2, _j]
-        _a2 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[3, _j]
-            _s1 += _terms[3, _j + 1]
-            _s2 += _terms[3, _j + 2]
-            _s3 += _terms[3, _j + 3]
-            _s4 += _terms[3, _j + 4]
-            _s5 += _terms[3, _j + 5]
-            _s6 += _terms[3, _j + 6]
-            _s7 += _terms[3, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[3, _j]
-        _a3 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[4, _j]
-            _s1 += _terms[4, _j + 1]
-            _s2 += _terms[4, _j + 2]
-            _s3 += _terms[4, _j + 3]
-            _s4 += _terms[4, _j + 4]
-            _s5 += _terms[4, _j + 5]
-            _s6 += _terms[4, _j + 6]
-            _s7 += _terms[4, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[4, _j]
-        _a4 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[5, _j]
-            _s1 += _terms[5, _j + 1]
-            _s2 += _terms[5, _j + 2]
-            _s3 += _terms[5, _j + 3]
-            _s4 += _terms[5, _j + 4]
-            _s5 += _terms[5, _j + 5]
-            _s6 += _terms[5, _j + 6]
-            _s7 += _terms[5, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[5, _j]
-        _a5 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
         _partials[_b, 0] = _a0
         _partials[_b, 1] = _a1
-        _partials[_b, 2] = _a2
-        _partials[_b, 3] = _a3
-        _partials[_b, 4] = _a4
-        _partials[_b, 5] = _a5
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _r0, _r1, _r2, _r3, _r4, _r5):
+def step_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _r0, _r1):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     for _i in numba.prange(p_.shape[0]):
         _p_ = p_[_i]
@@ -376,19 +274,16 @@ def step_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h
         _s_ = s_[_i]
         _exp_avg_ = exp_avg_[_i]
         _exp_avg_sq_ = exp_avg_sq_[_i]
-        _e0 = (_h15 < _r0)
-        _e1 = (_h15 < _r2)
-        _e2 = (_h15 < _r1)
-        _e3 = (_h15 < _r3)
-        _e4 = ((_h7*_p_ + _p_) if ((_e0 and _h11 and _h12 and _h17 and _h8) or (_e1 and _h11 and _h17 and _h8 and _h9) or (_e2 and _h10 and _h11 and _h12 and _h16 and _h8) or (_e3 and _h10 and _h11 and _h12 and _h8 and _h9)) else (_p_))
-        _e5 = _h1*_p_ + _g_
-        _e6 = ((_e5) if _h2 else (_g_))
-        _e7 = _e6*_h6 + _h5*_exp_avg_
-        _e8 = _h0*_exp_avg_sq_ + _h3*((_e5**2) if _h2 else (_g_**2))
-        p_[_i] = ((_e4 - _e7/(numpy.sqrt(_e8) + _h4)) if ((_e0 and _h12 and _h17) or (_e1 and _h11 and _h17 and _h9) or (_e2 and _h10 and _h12 and _h16) or (_e3 and _h10 and _h11 and _h12 and _h9)) else (_e4))
-        s_[_i] = _e6*_h20 + _h18*_s_
-        exp_avg_[_i] = _e7
-        exp_avg_sq_[_i] = _e8
+        _e0 = (_h12 < _r0)
+        _e1 = ((_h7*_p_ + _p_) if (_e0 and _h8 and _h9) else (_p_))
+        _e2 = _h1*_p_ + _g_
+        _e3 = ((_e2) if _h2 else (_g_))
+        _e4 = _e3*_h6 + _h5*_exp_avg_
+        _e5 = _h0*_exp_avg_sq_ + _h3*((_e2**2) if _h2 else (_g_**2))
+        p_[_i] = ((_e1 - _e4/(numpy.sqrt(_e5) + _h4)) if _e0 else (_e1))
+        s_[_i] = _e3*_h14 + _h13*_s_
+        exp_avg_[_i] = _e4
+        exp_avg_sq_[_i] = _e5
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -420,77 +315,55 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _sums):
+    def step_cuda(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _sums):
         _r0 = _sums[0]
         _r1 = _sums[1]
-        _r2 = _sums[2]
-        _r3 = _sums[3]
-        _r4 = _sums[4]
-        _r5 = _sums[5]
         for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             _p_ = p_[_i]
             _g_ = g_[_i]
             _s_ = s_[_i]
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _e0 = (_h15 < _r0)
-            _e1 = (_h15 < _r2)
-            _e2 = (_h15 < _r1)
-            _e3 = (_h15 < _r3)
-            _e4 = ((_h7*_p_ + _p_) if ((_e0 and _h11 and _h12 and _h17 and _h8) or (_e1 and _h11 and _h17 and _h8 and _h9) or (_e2 and _h10 and _h11 and _h12 and _h16 and _h8) or (_e3 and _h10 and _h11 and _h12 and _h8 and _h9)) else (_p_))
-            _e5 = _h1*_p_ + _g_
-            _e6 = ((_e5) if _h2 else (_g_))
-            _e7 = _e6*_h6 + _h5*_exp_avg_
-            _e8 = _h0*_exp_avg_sq_ + _h3*((_e5**2) if _h2 else (_g_**2))
-            p_[_i] = ((_e4 - _e7/(_sqrt(_e8) + _h4)) if ((_e0 and _h12 and _h17) or (_e1 and _h11 and _h17 and _h9) or (_e2 and _h10 and _h12 and _h16) or (_e3 and _h10 and _h11 and _h12 and _h9)) else (_e4))
-            s_[_i] = _e6*_h20 + _h18*_s_
-            exp_avg_[_i] = _e7
-            exp_avg_sq_[_i] = _e8
+            _e0 = (_h12 < _r0)
+            _e1 = ((_h7*_p_ + _p_) if (_e0 and _h8 and _h9) else (_p_))
+            _e2 = _h1*_p_ + _g_
+            _e3 = ((_e2) if _h2 else (_g_))
+            _e4 = _e3*_h6 + _h5*_exp_avg_
+            _e5 = _h0*_exp_avg_sq_ + _h3*((_e2**2) if _h2 else (_g_**2))
+            p_[_i] = ((_e1 - _e4/(_sqrt(_e5) + _h4)) if _e0 else (_e1))
+            s_[_i] = _e3*_h14 + _h13*_s_
+            exp_avg_[_i] = _e4
+            exp_avg_sq_[_i] = _e5
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _sums, _partials):
+    def reduce_cuda(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _sums, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
         _a0 = 0.0
         _a1 = 0.0
-        _a2 = 0.0
-        _a3 = 0.0
-        _a4 = 0.0
-        _a5 = 0.0
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
             _p_ = p_[_i]
             _g_ = g_[_i]
             _s_ = s_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _e0 = _h18*_s_
-            _e1 = _h13*_s_
-            _e2 = _h1*_p_ + _g_
-            _e3 = ((_e2) if _h2 else (_g_))
-            _a0 += abs(_e0 + _h19*_g_)
-            _a1 += abs(_e1 + _h14*_g_)
-            _a2 += abs(_e0 + _e2*_h19)
-            _a3 += abs(_e1 + _e2*_h14)
-            _a4 += abs(_e1 + _e3*_h21)
-            _a5 += _e3*_s_/(_h4 + _sqrt(_exp_avg_sq_))
-        _shared = cuda.shared.array(shape=(6, CUDA_THREADS), dtype=numba.float64)
+            _e0 = ((_h1*_p_ + _g_) if _h2 else (_g_))
+            _a0 += abs(_e0*_h11 + _h10*_s_)
+            _a1 += _e0*_s_/(_h4 + _sqrt(_exp_avg_sq_))
+        _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
         _shared[1, _t] = _a1
-        _shared[2, _t] = _a2
-        _shared[3, _t] = _a3
-        _shared[4, _t] = _a4
-        _shared[5, _t] = _a5
         cuda.syncthreads()
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(6):
+                for _j in range(2):
                     _shared[_j, _t] += _shared[_j, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(6):
+            for _j in range(2):
                 _partials[_b, _j] = _shared[_j, 0]
     kernels['reduce'] = reduce_cuda
 

@@ -89,17 +89,17 @@ SCALARS_READ_TENSOR = False
 #: group's sums; host_scalars takes them after the scalar states.
 GROUP_SCALARS = ('d', 'd_max', 'd_numerator')
 #: For each host scalar: True if it is a flag, False if a number cast to the parameter's dtype.
-HOST_IS_BOOL = (True, False, False, False, True, False, False, False, False, False, False, False, True, True, False, True, True, True, True, True, True, False, True, False, False, True, False, False, True, False, False, False, False, False, True)
+HOST_IS_BOOL = (True, False, False, False, True, False, False, False, False, False, False, False, True, False, False, True, False, False, False, False, False, True, True, False)
 #: Per-tensor sums the element kernel needs (computed first by the reduce_* kernels), and the
 #: shape values it takes after them (of _n, _rows, _cols).
-REDUCTIONS = 8
+REDUCTIONS = 2
 SHAPE_VALUES = ()
 #: How many of the sums each reduction pass computes, in order: the k-th pass
 #: (reduce_<backend> for the first, reduce_<backend>_<k> after it) also takes every earlier
 #: pass's sums and the shape values. GROUP_REDUCTIONS: for each sum, whether it is over the
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
-REDUCE_ROUNDS = (8,)
-GROUP_REDUCTIONS = (True, True, True, True, True, True, True, True)
+REDUCE_ROUNDS = (2,)
+GROUP_REDUCTIONS = (True, True)
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -135,19 +135,16 @@ TRAFFIC = (('reduce', ((0, True),), 4, 0, (), ()), ('reduce', ((0, False),), 4, 
 def host_scalars(t_, lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_, use_bias_correction_, safeguard_warmup_, d0_, d_coef_, growth_rate_, d_, d_max_, d_numerator_):
     """The per-step scalars of the element pass, computed once outside it."""
     t_ = numpy.float64(t_)
-    _c0 = (not decouple_)
-    _c1 = (weight_decay_ != 0)
-    _c2 = (_c0 and _c1)
-    _c3 = d_**2
-    _c4 = ((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_))
+    _c0 = (weight_decay_ != 0)
+    _c1 = d_**2
+    _c2 = ((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_))
+    _c3 = numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)
+    _c4 = lr_*d_
     _c5 = 1/d0_
-    _c6 = b1_**t_ - 1
-    _c7 = numpy.sqrt(1 - b2_**t_)
-    _c8 = lr_*((-_c7/_c6) if use_bias_correction_ else (1))
-    _c9 = _c8*d_
-    _c10 = _c3*_c5
-    _c11 = _c10*lr_
-    return ((b1_ > 0), 0, b2_, weight_decay_, _c2, _c3*(1 - b2_), d_, _c4, _c5*d_*((d_) if safeguard_warmup_ else (_c9)), _c10*_c8, _c4*d_numerator_, d_coef_, safeguard_warmup_, (not (_c0 and _c1 and safeguard_warmup_)), _c10, _c0, _c1, (not use_bias_correction_), (not safeguard_warmup_), (not _c2), (not (_c0 and _c1 and use_bias_correction_)), _c11, use_bias_correction_, -_c4, _c11*_c7/_c6, (d_ == d0_), growth_rate_, d_max_, (lr_ > 0), eps_, b1_, d_*(1 - b1_), _c9, -_c9*weight_decay_, decouple_,)
+    _c6 = _c5*d_
+    _c7 = ((_c3) if use_bias_correction_ else (1))
+    _c8 = _c4*_c7
+    return ((b1_ > 0), 0, b2_, weight_decay_, (_c0 and (not decouple_)), _c1*(1 - b2_), d_, _c2, _c6*((d_) if safeguard_warmup_ else (_c4*((_c3) if use_bias_correction_ else (1)))), _c1*_c5*_c7*lr_, _c2*d_numerator_, d_coef_, (d_ == d0_), growth_rate_, d_max_, (lr_ > 0), eps_, b1_, d_*(1 - b1_), _c8, -_c8*weight_decay_, decouple_, _c0, _c6*((d_) if safeguard_warmup_ else (_c8)),)
 
 
 def state_inits(p_, lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_, use_bias_correction_, safeguard_warmup_, d0_, d_coef_, growth_rate_):
@@ -172,11 +169,11 @@ def group_inits(lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_, use_bias_
     return (d0_, d0_, 0,)
 
 
-def group_updates(t_, lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_, use_bias_correction_, safeguard_warmup_, d0_, d_coef_, growth_rate_, d_, d_max_, d_numerator_, _r0, _r1, _r2, _r3, _r4, _r5, _r6, _r7):
+def group_updates(t_, lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_, use_bias_correction_, safeguard_warmup_, d0_, d_coef_, growth_rate_, d_, d_max_, d_numerator_, _r0, _r1):
     """Each per-group state after the step, in ``GROUP_SCALARS`` order, from the group's
     sums (the GROUP_REDUCTIONS, in order); t is the group's step."""
     t_ = numpy.float64(t_)
-    return (((numpy.minimum(growth_rate_*((numpy.maximum(d_, ((d_coef_*(_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_)))/_r0) if ((safeguard_warmup_ and (not decouple_) and (_r5 > 0) and (weight_decay_ != 0)) or (safeguard_warmup_ and (_r2 > 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not decouple_) and (not safeguard_warmup_) and (_r6 > 0) and (weight_decay_ != 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not safeguard_warmup_) and (_r3 > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (not safeguard_warmup_) and (_r7 > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (not safeguard_warmup_) and (_r4 > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0))))) else (0)))) if (d_ == d0_) else (d_)), ((numpy.maximum(d_max_, ((d_coef_*(_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_)))/_r0) if ((safeguard_warmup_ and (not decouple_) and (_r5 > 0) and (weight_decay_ != 0)) or (safeguard_warmup_ and (_r2 > 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not decouple_) and (not safeguard_warmup_) and (_r6 > 0) and (weight_decay_ != 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not safeguard_warmup_) and (_r3 > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (not safeguard_warmup_) and (_r7 > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (not safeguard_warmup_) and (_r4 > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0))))) else (0)))) if ((safeguard_warmup_ and (not decouple_) and (_r5 > 0) and (lr_ > 0) and (weight_decay_ != 0)) or (safeguard_warmup_ and (_r2 > 0) and (lr_ > 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not decouple_) and (not safeguard_warmup_) and (_r6 > 0) and (lr_ > 0) and (weight_decay_ != 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not safeguard_warmup_) and (_r3 > 0) and (lr_ > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (not safeguard_warmup_) and (_r7 > 0) and (lr_ > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (not safeguard_warmup_) and (_r4 > 0) and (lr_ > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0))))) else (d_max_)))) if ((safeguard_warmup_ and (not decouple_) and (_r5 > 0) and (lr_ > 0) and (weight_decay_ != 0)) or (safeguard_warmup_ and (_r2 > 0) and (lr_ > 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not decouple_) and (not safeguard_warmup_) and (_r6 > 0) and (lr_ > 0) and (weight_decay_ != 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not safeguard_warmup_) and (_r3 > 0) and (lr_ > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (not safeguard_warmup_) and (_r7 > 0) and (lr_ > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (not safeguard_warmup_) and (_r4 > 0) and (lr_ > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0))))) else (d_)), ((numpy.maximum(d_max_, ((d_coef_*(_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_)))/_r0) if ((safeguard_warmup_ and (not decouple_) and (_r5 > 0) and (weight_decay_ != 0)) or (safeguard_warmup_ and (_r2 > 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not decouple_) and (not safeguard_warmup_) and (_r6 > 0) and (weight_decay_ != 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not safeguard_warmup_) and (_r3 > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (not safeguard_warmup_) and (_r7 > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (not safeguard_warmup_) and (_r4 > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0))))) else (0)))) if ((safeguard_warmup_ and (not decouple_) and (_r5 > 0) and (lr_ > 0) and (weight_decay_ != 0)) or (safeguard_warmup_ and (_r2 > 0) and (lr_ > 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not decouple_) and (not safeguard_warmup_) and (_r6 > 0) and (lr_ > 0) and (weight_decay_ != 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not safeguard_warmup_) and (_r3 > 0) and (lr_ > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (not safeguard_warmup_) and (_r7 > 0) and (lr_ > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (not safeguard_warmup_) and (_r4 > 0) and (lr_ > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0))))) else (d_max_)), ((_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_))) if ((safeguard_warmup_ and (not decouple_) and (_r5 > 0) and (weight_decay_ != 0)) or (safeguard_warmup_ and (_r2 > 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not decouple_) and (not safeguard_warmup_) and (_r6 > 0) and (weight_decay_ != 0) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or (use_bias_correction_ and (not safeguard_warmup_) and (_r3 > 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not decouple_) and (not use_bias_correction_) and (not safeguard_warmup_) and (_r7 > 0) and (weight_decay_ != 0) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0)))) or ((not use_bias_correction_) and (not safeguard_warmup_) and (_r4 > 0) and (not ((not decouple_) and (weight_decay_ != 0))) and (not (use_bias_correction_ and (not decouple_) and (weight_decay_ != 0))) and (not (safeguard_warmup_ and (not decouple_) and (weight_decay_ != 0))))) else (d_numerator_)),)
+    return (((numpy.minimum(growth_rate_*((numpy.maximum(d_, ((d_coef_*(_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_)))/_r0) if (_r0 > 0) else (0)))) if (d_ == d0_) else (d_)), ((numpy.maximum(d_max_, ((d_coef_*(_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_)))/_r0) if (_r0 > 0) else (0)))) if ((_r0 > 0) and (lr_ > 0)) else (d_max_)))) if ((_r0 > 0) and (lr_ > 0)) else (d_)), ((numpy.maximum(d_max_, ((d_coef_*(_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_)))/_r0) if (_r0 > 0) else (0)))) if ((_r0 > 0) and (lr_ > 0)) else (d_max_)), ((_r1*lr_*d_**2*((numpy.sqrt(1 - b2_**t_)/(1 - b1_**t_)) if use_bias_correction_ else (1))/d0_ + d_numerator_*((numpy.sqrt(b2_)) if numpy.isnan(beta3_) else (beta3_))) if (_r0 > 0) else (d_numerator_)),)
 
 
 def states_present(lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_, use_bias_correction_, safeguard_warmup_, d0_, d_coef_, growth_rate_):
@@ -191,30 +188,24 @@ def violated_requirements(lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_,
 
 
 
-def reduce_numpy(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _h26, _h27, _h28, _h29, _h30, _h31, _h32, _h33, _h34):
+def reduce_numpy(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23):
     """Reference backend: the per-tensor sums, in float64."""
     if _h0:
         _p_ = p_
         _g_ = g_
         _s_ = s_
         _p0_ = p0_
-        _e0 = _h7*_s_
-        _e1 = _h3*_p_ + _g_
-        _e2 = ((_e1) if _h4 else (_g_))
-        _e3 = _h23*_s_
-        return (numpy.sum(numpy.broadcast_to(abs(_e0 + _e2*_h8), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_e2*(-_p_ + _p0_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _h14*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e3 + _h24*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _h21*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _e1*_h14), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e1*_h24 + _e3), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _e1*_h21), p_.shape), dtype=numpy.float64),)
+        _e0 = ((_h3*_p_ + _g_) if _h4 else (_g_))
+        return (numpy.sum(numpy.broadcast_to(abs(_e0*_h8 + _h7*_s_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_e0*(-_p_ + _p0_), p_.shape), dtype=numpy.float64),)
     else:
         _p_ = p_
         _g_ = g_
         _s_ = s_
         _p0_ = p0_
-        _e0 = _h7*_s_
-        _e1 = _h3*_p_ + _g_
-        _e2 = ((_e1) if _h4 else (_g_))
-        _e3 = _h23*_s_
-        return (numpy.sum(numpy.broadcast_to(abs(_e0 + _e2*_h8), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_e2*(-_p_ + _p0_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _h14*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e3 + _h24*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _h21*_g_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _e1*_h14), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e1*_h24 + _e3), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(abs(_e0 + _e1*_h21), p_.shape), dtype=numpy.float64),)
+        _e0 = ((_h3*_p_ + _g_) if _h4 else (_g_))
+        return (numpy.sum(numpy.broadcast_to(abs(_e0*_h8 + _h7*_s_), p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_e0*(-_p_ + _p0_), p_.shape), dtype=numpy.float64),)
 
-def step_numpy(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _h26, _h27, _h28, _h29, _h30, _h31, _h32, _h33, _h34, _r0, _r1, _r2, _r3, _r4, _r5, _r6, _r7):
+def step_numpy(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r1):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     if _h0:
         _p_ = p_.copy()
@@ -222,49 +213,37 @@ def step_numpy(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
         _s_ = s_.copy()
         _exp_avg_ = exp_avg_.copy()
         _exp_avg_sq_ = exp_avg_sq_.copy()
-        _e0 = numpy.less(_h1, _r2)
-        _e1 = numpy.less(_h1, _r5)
-        _e2 = numpy.less(_h1, _r6)
-        _e3 = numpy.less(_h1, _r3)
-        _e4 = numpy.less(_h1, _r7)
-        _e5 = numpy.less(_h1, _r4)
-        _e6 = numpy.where(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e0, _h12), _h13), _h16), _h34), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h12), _h15), _h16), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h13), _h15), _h16), _h18), _h22), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h13), _h16), _h18), _h20), _h22), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e4, _h13), _h15), _h16), _h17), _h18), _h20), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e5, _h13), _h16), _h17), _h18), _h19), _h20), _h34)), _h33*_p_ + _p_, _p_)
-        _e7 = _h3*_p_ + _g_
-        _e8 = ((_e7) if _h4 else (_g_))
-        _e9 = _e8*_h31 + _h30*_exp_avg_
-        _e10 = _h2*_exp_avg_sq_ + _h5*((_e7**2) if _h4 else (_g_**2))
-        _e11 = numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(_e0, _h12), _h13), numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h12), _h15), _h16)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h13), _h18), _h20), _h22)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h13), _h15), _h16), _h18), _h22)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e5, _h13), _h17), _h18), _h19), _h20)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e4, _h13), _h15), _h16), _h17), _h18), _h20))
-        _e12 = numpy.where(_e11, _h11*(_h10 + _h9*_r1)/_r0, _h1)
-        _e13 = numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e0, _h12), _h13), _h28), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h12), _h15), _h16), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h13), _h18), _h20), _h22), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h13), _h15), _h16), _h18), _h22), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e5, _h13), _h17), _h18), _h19), _h20), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e4, _h13), _h15), _h16), _h17), _h18), _h20), _h28))
-        p_[...] = numpy.where(_e11, _e6 - _e9*_h32/(numpy.sqrt(_e10) + _h29*numpy.where(_e13, numpy.minimum(numpy.where(_e13, numpy.maximum(_e12, _h27), _h27), _h26*((numpy.maximum(_e12, _h6)) if _h25 else (_h6))), _h6)), _e6)
-        s_[...] = _e8*_h8 + _h7*_s_
-        exp_avg_[...] = _e9
-        exp_avg_sq_[...] = _e10
+        _e0 = numpy.less(_h1, _r0)
+        _e1 = numpy.where(numpy.logical_and(numpy.logical_and(_e0, _h21), _h22), _h20*_p_ + _p_, _p_)
+        _e2 = _h3*_p_ + _g_
+        _e3 = ((_e2) if _h4 else (_g_))
+        _e4 = _e3*_h18 + _h17*_exp_avg_
+        _e5 = _h2*_exp_avg_sq_ + _h5*((_e2**2) if _h4 else (_g_**2))
+        _e6 = numpy.where(_e0, _h11*(_h10 + _h9*_r1)/_r0, _h1)
+        _e7 = numpy.logical_and(_e0, _h15)
+        p_[...] = numpy.where(_e0, _e1 - _e4*_h19/(numpy.sqrt(_e5) + _h16*numpy.where(_e7, numpy.minimum(numpy.where(_e7, numpy.maximum(_e6, _h14), _h14), _h13*((numpy.maximum(_e6, _h6)) if _h12 else (_h6))), _h6)), _e1)
+        s_[...] = _e3*_h23 + _h7*_s_
+        exp_avg_[...] = _e4
+        exp_avg_sq_[...] = _e5
     else:
         _p_ = p_.copy()
         _g_ = g_
         _s_ = s_.copy()
         _exp_avg_sq_ = exp_avg_sq_.copy()
-        _e0 = numpy.less(_h1, _r2)
-        _e1 = numpy.less(_h1, _r5)
-        _e2 = numpy.less(_h1, _r6)
-        _e3 = numpy.less(_h1, _r3)
-        _e4 = numpy.less(_h1, _r7)
-        _e5 = numpy.less(_h1, _r4)
-        _e6 = numpy.where(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e0, _h12), _h13), _h16), _h34), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h12), _h15), _h16), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h13), _h15), _h16), _h18), _h22), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h13), _h16), _h18), _h20), _h22), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e4, _h13), _h15), _h16), _h17), _h18), _h20), _h34)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e5, _h13), _h16), _h17), _h18), _h19), _h20), _h34)), _h33*_p_ + _p_, _p_)
-        _e7 = _h3*_p_ + _g_
-        _e8 = ((_e7) if _h4 else (_g_))
-        _e9 = numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(_e0, _h12), _h13), numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h12), _h15), _h16)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h13), _h18), _h20), _h22)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h13), _h15), _h16), _h18), _h22)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e5, _h13), _h17), _h18), _h19), _h20)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e4, _h13), _h15), _h16), _h17), _h18), _h20))
-        _e10 = numpy.where(_e9, _h11*(_h10 + _h9*_r1)/_r0, _h1)
-        _e11 = numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_or(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e0, _h12), _h13), _h28), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e1, _h12), _h15), _h16), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e3, _h13), _h18), _h20), _h22), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e2, _h13), _h15), _h16), _h18), _h22), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e5, _h13), _h17), _h18), _h19), _h20), _h28)), numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(numpy.logical_and(_e4, _h13), _h15), _h16), _h17), _h18), _h20), _h28))
-        _e12 = numpy.where(_e11, numpy.minimum(numpy.where(_e11, numpy.maximum(_e10, _h27), _h27), _h26*((numpy.maximum(_e10, _h6)) if _h25 else (_h6))), _h6)
-        _e13 = _h2*_exp_avg_sq_ + _h5*((_e7**2) if _h4 else (_g_**2))
-        p_[...] = numpy.where(_e9, -_e12*_e8*_h32/(_e12*_h29 + numpy.sqrt(_e13)) + _e6, _e6)
-        s_[...] = _e8*_h8 + _h7*_s_
-        exp_avg_sq_[...] = _e13
+        _e0 = numpy.less(_h1, _r0)
+        _e1 = numpy.where(numpy.logical_and(numpy.logical_and(_e0, _h21), _h22), _h20*_p_ + _p_, _p_)
+        _e2 = _h3*_p_ + _g_
+        _e3 = ((_e2) if _h4 else (_g_))
+        _e4 = numpy.where(_e0, _h11*(_h10 + _h9*_r1)/_r0, _h1)
+        _e5 = numpy.logical_and(_e0, _h15)
+        _e6 = numpy.where(_e5, numpy.minimum(numpy.where(_e5, numpy.maximum(_e4, _h14), _h14), _h13*((numpy.maximum(_e4, _h6)) if _h12 else (_h6))), _h6)
+        _e7 = _h2*_exp_avg_sq_ + _h5*((_e2**2) if _h4 else (_g_**2))
+        p_[...] = numpy.where(_e0, _e1 - _e3*_e6*_h19/(_e6*_h16 + numpy.sqrt(_e7)), _e1)
+        s_[...] = _e3*_h23 + _h7*_s_
+        exp_avg_sq_[...] = _e7
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _h26, _h27, _h28, _h29, _h30, _h31, _h32, _h33, _h34, _partials):
+def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
@@ -273,25 +252,16 @@ def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
     if _h0:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((8, _count))
+            _terms = numpy.empty((2, _count))
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
-                _e0 = _h7*_s_
-                _e1 = _h3*_p_ + _g_
-                _e2 = ((_e1) if _h4 else (_g_))
-                _e3 = _h23*_s_
-                _terms[0, _j] = abs(_e0 + _e2*_h8)
-                _terms[1, _j] = _e2*(-_p_ + _p0_)
-                _terms[2, _j] = abs(_e0 + _h14*_g_)
-                _terms[3, _j] = abs(_e3 + _h24*_g_)
-                _terms[4, _j] = abs(_e0 + _h21*_g_)
-                _terms[5, _j] = abs(_e0 + _e1*_h14)
-                _terms[6, _j] = abs(_e1*_h24 + _e3)
-                _terms[7, _j] = abs(_e0 + _e1*_h21)
+                _e0 = ((_h3*_p_ + _g_) if _h4 else (_g_))
+                _terms[0, _j] = abs(_e0*_h8 + _h7*_s_)
+                _terms[1, _j] = _e0*(-_p_ + _p0_)
             _stop = _count // 8 * 8
             _s0 = 0.0
             _s1 = 0.0
@@ -333,156 +303,21 @@ def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
             for _j in range(_stop, _count):
                 _s0 += _terms[1, _j]
             _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[2, _j]
-                _s1 += _terms[2, _j + 1]
-                _s2 += _terms[2, _j + 2]
-                _s3 += _terms[2, _j + 3]
-                _s4 += _terms[2, _j + 4]
-                _s5 += _terms[2, _j + 5]
-                _s6 += _terms[2, _j + 6]
-                _s7 += _terms[2, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[2, _j]
-            _a2 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[3, _j]
-                _s1 += _terms[3, _j + 1]
-                _s2 += _terms[3, _j + 2]
-                _s3 += _terms[3, _j + 3]
-                _s4 += _terms[3, _j + 4]
-                _s5 += _terms[3, _j + 5]
-                _s6 += _terms[3, _j + 6]
-                _s7 += _terms[3, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[3, _j]
-            _a3 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[4, _j]
-                _s1 += _terms[4, _j + 1]
-                _s2 += _terms[4, _j + 2]
-                _s3 += _terms[4, _j + 3]
-                _s4 += _terms[4, _j + 4]
-                _s5 += _terms[4, _j + 5]
-                _s6 += _terms[4, _j + 6]
-                _s7 += _terms[4, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[4, _j]
-            _a4 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[5, _j]
-                _s1 += _terms[5, _j + 1]
-                _s2 += _terms[5, _j + 2]
-                _s3 += _terms[5, _j + 3]
-                _s4 += _terms[5, _j + 4]
-                _s5 += _terms[5, _j + 5]
-                _s6 += _terms[5, _j + 6]
-                _s7 += _terms[5, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[5, _j]
-            _a5 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[6, _j]
-                _s1 += _terms[6, _j + 1]
-                _s2 += _terms[6, _j + 2]
-                _s3 += _terms[6, _j + 3]
-                _s4 += _terms[6, _j + 4]
-                _s5 += _terms[6, _j + 5]
-                _s6 += _terms[6, _j + 6]
-                _s7 += _terms[6, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[6, _j]
-            _a6 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[7, _j]
-                _s1 += _terms[7, _j + 1]
-                _s2 += _terms[7, _j + 2]
-                _s3 += _terms[7, _j + 3]
-                _s4 += _terms[7, _j + 4]
-                _s5 += _terms[7, _j + 5]
-                _s6 += _terms[7, _j + 6]
-                _s7 += _terms[7, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[7, _j]
-            _a7 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
             _partials[_b, 0] = _a0
             _partials[_b, 1] = _a1
-            _partials[_b, 2] = _a2
-            _partials[_b, 3] = _a3
-            _partials[_b, 4] = _a4
-            _partials[_b, 5] = _a5
-            _partials[_b, 6] = _a6
-            _partials[_b, 7] = _a7
     else:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((8, _count))
+            _terms = numpy.empty((2, _count))
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
-                _e0 = _h7*_s_
-                _e1 = _h3*_p_ + _g_
-                _e2 = ((_e1) if _h4 else (_g_))
-                _e3 = _h23*_s_
-                _terms[0, _j] = abs(_e0 + _e2*_h8)
-                _terms[1, _j] = _e2*(-_p_ + _p0_)
-                _terms[2, _j] = abs(_e0 + _h14*_g_)
-                _terms[3, _j] = abs(_e3 + _h24*_g_)
-                _terms[4, _j] = abs(_e0 + _h21*_g_)
-                _terms[5, _j] = abs(_e0 + _e1*_h14)
-                _terms[6, _j] = abs(_e1*_h24 + _e3)
-                _terms[7, _j] = abs(_e0 + _e1*_h21)
+                _e0 = ((_h3*_p_ + _g_) if _h4 else (_g_))
+                _terms[0, _j] = abs(_e0*_h8 + _h7*_s_)
+                _terms[1, _j] = _e0*(-_p_ + _p0_)
             _stop = _count // 8 * 8
             _s0 = 0.0
             _s1 = 0.0
@@ -524,137 +359,11 @@ def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
             for _j in range(_stop, _count):
                 _s0 += _terms[1, _j]
             _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[2, _j]
-                _s1 += _terms[2, _j + 1]
-                _s2 += _terms[2, _j + 2]
-                _s3 += _terms[2, _j + 3]
-                _s4 += _terms[2, _j + 4]
-                _s5 += _terms[2, _j + 5]
-                _s6 += _terms[2, _j + 6]
-                _s7 += _terms[2, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[2, _j]
-            _a2 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[3, _j]
-                _s1 += _terms[3, _j + 1]
-                _s2 += _terms[3, _j + 2]
-                _s3 += _terms[3, _j + 3]
-                _s4 += _terms[3, _j + 4]
-                _s5 += _terms[3, _j + 5]
-                _s6 += _terms[3, _j + 6]
-                _s7 += _terms[3, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[3, _j]
-            _a3 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[4, _j]
-                _s1 += _terms[4, _j + 1]
-                _s2 += _terms[4, _j + 2]
-                _s3 += _terms[4, _j + 3]
-                _s4 += _terms[4, _j + 4]
-                _s5 += _terms[4, _j + 5]
-                _s6 += _terms[4, _j + 6]
-                _s7 += _terms[4, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[4, _j]
-            _a4 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[5, _j]
-                _s1 += _terms[5, _j + 1]
-                _s2 += _terms[5, _j + 2]
-                _s3 += _terms[5, _j + 3]
-                _s4 += _terms[5, _j + 4]
-                _s5 += _terms[5, _j + 5]
-                _s6 += _terms[5, _j + 6]
-                _s7 += _terms[5, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[5, _j]
-            _a5 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[6, _j]
-                _s1 += _terms[6, _j + 1]
-                _s2 += _terms[6, _j + 2]
-                _s3 += _terms[6, _j + 3]
-                _s4 += _terms[6, _j + 4]
-                _s5 += _terms[6, _j + 5]
-                _s6 += _terms[6, _j + 6]
-                _s7 += _terms[6, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[6, _j]
-            _a6 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[7, _j]
-                _s1 += _terms[7, _j + 1]
-                _s2 += _terms[7, _j + 2]
-                _s3 += _terms[7, _j + 3]
-                _s4 += _terms[7, _j + 4]
-                _s5 += _terms[7, _j + 5]
-                _s6 += _terms[7, _j + 6]
-                _s7 += _terms[7, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[7, _j]
-            _a7 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
             _partials[_b, 0] = _a0
             _partials[_b, 1] = _a1
-            _partials[_b, 2] = _a2
-            _partials[_b, 3] = _a3
-            _partials[_b, 4] = _a4
-            _partials[_b, 5] = _a5
-            _partials[_b, 6] = _a6
-            _partials[_b, 7] = _a7
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _h26, _h27, _h28, _h29, _h30, _h31, _h32, _h33, _h34, _r0, _r1, _r2, _r3, _r4, _r5, _r6, _r7):
+def step_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _r0, _r1):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _h0:
         for _i in numba.prange(p_.shape[0]):
@@ -663,47 +372,35 @@ def step_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h
             _s_ = s_[_i]
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _e0 = (_h1 < _r2)
-            _e1 = (_h1 < _r5)
-            _e2 = (_h1 < _r6)
-            _e3 = (_h1 < _r3)
-            _e4 = (_h1 < _r7)
-            _e5 = (_h1 < _r4)
-            _e6 = ((_h33*_p_ + _p_) if ((_e0 and _h12 and _h13 and _h16 and _h34) or (_e1 and _h12 and _h15 and _h16 and _h34) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h34) or (_e3 and _h13 and _h16 and _h18 and _h20 and _h22 and _h34) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h34) or (_e5 and _h13 and _h16 and _h17 and _h18 and _h19 and _h20 and _h34)) else (_p_))
-            _e7 = _h3*_p_ + _g_
-            _e8 = ((_e7) if _h4 else (_g_))
-            _e9 = _e8*_h31 + _h30*_exp_avg_
-            _e10 = _h2*_exp_avg_sq_ + _h5*((_e7**2) if _h4 else (_g_**2))
-            _e11 = ((_e0 and _h12 and _h13) or (_e1 and _h12 and _h15 and _h16) or (_e3 and _h13 and _h18 and _h20 and _h22) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20))
-            _e12 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e11 else (_h1))
-            _e13 = ((_e0 and _h12 and _h13 and _h28) or (_e1 and _h12 and _h15 and _h16 and _h28) or (_e3 and _h13 and _h18 and _h20 and _h22 and _h28) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h28) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20 and _h28) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h28))
-            p_[_i] = ((_e6 - _e9*_h32/(numpy.sqrt(_e10) + _h29*((numpy.minimum(((numpy.maximum(_e12, _h27)) if _e13 else (_h27)), _h26*((numpy.maximum(_e12, _h6)) if _h25 else (_h6)))) if _e13 else (_h6)))) if _e11 else (_e6))
-            s_[_i] = _e8*_h8 + _h7*_s_
-            exp_avg_[_i] = _e9
-            exp_avg_sq_[_i] = _e10
+            _e0 = (_h1 < _r0)
+            _e1 = ((_h20*_p_ + _p_) if (_e0 and _h21 and _h22) else (_p_))
+            _e2 = _h3*_p_ + _g_
+            _e3 = ((_e2) if _h4 else (_g_))
+            _e4 = _e3*_h18 + _h17*_exp_avg_
+            _e5 = _h2*_exp_avg_sq_ + _h5*((_e2**2) if _h4 else (_g_**2))
+            _e6 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e0 else (_h1))
+            _e7 = (_e0 and _h15)
+            p_[_i] = ((_e1 - _e4*_h19/(numpy.sqrt(_e5) + _h16*((numpy.minimum(((numpy.maximum(_e6, _h14)) if _e7 else (_h14)), _h13*((numpy.maximum(_e6, _h6)) if _h12 else (_h6)))) if _e7 else (_h6)))) if _e0 else (_e1))
+            s_[_i] = _e3*_h23 + _h7*_s_
+            exp_avg_[_i] = _e4
+            exp_avg_sq_[_i] = _e5
     else:
         for _i in numba.prange(p_.shape[0]):
             _p_ = p_[_i]
             _g_ = g_[_i]
             _s_ = s_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _e0 = (_h1 < _r2)
-            _e1 = (_h1 < _r5)
-            _e2 = (_h1 < _r6)
-            _e3 = (_h1 < _r3)
-            _e4 = (_h1 < _r7)
-            _e5 = (_h1 < _r4)
-            _e6 = ((_h33*_p_ + _p_) if ((_e0 and _h12 and _h13 and _h16 and _h34) or (_e1 and _h12 and _h15 and _h16 and _h34) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h34) or (_e3 and _h13 and _h16 and _h18 and _h20 and _h22 and _h34) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h34) or (_e5 and _h13 and _h16 and _h17 and _h18 and _h19 and _h20 and _h34)) else (_p_))
-            _e7 = _h3*_p_ + _g_
-            _e8 = ((_e7) if _h4 else (_g_))
-            _e9 = ((_e0 and _h12 and _h13) or (_e1 and _h12 and _h15 and _h16) or (_e3 and _h13 and _h18 and _h20 and _h22) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20))
-            _e10 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e9 else (_h1))
-            _e11 = ((_e0 and _h12 and _h13 and _h28) or (_e1 and _h12 and _h15 and _h16 and _h28) or (_e3 and _h13 and _h18 and _h20 and _h22 and _h28) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h28) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20 and _h28) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h28))
-            _e12 = ((numpy.minimum(((numpy.maximum(_e10, _h27)) if _e11 else (_h27)), _h26*((numpy.maximum(_e10, _h6)) if _h25 else (_h6)))) if _e11 else (_h6))
-            _e13 = _h2*_exp_avg_sq_ + _h5*((_e7**2) if _h4 else (_g_**2))
-            p_[_i] = ((-_e12*_e8*_h32/(_e12*_h29 + numpy.sqrt(_e13)) + _e6) if _e9 else (_e6))
-            s_[_i] = _e8*_h8 + _h7*_s_
-            exp_avg_sq_[_i] = _e13
+            _e0 = (_h1 < _r0)
+            _e1 = ((_h20*_p_ + _p_) if (_e0 and _h21 and _h22) else (_p_))
+            _e2 = _h3*_p_ + _g_
+            _e3 = ((_e2) if _h4 else (_g_))
+            _e4 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e0 else (_h1))
+            _e5 = (_e0 and _h15)
+            _e6 = ((numpy.minimum(((numpy.maximum(_e4, _h14)) if _e5 else (_h14)), _h13*((numpy.maximum(_e4, _h6)) if _h12 else (_h6)))) if _e5 else (_h6))
+            _e7 = _h2*_exp_avg_sq_ + _h5*((_e2**2) if _h4 else (_g_**2))
+            p_[_i] = ((_e1 - _e3*_e6*_h19/(_e6*_h16 + numpy.sqrt(_e7))) if _e0 else (_e1))
+            s_[_i] = _e3*_h23 + _h7*_s_
+            exp_avg_sq_[_i] = _e7
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two).
@@ -735,15 +432,9 @@ def _make_cuda_kernels():
     kernels = {}
 
     @cuda.jit
-    def step_cuda(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _h26, _h27, _h28, _h29, _h30, _h31, _h32, _h33, _h34, _sums):
+    def step_cuda(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _sums):
         _r0 = _sums[0]
         _r1 = _sums[1]
-        _r2 = _sums[2]
-        _r3 = _sums[3]
-        _r4 = _sums[4]
-        _r5 = _sums[5]
-        _r6 = _sums[6]
-        _r7 = _sums[7]
         for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             if _h0:
                 _p_ = p_[_i]
@@ -751,115 +442,73 @@ def _make_cuda_kernels():
                 _s_ = s_[_i]
                 _exp_avg_ = exp_avg_[_i]
                 _exp_avg_sq_ = exp_avg_sq_[_i]
-                _e0 = (_h1 < _r2)
-                _e1 = (_h1 < _r5)
-                _e2 = (_h1 < _r6)
-                _e3 = (_h1 < _r3)
-                _e4 = (_h1 < _r7)
-                _e5 = (_h1 < _r4)
-                _e6 = ((_h33*_p_ + _p_) if ((_e0 and _h12 and _h13 and _h16 and _h34) or (_e1 and _h12 and _h15 and _h16 and _h34) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h34) or (_e3 and _h13 and _h16 and _h18 and _h20 and _h22 and _h34) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h34) or (_e5 and _h13 and _h16 and _h17 and _h18 and _h19 and _h20 and _h34)) else (_p_))
-                _e7 = _h3*_p_ + _g_
-                _e8 = ((_e7) if _h4 else (_g_))
-                _e9 = _e8*_h31 + _h30*_exp_avg_
-                _e10 = _h2*_exp_avg_sq_ + _h5*((_e7**2) if _h4 else (_g_**2))
-                _e11 = ((_e0 and _h12 and _h13) or (_e1 and _h12 and _h15 and _h16) or (_e3 and _h13 and _h18 and _h20 and _h22) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20))
-                _e12 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e11 else (_h1))
-                _e13 = ((_e0 and _h12 and _h13 and _h28) or (_e1 and _h12 and _h15 and _h16 and _h28) or (_e3 and _h13 and _h18 and _h20 and _h22 and _h28) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h28) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20 and _h28) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h28))
-                p_[_i] = ((_e6 - _e9*_h32/(_sqrt(_e10) + _h29*((_minimum(((_maximum(_e12, _h27)) if _e13 else (_h27)), _h26*((_maximum(_e12, _h6)) if _h25 else (_h6)))) if _e13 else (_h6)))) if _e11 else (_e6))
-                s_[_i] = _e8*_h8 + _h7*_s_
-                exp_avg_[_i] = _e9
-                exp_avg_sq_[_i] = _e10
+                _e0 = (_h1 < _r0)
+                _e1 = ((_h20*_p_ + _p_) if (_e0 and _h21 and _h22) else (_p_))
+                _e2 = _h3*_p_ + _g_
+                _e3 = ((_e2) if _h4 else (_g_))
+                _e4 = _e3*_h18 + _h17*_exp_avg_
+                _e5 = _h2*_exp_avg_sq_ + _h5*((_e2**2) if _h4 else (_g_**2))
+                _e6 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e0 else (_h1))
+                _e7 = (_e0 and _h15)
+                p_[_i] = ((_e1 - _e4*_h19/(_sqrt(_e5) + _h16*((_minimum(((_maximum(_e6, _h14)) if _e7 else (_h14)), _h13*((_maximum(_e6, _h6)) if _h12 else (_h6)))) if _e7 else (_h6)))) if _e0 else (_e1))
+                s_[_i] = _e3*_h23 + _h7*_s_
+                exp_avg_[_i] = _e4
+                exp_avg_sq_[_i] = _e5
             else:
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _s_ = s_[_i]
                 _exp_avg_sq_ = exp_avg_sq_[_i]
-                _e0 = (_h1 < _r2)
-                _e1 = (_h1 < _r5)
-                _e2 = (_h1 < _r6)
-                _e3 = (_h1 < _r3)
-                _e4 = (_h1 < _r7)
-                _e5 = (_h1 < _r4)
-                _e6 = ((_h33*_p_ + _p_) if ((_e0 and _h12 and _h13 and _h16 and _h34) or (_e1 and _h12 and _h15 and _h16 and _h34) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h34) or (_e3 and _h13 and _h16 and _h18 and _h20 and _h22 and _h34) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h34) or (_e5 and _h13 and _h16 and _h17 and _h18 and _h19 and _h20 and _h34)) else (_p_))
-                _e7 = _h3*_p_ + _g_
-                _e8 = ((_e7) if _h4 else (_g_))
-                _e9 = ((_e0 and _h12 and _h13) or (_e1 and _h12 and _h15 and _h16) or (_e3 and _h13 and _h18 and _h20 and _h22) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20))
-                _e10 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e9 else (_h1))
-                _e11 = ((_e0 and _h12 and _h13 and _h28) or (_e1 and _h12 and _h15 and _h16 and _h28) or (_e3 and _h13 and _h18 and _h20 and _h22 and _h28) or (_e2 and _h13 and _h15 and _h16 and _h18 and _h22 and _h28) or (_e5 and _h13 and _h17 and _h18 and _h19 and _h20 and _h28) or (_e4 and _h13 and _h15 and _h16 and _h17 and _h18 and _h20 and _h28))
-                _e12 = ((_minimum(((_maximum(_e10, _h27)) if _e11 else (_h27)), _h26*((_maximum(_e10, _h6)) if _h25 else (_h6)))) if _e11 else (_h6))
-                _e13 = _h2*_exp_avg_sq_ + _h5*((_e7**2) if _h4 else (_g_**2))
-                p_[_i] = ((-_e12*_e8*_h32/(_e12*_h29 + _sqrt(_e13)) + _e6) if _e9 else (_e6))
-                s_[_i] = _e8*_h8 + _h7*_s_
-                exp_avg_sq_[_i] = _e13
+                _e0 = (_h1 < _r0)
+                _e1 = ((_h20*_p_ + _p_) if (_e0 and _h21 and _h22) else (_p_))
+                _e2 = _h3*_p_ + _g_
+                _e3 = ((_e2) if _h4 else (_g_))
+                _e4 = ((_h11*(_h10 + _h9*_r1)/_r0) if _e0 else (_h1))
+                _e5 = (_e0 and _h15)
+                _e6 = ((_minimum(((_maximum(_e4, _h14)) if _e5 else (_h14)), _h13*((_maximum(_e4, _h6)) if _h12 else (_h6)))) if _e5 else (_h6))
+                _e7 = _h2*_exp_avg_sq_ + _h5*((_e2**2) if _h4 else (_g_**2))
+                p_[_i] = ((_e1 - _e3*_e6*_h19/(_e6*_h16 + _sqrt(_e7))) if _e0 else (_e1))
+                s_[_i] = _e3*_h23 + _h7*_s_
+                exp_avg_sq_[_i] = _e7
     kernels["step"] = step_cuda
 
     @cuda.jit
-    def reduce_cuda(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _h26, _h27, _h28, _h29, _h30, _h31, _h32, _h33, _h34, _sums, _partials):
+    def reduce_cuda(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _sums, _partials):
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
         _a0 = 0.0
         _a1 = 0.0
-        _a2 = 0.0
-        _a3 = 0.0
-        _a4 = 0.0
-        _a5 = 0.0
-        _a6 = 0.0
-        _a7 = 0.0
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
             if _h0:
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
-                _e0 = _h7*_s_
-                _e1 = _h3*_p_ + _g_
-                _e2 = ((_e1) if _h4 else (_g_))
-                _e3 = _h23*_s_
-                _a0 += abs(_e0 + _e2*_h8)
-                _a1 += _e2*(-_p_ + _p0_)
-                _a2 += abs(_e0 + _h14*_g_)
-                _a3 += abs(_e3 + _h24*_g_)
-                _a4 += abs(_e0 + _h21*_g_)
-                _a5 += abs(_e0 + _e1*_h14)
-                _a6 += abs(_e1*_h24 + _e3)
-                _a7 += abs(_e0 + _e1*_h21)
+                _e0 = ((_h3*_p_ + _g_) if _h4 else (_g_))
+                _a0 += abs(_e0*_h8 + _h7*_s_)
+                _a1 += _e0*(-_p_ + _p0_)
             else:
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
-                _e0 = _h7*_s_
-                _e1 = _h3*_p_ + _g_
-                _e2 = ((_e1) if _h4 else (_g_))
-                _e3 = _h23*_s_
-                _a0 += abs(_e0 + _e2*_h8)
-                _a1 += _e2*(-_p_ + _p0_)
-                _a2 += abs(_e0 + _h14*_g_)
-                _a3 += abs(_e3 + _h24*_g_)
-                _a4 += abs(_e0 + _h21*_g_)
-                _a5 += abs(_e0 + _e1*_h14)
-                _a6 += abs(_e1*_h24 + _e3)
-                _a7 += abs(_e0 + _e1*_h21)
-        _shared = cuda.shared.array(shape=(8, CUDA_THREADS), dtype=numba.float64)
+                _e0 = ((_h3*_p_ + _g_) if _h4 else (_g_))
+                _a0 += abs(_e0*_h8 + _h7*_s_)
+                _a1 += _e0*(-_p_ + _p0_)
+        _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
         _shared[1, _t] = _a1
-        _shared[2, _t] = _a2
-        _shared[3, _t] = _a3
-        _shared[4, _t] = _a4
-        _shared[5, _t] = _a5
-        _shared[6, _t] = _a6
-        _shared[7, _t] = _a7
         cuda.syncthreads()
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(8):
+                for _j in range(2):
                     _shared[_j, _t] += _shared[_j, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(8):
+            for _j in range(2):
                 _partials[_b, _j] = _shared[_j, 0]
     kernels['reduce'] = reduce_cuda
 

@@ -289,3 +289,42 @@ def test_numel_and_ndim_are_the_tensors(tmp_path, backend):
     opt.step(grads[0])
     for got, expected in zip(params, want):
         np.testing.assert_allclose(got, expected, rtol=1e-15)
+
+
+MASKED_SUM = """\
+optimizer masked_sum
+hyper lr = 0.1 in [0, inf)
+scalar v = 0
+scalar d = 0 per-group
+update:
+  x = sum(where(g > 0, g, 0))
+  y = group_sum(g > 0 ? g : 0)
+  v = v + x                          if x > 0
+  d = d + y                          if y > 1
+  p = p - lr * g                     if x > 0
+  p = p - lr * (v + d) * g
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_a_sum_of_a_per_element_choice_in_a_condition(tmp_path, backend):
+    """Found by a hostile review: SymPy folded the per-element where() out of the sum when the
+    sum stood in a condition (it summed g, and tested g > 0 per element, in host code too: a
+    NameError in scalar_updates); the sum's argument keeps its choice (a Select)."""
+    params, grads = _problem(6)
+    want = [p.copy() for p in params]
+    v, d = [0.0] * len(want), 0.0
+    for step in grads:
+        xs = [float(np.sum(np.where(g > 0, g, 0))) for g in step]
+        y = sum(xs)
+        v = [vi + x if x > 0 else vi for vi, x in zip(v, xs)]
+        d = d + y if y > 1 else d
+        want = [p - 0.1 * g if x > 0 else p for p, g, x in zip(want, step, xs)]
+        want = [p - 0.1 * (vi + d) * g for p, g, vi in zip(want, step, v)]
+    opt = optgen.optimizer(_spec(tmp_path, MASKED_SUM, "masked_sum"), params, backend=backend)
+    for step in grads:
+        opt.step(step)
+    for i, (got, expected) in enumerate(zip(params, want)):
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-15, err_msg=f"params[{i}]")
+        np.testing.assert_allclose(opt.state[i]["v"], v[i], rtol=RTOL)
+    np.testing.assert_allclose(opt.group_state["d"], d, rtol=RTOL)
