@@ -45,6 +45,10 @@ RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
 #: Host values known only once the step has a tensor in hand (its dimensions, its dtype): the
 #: host functions of the step's passes take them, but not state_inits or scalar_updates.
 TENSOR_HOST_VALUES = frozenset({"factored", "epsilon", "ndim"})
+#: Keys torch.optim and its schedulers keep in a param group beside the hyperparameters:
+#: optgen.torch keeps per-group states there too, so they may not be named so.
+PARAM_GROUP_KEYS = frozenset({"params", "initial_lr", "foreach", "fused", "capturable",
+                              "differentiable", "name"})
 #: The most Newton-Schulz iterations orthogonalize() may run (each is three matmuls).
 MAX_MATRIX_STEPS = 100
 #: Keywords that begin a line (compiler/spec.lark): a name among them could be declared but
@@ -368,6 +372,10 @@ class _Checker:
             self.scalar_states.add(decl.name)
         if decl.group:
             self.group_states.add(decl.name)
+            if decl.name in PARAM_GROUP_KEYS:
+                self.error(f"a per-group state named '{decl.name}' would clash with the key "
+                           "torch.optim keeps in every param group under that name; choose "
+                           "another name", decl.span)
         if not self._declare(decl.name, Symbol(decl.name, Kind.STATE, Type.NUMBER, level),
                              decl.span):
             return None
@@ -739,6 +747,10 @@ class _Checker:
                     if got is not want:
                         self.error(f"argument of {func}() must be a {want.value}", arg.span)
                         return None
+                if hyper_only and (spec.reduction or spec.axis or spec.matrix):
+                    self.error(f"{func}() is computed over a tensor's elements; only "
+                               "hyperparameters may appear here", expr.span)
+                    return None
                 if spec.takes_optional and not (isinstance(args[0], n.Name)
                                                 and args[0].id in self.optional):
                     self.error(f"the first argument of {func}() must be a hyperparameter or tuple "

@@ -21,7 +21,7 @@ from . import nodes as n
 from .claims_builtin import Check, hyper_variable
 from .ir import Claim
 from .lower import _expr, choices_of
-from .stepper import NumericStepper, SymbolicStepper
+from .stepper import NumericStepper, SymbolicStepper, one_element
 
 _FLIP = {"<=": ">=", "<": ">", ">=": ">=", ">": ">", "==": "=="}
 
@@ -129,7 +129,7 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
         for name in low.states:  # a state that does not exist keeps its value
             env.setdefault(f"{name}_new", env[name])
         def side(expr):
-            return _expr(expr, env)
+            return one_element(_expr(expr, env))
         def given(c):
             if isinstance(c.left, n.String) or isinstance(c.right, n.String):
                 return (side(c), "holds", None)  # a choice against one of its strings

@@ -70,9 +70,20 @@ def _selects(expr: sp.Basic) -> sp.Basic:
 
 
 def without_selects(expr: sp.Basic) -> sp.Basic:
-    """``expr`` with each :class:`Select` back as a Piecewise (where no sum is around it)."""
-    return expr.replace(lambda e: isinstance(e, Select), lambda e: e.as_piecewise()) \
-        if expr.has(Select) else expr
+    """``expr`` with each :class:`Select` that stands for a value back as a Piecewise (once no
+    sum is around it). One inside a condition stays a Select: as a Piecewise there it would
+    be folded out of the condition, which is SymPy's mis-simplification (see
+    :func:`safe_condition`) and exponential in the number of choices; with numbers for its
+    condition a Select is its branch, otherwise an opaque value to the prover."""
+    if not expr.has(Select) or isinstance(expr, (sp.logic.boolalg.Boolean, sp.Rel)):
+        return expr
+    if isinstance(expr, Select):
+        condition, then, otherwise = expr.args
+        return sp.Piecewise((without_selects(then), condition),
+                            (without_selects(otherwise), True))
+    if isinstance(expr, sp.Piecewise):
+        return sp.Piecewise(*((without_selects(v), c) for v, c in expr.args))
+    return expr.func(*map(without_selects, expr.args))
 
 
 class ReduceSum(sp.Function):

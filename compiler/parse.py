@@ -22,7 +22,7 @@ _TOKEN_WORDS = {
     "_NL": "the end of the line", "$END": "the end of the file", "COMPARE": "a comparison",
     "ADD_OP": "'+' or '-'", "MUL_OP": "'*' or '/'", "POW_OP": "'^'", "TRUE": "'true'",
     "FALSE": "'false'", "INF": "'inf'", "NEG_INF": "'-inf'", "NONE": "'none'",
-    "PER_AXIS": "'per-row' or 'per-col'",
+    "PER_AXIS": "'per-row' or 'per-col'", "PER_GROUP": "'per-group'",
 }
 
 

@@ -11,6 +11,7 @@ either: symbolically to prove or refute, numerically to confirm a counterexample
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from types import ModuleType
@@ -62,6 +63,8 @@ class SymbolicStepper:
         # Claims speak of one element: over a one-element tensor a sum is its only term.
         self._outputs = {k: _one_element(v) for k, v in lowered.outputs.items()}
         self._temps = {k: _one_element(v) for k, v in lowered.temps.items()}
+        self._marked_outputs = {k: _one_element(v, True) for k, v in lowered.outputs.items()}
+        self._marked_temps = {k: _one_element(v, True) for k, v in lowered.temps.items()}
 
     # values --------------------------------------------------------------------------------
 
@@ -119,11 +122,13 @@ class SymbolicStepper:
         for name, symbol in low.states.items():
             subs[symbol] = state[name] if present[name] else inits[name]
         cache: dict = {}
+        outputs, temps = ((self._marked_outputs, self._marked_temps) if _MODE["marked"]
+                          else (self._outputs, self._temps))
         return Outcome(
-            p=substitute(self._outputs["p"], subs, cache),
-            states={name: substitute(self._outputs[name], subs, cache)
+            p=substitute(outputs["p"], subs, cache),
+            states={name: substitute(outputs[name], subs, cache)
                     for name in low.states if present[name]},
-            temps={name: substitute(value, subs, cache) for name, value in self._temps.items()},
+            temps={name: substitute(value, subs, cache) for name, value in temps.items()},
         )
 
     def _hyper_subs(self, hypers: dict[str, Any]) -> dict:
@@ -178,14 +183,69 @@ def substitute(expr: sp.Basic, subs: dict, cache: dict | None = None) -> sp.Basi
     return result
 
 
-def _one_element(expr: sp.Basic) -> sp.Basic:
+#: One positive symbol per distinct sum (and per size), standing for "1 on a one-element
+#: tensor" in the marked form of the step (see :func:`marked_sums`); shared by every spec, so
+#: the same sum in two specs has the same marker.
+_MARKERS: dict[sp.Basic, sp.Dummy] = {}
+_MODE = {"marked": False}
+
+
+def _marker(node: sp.Basic) -> sp.Dummy:
+    if node not in _MARKERS:
+        # real, no sign: a sum over the tensor need not have the sign of this element's term
+        _MARKERS[node] = sp.Dummy(f"one{len(_MARKERS)}", real=True)
+    return _MARKERS[node]
+
+
+@contextlib.contextmanager
+def marked_sums():
+    """Within it, :meth:`SymbolicStepper.step` returns the marked form: each sum over the
+    tensor (or row, or group) is its only term times a marker, and each size a marker, where
+    the plain form puts 1. A difference that still has a marker depends on what a
+    one-element tensor collapses (``mean(g)`` and ``g`` agree there, and nowhere else)."""
+    before = _MODE["marked"]
+    _MODE["marked"] = True
+    try:
+        yield
+    finally:
+        _MODE["marked"] = before
+
+
+def unmarked(expr) -> tuple[sp.Basic, bool]:
+    """``expr`` with every marker at 1 (the one-element value), and whether it had one."""
+    expr = sp.sympify(expr)
+    markers = [m for m in expr.free_symbols if m in _MARKER_SET]
+    if not markers:
+        return expr, False
+    return expr.xreplace({m: sp.Integer(1) for m in markers}), True
+
+
+class _MarkerSet:
+    def __contains__(self, symbol) -> bool:
+        return isinstance(symbol, sp.Dummy) and symbol in _MARKERS.values()
+
+
+_MARKER_SET = _MarkerSet()
+
+
+def one_element(expr: sp.Basic) -> sp.Basic:
+    """A claim's own expression over the one-element tensor, marked where the step is (a
+    claim may write ``norm(g)`` too)."""
+    return _one_element(sp.sympify(expr), _MODE["marked"])
+
+
+def _one_element(expr: sp.Basic, marked: bool = False) -> sp.Basic:
     """A one-element float64 vector: a sum or a mean is its only term, every size is 1, it is
     not factored. (Matrix operations stay opaque functions: claims that need their value end
-    unknown.)"""
+    unknown.) ``marked``: each sum's term and each size times its marker instead (see
+    :func:`marked_sums`)."""
+    def collapse(node):
+        return _marker(node) * node.args[0] if marked else node.args[0]
     expr = without_selects(expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),
-                                        lambda e: e.args[0]))  # GroupSum too
-    return expr.xreplace({**{s: sp.Integer(1) for s in SHAPE_VALUES}, FACTORED: sp.false,
-                          EPSILON: FLOAT64_EPSILON, NDIM: sp.Integer(1)})
+                                        collapse))  # GroupSum too
+    sizes = {s: (_marker(s) if marked else sp.Integer(1)) for s in SHAPE_VALUES}
+    return expr.xreplace({**sizes, FACTORED: sp.false, EPSILON: FLOAT64_EPSILON,
+                          NDIM: sp.Integer(1)})
 
 
 class NumericStepper(SymbolicStepper):

@@ -23,7 +23,7 @@ from .claims_spec import spec_checks
 from .pipeline import Compiled, compile_file
 from .prover import (TINY, Verdict, admissible, decide, describe_point, evaluate,
                      find_counterexample, given_holds, prove_sign)
-from .stepper import NumericStepper, SymbolicStepper
+from .stepper import NumericStepper, SymbolicStepper, marked_sums, unmarked
 
 #: A counterexample is confirmed when the kernel's two sides differ by more than this, relatively.
 NUMERIC_CONFIRMATION = 1e-9
@@ -133,19 +133,43 @@ def _sides(check: Check, stepper, values):
     return pairs, givens
 
 
+#: Why a claim that holds on the verifier's one-element tensor is not proved.
+ONE_ELEMENT_ONLY = ("it holds on a tensor of one element, where a sum (or mean, norm, row mean, "
+                    "group sum) is its only term, but the two sides differ in what that "
+                    "collapses: a proof there says nothing about larger tensors")
+
+
 def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
     try:
         if check.decide is not None:
             return check.decide()
-        pairs, givens = _sides(check, stepper, check.variables)
+        with marked_sums():
+            pairs, givens = _sides(check, stepper, check.variables)
+        collapsed = False
+        plain_pairs = []
+        for lhs, rhs in pairs:
+            marked_difference = sp.sympify(lhs - rhs)
+            difference, marked = unmarked(marked_difference)
+            if marked and not check.limit and decide(
+                    marked_difference, check.relation, givens=givens, bounds=check.bounds,
+                    symbols=check.variables.values()).status == "proved":
+                marked = False  # zero whatever each sum is a multiple of its term: not collapsed
+            collapsed |= marked
+            plain_pairs.append((unmarked(lhs)[0], unmarked(rhs)[0], difference))
+        givens = [tuple(unmarked(side)[0] if isinstance(side, sp.Basic) else side
+                        for side in given) for given in givens]
         if check.limit:
-            return _decide_limit(check, stepper, *pairs[0], givens)
-        verdicts = [decide(sp.sympify(lhs - rhs), check.relation, givens=givens,
+            verdict = _decide_limit(check, stepper, *plain_pairs[0][:2], givens)
+            return Verdict("unknown", ONE_ELEMENT_ONLY) if (
+                collapsed and verdict.status == "proved") else verdict
+        verdicts = [decide(difference, check.relation, givens=givens,
                            bounds=check.bounds, symbols=check.variables.values())
-                    for lhs, rhs in pairs]
+                    for _, _, difference in plain_pairs]
     except (NotImplementedError, RecursionError, TypeError, ValueError, ZeroDivisionError) as error:
         return Verdict("unknown", f"SymPy could not evaluate the claim: {type(error).__name__}: "
                        f"{error}")
+    if collapsed and all(v.status == "proved" for v in verdicts):
+        return Verdict("unknown", ONE_ELEMENT_ONLY)
     if all(v.status == "proved" for v in verdicts):
         return verdicts[0] if len(verdicts) == 1 else Verdict(
             "proved", f"p agrees after each of the {len(verdicts)} steps: every difference "

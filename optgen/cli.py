@@ -102,6 +102,9 @@ def check(files: tuple[Path, ...]) -> None:
         except FileNotFoundError:
             click.echo(f"{path}: no such file", err=True)
             failed = True
+        except OSError as error:  # a folder, a file that cannot be read
+            click.echo(f"{path}: cannot read it ({error.strerror or error})", err=True)
+            failed = True
         except SpecError as error:
             _print_errors([error])
             failed = True

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .runtime.checks import check_scalar, check_step_count
+from .runtime.checks import checked_group_states
 from .runtime.kernels import host_value, run_group_step
 from .runtime.loader import available, load
 from .runtime.torch_buckets import Bucket, Regroup
@@ -271,22 +271,16 @@ class Optimizer(torch.optim.Optimizer):
         under their names with the group's step count as ``"step"``, as Prodigy keeps ``d``),
         making them where the group has none yet."""
         module = self._module
-        for g, group in enumerate(self.param_groups):
-            if not module.GROUP_SCALARS:
-                continue
-            names = ("step", *module.GROUP_SCALARS)
-            if not any(name in group for name in names):
-                group["step"] = 0
+        if not module.GROUP_SCALARS:
+            return
+        checked = [checked_group_states(module, group, f"param_groups[{g}]")
+                   for g, group in enumerate(self.param_groups)]  # all, before any changes
+        for g, (group, values) in enumerate(zip(self.param_groups, checked)):
+            if values is None:
                 flat = self._flat_hypers(group, g)
-                group.update(zip(module.GROUP_SCALARS, map(float, module.group_inits(*flat))))
-                continue
-            missing = [name for name in names if name not in group]
-            if missing:
-                raise KeyError(f"param_groups[{g}] lacks the per-group state {missing[0]!r}")
-            checked = {"step": check_step_count(group["step"], f"param_groups[{g}]['step']")}
-            checked.update((name, check_scalar(group[name], f"param_groups[{g}][{name!r}]"))
-                           for name in module.GROUP_SCALARS)
-            group.update(checked)  # plain numbers, read once
+                values = {"step": 0, **dict(zip(module.GROUP_SCALARS,
+                                                map(float, module.group_inits(*flat))))}
+            group.update(values)  # plain numbers, read once
 
     def _step_groups(self) -> None:
         """A grouped spec's step, param group by param group: every tensor's reduction passes

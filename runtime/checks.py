@@ -198,19 +198,30 @@ def restored_group(module, state_dict) -> dict:
         return {}
     if not isinstance(saved, dict):
         raise TypeError("state_dict['group'] must be a dict")
-    if not saved:
-        return {}
-    wanted = ("step", *module.GROUP_SCALARS)
-    unknown = [key for key in saved if key not in wanted]
+    unknown = [key for key in saved if key not in ("step", *module.GROUP_SCALARS)]
     if unknown:
         raise ValueError(f"state_dict['group'] has unknown entry {unknown[0]!r}")
-    missing = [key for key in wanted if key not in saved]
+    return checked_group_states(module, saved, "state_dict['group']") or {}
+
+
+def checked_group_states(module, group: dict, where: str) -> dict | None:
+    """A param group's per-group states as plain numbers (the step count as an int), read
+    once; None where it has none yet. Either every one of ``"step"`` and ``GROUP_SCALARS`` is
+    there or none is (a checkpoint of another optimizer has some): ValueError naming the
+    first missing one."""
+    wanted = ("step", *module.GROUP_SCALARS)
+    present = [key for key in wanted if key in group]
+    if not present:
+        return None
+    missing = [key for key in wanted if key not in group]
     if missing:
-        raise ValueError(f"state_dict['group'] lacks {missing[0]!r}")
-    group = {"step": check_step_count(saved["step"], "state_dict['group']['step']")}
-    group.update((name, check_scalar(saved[name], f"state_dict['group'][{name!r}]"))
-                 for name in module.GROUP_SCALARS)
-    return group
+        raise ValueError(f"{where} has per-group state {present[0]!r} but not {missing[0]!r} "
+                         f"(every one of {', '.join(map(repr, wanted))} or none: a checkpoint "
+                         "of another optimizer?)")
+    checked = {"step": check_step_count(group["step"], f"{where}['step']")}
+    checked.update((name, check_scalar(group[name], f"{where}[{name!r}]"))
+                   for name in module.GROUP_SCALARS)
+    return checked
 
 
 def restored_states(module, name: str, params: list[tuple[tuple, np.dtype]],

@@ -22,7 +22,7 @@ import numpy as np
 
 from .checks import (byte_bounds, check_read, check_scalar, check_step_count,
                      checked_array_state, find_overlap, numpy_shares, numpy_spans, overlap_error,
-                     restored_group, restored_states, state_entries)
+                     checked_group_states, restored_group, restored_states, state_entries)
 from .hypers import HasHypers
 from .kernels import (TensorStep, cast_host, missing_states, run_group_step, run_step,
                       scalar_updates, tensor_flags)
@@ -139,11 +139,19 @@ class Optimizer(HasHypers):
         module = self._module
         if not module.GROUP_SCALARS:
             return ()
-        if not self.group_state:
-            self.group_state["step"] = 0
-            self.group_state.update(zip(module.GROUP_SCALARS,
-                                        map(float, module.group_inits(*flat_hypers))))
-        return tuple(self.group_state[name] for name in module.GROUP_SCALARS)
+        if not isinstance(self.group_state, dict):
+            raise TypeError("group_state must be a dict (from a step or load_state_dict), got "
+                            f"{type(self.group_state).__name__}")
+        unknown = [key for key in self.group_state
+                   if key not in ("step", *module.GROUP_SCALARS)]
+        if unknown:
+            raise ValueError(f"group_state has unknown entry {unknown[0]!r}")
+        checked = checked_group_states(module, self.group_state, "group_state")
+        if checked is None:
+            checked = {"step": 0, **dict(zip(module.GROUP_SCALARS,
+                                             map(float, module.group_inits(*flat_hypers))))}
+        self.group_state = checked  # plain numbers, read once
+        return tuple(checked[name] for name in module.GROUP_SCALARS)
 
     def _step_group(self, together: list, flat_hypers, group: tuple) -> None:
         """Step a grouped spec's tensors together (their sums over the group added between

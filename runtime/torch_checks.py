@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .checks import (byte_span, check_read, check_scalar, check_step_count, find_overlap,
+from .checks import (byte_span, check_read, check_scalar, check_step_count, checked_group_states,
+                     find_overlap,
                      numpy_shares, overlap_error, state_shape_error, state_type_error)
 from .kernels import axis_shape
 
@@ -207,6 +208,7 @@ def checked_checkpoint(opt, state_dict, flat_hypers) -> dict:
                              "the size of optimizer's group")
         merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
         flat_hypers(merged, g)
+        checked_group_states(opt._module, saved, f"state_dict['param_groups'][{g}]")
         for i, (key, p) in enumerate(zip(saved["params"], group["params"])):
             ids[key] = (p, f"param_groups[{g}]['params'][{i}]")
     module = opt._module

@@ -208,3 +208,54 @@ def test_prodigy_bad_group_state_is_named():
         topt.step()
     for p, b in zip(ours, before):
         torch.testing.assert_close(p.detach(), b, rtol=0, atol=0)
+
+
+LR_SCHEDULE = [1.0] * 5 + [0.0] * 2 + [1.0] * 8
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name, make", [("prodigy", lambda p, **h: prodigyopt.Prodigy(p, **h)),
+                                        ("dadapt_adam",
+                                         lambda p, **h: dadaptation.DAdaptAdam(p, **h))])
+def test_lr_zero_and_late_params_match_the_references(name, make, capsys):
+    """Found by a hostile review: a step with lr = 0 (a warm-up from 0) changes nothing and is
+    not counted, and bias correction reads the group's count of steps, not a param's own (a
+    param that has no gradient for the first steps): as the references."""
+    params, targets = _start(np.float64)
+    reference = make([torch.nn.Parameter(torch.tensor(p)) for p in params],
+                     use_bias_correction=True)
+    opt = optgen.optimizer(name, params, use_bias_correction=True)
+    for step, lr in enumerate(LR_SCHEDULE):
+        grads = _gradient(params, targets, step, np.float64)
+        if step < 3:
+            grads[2] = None  # params[2] joins late
+        opt.lr = lr
+        reference.param_groups[0]["lr"] = lr
+        opt.step(grads)
+        for p, g in zip(reference.param_groups[0]["params"], grads):
+            p.grad = None if g is None else torch.tensor(g)
+        reference.step()
+    _compare(params, opt.state, opt.group_state["d"], reference, np.float64)
+    assert opt.group_state["k"] == reference.param_groups[0]["k"] == len(LR_SCHEDULE) - 2
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_prodigy_warm_up_from_zero_with_a_torch_scheduler():
+    params, targets = _start(np.float64)
+    ours = [torch.nn.Parameter(torch.tensor(p)) for p in params]
+    theirs = [torch.nn.Parameter(torch.tensor(p)) for p in params]
+    opt, reference = ot.optimizer("prodigy", ours), prodigyopt.Prodigy(theirs)
+    warm = [torch.optim.lr_scheduler.LambdaLR(o, lambda k: min(1.0, k / 5))
+            for o in (opt, reference)]
+    for step in range(15):
+        grads = _gradient([p.detach().numpy() for p in ours], targets, step, np.float64)
+        for p, q, g in zip(ours, theirs, grads):
+            p.grad, q.grad = torch.tensor(g), torch.tensor(g)
+        opt.step()
+        reference.step()
+        for scheduler in warm:
+            scheduler.step()
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(opt.param_groups[0]["d"], reference.param_groups[0]["d"],
+                               rtol=1e-10)

@@ -38,7 +38,7 @@ EXPECTED = {
                 "effective-lr-never-increases": "proved"},
     "adafactor": {"first-step-magnitude": "refuted", "scale-invariance": "unknown",
                   "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
-                  "stable-lr-range": "unknown", "first-step-is-relative": "proved"},
+                  "stable-lr-range": "unknown", "first-step-is-relative": "unknown"},
     "adabelief": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
                   "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
                   "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
@@ -129,24 +129,29 @@ EXPECTED = {
              "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
              "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
              "first-difference-is-zero": "proved"},
-    # NovoGrad normalizes g by the root of its per-tensor second moment, which on a one-element
-    # tensor is |g| at the first step: sign descent, and an L2 term added after normalizing
-    "novograd": {"first-step-magnitude": "proved", "scale-invariance": "proved",
+    # NovoGrad normalizes g by the root of its per-tensor second moment: its first step is
+    # g/norm(g) (proved for every tensor), which is lr in size on a one-element tensor only
+    # (unknown, not proved: the verifier says which proofs hold for one element alone)
+    "novograd": {"first-step-magnitude": "unknown", "scale-invariance": "proved",
                  "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "proved",
-                 "stable-lr-range": "unknown", "first-step-normalized": "proved"},
-    # Prodigy's first step is d0*lr*(1 - b1)/sqrt(1 - b2) in size, not lr; its decay is
-    # decoupled times d*lr, not lr
-    "prodigy": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
+                 "stable-lr-range": "unknown", "first-step-is-g-over-its-norm": "proved"},
+    # Prodigy's first step is not lr in size; its decay is decoupled times d*lr, not lr; a step
+    # with lr = 0 changes nothing; its first step is sign descent on a one-element tensor (its
+    # step size reads sums over the group, so unknown beyond); its bias correction reads its
+    # group count k, not t
+    "prodigy": {"first-step-magnitude": "refuted",
                 "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
                 "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
-                "d-never-shrinks-from-start": "proved",
-                "first-step-is-scaled-sign-descent": "proved"},
+                "d-never-shrinks-from-start": "proved", "lr-zero-leaves-p": "proved",
+                "lr-zero-leaves-d": "proved", "lr-zero-is-not-counted": "proved",
+                "first-step-is-scaled-sign-descent": "unknown"},
     # D-Adapt Adam needs eps > 0 (its domain), which the first-step and scale claims set to 0;
     # its decay is decoupled times d*lr; d is non-decreasing (a Max over the old d)
-    "dadapt_adam": {"bias-correction-limit": "proved", "first-step-magnitude": "unknown",
+    "dadapt_adam": {"first-step-magnitude": "unknown",
                     "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
                     "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
-                    "d-never-shrinks": "proved"},
+                    "d-never-shrinks": "proved", "lr-zero-leaves-p": "proved",
+                    "lr-zero-leaves-d": "proved", "lr-zero-is-not-counted": "proved"},
     # MADGRAD's step grows with sqrt(t) and is scaled by a cube root (not scale-invariant);
     # eps is added to lr, so its decoupled decay is not lr*lam
     "madgrad": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",

@@ -362,3 +362,34 @@ def test_contradictory_givens_are_proved_vacuously_and_say_so(tmp_path):
                   "empty: x > 1 given x > 2, x < 1", own_only=True)
     for result in got.values():
         assert result.status == "proved" and result.detail.startswith("vacuously"), result
+
+
+def test_a_proof_on_one_element_is_not_one_for_every_tensor(tmp_path):
+    """Found by a hostile review: the verifier models one element of one tensor, where a sum is
+    its only term, so 'mean(g) steps as g' and 'a group sum is a tensor sum' were proved
+    (false for any tensor of two elements, or a group of two tensors). A difference that
+    depends on what the one-element tensor collapses is unknown, with the reason."""
+    from optgen.compiler.verify import verify_file
+
+    (tmp_path / "plain.opt").write_text("optimizer plain\nhyper lr = 0.1\nupdate:\n"
+                                        "  p = p - lr * g\n")
+    (tmp_path / "pertensor.opt").write_text(
+        "optimizer pertensor\nhyper lr = 0.1\nscalar v = 0\nupdate:\n  v = v + sum(g^2)\n"
+        "  p = p - lr * v * g\n")
+    cases = {
+        "meaned": ("  p = p - lr * mean(g)\n", "equivalent to plain(lr = lr) over 2 steps"),
+        "grouped": ("scalar d = 0 per-group\nupdate:\n  d = d + group_sum(g^2)\n"
+                    "  p = p - lr * d * g\n", "equivalent to pertensor(lr = lr) over 2 steps"),
+        # true for every tensor: stays proved
+        "normed": ("  p = p - lr * g / norm(g)\n", "at lr = 1: p_new == p - g / norm(g)"),
+    }
+    statuses = {}
+    for name, (body, claim) in cases.items():
+        update = body if body.startswith("scalar") else "update:\n" + body
+        path = tmp_path / f"{name}.opt"
+        path.write_text(f"optimizer {name}\nhyper lr = 0.1\n{update}claim c: {claim}\n")
+        [result] = [r for r in verify_file(path).results if r.id == "c"]
+        statuses[name] = result.status
+        if result.status == "unknown":
+            assert "one element" in result.detail
+    assert statuses == {"meaned": "unknown", "grouped": "unknown", "normed": "proved"}
