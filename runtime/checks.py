@@ -204,6 +204,22 @@ def restored_group(module, state_dict) -> dict:
     return checked_group_states(module, saved, "state_dict['group']") or {}
 
 
+def settled_group_states(module, group_state, flat_hypers) -> dict:
+    """A NumPy or CUDA front end's ``group_state`` validated (before a step moves anything),
+    as plain numbers, made from ``group_inits`` where it has none yet."""
+    if not isinstance(group_state, dict):
+        raise TypeError("group_state must be a dict (from a step or load_state_dict), got "
+                        f"{type(group_state).__name__}")
+    unknown = [key for key in group_state if key not in ("step", *module.GROUP_SCALARS)]
+    if unknown:
+        raise ValueError(f"group_state has unknown entry {unknown[0]!r}")
+    checked = checked_group_states(module, group_state, "group_state")
+    if checked is None:
+        checked = {"step": 0, **dict(zip(module.GROUP_SCALARS,
+                                         map(float, module.group_inits(*flat_hypers))))}
+    return checked
+
+
 def checked_group_states(module, group: dict, where: str) -> dict | None:
     """A param group's per-group states as plain numbers (the step count as an int), read
     once; None where it has none yet. Either every one of ``"step"`` and ``GROUP_SCALARS`` is

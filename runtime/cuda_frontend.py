@@ -15,10 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .checks import (check_scalar, check_step_count, restored_group, restored_states,
-                     state_entries)
+                     settled_group_states, state_entries)
 from .cuda import CudaTable, CudaTensorStep, device_array, require, run_step_cuda, simulated
 from .hypers import HasHypers
-from .kernels import cast_host, missing_states, run_group_step, scalar_updates, tensor_flags
+from .kernels import (cast_host, group_updates, missing_states, run_group_step,
+                      scalar_updates, tensor_flags)
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -158,19 +159,15 @@ class CudaOptimizer(HasHypers):
                     module, t, flat_hypers, scalars, group, step.tensor_values)))
             state["step"] = t
         if module.GROUP_SCALARS:
-            t = self.group_state["step"] + 1
-            updated = module.group_updates(t, *flat_hypers, *group, *group_sums)
-            self.group_state.update(zip(module.GROUP_SCALARS, map(float, updated)))
-            self.group_state["step"] = t
+            self.group_state = group_updates(module, self.group_state, flat_hypers, group,
+                                             group_sums)
 
     def _group_values(self, flat_hypers) -> tuple:
+        """As the CPU front end's: validated before the step moves anything."""
         module = self._module
         if not module.GROUP_SCALARS:
             return ()
-        if not self.group_state:
-            self.group_state["step"] = 0
-            self.group_state.update(zip(module.GROUP_SCALARS,
-                                        map(float, module.group_inits(*flat_hypers))))
+        self.group_state = settled_group_states(module, self.group_state, flat_hypers)
         return tuple(self.group_state[name] for name in module.GROUP_SCALARS)
 
     def _check_states(self, grads) -> None:

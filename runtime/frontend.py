@@ -22,10 +22,10 @@ import numpy as np
 
 from .checks import (byte_bounds, check_read, check_scalar, check_step_count,
                      checked_array_state, find_overlap, numpy_shares, numpy_spans, overlap_error,
-                     checked_group_states, restored_group, restored_states, state_entries)
+                     restored_group, restored_states, settled_group_states, state_entries)
 from .hypers import HasHypers
-from .kernels import (TensorStep, cast_host, missing_states, run_group_step, run_step,
-                      scalar_updates, tensor_flags)
+from .kernels import (TensorStep, cast_host, group_updates, missing_states, run_group_step,
+                      run_step, scalar_updates, tensor_flags)
 from .many import TensorTable
 
 BACKENDS = ("cpu", "numpy")  # this class's; optimizer() also takes "cuda" (CudaOptimizer)
@@ -139,19 +139,8 @@ class Optimizer(HasHypers):
         module = self._module
         if not module.GROUP_SCALARS:
             return ()
-        if not isinstance(self.group_state, dict):
-            raise TypeError("group_state must be a dict (from a step or load_state_dict), got "
-                            f"{type(self.group_state).__name__}")
-        unknown = [key for key in self.group_state
-                   if key not in ("step", *module.GROUP_SCALARS)]
-        if unknown:
-            raise ValueError(f"group_state has unknown entry {unknown[0]!r}")
-        checked = checked_group_states(module, self.group_state, "group_state")
-        if checked is None:
-            checked = {"step": 0, **dict(zip(module.GROUP_SCALARS,
-                                             map(float, module.group_inits(*flat_hypers))))}
-        self.group_state = checked  # plain numbers, read once
-        return tuple(checked[name] for name in module.GROUP_SCALARS)
+        self.group_state = settled_group_states(module, self.group_state, flat_hypers)
+        return tuple(self.group_state[name] for name in module.GROUP_SCALARS)
 
     def _step_group(self, together: list, flat_hypers, group: tuple) -> None:
         """Step a grouped spec's tensors together (their sums over the group added between
@@ -166,10 +155,8 @@ class Optimizer(HasHypers):
                     module, t, flat_hypers, scalars, group, step.tensor_values)))
             state["step"] = t
         if module.GROUP_SCALARS:
-            t = self.group_state["step"] + 1
-            updated = module.group_updates(t, *flat_hypers, *group, *group_sums)
-            self.group_state.update(zip(module.GROUP_SCALARS, map(float, updated)))
-            self.group_state["step"] = t
+            self.group_state = group_updates(module, self.group_state, flat_hypers, group,
+                                             group_sums)
 
     def _table(self, dtype, shapes) -> TensorTable:
         """The many-tensor table for these shapes (made once, reused while they recur)."""

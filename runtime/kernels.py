@@ -181,6 +181,15 @@ class TensorStep:
                                                 *tensor, *self.nest)
 
 
+def group_updates(module: ModuleType, group_state: dict, flat_hypers: tuple, group: tuple,
+                  group_sums: tuple) -> dict:
+    """A param group's states after a step that had gradients: ``group_updates`` at the
+    group's next step count, from its sums (:func:`run_group_step`)."""
+    t = group_state["step"] + 1
+    updated = module.group_updates(t, *flat_hypers, *group, *group_sums)
+    return {"step": t, **dict(zip(module.GROUP_SCALARS, map(float, updated)))}
+
+
 def scalar_updates(module: ModuleType, t: int, flat_hypers: tuple, scalars: tuple,
                    group: tuple, tensor_values: tuple) -> tuple:
     """Each scalar state after a tensor's step: ``group`` the per-group states as they were,
