@@ -37,6 +37,8 @@ BUILTIN_SYMBOLS = {
     "ndim": Symbol("ndim", Kind.CONSTANT, Type.NUMBER, Level.HOST),
     # the element count, known per tensor (of the whole tensor where it is sharded)
     "numel": Symbol("numel", Kind.CONSTANT, Type.NUMBER, Level.TENSOR),
+    # elements per channel: of every dimension but the first (1 for a 0-d tensor)
+    "channel_size": Symbol("channel_size", Kind.CONSTANT, Type.NUMBER, Level.TENSOR),
 }
 # Function names are not reserved: `sum(x)` is a call and `sum` a name (Adagrad's state).
 # Nor are the generated code's own names (`range`, `numpy`, `cuda`, `h0`): spec names are
@@ -45,6 +47,9 @@ RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
 #: Host values known only once the step has a tensor in hand (its dimensions, its dtype): the
 #: host functions of the step's passes take them, but not state_inits or scalar_updates.
 TENSOR_HOST_VALUES = frozenset({"factored", "epsilon", "ndim"})
+#: How error messages name a value's level.
+_LEVEL_WORDS = {Level.HOST: "host", Level.GROUP: "per-group", Level.TENSOR: "per-tensor",
+                Level.CHANNEL: "per-channel", Level.ELEMENT: "per-element"}
 #: Keys torch.optim and its schedulers keep in a param group beside the hyperparameters:
 #: optgen.torch keeps per-group states there too, so they may not be named so.
 PARAM_GROUP_KEYS = frozenset({"params", "initial_lr", "foreach", "fused", "capturable",
@@ -440,7 +445,7 @@ class _Checker:
                 self.error(f"per-group state '{stmt.target}' holds one value for the whole param "
                            f"group: assign it from hyperparameters, t, per-group states and "
                            f"group reductions (group_sum, group_norm), not from a "
-                           f"{'per-element' if finer is Level.ELEMENT else 'per-tensor'} value",
+                           f"{_LEVEL_WORDS[finer]} value",
                            stmt.span, hint="a sum over the group's tensors: group_sum(...)")
                 continue
             elif stmt.target in self.group_states and (
@@ -453,10 +458,12 @@ class _Checker:
                            hint="a sum over the group's tensors: group_sum(...)")
                 continue
             elif stmt.target in self.scalar_states and value and (
-                    value[1] is Level.ELEMENT or (cond is not None and cond[1] is Level.ELEMENT)):
+                    value[1].value > Level.TENSOR.value
+                    or (cond is not None and cond[1].value > Level.TENSOR.value)):
+                finer = value[1] if value[1].value > Level.TENSOR.value else cond[1]
                 self.error(f"scalar state '{stmt.target}' holds one value per tensor: assign it "
                            f"from hyperparameters, t, scalar states and reductions (sum, norm, "
-                           f"mean, rms), not from a per-element value", stmt.span,
+                           f"mean, rms), not from a {_LEVEL_WORDS[finer]} value", stmt.span,
                            hint=f"reduce it first, e.g. {stmt.target} = sum(...)")
                 continue
             elif stmt.target in self.scalar_states and (
@@ -797,7 +804,8 @@ class _Checker:
                         return None
                     # A reduction of a value computed from another reduction is summed in a
                     # later pass (the planner's rounds).
-                    return Type.NUMBER, Level.GROUP if func.startswith("group_") else Level.TENSOR
+                    return Type.NUMBER, (Level.GROUP if func.startswith("group_")
+                                         else Level.CHANNEL if spec.channel else Level.TENSOR)
                 return Type.NUMBER, max((lv for _, lv in types), key=lambda lv: lv.value)
             case n.Neg(operand=operand):
                 return self._operands([operand], hyper_only, Type.NUMBER, Type.NUMBER)
@@ -853,7 +861,7 @@ class _Checker:
                 return f"{call}()"
         for name in _names(expr):
             symbol = self.symbols.get(name)
-            if symbol is not None and (symbol.level in (Level.TENSOR, Level.GROUP)
+            if symbol is not None and (symbol.level in (Level.TENSOR, Level.GROUP, Level.CHANNEL)
                                        or name in self.per_tensor_names):
                 return f"'{name}'"
         return None

@@ -24,6 +24,7 @@ class Function:
     matrix: bool = False           # a whole-matrix operation; arguments after the first are host
     axis: bool = False             # a mean over rows or columns of a matrix (factored states)
     takes_optional: bool = False   # first argument is a tuple item that may be None
+    channel: bool = False          # a reduction over each channel: one value per channel
 
 
 class Select(sp.Function):
@@ -106,6 +107,13 @@ class ReduceSum(sp.Function):
             return cls(_selects(x))
         return None
 
+    #: How the spec writes it (reports and docstrings).
+    spelling = "sum"
+
+    def _latex(self, printer, exp=None):
+        name = self.spelling.replace("_", r"\_")
+        return _power(rf"\operatorname{{{name}}}\left({printer._print(self.args[0])}\right)", exp)
+
 
 class GroupSum(ReduceSum):
     """The sum of an element expression over every element of every tensor of the param group
@@ -116,6 +124,31 @@ class GroupSum(ReduceSum):
     total. For the verifier's one tensor of one element it is the expression itself.
     """
 
+    spelling = "group_sum"
+
+
+class ChannelSum(ReduceSum):
+    """The sum of an element expression over each channel of the tensor: over every dimension
+    but the first (``x.sum(dim=(1, ..., ndim-1))`` in torch; the rows of
+    ``x.view(x.size(0), -1)``, AdamP's "channel view"), one value per channel, broadcast back
+    wherever it is read. A 0-d tensor is one channel of one element; a vector has one channel
+    per element.
+
+    A reduction in the planner's rounds (its own kernel writes one value per channel); for the
+    verifier's one-element tensor it is the expression itself.
+    """
+
+    spelling = "channel_sum"
+
+
+class ReduceMax(ReduceSum):
+    """The largest value of an element expression over the tensor's elements (``amax``; NaN
+    where any is NaN, as torch's ``amax``; ``-inf`` for an empty tensor). Computed in the
+    reduction passes like a sum, with ``max`` for ``+`` (exact in any order: the bits do not
+    depend on the thread count)."""
+
+    spelling = "amax"
+
 
 #: The number of elements of the tensor (for mean and rms).
 NUMEL = sp.Symbol("_n", positive=True, integer=True)
@@ -123,8 +156,11 @@ NUMEL = sp.Symbol("_n", positive=True, integer=True)
 #: parameter has fewer dimensions).
 ROWS = sp.Symbol("_rows", positive=True, integer=True)
 COLS = sp.Symbol("_cols", positive=True, integer=True)
+#: The number of elements of each channel: numel over the first dimension's size (1 for a
+#: 0-d tensor; `channel_size` in a spec).
+CHANNEL_SIZE = sp.Symbol("_k", positive=True, integer=True)
 #: Per-tensor values the runtime computes from the shape, in the kernels' argument order.
-SHAPE_VALUES = (NUMEL, ROWS, COLS)
+SHAPE_VALUES = (NUMEL, ROWS, COLS, CHANNEL_SIZE)
 
 
 #: Per-tensor host values the runtime supplies: whether the parameter has two or more
@@ -276,6 +312,16 @@ FUNCTIONS: dict[str, Function] = {
     "group_norm": Function(1, 1, lambda x: sp.sqrt(GroupSum(x ** 2)),
                            doc="Euclidean norm over every tensor of the param group",
                            reduction=True),
+    "amax": Function(1, 1, ReduceMax, doc="largest value over the tensor's elements",
+                     reduction=True),
+    "channel_sum": Function(1, 1, ChannelSum, reduction=True, channel=True,
+                            doc="sum over each channel (every dimension but the first): one "
+                                "value per channel"),
+    "channel_norm": Function(1, 1, lambda x: sp.sqrt(ChannelSum(x ** 2)), reduction=True,
+                             channel=True, doc="Euclidean norm over each channel"),
+    "channel_mean": Function(1, 1, lambda x: ChannelSum(x) / CHANNEL_SIZE, reduction=True,
+                             channel=True, doc="mean over each channel (torch's "
+                             "x.mean(dim=(1, ..., ndim-1), keepdim=True))"),
     "count_le": Function(2, 2, CountLE, takes_list=True,
                          doc="count_le(list, x): how many items of the list are <= x"),
     "orthogonalize": Function(6, 6, Orthogonalize, matrix=True,

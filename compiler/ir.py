@@ -28,13 +28,15 @@ class Level(Enum):
     """Where a value can be computed: once per step on the host (hyperparameters, t); once
     per param group after a reduction over all its tensors (``group_sum``, a ``per-group``
     scalar); once per tensor after a reduction pass (``sum``, ``norm``, a scalar state
-    assigned from one); or per element. A value's level is the finest of what it reads, and a
-    value may read only values of its own level or coarser ones."""
+    assigned from one); once per channel (``channel_sum``: over every dimension but the
+    first); or per element. A value's level is the finest of what it reads, and a value may
+    read only values of its own level or coarser ones."""
 
     HOST = 0
     GROUP = 1
     TENSOR = 2
-    ELEMENT = 3
+    CHANNEL = 3
+    ELEMENT = 4
 
 
 class Type(Enum):

@@ -18,7 +18,8 @@ import sympy as sp
 
 from . import nodes as n
 from .errors import SpecError
-from .functions import COLS, EPSILON, FACTORED, FUNCTIONS, NDIM, NUMEL, ROWS, piecewise
+from .functions import (CHANNEL_SIZE, COLS, EPSILON, FACTORED, FUNCTIONS, NDIM, NUMEL, ROWS,
+                        piecewise)
 from .ir import CheckedSpec, Hyper, Interval, Type
 
 #: Names every expression may read, whatever its environment (an update, a claim, a binding).
@@ -107,6 +108,7 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     flags = {name: sp.Symbol(f"has_{name}") for name, _ in spec.inputs}
     plain = {**hypers, "t": t, "p": p, "g": g, "rows": ROWS, "cols": COLS,
              "factored": FACTORED, "epsilon": EPSILON, "ndim": NDIM, "numel": NUMEL,
+             "channel_size": CHANNEL_SIZE,
              **states, **inputs,
              **{f"has_{name}": flag for name, flag in flags.items()}, **choices_of(spec)}
 

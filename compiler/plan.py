@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import SpecError
-from .functions import (FACTORED, NUMEL, SHAPE_VALUES, TENSOR_FLAGS, AxisMean, GroupSum,
-                        Orthogonalize, ReduceSum)
+from .functions import (CHANNEL_SIZE, FACTORED, NUMEL, SHAPE_VALUES, TENSOR_FLAGS, AxisMean,
+                        ChannelSum, GroupSum, Orthogonalize, ReduceMax, ReduceSum)
 from .lower import LoweredSpec
 from .names import code_name, local_name
 
@@ -94,15 +94,37 @@ class AxisStage:
     classes: tuple[str, ...]                         # each one's shape: full, row, col, matrix
 
 
+#: What a reduction computes: a sum over the tensor (or group), its largest value, or a sum
+#: per channel (an array of one value per channel, read by channel index).
+REDUCE_KINDS = ("sum", "max", "channel")
+
+
+def reduce_kind(node: sp.Basic) -> str:
+    return ("channel" if isinstance(node, ChannelSum) else "max" if isinstance(node, ReduceMax)
+            else "sum")
+
+
 @dataclass(frozen=True)
 class ReduceRound:
     """One reduction pass over each tensor: the sums whose arguments read only sums of earlier
     rounds (and no later ones). ``group[k]``: the k-th sum is over the whole param group, so the
-    runtime adds every tensor's part before the next round reads it."""
+    runtime adds every tensor's part before the next round reads it. ``kinds[k]``: what it
+    computes (:data:`REDUCE_KINDS`); the per-tensor ones ("sum", "max") come from ``passes``,
+    the per-channel ones from ``channel_passes`` (a kernel of their own)."""
 
     sums: tuple[sp.Symbol, ...]        # _r<start>, ...: numbered by round
-    passes: tuple[ElementPass, ...]    # one per presence variant; "stores" are the sums
+    passes: tuple[ElementPass, ...]    # one per presence variant; "stores" are the tensor sums
     group: tuple[bool, ...]
+    kinds: tuple[str, ...] = ()
+    channel_passes: tuple[ElementPass, ...] = ()  # likewise, "stores" the channel sums
+
+    @property
+    def tensor_sums(self) -> tuple[sp.Symbol, ...]:
+        return tuple(s for s, kind in zip(self.sums, self.kinds) if kind != "channel")
+
+    @property
+    def channel_sums(self) -> tuple[sp.Symbol, ...]:
+        return tuple(s for s, kind in zip(self.sums, self.kinds) if kind == "channel")
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,32 @@ class KernelPlan:
     def group_sums(self) -> tuple[bool, ...]:
         """For each sum, whether it is over the whole param group."""
         return tuple(g for r in self.rounds for g in r.group)
+
+    @property
+    def reduce_kinds(self) -> tuple[str, ...]:
+        """For each sum, what it computes (:data:`REDUCE_KINDS`)."""
+        return tuple(k for r in self.rounds for k in r.kinds)
+
+    @property
+    def tensor_sums(self) -> tuple[sp.Symbol, ...]:
+        """The sums with one value per tensor: the kernels take them as scalars."""
+        return tuple(s for r in self.rounds for s in r.tensor_sums)
+
+    @property
+    def channel_sums(self) -> tuple[sp.Symbol, ...]:
+        """The sums with one value per channel: the kernels take them as arrays ``_ch<k>``
+        and read the element's channel."""
+        return tuple(s for r in self.rounds for s in r.channel_sums)
+
+    @property
+    def channel_arrays(self) -> tuple[Array, ...]:
+        return channel_arrays(self.channel_sums)
+
+
+def channel_arrays(symbols) -> tuple[Array, ...]:
+    """The arrays holding the per-channel sums ``symbols``, in order: ``_ch0, _ch1, ...``,
+    each loaded (at the element's channel) as the sum's own symbol."""
+    return tuple(Array(f"_ch{k}", s, None, None) for k, s in enumerate(symbols))
 
 
 def _positional(lowered: LoweredSpec) -> tuple[LoweredSpec, dict[str, str]]:
@@ -248,7 +296,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         symbol: the same symbol the passes read, since the element form of a sum is the same
         subtree wherever it appears."""
         if isinstance(expr, ReduceSum):
-            if hoister.is_host(expr.args[0]) and not isinstance(expr, GroupSum):
+            if hoister.is_host(expr.args[0]) and type(expr) is ReduceSum:
                 return expr.args[0] * NUMEL
             return with_sums(hoister.element(expr).xreplace(local))
         if not expr.args or not expr.has(ReduceSum):
@@ -268,10 +316,17 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     hoisted = {name: expr.xreplace(renumber) for name, expr in hoisted.items()}
     scalar_updates = tuple((name, v.xreplace(renumber)) for name, v in scalar_updates)
     group_updates = tuple((name, v.xreplace(renumber)) for name, v in group_updates)
-    round_sums = [[(renumber[symbol], node.args[0].xreplace(renumber), isinstance(node, GroupSum))
+    round_sums = [[(renumber[symbol], node.args[0].xreplace(renumber), isinstance(node, GroupSum),
+                    reduce_kind(node))
                    for node, symbol in ordered if depth[symbol] == d]
                   for d in range(1 + max(depth.values(), default=-1))]
-    reduced = {str(symbol): arg for members in round_sums for symbol, arg, _ in members}
+    reduced = {str(symbol): arg for members in round_sums for symbol, arg, _, _ in members}
+    channels = channel_arrays([renumber[symbol] for node, symbol in ordered
+                               if isinstance(node, ChannelSum)])
+    if channels and (lowered.axis_states or matrix_nodes_of(hoisted)):
+        raise SpecError("channel reductions beside per-row/per-col states or matrix "
+                        "operations are not supported",
+                        _statement_span(original, _channel_reductions))
 
     # Each whole-matrix operation reads its result from a scratch array the runtime fills.
     matrix_nodes: dict[sp.Basic, MatrixOp] = {}
@@ -298,14 +353,20 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     combos = [tuple(zip(distinct_flags, combo))
               for combo in itertools.product((True, False), repeat=len(distinct_flags))]
     combos = [when for when in combos if _consistent(when, hoister)]
-    tensor_arrays = arrays + axis_arrays
+    tensor_arrays = arrays + axis_arrays + channels
     passes = tuple(_element_pass(when, tensor_arrays + scratch, hoisted) for when in combos)
     rounds = tuple(
-        ReduceRound(sums=tuple(symbol for symbol, _, _ in members),
+        ReduceRound(sums=tuple(symbol for symbol, _, _, _ in members),
                     passes=tuple(_element_pass(when, tensor_arrays,
-                                               {str(s): arg for s, arg, _ in members})
+                                               {str(s): arg for s, arg, _, kind in members
+                                                if kind != "channel"})
                                  for when in combos),
-                    group=tuple(group for _, _, group in members))
+                    group=tuple(group for _, _, group, _ in members),
+                    kinds=tuple(kind for _, _, _, kind in members),
+                    channel_passes=tuple(_element_pass(when, tensor_arrays,
+                                                       {str(s): arg for s, arg, _, kind in members
+                                                        if kind == "channel"})
+                                         for when in combos))
         for members in round_sums)
     prepare_passes = tuple(_element_pass(when, tensor_arrays, prepared)
                            for when in combos) if matrix_ops else ()
@@ -363,6 +424,14 @@ def _statement_span(lowered: LoweredSpec, predicate):
         if predicate(lowered, statement.target, value):
             return statement.span
     return statements[-1].span if statements else None
+
+
+def matrix_nodes_of(exprs: dict) -> bool:
+    return any(sp.sympify(e).has(Orthogonalize) for e in exprs.values())
+
+
+def _channel_reductions(lowered: LoweredSpec, target: str, value: sp.Basic) -> bool:
+    return value.has(ChannelSum)
 
 
 def _nests_matrix_operations(lowered: LoweredSpec, target: str, value: sp.Basic) -> bool:
@@ -582,9 +651,11 @@ class _Hoister:
             return Orthogonalize(self.element(expr.args[0]),
                                  *(self.host_value(a) for a in expr.args[1:]))
         if isinstance(expr, ReduceSum):  # never host: it sums over the elements
-            if self.is_host(expr.args[0]) and not isinstance(expr, GroupSum):
-                # n copies of one value: n times it, exactly so
-                return sp.Mul(self.host_value(expr.args[0]), NUMEL, evaluate=False)
+            if self.is_host(expr.args[0]) and type(expr) in (ReduceSum, ChannelSum):
+                # n copies of one value: n times it, exactly so (the largest of none is -inf:
+                # a max stays a reduction)
+                size = NUMEL if type(expr) is ReduceSum else CHANNEL_SIZE
+                return sp.Mul(self.host_value(expr.args[0]), size, evaluate=False)
             return expr.func(self.element(expr.args[0]))
         if isinstance(expr, AxisMean):  # the mean of a host value is that value
             if self.is_host(expr.args[0]):

@@ -206,6 +206,7 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         reductions=len(plan.reductions), reduce_block=REDUCE_BLOCK,
         reduce_rounds=tuple(len(r.sums) for r in plan.rounds),
         group_reductions=plan.group_sums,
+        reduce_kinds=plan.reduce_kinds,
         matrix_ops=tuple((m.kind, m.array, tuple(host_index[s] for s in m.host_args))
                          for m in plan.matrix_ops),
         host_temps=host_temps, host_values=host_values, state_inits=state_inits,
@@ -344,20 +345,28 @@ def _render_axis_cpu(plan: KernelPlan) -> tuple[str | None, tuple[int, ...]]:
 
 
 def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
-    """The element kernel, preceded by the reduction kernel where the spec has reductions."""
+    """The element kernel, preceded by the reduction kernels where the spec has reductions."""
     printer = (backend.printer(plan.host_symbols, names=plan.names)
                if backend.printer is NumpyArrayPrinter else backend.printer(names=plan.names))
     arrays = _idents(plan, [a.name for a in plan.arrays])
     arrays += _idents(plan, [a.name for a in plan.axis_stage.arrays]) if plan.axis_stage else []
     host = _idents(plan, [h.symbol for h in plan.host])
     mats = _idents(plan, [m.array for m in plan.matrix_ops])
-    tensor_args = _idents(plan, plan.reductions) + _idents(plan, plan.shape_values)
+    tensor_args = step_tensor_args(plan)
     out = []
     nest_args = list(NEST_ARGS) if backend.name == "cpu" and nests(plan) else []
     for k, reduce_round in enumerate(plan.rounds):
-        out.append(_render_passes(backend.reduce_template, reduce_function(backend.reduce_function, k),
-                                  arrays + host + round_args(plan, k) + nest_args, plan,
-                                  reduce_round.passes, printer, nest=bool(nest_args)))
+        args = arrays + host + round_args(plan, k) + nest_args
+        if reduce_round.tensor_sums:
+            out.append(_render_passes(backend.reduce_template,
+                                      reduce_function(backend.reduce_function, k), args, plan,
+                                      reduce_round.passes, printer, nest=bool(nest_args),
+                                      kinds=[kind for kind in reduce_round.kinds
+                                             if kind != "channel"]))
+        if reduce_round.channel_sums:
+            out.append(_render_passes(CHANNEL_TEMPLATES[backend.name],
+                                      reduce_function(f"reduce_channels_{backend.name}", k),
+                                      args, plan, reduce_round.channel_passes, printer))
     if plan.matrix_ops:
         out.append(_render_passes(backend.template, backend.prepare_function,
                                   arrays + mats + host, plan, plan.prepare_passes, printer,
@@ -379,32 +388,67 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     return out
 
 
+#: The per-channel reduction kernel's template, per backend.
+CHANNEL_TEMPLATES = {"numpy": "numpy_channels.py.j2", "cpu": "numba_cpu_channels.py.j2"}
+#: What every kernel of a spec with per-channel sums takes after the channel arrays: the
+#: number of channels and the elements of each (runtime/kernels.py ``channels``).
+CHANNEL_ARGS = ("_nchan", "_chsize")
+
+
+def step_tensor_args(plan: KernelPlan) -> list[str]:
+    """What the element kernel takes after the host scalars: the per-tensor sums, the shape
+    values, then the per-channel sums' arrays and :data:`CHANNEL_ARGS` (where there are any)."""
+    return (_idents(plan, plan.tensor_sums) + _idents(plan, plan.shape_values)
+            + _channel_args(plan, len(plan.channel_sums)))
+
+
+def _channel_args(plan: KernelPlan, count: int) -> list[str]:
+    if not plan.channel_sums:
+        return []
+    return [a.name for a in plan.channel_arrays[:count]] + list(CHANNEL_ARGS)
+
+
 def _render_cuda(plan: KernelPlan) -> str:
-    """The CUDA kernels: the same passes, printed for Numba CUDA, made lazily in a function."""
+    """The CUDA kernels: the same passes, printed for Numba CUDA, made lazily in a function.
+    Every kernel takes ``_sums`` (each sum at its place among REDUCE_KINDS) and, where the spec
+    has per-channel sums, ``_chans`` (one row per such sum, one column per channel), the
+    channel count and size."""
     printer = NumbaCUDAPrinter(names=plan.names)
     arrays = _idents(plan, [a.name for a in plan.arrays])
     axes = _idents(plan, [a.name for a in plan.axis_stage.arrays]) if plan.axis_stage else []
     mats = _idents(plan, [m.array for m in plan.matrix_ops])
     host = _idents(plan, [h.symbol for h in plan.host])
     shapes = _idents(plan, plan.shape_values)
+    position = {s: j for j, s in enumerate(plan.reductions)}
+    channel_index = {s: k for k, s in enumerate(plan.channel_sums)}
 
     def passes(element_passes):
         return [_pass_code(plan, element_pass, branch, printer)
                 for element_pass, branch in _branches(element_passes)]
 
+    rounds = []
+    for k, r in enumerate(plan.rounds):
+        earlier = [s for q in plan.rounds[:k] for s in q.tensor_sums]
+        rounds.append({
+            "name": reduce_function("reduce", k),
+            "channels_name": reduce_function("reduce_channels", k),
+            "passes": passes(r.passes), "channel_passes": passes(r.channel_passes),
+            "sums": [(position[s], kind) for s, kind in zip(r.sums, r.kinds)
+                     if kind != "channel"],
+            "channel_offset": channel_index[r.channel_sums[0]] if r.channel_sums else 0,
+            "channel_count": len(r.channel_sums),
+            "earlier": [(_ident(plan, s), position[s]) for s in earlier]})
     return _environment().get_template("numba_cuda.py.j2").render(
         step_args=arrays + axes + mats + host + shapes,
         prepare_args=arrays + axes + mats + host,
         reduce_args=arrays + axes + host,
+        channel_args=["_chans", *CHANNEL_ARGS] if plan.channel_sums else [],
         arrays=arrays, host=host,
         tensor_args=_idents(plan, plan.reductions) + shapes,
-        reductions=_idents(plan, plan.reductions),
+        reductions=[(_ident(plan, s), j) for j, s in enumerate(plan.reductions)
+                    if s not in channel_index],
         step_passes=passes(plan.passes), prepare_passes=passes(plan.prepare_passes),
-        rounds=[{"name": reduce_function("reduce", k), "passes": passes(r.passes),
-                  "sums": _idents(plan, r.sums),
-                  "earlier": [(name, j) for j, name in enumerate(
-                      _idents(plan, plan.reductions[:sum(len(q.sums) for q in plan.rounds[:k])]))]}
-                 for k, r in enumerate(plan.rounds)],
+        rounds=rounds,
         shapes=shapes, length=arrays[0],
         many=supports_many(plan) and not plan.reductions,
     ).rstrip("\n")
@@ -443,9 +487,10 @@ def _traffic(plan: KernelPlan, aliases: tuple[int, ...]) -> tuple:
 def supports_many(plan: KernelPlan) -> bool:
     """Whether the spec has many-tensor kernels: not where a whole-matrix or axis stage runs
     per tensor in NumPy (Muon, Adafactor), nor where its sums take more than one pass, are
-    over the param group, or update scalar states; those step one tensor at a time."""
+    over the param group or per channel, take a max, or update scalar states; those step one
+    tensor at a time."""
     return (not plan.matrix_ops and plan.axis_stage is None and len(plan.rounds) <= 1
-            and not any(plan.group_sums) and not scalars_read_tensor(plan)
+            and set(plan.reduce_kinds) <= {"sum"} and not any(plan.group_sums) and not scalars_read_tensor(plan)
             and not (plan.rounds and round_reads_shape(plan, 0)))
 
 
@@ -469,9 +514,12 @@ def reduce_function(name: str, k: int) -> str:
 
 def round_args(plan: KernelPlan, k: int) -> list[str]:
     """What the k-th reduction pass takes after the arrays and host scalars: every earlier
-    pass's sums, then the shape values."""
-    earlier = [s for r in plan.rounds[:k] for s in r.sums]
-    return _idents(plan, earlier) + _idents(plan, plan.shape_values)
+    pass's per-tensor sums, the shape values, then the earlier per-channel sums' arrays and
+    :data:`CHANNEL_ARGS` (where the spec has per-channel sums)."""
+    earlier = [s for r in plan.rounds[:k] for s in r.tensor_sums]
+    channels = sum(len(r.channel_sums) for r in plan.rounds[:k])
+    return (_idents(plan, earlier) + _idents(plan, plan.shape_values)
+            + _channel_args(plan, channels))
 
 
 def _render_many(plan, function, element_passes, printer, arrays, host, tensor_args, reduce,
@@ -488,19 +536,26 @@ def _render_many(plan, function, element_passes, printer, arrays, host, tensor_a
 def _pass_code(plan: KernelPlan, element_pass, branch, printer) -> dict:
     """One element pass for a flat loop: its branch, loads, temporaries and stores, named as
     the generated code names them."""
+    channels = {a.name: k for k, a in enumerate(plan.channel_arrays)}
     return dict(
         branch=branch,
-        loads=[(_ident(plan, a.local), code_name(a.name), False) for a in element_pass.loads],
+        loads=[(_ident(plan, a.local), code_name(a.name), False) for a in element_pass.loads
+               if a.name not in channels],
+        channel_loads=[(_ident(plan, a.local), channels[a.name]) for a in element_pass.loads
+                       if a.name in channels],
         temps=[(code_name(str(s)), printer.doprint(v)) for s, v in element_pass.temps],
         stores=[(code_name(name), printer.doprint(v)) for name, v in element_pass.stores],
     )
 
 
 def _render_passes(template, function, args, plan, element_passes, printer, doc="",
-                   nest: bool = False) -> str:
+                   nest: bool = False, kinds=None) -> str:
     """``nest``: the kernel reads per-row/column/matrix values in a row/column loop nest
-    (the CPU's); otherwise every axis value comes at full size."""
+    (the CPU's); otherwise every axis value comes at full size. ``kinds``: a reduction
+    kernel's, what each of its stores computes ("sum" or "max"). Per-channel sums are read
+    at the element's channel (``channel_loads``)."""
     classes = _axis_classes(plan) if nest else {}
+    classes.update({a.name: "channel" for a in plan.channel_arrays})
     passes = []
     for element_pass, branch in _branches(element_passes):
         stored = {name for name, _ in element_pass.stores}
@@ -508,8 +563,10 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
                  for a in element_pass.loads]
         passes.append(dict(
             branch=branch,
+            ops=list(kinds) if kinds is not None else ["sum"] * len(element_pass.stores),
             # The NumPy body reads whole arrays, so an array it writes is read from a copy.
             loads=[load for load in loads if classes.get(load[1], "full") == "full"],
+            channel_loads=[load for load in loads if classes.get(load[1]) == "channel"],
             # Read per row, per matrix, per column (CPU kernels: the row/column loop nest).
             row_loads=[load for load in loads if classes.get(load[1]) == "row"],
             matrix_loads=[load for load in loads if classes.get(load[1]) == "matrix"],
@@ -574,6 +631,8 @@ def _latex_name(name: str) -> str:
     """``b1`` -> b_{1} as SymPy would; ``weight_decay`` -> \\mathrm{weight\\_decay}, not weight_{decay}."""
     if name == "_eps":  # the spec's `epsilon`
         return r"\epsilon"
+    if name == "_k":  # the spec's `channel_size`
+        return r"\mathrm{channel\_size}"
     name = name.lstrip("_")  # _rows, _cols, _n, _factored: as the spec writes them
     match = re.fullmatch(r"([A-Za-z])(\d*)", name)
     if match:

@@ -235,17 +235,18 @@ def one_element(expr: sp.Basic) -> sp.Basic:
 
 
 def _one_element(expr: sp.Basic, marked: bool = False) -> sp.Basic:
-    """A one-element float64 vector: a sum or a mean is its only term, every size is 1, it is
-    not factored. (Matrix operations stay opaque functions: claims that need their value end
+    """A one-element float64 vector: a sum or a mean is its only term, every size (and ndim)
+    is 1, it is not factored. (Matrix operations stay opaque functions: claims that need their value end
     unknown.) ``marked``: each sum's term and each size times its marker instead (see
     :func:`marked_sums`)."""
     def collapse(node):
         return _marker(node) * node.args[0] if marked else node.args[0]
     expr = without_selects(expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),
                                         collapse))  # GroupSum too
-    sizes = {s: (_marker(s) if marked else sp.Integer(1)) for s in SHAPE_VALUES}
-    return expr.xreplace({**sizes, FACTORED: sp.false, EPSILON: FLOAT64_EPSILON,
-                          NDIM: sp.Integer(1)})
+    # ndim too: a proof that needs the vector's ndim = 1 says nothing about a matrix (AdamP
+    # projects only those)
+    sizes = {s: (_marker(s) if marked else sp.Integer(1)) for s in (*SHAPE_VALUES, NDIM)}
+    return expr.xreplace({**sizes, FACTORED: sp.false, EPSILON: FLOAT64_EPSILON})
 
 
 class NumericStepper(SymbolicStepper):

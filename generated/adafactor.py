@@ -9,14 +9,14 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
    g \leftarrow - g \quad \text{if } \mathrm{maximize}
    e_{1} \leftarrow \operatorname{default}\left(\mathrm{eps1}, \epsilon\right)
    \mathrm{weight} \leftarrow t^{\mathrm{beta2\_decay}}
-   \mathrm{alpha} \leftarrow \max\left(\mathrm{eps2}, \frac{\sqrt{\operatorname{ReduceSum}{\left(p^{2} \right)}}}{\sqrt{n}}\right) \min\left(\mathrm{lr}, \frac{1}{\sqrt{t}}\right)
+   \mathrm{alpha} \leftarrow \max\left(\mathrm{eps2}, \frac{\sqrt{\operatorname{sum}\left(p^{2}\right)}}{\sqrt{n}}\right) \min\left(\mathrm{lr}, \frac{1}{\sqrt{t}}\right)
    p \leftarrow p \left(- \mathrm{lr} \mathrm{weight\_decay} + 1\right)
    \mathrm{row\_var} \leftarrow \begin{cases} \mathrm{row\_var} + \mathrm{weight} \left(- \mathrm{row\_var} + \operatorname{row\_mean}\left(g^{2}\right)\right) & \text{for}\: \mathrm{weight} < \frac{1}{2} \\- \left(1 - \mathrm{weight}\right) \left(- \mathrm{row\_var} + \operatorname{row\_mean}\left(g^{2}\right)\right) + \operatorname{row\_mean}\left(g^{2}\right) & \text{otherwise} \end{cases} \quad \text{if } \mathrm{factored}
    \mathrm{col\_var} \leftarrow \begin{cases} \mathrm{col\_var} + \mathrm{weight} \left(- \mathrm{col\_var} + \operatorname{col\_mean}\left(g^{2}\right)\right) & \text{for}\: \mathrm{weight} < \frac{1}{2} \\- \left(1 - \mathrm{weight}\right) \left(- \mathrm{col\_var} + \operatorname{col\_mean}\left(g^{2}\right)\right) + \operatorname{col\_mean}\left(g^{2}\right) & \text{otherwise} \end{cases} \quad \text{if } \mathrm{factored}
    \mathrm{variance} \leftarrow \begin{cases} \mathrm{variance} + \mathrm{weight} \left(g^{2} - \mathrm{variance}\right) & \text{for}\: \mathrm{weight} < \frac{1}{2} \\g^{2} - \left(1 - \mathrm{weight}\right) \left(g^{2} - \mathrm{variance}\right) & \text{otherwise} \end{cases} \quad \text{if } \neg \mathrm{factored}
    v \leftarrow \begin{cases} \frac{\mathrm{col\_var} \mathrm{row\_var}}{\max\left(e_{1}, \operatorname{col\_mean}\left(\mathrm{row\_var}\right)\right)} & \text{for}\: \mathrm{factored} \\\mathrm{variance} & \text{otherwise} \end{cases}
    u \leftarrow \frac{g}{\sqrt{\max\left(e_{1}^{2}, v\right)}}
-   p \leftarrow - \frac{\mathrm{alpha} u}{\max\left(1, \frac{\sqrt{\operatorname{ReduceSum}{\left(u^{2} \right)}}}{\sqrt{n} d}\right)} + p
+   p \leftarrow - \frac{\mathrm{alpha} u}{\max\left(1, \frac{\sqrt{\operatorname{sum}\left(u^{2}\right)}}{\sqrt{n} d}\right)} + p
 
 The description and hyperparameter docs are in ``DESCRIPTION`` and ``HYPERS``.
 """
@@ -80,6 +80,10 @@ SHAPE_VALUES = ('_n',)
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
 REDUCE_ROUNDS = (2,)
 GROUP_REDUCTIONS = (False, False)
+#: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
+#: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
+#: every kernel after takes them as arrays, then the channel count and size).
+REDUCE_KINDS = ('sum', 'sum')
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -807,9 +811,10 @@ _CUDA_KERNELS = None
 
 def cuda_kernels():
     """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
-    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``reduce_total`` (the
     per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
     memory, then the blocks added in order by one thread: the same bits every run),
+    ``reduce_channels`` (per-channel sums: a CUDA block per channel, the same tree),
     ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
     launch; not under the CUDA simulator)."""
     global _CUDA_KERNELS
@@ -867,7 +872,9 @@ def _make_cuda_kernels():
                 _y0 = _ax0[_i]
                 _y1 = _ax1[_i]
                 _y2 = _ax2[_i]
+
                 _a0 += _g_**2/_maximum(_h4, _y1*_y2/_y0)
+
                 _a1 += _p_**2
             else:
                 _p_ = p_[_i]
@@ -875,7 +882,9 @@ def _make_cuda_kernels():
                 _variance_ = variance_[_i]
                 _e0 = _g_**2
                 _e1 = _e0 - _variance_
+
                 _a0 += _e0/_maximum(_h4, ((_e1*_h8 + _variance_) if _h7 else (_e0 + _e1*_h9)))
+
                 _a1 += _p_**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
@@ -884,22 +893,25 @@ def _make_cuda_kernels():
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(2):
-                    _shared[_j, _t] += _shared[_j, _t + _stride]
+                _shared[0, _t] += _shared[0, _t + _stride]
+                _shared[1, _t] += _shared[1, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(2):
-                _partials[_b, _j] = _shared[_j, 0]
+            _partials[_b, 0] = _shared[0, 0]
+            _partials[_b, 1] = _shared[1, 0]
     kernels['reduce'] = reduce_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums, _offset):
-        _j = cuda.grid(1)
-        if _j < _partials.shape[1]:
+    def reduce_total_cuda(_partials, _sums):
+        if cuda.grid(1) == 0:
             _total = 0.0
             for _b in range(_partials.shape[0]):
-                _total += _partials[_b, _j]
-            _sums[_offset + _j] = _total
-    kernels["sum_blocks"] = sum_blocks_cuda
+                _total += _partials[_b, 0]
+            _sums[0] = _total
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 1]
+            _sums[1] = _total
+    kernels['reduce_total'] = reduce_total_cuda
     return kernels

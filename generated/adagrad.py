@@ -74,6 +74,10 @@ SHAPE_VALUES = ()
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
 REDUCE_ROUNDS = ()
 GROUP_REDUCTIONS = ()
+#: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
+#: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
+#: every kernel after takes them as arrays, then the channel count and size).
+REDUCE_KINDS = ()
 REDUCE_BLOCK = 4096
 #: The many-tensor kernels' team functions (``*_team``) read their arguments from one int64
 #: block of this length (runtime/team.py); typed empty arrays name the dtypes they read.
@@ -258,9 +262,10 @@ _CUDA_KERNELS = None
 
 def cuda_kernels():
     """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
-    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``reduce_total`` (the
     per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
     memory, then the blocks added in order by one thread: the same bits every run),
+    ``reduce_channels`` (per-channel sums: a CUDA block per channel, the same tree),
     ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
     launch; not under the CUDA simulator)."""
     global _CUDA_KERNELS

@@ -11,11 +11,11 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
    \mathrm{bias} \leftarrow \begin{cases} \frac{\sqrt{1 - b_{2}^{k + 1}}}{1 - b_{1}^{k + 1}} & \text{for}\: \mathrm{use\_bias\_correction} \\1 & \text{otherwise} \end{cases}
    \mathrm{dlr} \leftarrow \mathrm{bias} d \mathrm{lr}
    \mathrm{live} \leftarrow \mathrm{lr} > 0
-   \mathrm{numerator} \leftarrow \mathrm{dlr} \left(1 - \mathrm{sqrt\_b2}\right) \operatorname{GroupSum}{\left(\frac{g s}{\mathrm{eps} + \sqrt{\mathrm{exp\_avg\_sq}}} \right)} + \mathrm{numerator\_weighted} \mathrm{sqrt\_b2}
+   \mathrm{numerator} \leftarrow \mathrm{dlr} \left(1 - \mathrm{sqrt\_b2}\right) \operatorname{group\_sum}\left(\frac{g s}{\mathrm{eps} + \sqrt{\mathrm{exp\_avg\_sq}}}\right) + \mathrm{numerator\_weighted} \mathrm{sqrt\_b2}
    \mathrm{exp\_avg} \leftarrow b_{1} \mathrm{exp\_avg} + \mathrm{dlr} g \left(1 - b_{1}\right) \quad \text{if } \mathrm{live}
    \mathrm{exp\_avg\_sq} \leftarrow b_{2} \mathrm{exp\_avg\_sq} + g^{2} \left(1 - b_{2}\right) \quad \text{if } \mathrm{live}
    s \leftarrow \mathrm{dlr} g \left(1 - \mathrm{sqrt\_b2}\right) + s \mathrm{sqrt\_b2} \quad \text{if } \mathrm{live}
-   \mathrm{sk\_l1} \leftarrow \operatorname{GroupSum}{\left(\left|{s}\right| \right)}
+   \mathrm{sk\_l1} \leftarrow \operatorname{group\_sum}\left(\left|{s}\right|\right)
    \mathrm{moved} \leftarrow \mathrm{live} \wedge \mathrm{sk\_l1} > 0
    \mathrm{numerator\_weighted} \leftarrow \mathrm{numerator} \quad \text{if } \mathrm{moved}
    d \leftarrow \max\left(d, \min\left(d \mathrm{growth\_rate}, \frac{\mathrm{numerator}}{\mathrm{sk\_l1} \left(1 - \mathrm{sqrt\_b2}\right)}\right)\right) \quad \text{if } \mathrm{moved}
@@ -91,6 +91,10 @@ SHAPE_VALUES = ()
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
 REDUCE_ROUNDS = (2,)
 GROUP_REDUCTIONS = (True, True)
+#: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
+#: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
+#: every kernel after takes them as arrays, then the channel count and size).
+REDUCE_KINDS = ('sum', 'sum')
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -293,9 +297,10 @@ _CUDA_KERNELS = None
 
 def cuda_kernels():
     """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
-    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``reduce_total`` (the
     per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
     memory, then the blocks added in order by one thread: the same bits every run),
+    ``reduce_channels`` (per-channel sums: a CUDA block per channel, the same tree),
     ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
     launch; not under the CUDA simulator)."""
     global _CUDA_KERNELS
@@ -349,7 +354,9 @@ def _make_cuda_kernels():
             _s_ = s_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _e0 = ((_h1*_p_ + _g_) if _h2 else (_g_))
+
             _a0 += abs(((_e0*_h12 + _h11*_s_) if _h4 else (_s_)))
+
             _a1 += _e0*_s_/(_h5 + _sqrt(_exp_avg_sq_))
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
@@ -358,22 +365,25 @@ def _make_cuda_kernels():
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(2):
-                    _shared[_j, _t] += _shared[_j, _t + _stride]
+                _shared[0, _t] += _shared[0, _t + _stride]
+                _shared[1, _t] += _shared[1, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(2):
-                _partials[_b, _j] = _shared[_j, 0]
+            _partials[_b, 0] = _shared[0, 0]
+            _partials[_b, 1] = _shared[1, 0]
     kernels['reduce'] = reduce_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums, _offset):
-        _j = cuda.grid(1)
-        if _j < _partials.shape[1]:
+    def reduce_total_cuda(_partials, _sums):
+        if cuda.grid(1) == 0:
             _total = 0.0
             for _b in range(_partials.shape[0]):
-                _total += _partials[_b, _j]
-            _sums[_offset + _j] = _total
-    kernels["sum_blocks"] = sum_blocks_cuda
+                _total += _partials[_b, 0]
+            _sums[0] = _total
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 1]
+            _sums[1] = _total
+    kernels['reduce_total'] = reduce_total_cuda
     return kernels

@@ -9,8 +9,8 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
    \mathrm{exp\_avg} \leftarrow b_{1} \mathrm{exp\_avg} + g \left(1 - b_{1}\right)
    \mathrm{exp\_avg\_sq} \leftarrow b_{2} \mathrm{exp\_avg\_sq} + g^{2} \left(1 - b_{2}\right)
    u \leftarrow \frac{\mathrm{exp\_avg}}{\left(1 - b_{1}^{t}\right) \left(\mathrm{eps} + \sqrt{\frac{\mathrm{exp\_avg\_sq}}{1 - b_{2}^{t}}}\right)} + p \mathrm{weight\_decay}
-   \mathrm{p\_norm} \leftarrow \sqrt{\operatorname{ReduceSum}{\left(p^{2} \right)}}
-   \mathrm{u\_norm} \leftarrow \sqrt{\operatorname{ReduceSum}{\left(u^{2} \right)}}
+   \mathrm{p\_norm} \leftarrow \sqrt{\operatorname{sum}\left(p^{2}\right)}
+   \mathrm{u\_norm} \leftarrow \sqrt{\operatorname{sum}\left(u^{2}\right)}
    \mathrm{trust} \leftarrow \begin{cases} \frac{\mathrm{p\_norm}}{\mathrm{u\_norm}} & \text{for}\: \mathrm{p\_norm} > 0 \wedge \mathrm{u\_norm} > 0 \\1 & \text{otherwise} \end{cases}
    p \leftarrow - \mathrm{lr} \mathrm{trust} u + p
 
@@ -70,6 +70,10 @@ SHAPE_VALUES = ()
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
 REDUCE_ROUNDS = (2,)
 GROUP_REDUCTIONS = (False, False)
+#: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
+#: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
+#: every kernel after takes them as arrays, then the channel count and size).
+REDUCE_KINDS = ('sum', 'sum')
 REDUCE_BLOCK = 4096
 #: The many-tensor kernels' team functions (``*_team``) read their arguments from one int64
 #: block of this length (runtime/team.py); typed empty arrays name the dtypes they read.
@@ -461,9 +465,10 @@ _CUDA_KERNELS = None
 
 def cuda_kernels():
     """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
-    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``reduce_total`` (the
     per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
     memory, then the blocks added in order by one thread: the same bits every run),
+    ``reduce_channels`` (per-channel sums: a CUDA block per channel, the same tree),
     ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
     launch; not under the CUDA simulator)."""
     global _CUDA_KERNELS
@@ -512,7 +517,9 @@ def _make_cuda_kernels():
             _g_ = g_[_i]
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
+
             _a0 += _p_**2
+
             _a1 += (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + _sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
@@ -521,22 +528,25 @@ def _make_cuda_kernels():
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(2):
-                    _shared[_j, _t] += _shared[_j, _t + _stride]
+                _shared[0, _t] += _shared[0, _t + _stride]
+                _shared[1, _t] += _shared[1, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(2):
-                _partials[_b, _j] = _shared[_j, 0]
+            _partials[_b, 0] = _shared[0, 0]
+            _partials[_b, 1] = _shared[1, 0]
     kernels['reduce'] = reduce_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums, _offset):
-        _j = cuda.grid(1)
-        if _j < _partials.shape[1]:
+    def reduce_total_cuda(_partials, _sums):
+        if cuda.grid(1) == 0:
             _total = 0.0
             for _b in range(_partials.shape[0]):
-                _total += _partials[_b, _j]
-            _sums[_offset + _j] = _total
-    kernels["sum_blocks"] = sum_blocks_cuda
+                _total += _partials[_b, 0]
+            _sums[0] = _total
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 1]
+            _sums[1] = _total
+    kernels['reduce_total'] = reduce_total_cuda
     return kernels

@@ -12,7 +12,7 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
    \mathrm{wd} \leftarrow \begin{cases} \mathrm{weight\_decay} & \text{for}\: \mathrm{mixed} \\\mathrm{weight\_decay\_1d} & \text{otherwise} \end{cases}
    g \leftarrow g + p \mathrm{wd} \quad \text{if } \neg \mathrm{weight\_decouple} \wedge \mathrm{wd} \neq 0
    c \leftarrow \frac{b_{1} \mathrm{gamma} \left(g - \mathrm{last\_grad}\right)}{1 - b_{1}} + g
-   \mathrm{c\_norm} \leftarrow \sqrt{\operatorname{ReduceSum}{\left(c^{2} \right)}}
+   \mathrm{c\_norm} \leftarrow \sqrt{\operatorname{sum}\left(c^{2}\right)}
    c \leftarrow \begin{cases} \frac{c}{\mathrm{c\_norm}} & \text{for}\: \mathrm{c\_norm} > 1 \\c & \text{otherwise} \end{cases}
    \mathrm{beta1} \leftarrow \begin{cases} b_{1} & \text{for}\: \mathrm{mixed} \\\mathrm{b1\_1d} & \text{otherwise} \end{cases}
    \mathrm{beta2} \leftarrow \begin{cases} b_{2} & \text{for}\: \mathrm{mixed} \\\mathrm{b2\_1d} & \text{otherwise} \end{cases}
@@ -23,7 +23,7 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
    \mathrm{max\_exp\_avg\_sq} \leftarrow \max\left(\mathrm{exp\_avg\_sq}, \mathrm{max\_exp\_avg\_sq}\right) \quad \text{if } \mathrm{ams\_bound} \wedge \neg \mathrm{lion}
    u \leftarrow \mathrm{exp\_avg}
    \mathrm{agrees} \leftarrow \max\left(0, \operatorname{sign}{\left(g u \right)}\right)
-   u \leftarrow \frac{n \mathrm{agrees} u}{\operatorname{ReduceSum}{\left(\mathrm{agrees} \right)} + 1} \quad \text{if } \mathrm{cautious}
+   u \leftarrow \frac{n \mathrm{agrees} u}{\operatorname{sum}\left(\mathrm{agrees}\right) + 1} \quad \text{if } \mathrm{cautious}
    \mathrm{denom} \leftarrow \frac{\left(1 - \mathrm{beta1}^{t}\right) \left(\mathrm{eps} + \sqrt{\begin{cases} \mathrm{max\_exp\_avg\_sq} & \text{for}\: \mathrm{ams\_bound} \\\mathrm{exp\_avg\_sq} & \text{otherwise} \end{cases} + \frac{1}{1000000000000000}}\right)}{\sqrt{1 - \mathrm{beta2}^{t}}}
    u \leftarrow \begin{cases} \operatorname{sign}{\left(u \right)} & \text{for}\: \mathrm{lion} \\\frac{u}{\mathrm{denom}} & \text{otherwise} \end{cases}
    p \leftarrow p \left(- \mathrm{wd} \left(\begin{cases} 1 & \text{for}\: \mathrm{fixed\_decay} \\\mathrm{step} & \text{otherwise} \end{cases}\right) + 1\right) \quad \text{if } \mathrm{weight\_decouple} \wedge \mathrm{wd} \neq 0
@@ -119,6 +119,10 @@ SHAPE_VALUES = ('_n',)
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
 REDUCE_ROUNDS = (1, 1)
 GROUP_REDUCTIONS = (False, False)
+#: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
+#: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
+#: every kernel after takes them as arrays, then the channel count and size).
+REDUCE_KINDS = ('sum', 'sum')
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -526,9 +530,10 @@ _CUDA_KERNELS = None
 
 def cuda_kernels():
     """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
-    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``reduce_total`` (the
     per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
     memory, then the blocks added in order by one thread: the same bits every run),
+    ``reduce_channels`` (per-channel sums: a CUDA block per channel, the same tree),
     ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
     launch; not under the CUDA simulator)."""
     global _CUDA_KERNELS
@@ -614,6 +619,7 @@ def _make_cuda_kernels():
                 _last_grad_ = last_grad_[_i]
                 _e0 = ((-_g_) if _h6 else (_g_))
                 _e1 = ((_e0 + _h5*_p_) if _h4 else (_e0))
+
                 _a0 += (_e1 + _h7*(_e1 - _last_grad_))**2
             else:
                 _p_ = p_[_i]
@@ -621,6 +627,7 @@ def _make_cuda_kernels():
                 _last_grad_ = last_grad_[_i]
                 _e0 = ((-_g_) if _h6 else (_g_))
                 _e1 = ((_e0 + _h5*_p_) if _h4 else (_e0))
+
                 _a0 += (_e1 + _h7*(_e1 - _last_grad_))**2
         _shared = cuda.shared.array(shape=(1, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
@@ -628,14 +635,21 @@ def _make_cuda_kernels():
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(1):
-                    _shared[_j, _t] += _shared[_j, _t + _stride]
+                _shared[0, _t] += _shared[0, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(1):
-                _partials[_b, _j] = _shared[_j, 0]
+            _partials[_b, 0] = _shared[0, 0]
     kernels['reduce'] = reduce_cuda
+
+    @cuda.jit
+    def reduce_total_cuda(_partials, _sums):
+        if cuda.grid(1) == 0:
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 0]
+            _sums[0] = _total
+    kernels['reduce_total'] = reduce_total_cuda
 
     @cuda.jit
     def reduce_1_cuda(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _n, _sums, _partials):
@@ -656,6 +670,7 @@ def _make_cuda_kernels():
                 _e3 = _e1 + _h7*(_e1 - _last_grad_)
                 _e4 = ((((_e3/_e2) if (_e2 > _h8) else (_e3))) if _h3 else (_e1))
                 _e5 = _e4 - _exp_avg_
+
                 _a0 += _maximum(_h1, _sign(_e1*((_e5*_h9 + _exp_avg_) if _h2 else (_e4 + _e5*_h10))))
             else:
                 _p_ = p_[_i]
@@ -668,6 +683,7 @@ def _make_cuda_kernels():
                 _e3 = _e1 + _h7*(_e1 - _last_grad_)
                 _e4 = ((((_e3/_e2) if (_e2 > _h8) else (_e3))) if _h3 else (_e1))
                 _e5 = _e4 - _exp_avg_
+
                 _a0 += _maximum(_h1, _sign(_e1*((_e5*_h9 + _exp_avg_) if _h2 else (_e4 + _e5*_h10))))
         _shared = cuda.shared.array(shape=(1, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
@@ -675,22 +691,19 @@ def _make_cuda_kernels():
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(1):
-                    _shared[_j, _t] += _shared[_j, _t + _stride]
+                _shared[0, _t] += _shared[0, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(1):
-                _partials[_b, _j] = _shared[_j, 0]
+            _partials[_b, 0] = _shared[0, 0]
     kernels['reduce_1'] = reduce_1_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums, _offset):
-        _j = cuda.grid(1)
-        if _j < _partials.shape[1]:
+    def reduce_1_total_cuda(_partials, _sums):
+        if cuda.grid(1) == 0:
             _total = 0.0
             for _b in range(_partials.shape[0]):
-                _total += _partials[_b, _j]
-            _sums[_offset + _j] = _total
-    kernels["sum_blocks"] = sum_blocks_cuda
+                _total += _partials[_b, 0]
+            _sums[1] = _total
+    kernels['reduce_1_total'] = reduce_1_total_cuda
     return kernels

@@ -7,7 +7,7 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
 .. math::
 
    g \leftarrow - g \quad \text{if } \mathrm{maximize}
-   \mathrm{grad\_sq} \leftarrow \operatorname{ReduceSum}{\left(g^{2} \right)}
+   \mathrm{grad\_sq} \leftarrow \operatorname{sum}\left(g^{2}\right)
    \mathrm{grads\_ema} \leftarrow \begin{cases} \mathrm{grad\_sq} & \text{for}\: t = 1 \\\begin{cases} \mathrm{grads\_ema} + \left(1 - b_{2}\right) \left(\mathrm{grad\_sq} - \mathrm{grads\_ema}\right) & \text{for}\: b_{2} > \frac{1}{2} \\- b_{2} \left(\mathrm{grad\_sq} - \mathrm{grads\_ema}\right) + \mathrm{grad\_sq} & \text{otherwise} \end{cases} & \text{otherwise} \end{cases}
    u \leftarrow \frac{g}{\mathrm{eps} + \sqrt{\mathrm{grads\_ema}}}
    p \leftarrow p \left(- \mathrm{weight\_decay} \left(\begin{cases} 1 & \text{for}\: \mathrm{fixed\_decay} \\\mathrm{lr} & \text{otherwise} \end{cases}\right) + 1\right) \quad \text{if } \mathrm{weight\_decouple} \wedge \mathrm{weight\_decay} \neq 0
@@ -83,6 +83,10 @@ SHAPE_VALUES = ()
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
 REDUCE_ROUNDS = (1,)
 GROUP_REDUCTIONS = (False,)
+#: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
+#: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
+#: every kernel after takes them as arrays, then the channel count and size).
+REDUCE_KINDS = ('sum',)
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -241,9 +245,10 @@ _CUDA_KERNELS = None
 
 def cuda_kernels():
     """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
-    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``reduce_total`` (the
     per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
     memory, then the blocks added in order by one thread: the same bits every run),
+    ``reduce_channels`` (per-channel sums: a CUDA block per channel, the same tree),
     ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
     launch; not under the CUDA simulator)."""
     global _CUDA_KERNELS
@@ -286,6 +291,7 @@ def _make_cuda_kernels():
         _a0 = 0.0
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
             _g_ = g_[_i]
+
             _a0 += _g_**2
         _shared = cuda.shared.array(shape=(1, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
@@ -293,22 +299,19 @@ def _make_cuda_kernels():
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(1):
-                    _shared[_j, _t] += _shared[_j, _t + _stride]
+                _shared[0, _t] += _shared[0, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(1):
-                _partials[_b, _j] = _shared[_j, 0]
+            _partials[_b, 0] = _shared[0, 0]
     kernels['reduce'] = reduce_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums, _offset):
-        _j = cuda.grid(1)
-        if _j < _partials.shape[1]:
+    def reduce_total_cuda(_partials, _sums):
+        if cuda.grid(1) == 0:
             _total = 0.0
             for _b in range(_partials.shape[0]):
-                _total += _partials[_b, _j]
-            _sums[_offset + _j] = _total
-    kernels["sum_blocks"] = sum_blocks_cuda
+                _total += _partials[_b, 0]
+            _sums[0] = _total
+    kernels['reduce_total'] = reduce_total_cuda
     return kernels

@@ -11,11 +11,11 @@ One step, per element (t is the 1-based step; ``x = e if c`` keeps x where c is 
    \mathrm{bias} \leftarrow \begin{cases} \frac{\sqrt{1 - b_{2}^{k + 1}}}{1 - b_{1}^{k + 1}} & \text{for}\: \mathrm{use\_bias\_correction} \\1 & \text{otherwise} \end{cases}
    \mathrm{dlr} \leftarrow \mathrm{bias} d \mathrm{lr}
    \mathrm{live} \leftarrow \mathrm{lr} > 0
-   \mathrm{numerator} \leftarrow b_{3} \mathrm{d\_numerator} + \frac{d \mathrm{dlr} \operatorname{GroupSum}{\left(g \left(- p + p_{0}\right) \right)}}{d_{0}}
+   \mathrm{numerator} \leftarrow b_{3} \mathrm{d\_numerator} + \frac{d \mathrm{dlr} \operatorname{group\_sum}\left(g \left(- p + p_{0}\right)\right)}{d_{0}}
    \mathrm{exp\_avg} \leftarrow b_{1} \mathrm{exp\_avg} + d g \left(1 - b_{1}\right) \quad \text{if } \mathrm{live}
    \mathrm{exp\_avg\_sq} \leftarrow b_{2} \mathrm{exp\_avg\_sq} + d^{2} g^{2} \left(1 - b_{2}\right) \quad \text{if } \mathrm{live}
    s \leftarrow b_{3} s + \frac{d g \left(\begin{cases} d & \text{for}\: \mathrm{safeguard\_warmup} \\\mathrm{dlr} & \text{otherwise} \end{cases}\right)}{d_{0}} \quad \text{if } \mathrm{live}
-   \mathrm{denominator} \leftarrow \operatorname{GroupSum}{\left(\left|{s}\right| \right)}
+   \mathrm{denominator} \leftarrow \operatorname{group\_sum}\left(\left|{s}\right|\right)
    \mathrm{moved} \leftarrow \mathrm{live} \wedge \mathrm{denominator} > 0
    \mathrm{d\_hat} \leftarrow \begin{cases} \frac{\mathrm{d\_coef} \mathrm{numerator}}{\mathrm{denominator}} & \text{for}\: \mathrm{moved} \\0 & \text{otherwise} \end{cases}
    \mathrm{d\_numerator} \leftarrow \mathrm{numerator} \quad \text{if } \mathrm{moved}
@@ -102,6 +102,10 @@ SHAPE_VALUES = ()
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
 REDUCE_ROUNDS = (2,)
 GROUP_REDUCTIONS = (True, True)
+#: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
+#: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
+#: every kernel after takes them as arrays, then the channel count and size).
+REDUCE_KINDS = ('sum', 'sum')
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -411,9 +415,10 @@ _CUDA_KERNELS = None
 
 def cuda_kernels():
     """The Numba CUDA kernels, compiled on first use (importing this module needs no GPU):
-    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``sum_blocks`` (the
+    ``step`` (grid-stride over one tensor's flat arrays), ``reduce`` and ``reduce_total`` (the
     per-tensor sums: one CUDA block per REDUCE_BLOCK elements, a fixed-order tree in shared
     memory, then the blocks added in order by one thread: the same bits every run),
+    ``reduce_channels`` (per-channel sums: a CUDA block per channel, the same tree),
     ``prepare`` (matrix/axis arguments) and ``step_many`` (a table of tensors by address, one
     launch; not under the CUDA simulator)."""
     global _CUDA_KERNELS
@@ -487,7 +492,9 @@ def _make_cuda_kernels():
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
                 _e0 = ((_h6*_p_ + _g_) if _h5 else (_g_))
+
                 _a0 += abs(((_e0*_h7 + _h4*_s_) if _h3 else (_s_)))
+
                 _a1 += _e0*(-_p_ + _p0_)
             else:
                 _p_ = p_[_i]
@@ -495,7 +502,9 @@ def _make_cuda_kernels():
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
                 _e0 = ((_h6*_p_ + _g_) if _h5 else (_g_))
+
                 _a0 += abs(((_e0*_h7 + _h4*_s_) if _h3 else (_s_)))
+
                 _a1 += _e0*(-_p_ + _p0_)
         _shared = cuda.shared.array(shape=(2, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
@@ -504,22 +513,25 @@ def _make_cuda_kernels():
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                for _j in range(2):
-                    _shared[_j, _t] += _shared[_j, _t + _stride]
+                _shared[0, _t] += _shared[0, _t + _stride]
+                _shared[1, _t] += _shared[1, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
-            for _j in range(2):
-                _partials[_b, _j] = _shared[_j, 0]
+            _partials[_b, 0] = _shared[0, 0]
+            _partials[_b, 1] = _shared[1, 0]
     kernels['reduce'] = reduce_cuda
 
     @cuda.jit
-    def sum_blocks_cuda(_partials, _sums, _offset):
-        _j = cuda.grid(1)
-        if _j < _partials.shape[1]:
+    def reduce_total_cuda(_partials, _sums):
+        if cuda.grid(1) == 0:
             _total = 0.0
             for _b in range(_partials.shape[0]):
-                _total += _partials[_b, _j]
-            _sums[_offset + _j] = _total
-    kernels["sum_blocks"] = sum_blocks_cuda
+                _total += _partials[_b, 0]
+            _sums[0] = _total
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 1]
+            _sums[1] = _total
+    kernels['reduce_total'] = reduce_total_cuda
     return kernels

@@ -48,7 +48,7 @@ CLASS_NAMES = {
     "schedule_free_adamw": "ScheduleFreeAdamW", "adopt": "ADOPT", "signsgd": "SignSGD",
     "yogi": "Yogi", "adan": "Adan", "novograd": "NovoGrad", "prodigy": "Prodigy",
     "ademamix": "AdEMAMix", "dadapt_adam": "DAdaptAdam", "madgrad": "MADGRAD",
-    "mars": "MARS",
+    "mars": "MARS", "adamp": "AdamP", "sgdp": "SGDP",
 }
 #: torch.optim keywords that pick an implementation; accepted so that a switch is one line.
 #: foreach and fused are ignored (optgen's kernel is always fused); capturable and
@@ -129,6 +129,9 @@ class Optimizer(torch.optim.Optimizer):
             if module.AXIS_STATES or module.MATRIX_OPS:
                 raise ValueError(f"{module.NAME} cannot step sharded tensors: its row/column "
                                  "or matrix stage needs whole tensors")
+            if set(module.REDUCE_KINDS) - {"sum"}:
+                raise ValueError(f"{module.NAME} cannot step sharded tensors (process_group): "
+                                 "its per-channel sums or amax() need whole tensors")
         self._combine = _all_reduce(process_group) if process_group is not None else None
         for key in IMPLEMENTATION_FLAGS:  # torch's choice of implementation: always ours here
             value = hypers.pop(key, None)

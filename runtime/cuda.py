@@ -2,8 +2,9 @@
 
 Arrays are anything with ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays, CUDA
 torch tensors), viewed without copies. One tensor: a grid-stride ``step`` launch, preceded by
-``reduce``/``sum_blocks`` for per-tensor sums (which stay on the device: the element kernel reads
-them from a device array, so there is no host round trip). Many tensors: :class:`CudaTable`, one
+``reduce``/``reduce_total`` for per-tensor sums and ``reduce_channels`` for per-channel ones
+(which stay on the device: the element kernel reads them from device arrays, so there is no
+host round trip). Many tensors: :class:`CudaTable`, one
 ``step_many`` launch over a table of addresses (GPU only; the simulator has no addresses).
 
 Muon's Newton-Schulz and Adafactor's row/column means run on the host (NumPy): their arguments
@@ -19,7 +20,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .kernels import shape_values
+from .kernels import channels, shape_values
 from .matrix import OPERATIONS
 from .pointers import work_list
 
@@ -106,7 +107,7 @@ class CudaTensorStep:
         self.shape = tuple(shape)
         self.n = arrays[0].shape[0]
         self.sizes = shape_values(self.shape)
-        self.values: list[float] = []
+        self.values: list = []
         self.on_host = any(module.GROUP_REDUCTIONS) or bool(
             module.SCALARS_READ_TENSOR and module.SCALARS)
         if self.n == 0:
@@ -116,6 +117,13 @@ class CudaTensorStep:
                                 stream)
         self.tensor = tuple(self.dtype.type(self.sizes[name]) for name in module.SHAPE_VALUES)
         self.sums = cuda.device_array(max(1, module.REDUCTIONS), self.dtype, stream=stream)
+        # per-channel sums: one row each, one column per channel, then the count and size
+        channel_sums = module.REDUCE_KINDS.count("channel")
+        self.channels = ()
+        if channel_sums:
+            count, size = channels(self.shape)
+            self.channels = (cuda.device_array((channel_sums, max(1, count)), self.dtype,
+                                               stream=stream), count, size)
 
     @property
     def tensor_values(self) -> tuple:
@@ -123,24 +131,33 @@ class CudaTensorStep:
 
     def reduce_round(self, k: int) -> tuple:
         """The k-th pass's sums (an empty tensor's are 0), on the device; on the host too
-        where they are needed there (else zeros stand in)."""
+        where they are needed there (else zeros stand in; a per-channel sum, which the host
+        never reads, is None)."""
         from numba import cuda
 
         count = self.module.REDUCE_ROUNDS[k]
-        if self.n == 0:
-            return (0.0,) * count
         start = len(self.values)
-        blocks = -(-self.n // self.module.REDUCE_BLOCK)
-        partials = cuda.device_array((blocks, count), np.float64, stream=self.stream)
-        self.kernels["reduce" if k == 0 else f"reduce_{k}"][
-            blocks, self.module.CUDA_THREADS, self.stream](
-            *self.arrays, *self.axes, *self.host, *self.tensor, self.sums, partials)
-        self.kernels["sum_blocks"][1, 32, self.stream](partials, self.sums, start)
+        kinds = self.module.REDUCE_KINDS[start:start + count]
+        if self.n == 0:
+            return tuple(None if kind == "channel" else 0.0 for kind in kinds)
+        name = "reduce" if k == 0 else f"reduce_{k}"
+        args = (*self.arrays, *self.axes, *self.host, *self.tensor, self.sums, *self.channels)
+        per_tensor = sum(kind != "channel" for kind in kinds)
+        if per_tensor:
+            blocks = -(-self.n // self.module.REDUCE_BLOCK)
+            partials = cuda.device_array((blocks, per_tensor), np.float64, stream=self.stream)
+            self.kernels[name][blocks, self.module.CUDA_THREADS, self.stream](*args, partials)
+            self.kernels[f"{name}_total"][1, 1, self.stream](partials, self.sums)
+        if per_tensor < count:
+            grid = max(1, min(self.channels[1], 65535))
+            self.kernels[name.replace("reduce", "reduce_channels")][
+                grid, self.module.CUDA_THREADS, self.stream](*args)
         if not self.on_host:
-            return (0.0,) * count
+            return tuple(None if kind == "channel" else 0.0 for kind in kinds)
         totals = self.sums[start:start + count].copy_to_host(stream=self.stream)
         _synchronize(self.stream)
-        return tuple(map(float, totals))
+        return tuple(None if kind == "channel" else float(total)
+                     for total, kind in zip(totals, kinds))
 
     def add_sums(self, sums: tuple) -> None:
         """Record the pass's sums; the group's totals go to the device for the passes after."""
@@ -150,7 +167,8 @@ class CudaTensorStep:
         flags = self.module.GROUP_REDUCTIONS[start:start + count]
         if self.n and any(flags):
             self.sums[start:start + count].copy_to_device(
-                np.array(sums, dtype=self.dtype), stream=self.stream)
+                np.array([0.0 if s is None else s for s in sums], dtype=self.dtype),
+                stream=self.stream)
 
     def finish(self) -> None:
         if self.n == 0:
@@ -159,7 +177,8 @@ class CudaTensorStep:
                              self.dtype, self.shape, self.stream)
         blocks, threads = _grid(self.n)
         self.kernels["step"][blocks, threads, self.stream](
-            *self.arrays, *self.axes, *mats, *self.host, *self.tensor, self.sums)
+            *self.arrays, *self.axes, *mats, *self.host, *self.tensor, self.sums,
+            *self.channels)
 
 
 def _axis_stage(module, arrays, host, dtype, shape, axis_states, stream) -> list:

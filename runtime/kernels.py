@@ -33,10 +33,18 @@ def cast_host(values: tuple, is_bool: tuple[bool, ...], dtype: np.dtype) -> tupl
 
 
 def shape_values(shape: tuple[int, ...]) -> dict[str, int]:
-    """``_n`` (elements), ``_rows`` and ``_cols`` (first two dimensions, 1 where missing)."""
+    """``_n`` (elements), ``_rows`` and ``_cols`` (first two dimensions, 1 where missing),
+    ``_k`` (elements per channel: of every dimension but the first)."""
     return {"_n": int(np.prod(shape, dtype=np.int64)),
             "_rows": shape[0] if len(shape) >= 1 else 1,
-            "_cols": shape[1] if len(shape) >= 2 else 1}
+            "_cols": shape[1] if len(shape) >= 2 else 1,
+            "_k": int(np.prod(shape[1:], dtype=np.int64))}
+
+
+def channels(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(number of channels, elements per channel): the first dimension, and the product of
+    the others (a 0-d tensor is one channel of one element)."""
+    return (shape[0] if shape else 1), int(np.prod(shape[1:], dtype=np.int64))
 
 
 def is_factored(shape: tuple[int, ...]) -> bool:
@@ -105,9 +113,10 @@ def run_group_step(module: ModuleType, steps: list["TensorStep"]) -> tuple:
     for k, count in enumerate(module.REDUCE_ROUNDS):
         parts = [step.reduce_round(k) for step in steps]
         flags = module.GROUP_REDUCTIONS[start:start + count]
-        totals = np.zeros(count)
+        totals = [0.0] * count
         for part in parts:  # in the group's order: the same bits every run
-            totals += part
+            totals = [total + value if group else total
+                      for total, value, group in zip(totals, part, flags)]
         for step, part in zip(steps, parts):
             step.add_sums(tuple(total if group else value
                                 for total, value, group in zip(totals, part, flags)))
@@ -121,7 +130,8 @@ def run_group_step(module: ModuleType, steps: list["TensorStep"]) -> tuple:
 class TensorStep:
     """One tensor's step, pass by pass: its factored stage (at construction), each reduction
     pass (:meth:`reduce_round`, whose sums :meth:`add_sums` records), then the matrix stage
-    and the element pass (:meth:`finish`)."""
+    and the element pass (:meth:`finish`). A per-channel sum is an array of one float64 value
+    per channel; the others are floats."""
 
     def __init__(self, module: ModuleType, backend: str, arrays: list, host: tuple, dtype,
                  shape=None, axis_states=None, combine=None, torch_threads=None,
@@ -130,6 +140,9 @@ class TensorStep:
         self.dtype = np.dtype(dtype)
         self.shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
         self.combine, self.matrix_precision = combine, matrix_precision
+        if combine is not None and set(module.REDUCE_KINDS) - {"sum"}:
+            raise ValueError(f"{module.NAME} cannot step a sharded tensor: its per-channel "
+                             "sums or amax() need the whole tensor")
         if backend == "cpu":
             use_threads(arrays[0].shape[0], torch_threads)
         self.nest = _nest_args(module, backend, self.shape, axis_states)
@@ -140,7 +153,9 @@ class TensorStep:
         self.sizes = shape_values(self.shape)
         if combine is not None and module.SHAPE_VALUES and module.REDUCTIONS:
             self.sizes["_n"] = combine(np.array([self.sizes["_n"]], dtype=np.float64))[0]
-        self.sums: list[float] = []
+        self.sums: list = []
+        self.channels = channels(self.shape)
+        self.channel_arrays: list[np.ndarray] = []  # the per-channel sums, in the dtype
 
     @property
     def shapes(self) -> tuple:
@@ -152,12 +167,23 @@ class TensorStep:
         """The sums (float64, in order), then the shape values (``SHAPE_VALUES``)."""
         return (*self.sums, *(float(self.sizes[name]) for name in self.module.SHAPE_VALUES))
 
+    def kernel_tensor(self) -> tuple:
+        """What the kernels take after the host scalars: the per-tensor sums so far and the
+        shape values in the arrays' dtype, then (where the spec has per-channel sums) their
+        arrays so far, the channel count and size."""
+        kinds = self.module.REDUCE_KINDS
+        scalars = tuple(self.dtype.type(s) for s, kind in zip(self.sums, kinds)
+                        if kind != "channel")
+        if "channel" not in kinds:
+            return (*scalars, *self.shapes)
+        return (*scalars, *self.shapes, *self.channel_arrays, *self.channels)
+
     def reduce_round(self, k: int) -> tuple:
-        """This tensor's part of the k-th reduction pass's sums (float64), summed over the
-        shards of other processes where the tensor is sharded."""
+        """This tensor's part of the k-th reduction pass's sums (float64; a per-channel sum an
+        array), summed over the shards of other processes where the tensor is sharded."""
         sums = reduce(self.module, self.backend, self.arrays + self.axes, self.host, self.nest,
-                      tiled=self.tiled, k=k,
-                      tensor=(*map(self.dtype.type, self.sums), *self.shapes))
+                      tiled=self.tiled, k=k, tensor=self.kernel_tensor(),
+                      channels=self.channels)
         if self.combine is not None:
             if not self.module.SHAPE_VALUES and k == 0:
                 # the element count comes with the first sums: one exchange, as before rounds
@@ -168,17 +194,19 @@ class TensorStep:
         return tuple(sums)
 
     def add_sums(self, sums: tuple) -> None:
+        kinds = self.module.REDUCE_KINDS[len(self.sums):len(self.sums) + len(sums)]
         self.sums += list(sums)
+        self.channel_arrays += [np.ascontiguousarray(s, dtype=self.dtype)
+                                for s, kind in zip(sums, kinds) if kind == "channel"]
 
     def finish(self) -> None:
         if self.combine is not None and not self.module.REDUCTIONS:
             self.sizes["_n"] = self.combine(np.array([self.sizes["_n"]], dtype=np.float64))[0]
         module, dtype = self.module, self.dtype
-        tensor = tuple(dtype.type(s) for s in self.sums) + self.shapes
         mats = matrix_stage(module, self.backend, self.arrays + self.axes, self.host, dtype,
                             self.shape, self.matrix_precision)
         getattr(module, f"step_{self.backend}")(*self.arrays, *self.axes, *mats, *self.host,
-                                                *tensor, *self.nest)
+                                                *self.kernel_tensor(), *self.nest)
 
 
 def group_updates(module: ModuleType, group_state: dict, flat_hypers: tuple, group: tuple,
@@ -265,11 +293,25 @@ def matrix_stage(module: ModuleType, backend: str, arrays, host, dtype, shape,
 
 
 def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tuple,
-           nest: tuple = (), tiled: bool = False, k: int = 0, tensor: tuple = ()) -> tuple:
-    """The sums of the k-th reduction pass, in float64; ``tensor`` holds the sums of the
-    earlier passes and the shape values, in the arrays' dtype. On the CPU, blocks of
-    ``REDUCE_BLOCK`` elements (or a factored tensor's tiles) are summed in parallel and their
-    partial sums added here in order: the same bits with any number of threads."""
+           nest: tuple = (), tiled: bool = False, k: int = 0, tensor: tuple = (),
+           channels: tuple[int, int] = (1, 1)) -> tuple:
+    """The sums of the k-th reduction pass, in float64, in ``REDUCE_KINDS`` order: a
+    per-tensor sum or max a float, a per-channel sum an array (one value per channel of
+    ``channels``: count and size). ``tensor`` is what the kernels take after the host scalars
+    (:meth:`TensorStep.kernel_tensor`). On the CPU, blocks of ``REDUCE_BLOCK`` elements (or a
+    factored tensor's tiles) are summed in parallel and their partial sums added here in
+    order: the same bits with any number of threads."""
+    start = sum(module.REDUCE_ROUNDS[:k])
+    kinds = module.REDUCE_KINDS[start:start + module.REDUCE_ROUNDS[k]]
+    per_tensor = [kind for kind in kinds if kind != "channel"]
+    values = iter(_tensor_sums(module, backend, arrays, host, nest, tiled, k, tensor,
+                               per_tensor) if per_tensor else ())
+    per_channel = iter(_channel_sums(module, backend, arrays, host, k, tensor, channels,
+                                     kinds.count("channel")) if "channel" in kinds else ())
+    return tuple(next(per_channel) if kind == "channel" else next(values) for kind in kinds)
+
+
+def _tensor_sums(module, backend, arrays, host, nest, tiled, k, tensor, kinds) -> tuple:
     name = f"reduce_{backend}" if k == 0 else f"reduce_{backend}_{k}"
     if backend == "numpy":
         return tuple(getattr(module, name)(*arrays, *host, *tensor))
@@ -277,9 +319,18 @@ def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tup
     blocks = -(-n // module.REDUCE_BLOCK)
     if nest and tiled:  # a factored tensor's sums: one row of partials per tile
         blocks = max(blocks, tile_count(n, nest))
-    count = module.REDUCE_ROUNDS[k]
-    partials = np.zeros((blocks, count))
+    partials = np.zeros((blocks, len(kinds)))
     getattr(module, name)(*arrays, *host, *tensor, *nest, partials)
-    totals = np.zeros(count)
+    totals = np.zeros(len(kinds))
     sum_rows_in_order(partials, totals)
+    for j, kind in enumerate(kinds):
+        if kind == "max":  # NaN where any block's is (np.max propagates it)
+            totals[j] = np.max(partials[:, j], initial=-np.inf)
     return tuple(totals)
+
+
+def _channel_sums(module, backend, arrays, host, k, tensor, channels, count) -> list:
+    name = f"reduce_channels_{backend}" if k == 0 else f"reduce_channels_{backend}_{k}"
+    out = np.zeros((count, channels[0]))
+    getattr(module, name)(*arrays, *host, *tensor, out)
+    return list(out)

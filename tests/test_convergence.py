@@ -71,6 +71,9 @@ SETTINGS = {
     "prodigy": ({}, {}, {"lr": 0.3}),
     "dadapt_adam": ({"lr": 0.3}, {"lr": 0.3}, {"lr": 0.1}),
     "madgrad": ({"lr": 0.3}, {"lr": 0.1}, {"lr": 3e-3}),
+    # AdamP and SGDP step a vector x as Adam and SGD (no projection below two dimensions)
+    "adamp": ({"lr": 0.3}, {"lr": 0.1}, {"lr": 0.3}),
+    "sgdp": ({"lr": 0.3}, {"lr": 0.01}, {"lr": 1e-3, "momentum": 0.9}),
     # MARS steps vectors with lr_1d (and weight_decay_1d = 0.1): its defaults
     "mars": ({}, {}, {}),
     # Muon steps matrices: x is stepped as a 1x2 view.

@@ -114,12 +114,17 @@ def _signature(module, kind: str, dtype):
     mats = [array] * len(module.MATRIX_OPS)
     partials = types.Array(types.float64, 2, "C")
     shapes = [f] * len(module.SHAPE_VALUES)
+    channels = ([types.Array(f, 2, "C"), types.int64, types.int64]
+                if "channel" in module.REDUCE_KINDS else [])
+    if kind.endswith("_total"):  # a reduction pass's blocks, added
+        return [partials, array]
+    if kind.startswith("reduce_channels"):
+        return arrays + host + shapes + [array] + channels
     if kind.startswith("reduce"):  # every reduction pass: reduce, reduce_1, ...
-        return arrays + host + shapes + [array, partials]
+        return arrays + host + shapes + [array] + channels + [partials]
     return {
-        "step": arrays + mats + host + shapes + [array],
+        "step": arrays + mats + host + shapes + [array] + channels,
         "prepare": arrays + mats + host,
-        "sum_blocks": [partials, array, types.int64],
         "step_many": [table, table, array, types.int64] + host + [types.Array(f, 2, "C")],
     }[kind]
 

@@ -1,5 +1,6 @@
 """Optimizers against pytorch-optimizer 4.1.0 (issue 13): the catalogue's Yogi, ADOPT, Adan, SignSGD
-NovoGrad (a per-tensor scalar state assigned from a reduction), MADGRAD and MARS,
+NovoGrad (a per-tensor scalar state assigned from a reduction), MADGRAD and MARS, AdamP and
+SGDP (per-channel sums and amax),
 and AdEMAMix (with and without its warm-up horizon, a hyperparameter that defaults to none).
 
 25 steps on 0-d, empty, 1-D, 2-D, 3-D and 4-D parameters stepped together, every option the
@@ -72,6 +73,21 @@ REFERENCES = {
         {"ams_bound": True, "betas": (0.9, 0.95)}, {"cautious": True},
         {"maximize": True, "lr_1d": 1e-2, "betas_1d": (0.8, 0.9)},
     ], ("exp_avg", "exp_avg_sq", "last_grad", "max_exp_avg_sq")),
+    # AdamP/SGDP: delta 0.1 projects where g is nearly orthogonal to p (the gradients below
+    # make some so), 2 mostly over the whole tensor (the per-channel cosines of random
+    # vectors often pass delta/sqrt(channel_size)), 10 every channel
+    "adamp": (pytorch_optimizer.AdamP, [
+        {}, {"delta": 2.0}, {"delta": 10.0, "nesterov": True, "betas": (0.8, 0.99)},
+        {"weight_decay": 0.1, "delta": 2.0},
+        {"weight_decay": 0.1, "fixed_decay": True, "wd_ratio": 0.5, "delta": 10.0},
+        {"maximize": True, "delta": 2.0, "eps": 1e-6, "lr": 1e-2},
+    ], ("exp_avg", "exp_avg_sq")),
+    "sgdp": (pytorch_optimizer.SGDP, [
+        {}, {"momentum": 0.9, "delta": 2.0}, {"momentum": 0.9, "nesterov": True, "delta": 10.0},
+        {"momentum": 0.5, "dampening": 0.1, "weight_decay": 0.1, "delta": 2.0},
+        {"weight_decay": 0.1, "fixed_decay": True, "wd_ratio": 0.5, "delta": 10.0},
+        {"maximize": True, "momentum": 0.9, "delta": 2.0, "lr": 1e-2},
+    ], (("momentum_buffer", "momentum"),)),
     "signsgd": (pytorch_optimizer.SignSGD, [
         {}, {"momentum": 0.0}, {"lr": 1e-2, "weight_decay": 0.1},
         {"weight_decay": 0.1, "weight_decouple": False, "momentum": 0.5}, {"maximize": True},
@@ -83,9 +99,32 @@ CASES = [pytest.param(name, hypers, id=f"{name}-{i}")
 
 
 def _gradients(dtype):
+    """Random gradients, every third step larger; every fifth nearly orthogonal to the first
+    parameters' rows (AdamP's projection then acts at its default delta)."""
     rng = np.random.default_rng(1)
-    return [[np.asarray(rng.standard_normal(s) * (1 + 2 * (step % 3 == 0)), dtype=dtype)
-             for s in SHAPES] for step in range(STEPS)]
+    start = _params(np.float64)
+    out = []
+    for step in range(STEPS):
+        grads = [rng.standard_normal(s) * (1 + 2 * (step % 3 == 0)) for s in SHAPES]
+        if step % 5 == 4:
+            grads = [_orthogonal(g, p) + 1e-3 * rng.standard_normal(g.shape)
+                     for g, p in zip(grads, start)]
+        out.append([np.asarray(g, dtype=dtype) for g in grads])
+    return out
+
+
+def _params(dtype):
+    rng = np.random.default_rng(0)
+    return [np.asarray(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+
+
+def _orthogonal(g: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """g without its component along p, channel by channel (every dimension but the first)."""
+    if g.ndim < 2 or g.size == 0:
+        return g
+    gv, pv = g.reshape(g.shape[0], -1), p.reshape(p.shape[0], -1)
+    scale = (gv * pv).sum(axis=1, keepdims=True) / (pv * pv).sum(axis=1, keepdims=True)
+    return (gv - scale * pv).reshape(g.shape)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -94,8 +133,7 @@ def _gradients(dtype):
 @pytest.mark.parametrize("name, hypers", CASES)
 def test_matches_pytorch_optimizer(name, hypers, dtype, backend):
     make, _, states = REFERENCES[name]
-    rng = np.random.default_rng(0)
-    params = [np.asarray(rng.standard_normal(s), dtype=dtype) for s in SHAPES]
+    params = _params(dtype)
     tparams = [torch.nn.Parameter(torch.tensor(p)) for p in params]
     opt = optgen.optimizer(SPEC_FILES.get(name, name), params, backend=backend, **hypers)
     ref = make(tparams, foreach=FOREACH, **hypers)
@@ -108,11 +146,12 @@ def test_matches_pytorch_optimizer(name, hypers, dtype, backend):
     for i, (got, want) in enumerate(zip(params, tparams)):
         np.testing.assert_allclose(got, want.detach().numpy(), **tol, err_msg=f"params[{i}]")
         for state in states:
-            if state in ref.state[want]:
-                np.testing.assert_allclose(opt.state[i][state], ref.state[want][state].numpy(),
-                                           **tol, err_msg=f"state[{i}][{state!r}]")
+            ours, theirs = state if isinstance(state, tuple) else (state, state)
+            if theirs in ref.state[want]:
+                np.testing.assert_allclose(opt.state[i][ours], ref.state[want][theirs].numpy(),
+                                           **tol, err_msg=f"state[{i}][{ours!r}]")
             else:
-                assert state not in opt.state[i]
+                assert ours not in opt.state[i]
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
@@ -161,3 +200,25 @@ def test_mars_l2_decay_is_the_gradient_of_the_regularized_loss(hypers, dtype):
         np.testing.assert_allclose(got, want.detach().numpy(), **tol, err_msg=f"params[{i}]")
         np.testing.assert_allclose(opt.state[i]["last_grad"],
                                    ref.state[want]["last_grad"].numpy(), **tol)
+
+
+def test_adamp_cases_reach_every_projection():
+    """The AdamP/SGDP cases above are not vacuous: over their parameters and gradients, the
+    reference's own tests pick the per-channel projection, the whole-tensor one and none."""
+    from pytorch_optimizer.optimizer.adamp import (channel_view, cosine_similarity_by_view,
+                                                   layer_view)
+
+    seen = set()
+    params = [torch.tensor(p) for p in _params(np.float64)]
+    for grads in _gradients(np.float64):
+        for p, g in zip(params, grads):
+            g = torch.tensor(g)
+            if p.dim() < 2 or p.numel() == 0:
+                continue
+            for delta in (0.1, 2.0, 10.0):
+                channel = cosine_similarity_by_view(g, p, 1e-8, channel_view).max() < (
+                    delta / np.sqrt(channel_view(p).size(1)))
+                layer = cosine_similarity_by_view(g, p, 1e-8, layer_view).max() < (
+                    delta / np.sqrt(p.numel()))
+                seen.add("channel" if channel else "layer" if layer else "none")
+    assert seen == {"channel", "layer", "none"}

@@ -163,6 +163,17 @@ EXPECTED = {
     "mars": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
              "scale-invariance": "unknown", "zero-grad-fixed-point": "refuted",
              "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
+    # AdamP and SGDP project the update of a parameter with two or more dimensions: the
+    # verifier's one-element tensor has ndim 1, so what holds only without the projection is
+    # unknown (the stable range is on a scalar p, which is never projected)
+    "adamp": {"bias-correction-limit": "proved", "first-step-magnitude": "unknown",
+              "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
+              "l2-equals-decoupled-decay": "unknown", "stable-lr-range": "unknown",
+              "lr-zero-leaves-p": "proved"},
+    "sgdp": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
+             "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "unknown",
+             "stable-lr-range": "proved", "stable-lr-range-momentum": "proved",
+             "lr-zero-leaves-p": "proved"},
     # AdEMAMix's slow momentum adds alpha*(1 - b3)*g to the first step
     "ademamix": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
                  "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
