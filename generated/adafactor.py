@@ -804,8 +804,9 @@ def step_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h
             variance_[_i] = _e3
 
 
-#: Threads per block of the CUDA reduction kernels (a power of two).
-CUDA_THREADS = 128
+#: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA
+#: simulator, where each is a Python thread (the kernels are the same; the tree is shorter).
+CUDA_THREADS = 8 if numba.config.ENABLE_CUDASIM else 128
 _CUDA_KERNELS = None
 
 

@@ -523,8 +523,9 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, _h
             last_grad_[_i] = _e3
 
 
-#: Threads per block of the CUDA reduction kernels (a power of two).
-CUDA_THREADS = 128
+#: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA
+#: simulator, where each is a Python thread (the kernels are the same; the tree is shorter).
+CUDA_THREADS = 8 if numba.config.ENABLE_CUDASIM else 128
 _CUDA_KERNELS = None
 
 

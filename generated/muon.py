@@ -207,8 +207,9 @@ def step_cpu(p_, g_, momentum_buffer_, _mat0, _h0, _h1, _h2, _h3, _h4, _h5, _h6,
         momentum_buffer_[_i] = ((_e0*_h1 + _momentum_buffer_) if _h2 else (_e0*_h3 + _g_))
 
 
-#: Threads per block of the CUDA reduction kernels (a power of two).
-CUDA_THREADS = 128
+#: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA
+#: simulator, where each is a Python thread (the kernels are the same; the tree is shorter).
+CUDA_THREADS = 8 if numba.config.ENABLE_CUDASIM else 128
 _CUDA_KERNELS = None
 
 

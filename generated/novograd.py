@@ -238,8 +238,9 @@ def step_cpu(p_, g_, moments_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9,
         moments_[_i] = _e4
 
 
-#: Threads per block of the CUDA reduction kernels (a power of two).
-CUDA_THREADS = 128
+#: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA
+#: simulator, where each is a Python thread (the kernels are the same; the tree is shorter).
+CUDA_THREADS = 8 if numba.config.ENABLE_CUDASIM else 128
 _CUDA_KERNELS = None
 
 

@@ -408,8 +408,9 @@ def step_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h
             exp_avg_sq_[_i] = ((_e7) if _h3 else (_exp_avg_sq_))
 
 
-#: Threads per block of the CUDA reduction kernels (a power of two).
-CUDA_THREADS = 128
+#: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA
+#: simulator, where each is a Python thread (the kernels are the same; the tree is shorter).
+CUDA_THREADS = 8 if numba.config.ENABLE_CUDASIM else 128
 _CUDA_KERNELS = None
 
 

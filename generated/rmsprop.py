@@ -414,8 +414,9 @@ def _step_many_cpu_team(_block):
             _piece = fetch_add(_block, 1)
 
 
-#: Threads per block of the CUDA reduction kernels (a power of two).
-CUDA_THREADS = 128
+#: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA
+#: simulator, where each is a Python thread (the kernels are the same; the tree is shorter).
+CUDA_THREADS = 8 if numba.config.ENABLE_CUDASIM else 128
 _CUDA_KERNELS = None
 
 

@@ -38,6 +38,9 @@ SETTINGS = {
     "nesterov_lookahead": {"lr": 0.5, "momentum": 0.9},
     "adafactor": {"lr": 1.0},
     "muon": {"lr": 0.05, "weight_decay": 0.0},
+    "adamp": {"lr": 0.05},
+    "sgdp": {"lr": 0.5, "momentum": 0.9, "nesterov": True},
+    "ranger": {"lr": 0.05},
 }
 
 

@@ -49,6 +49,7 @@ CLASS_NAMES = {
     "yogi": "Yogi", "adan": "Adan", "novograd": "NovoGrad", "prodigy": "Prodigy",
     "ademamix": "AdEMAMix", "dadapt_adam": "DAdaptAdam", "madgrad": "MADGRAD",
     "mars": "MARS", "adamp": "AdamP", "sgdp": "SGDP",
+    "ranger": "Ranger",
 }
 #: torch.optim keywords that pick an implementation; accepted so that a switch is one line.
 #: foreach and fused are ignored (optgen's kernel is always fused); capturable and

@@ -149,7 +149,9 @@ class CudaTensorStep:
             self.kernels[name][blocks, self.module.CUDA_THREADS, self.stream](*args, partials)
             self.kernels[f"{name}_total"][1, 1, self.stream](partials, self.sums)
         if per_tensor < count:
-            grid = max(1, min(self.channels[1], 65535))
+            # one CUDA block per channel (grid-stride beyond 65,535; two under the
+            # simulator, where every block is a round of Python threads)
+            grid = max(1, min(self.channels[1], 2 if simulated() else 65535))
             self.kernels[name.replace("reduce", "reduce_channels")][
                 grid, self.module.CUDA_THREADS, self.stream](*args)
         if not self.on_host:

@@ -29,10 +29,10 @@ def test_generated_is_in_sync_with_specs():
     assert len(report.unchanged) == len(catalogue_paths())
 
 
-@pytest.mark.parametrize("seed", ["0", "12345"])
-def test_rebuild_is_byte_identical_in_a_fresh_process(tmp_path, seed):
-    """Another process, another hash seed: the same bytes as the committed modules."""
-    result = optgen_cli("build", "--out", str(tmp_path), env={"PYTHONHASHSEED": seed})
+def test_rebuild_is_byte_identical_in_a_fresh_process(tmp_path):
+    """Another process, another hash seed than the committed modules were built with: the
+    same bytes."""
+    result = optgen_cli("build", "--out", str(tmp_path), env={"PYTHONHASHSEED": "12345"})
     assert result.returncode == 0, result.stderr
     for path in catalogue_paths():
         name = compile_file(path).name

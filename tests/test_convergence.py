@@ -74,6 +74,8 @@ SETTINGS = {
     # AdamP and SGDP step a vector x as Adam and SGD (no projection below two dimensions)
     "adamp": ({"lr": 0.3}, {"lr": 0.1}, {"lr": 0.3}),
     "sgdp": ({"lr": 0.3}, {"lr": 0.01}, {"lr": 1e-3, "momentum": 0.9}),
+    # Ranger on a vector: RAdam with Lookahead (no gradient centralization below 2-D)
+    "ranger": ({"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}),
     # MARS steps vectors with lr_1d (and weight_decay_1d = 0.1): its defaults
     "mars": ({}, {}, {}),
     # Muon steps matrices: x is stepped as a 1x2 view.

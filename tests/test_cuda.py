@@ -2,7 +2,7 @@
 
 * Every catalogue optimizer's CUDA kernels, run by Numba's CUDA simulator
   (``NUMBA_ENABLE_CUDASIM=1``, in a subprocess: the simulator is chosen when numba.cuda is first
-  imported), against the ``numpy`` backend: 3 steps, float64 and float32, shapes (3, 4), (5,),
+  imported), against the ``numpy`` backend: 2 steps, float64 and float32, shapes (3, 4), (5,),
   (), (0,) and (2, 3, 2) (2-D only for Muon); params and states. Tolerances: float64
   rtol 1e-12 / atol 1e-14, float32 rtol 1e-5 / atol 1e-6 (the CUDA sums add in a tree).
 * A clear error where CUDA is asked for and neither a GPU nor the simulator is there.
@@ -43,7 +43,7 @@ SIMULATOR_RUN = textwrap.dedent('''
                 extra["k"] = 2
             opt = optgen.optimizer(name, dev, backend="cuda", **extra)
             base = optgen.optimizer(name, ref, backend="numpy", **extra)
-            for step in range(3):
+            for step in range(2):
                 grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
                 opt.step([cuda.to_device(g) for g in grads])
                 base.step(grads)

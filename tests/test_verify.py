@@ -174,6 +174,13 @@ EXPECTED = {
              "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "unknown",
              "stable-lr-range": "proved", "stable-lr-range-momentum": "proved",
              "lr-zero-leaves-p": "proved"},
+    # Ranger takes no step before its rectification threshold (t <= 5 by default): the first
+    # step is not lr in size, two steps scale (neither moves p), and the decoupled decay alone
+    # acts on the first
+    "ranger": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
+               "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
+               "l2-equals-decoupled-decay": "proved", "stable-lr-range": "unknown",
+               "no-step-before-rectification": "proved"},
     # AdEMAMix's slow momentum adds alpha*(1 - b3)*g to the first step
     "ademamix": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
                  "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
