@@ -30,7 +30,7 @@ import sympy as sp
 
 from .errors import SpecError
 from .functions import (CHANNEL_SIZE, FACTORED, NUMEL, SHAPE_VALUES, TENSOR_FLAGS, AxisMean,
-                        ChannelSum, GroupSum, Orthogonalize, ReduceMax, ReduceSum)
+                        ChannelSum, GroupSum, Orthogonalize, ReduceMax, ReduceSum, Select)
 from .lower import LoweredSpec
 from .names import code_name, local_name
 
@@ -151,6 +151,10 @@ class KernelPlan:
     state_inits: tuple[tuple[str, sp.Basic], ...]
     state_conditions: tuple[tuple[str, sp.Basic], ...]   # every state; true where unconditional
     requires: tuple[tuple[sp.Basic, str], ...]
+    #: For each reduction pass, the condition over the host flags (``_h*``) under which a later
+    #: value reads one of its sums: where it is false the runtime skips the pass (AdamP's
+    #: projection sums on a vector, Ranger's channel means with use_gc = false).
+    round_conditions: tuple[sp.Basic, ...] = ()
     #: The plan's symbols for the spec's names are positional (``_u3``, loaded values ``_v1``);
     #: this says how generated code spells each one (``lr_``, ``_exp_avg_``).
     names: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -379,6 +383,10 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                                 "holds; read them as 'factored ? ... : ...'",
                                 _statement_span(original, _reads_axis_values_unfactored))
 
+    round_conditions = _round_conditions(
+        round_sums, [*hoisted.values(), *(v for _, v in scalar_updates + group_updates)],
+        frozenset(h.symbol for h in hoister.scalars if h.is_bool))
+
     host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
                                      symbols=sp.numbered_symbols("_c"), optimizations=None,
                                      order="canonical")
@@ -411,9 +419,80 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
                                for name in lowered.states
                                if name not in host_states and name not in axis_names),
         requires=lowered.requires,
+        round_conditions=round_conditions,
         names=names,
     )
 
+
+def _round_conditions(round_sums, consumers, flags: frozenset) -> tuple[sp.Basic, ...]:
+    """For each round of sums, a condition over the host ``flags`` that holds wherever a
+    value after it reads one of its sums: the disjunction, over every place a sum is read in
+    ``consumers`` (the element stores, scalar and group updates) or in a later round's sum
+    arguments (where that round runs), of the flag conditions of the branches around it
+    (:func:`_read_conditions`)."""
+    conditions: list[sp.Basic] = [sp.true] * len(round_sums)
+    for k in reversed(range(len(round_sums))):
+        sums = frozenset(symbol for symbol, *_ in round_sums[k])
+        paths = [path for e in consumers for path in _read_conditions(sp.sympify(e), sums, flags)]
+        paths += [sp.And(conditions[j], path) for j in range(k + 1, len(round_sums))
+                  for _, arg, *_ in round_sums[j]
+                  for path in _read_conditions(sp.sympify(arg), sums, flags)]
+        condition = sp.Or(*paths)
+        if len(condition.free_symbols) <= 8:  # Quine-McCluskey is exponential in them
+            condition = sp.simplify_logic(condition)
+        conditions[k] = condition
+    return tuple(conditions)
+
+
+def _read_conditions(expr: sp.Basic, sums: frozenset, flags: frozenset,
+                     path: sp.Basic = sp.true, memo: dict | None = None) -> list[sp.Basic]:
+    """The conditions over host ``flags`` under which ``expr`` reads one of ``sums``, one per
+    place it does: the conjunction ``path`` of the flag parts of the branch conditions around
+    it (a branch's condition where it is flags alone, its flag conjuncts otherwise; and the
+    negations of the earlier branches' conditions where those are flags alone), and in a
+    condition ``f and x`` (``f or x``) with f flags alone, x is read only where f holds (fails)."""
+    memo = {} if memo is None else memo
+    if not _reads(expr, sums, memo):
+        return []
+    if expr in sums:
+        return [path]
+    def inner(e, where):
+        return _read_conditions(e, sums, flags, where, memo)
+    if isinstance(expr, (sp.And, sp.Or)):
+        pure = [a for a in expr.args if a.free_symbols <= flags]
+        if pure:
+            known = sp.And(*pure) if isinstance(expr, sp.And) else sp.Not(sp.Or(*pure))
+            return [c for a in expr.args if a not in pure for c in inner(a, sp.And(path, known))]
+    branches = (expr.args if isinstance(expr, sp.Piecewise)
+                else ((expr.args[1], expr.args[0]), (expr.args[2], sp.true))
+                if isinstance(expr, Select) else None)
+    if branches is None:
+        return [c for arg in expr.args for c in inner(arg, path)]
+    out = []
+    before = path
+    for value, condition in branches:
+        out += inner(condition, before)  # evaluated to choose the branch
+        out += inner(value, sp.And(before, _flag_part(condition, flags)))
+        if condition.free_symbols <= flags:
+            before = sp.And(before, sp.Not(condition))
+    return out
+
+
+def _reads(expr: sp.Basic, sums: frozenset, memo: dict) -> bool:
+    """Whether ``expr`` reads one of ``sums`` (memoized over the shared subtrees)."""
+    if expr not in memo:
+        memo[expr] = expr in sums or any(_reads(a, sums, memo) for a in expr.args)
+    return memo[expr]
+
+
+def _flag_part(condition: sp.Basic, flags: frozenset) -> sp.Basic:
+    """What ``condition`` implies over the host flags alone: itself, its conjuncts over
+    flags, or true."""
+    if condition.free_symbols <= flags:
+        return condition
+    if isinstance(condition, sp.And):
+        return sp.And(*(c for c in condition.args if c.free_symbols <= flags))
+    return sp.true
 
 def _statement_span(lowered: LoweredSpec, predicate):
     """Where an error the planner finds was written: the span of the first statement whose

@@ -207,6 +207,8 @@ def render_module(lowered: LoweredSpec, plan: KernelPlan, source: SourceInfo,
         reduce_rounds=tuple(len(r.sums) for r in plan.rounds),
         group_reductions=plan.group_sums,
         reduce_kinds=plan.reduce_kinds,
+        host_args=_idents(plan, [h.symbol for h in plan.host]),
+        round_conditions=[host.doprint(c) for c in plan.round_conditions],
         matrix_ops=tuple((m.kind, m.array, tuple(host_index[s] for s in m.host_args))
                          for m in plan.matrix_ops),
         host_temps=host_temps, host_values=host_values, state_inits=state_inits,

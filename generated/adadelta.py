@@ -119,6 +119,12 @@ def host_scalars(t_, lr_, rho_, eps_, weight_decay_, maximize_):
     return (eps_, rho_, weight_decay_, maximize_, (weight_decay_ != 0), 1 - rho_, -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, rho_, eps_, weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -124,6 +124,12 @@ def host_scalars(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximiz
     return ((not _factored), 0, -lr_*weight_decay_ + 1, 1, _c0**2, _factored, _c0, (_c1 < 1/2), _c1, _c1 - 1, 1/d_, eps2_, maximize_, -numpy.minimum(lr_, 1/numpy.sqrt(t_)),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return (bool(True),)
+
+
 def state_inits(p_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

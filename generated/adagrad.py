@@ -122,6 +122,12 @@ def host_scalars(t_, lr_, lr_decay_, weight_decay_, initial_accumulator_value_, 
     return (weight_decay_, maximize_, (weight_decay_ != 0), eps_, -lr_/(lr_decay_*(t_ - 1) + 1),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, lr_decay_, weight_decay_, initial_accumulator_value_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -146,6 +146,12 @@ def host_scalars(t_, lr_, b1_, b2_, b3_, weight_decay_, weight_decouple_, fixed_
     return (b2_, -weight_decay_*((1) if fixed_decay_ else (lr_)) + 1, (_c0 and weight_decouple_), weight_decay_, maximize_, (_c0 and (not weight_decouple_)), 1 - b2_, 1/numpy.sqrt(1 - b2_**t_), eps_, 1 - b1_, (b1_ > 1/2), -b1_, 1/(1 - b1_**t_), 1 - _c7, ((_c6 and (_c5 > 1/2)) or ((_c3 <= 0) and (b3_ > 1/2))), -_c7, ((numpy.minimum(alpha_, _c4*alpha_)) if _c6 else (alpha_)), -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, b1_, b2_, b3_, weight_decay_, weight_decouple_, fixed_decay_, alpha_, t_alpha_beta3_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

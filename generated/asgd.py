@@ -126,6 +126,12 @@ def host_scalars(t_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     return (-_c0*lambd_ + 1, weight_decay_, maximize_, (weight_decay_ != 0), -_c0, _c1, (_c1 != 1),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, lambd_, alpha_, t0_, weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -123,6 +123,12 @@ def host_scalars(t_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, ne
     return (momentum_, weight_decay_, eps_, trust_coefficient_, 0, 1, -lr_, nesterov_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return (bool(True),)
+
+
 def state_inits(p_, lr_, weight_decay_, trust_coefficient_, eps_, momentum_, nesterov_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

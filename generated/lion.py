@@ -111,6 +111,12 @@ def host_scalars(t_, lr_, b1_, b2_, weight_decay_):
     return (-lr_*weight_decay_ + 1, 1 - b1_, b1_, -lr_, 1 - b2_, b2_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, b1_, b2_, weight_decay_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -109,6 +109,12 @@ def host_scalars(t_, k_, alpha_):
     return (alpha_, ((numpy.mod(t_, k_)) == 0),)
 
 
+def rounds_needed(_h0, _h1):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, k_, alpha_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -136,6 +136,12 @@ def host_scalars(t_, lr_, momentum_, weight_decay_, weight_decouple_, eps_, maxi
     return ((momentum_ > 0), -_c2*weight_decay_, 0, (lr_ == 0), 1/3, eps_, (not (_c1 and _c3 and _c4)), (not (_c1 and _c3 and _c4 and maximize_)), maximize_, _c3, _c4, _c1, weight_decay_, _c0*_c5, (_c3 and _c4), _c2*_c5, 1 - momentum_, (momentum_ > 1/2), -momentum_, (_c4 and weight_decouple_),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, momentum_, weight_decay_, weight_decouple_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -173,6 +173,12 @@ def host_scalars(t_, lr_, b1_, b2_, gamma_, mars_type_, optimize_1d_, lr_1d_, b1
     return (ams_bound_, 0, ((_c0 and (b1_ > 1/2)) or (_c1 and (b1_1d_ > 1/2))), _c0, ((_c0 and _c2 and _c3) or (_c1 and _c2 and _c4)), ((weight_decay_) if _c0 else (weight_decay_1d_)), maximize_, b1_*gamma_/(1 - b1_), 1, 1 - _c5, -_c5, _c6, 1 - _c7, -_c7, cautious_, _c8, _c9, 1 - _c9, _c10, (_c10 and ams_bound_), 1/1000000000000000, eps_, numpy.sqrt(1 - ((b2_**t_) if _c0 else (b2_1d_**t_)))/(1 - ((b1_**t_) if _c0 else (b1_1d_**t_))), -_c11, -_c6*((1) if fixed_decay_ else (_c11)) + 1, ((_c0 and _c3 and weight_decouple_) or (_c1 and _c4 and weight_decouple_)),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return (bool(_h3), bool(_h14),)
+
+
 def state_inits(p_, lr_, b1_, b2_, gamma_, mars_type_, optimize_1d_, lr_1d_, b1_1d_, b2_1d_, weight_decay_, weight_decay_1d_, weight_decouple_, fixed_decay_, ams_bound_, cautious_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -107,6 +107,12 @@ def host_scalars(t_, lr_, beta_):
     return (1 - beta_, beta_, -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, beta_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

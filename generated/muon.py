@@ -124,6 +124,12 @@ def host_scalars(t_, lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_
     return (-lr_*weight_decay_ + 1, -_c0, (momentum_ > 1/2), -momentum_, momentum_, (momentum_ < 1/2), _c0, nesterov_, ns_a_, ns_b_, ns_c_, ns_steps_, eps_, 1/5, (adjust_lr_fn_ == 1), 1, -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, weight_decay_, momentum_, nesterov_, ns_a_, ns_b_, ns_c_, eps_, ns_steps_, adjust_lr_fn_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -108,6 +108,12 @@ def host_scalars(t_, lr_, momentum_):
     return (momentum_, -lr_, momentum_ + 1, -momentum_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, momentum_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

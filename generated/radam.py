@@ -136,6 +136,12 @@ def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, decoupled_weight_decay_
     return (b2_, -lr_*weight_decay_ + 1, (_c0 and decoupled_weight_decay_), weight_decay_, maximize_, (_c0 and (not decoupled_weight_decay_)), _c1, eps_, numpy.sqrt(_c3)*numpy.sqrt(-_c5*(-_c6 - _c8)*(-_c7 - _c8)/(_c6*_c7*(-_c5 - _c8))), (_c4 + _c8 < -6), 1, 1 - b1_, (b1_ > 1/2), -b1_, -lr_/(1 - b1_**t_),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_, decoupled_weight_decay_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -159,6 +159,12 @@ def host_scalars(t_, lr_, b1_, b2_, alpha_, k_, n_sma_threshold_, degenerated_to
     return (-weight_decay_*((1) if fixed_decay_ else (lr_)) + 1, (_c0 and weight_decouple_), weight_decay_, maximize_, ((use_gc_ and gc_conv_only_ and (_ndim > 3)) or (use_gc_ and (not gc_conv_only_) and (_ndim > 1))), (_c0 and (not weight_decouple_)), 1 - b1_, (b1_ > 1/2), -b1_, -_c1, b2_, _c2, eps_, -_c1*numpy.sqrt(-_c4*_c6*(-_c7 - _c9)*(-_c8 - _c9)/(_c10*_c7*_c8)), (n_sma_threshold_ <= _c10), (degenerated_to_sgd_ and (n_sma_threshold_ > _c10)), alpha_, (alpha_ < 1/2), alpha_ - 1, ((numpy.mod(t_, k_)) == 0),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return (bool(_h4),)
+
+
 def state_inits(p_, lr_, b1_, b2_, alpha_, k_, n_sma_threshold_, degenerated_to_sgd_, weight_decay_, weight_decouple_, fixed_decay_, use_gc_, gc_conv_only_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

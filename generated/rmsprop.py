@@ -127,6 +127,12 @@ def host_scalars(t_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, max
     return ((momentum_ > 0), centered_, 0, momentum_, weight_decay_, maximize_, (weight_decay_ != 0), 1 - alpha_, (alpha_ > 1/2), -alpha_, alpha_, eps_, -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

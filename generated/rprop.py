@@ -117,6 +117,12 @@ def host_scalars(t_, lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, m
     return (step_size_max_, step_size_min_, etaplus_, maximize_, 0, (not maximize_), etaminus_, 1,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, etaminus_, etaplus_, step_size_min_, step_size_max_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

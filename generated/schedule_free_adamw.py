@@ -146,6 +146,12 @@ def host_scalars(t_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weig
     return (b2_, 1 - b2_, 1/(1 - b2_**t_), eps_, weight_decay_, (weight_decay_ != 0), _c3*(-_c12*b1_ - 1), _c11, ((_c13 and (not _c10)) or (_c10 and _c13 and (_c6/_c7 < 1/2)) or (_c10 and _c2 and (_c8/_c9 < 1/2))), _c12, -_c3,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, b1_, b2_, eps_, weight_decay_, warmup_steps_, r_, weight_lr_power_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

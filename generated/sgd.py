@@ -122,6 +122,12 @@ def host_scalars(t_, lr_, momentum_, dampening_, weight_decay_, nesterov_, maxim
     return ((momentum_ != 0), 0, weight_decay_, maximize_, (weight_decay_ != 0), (t_ == 1), momentum_, 1 - dampening_, nesterov_, -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, momentum_, dampening_, weight_decay_, nesterov_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -136,6 +136,12 @@ def host_scalars(t_, lr_, momentum_, dampening_, weight_decay_, fixed_decay_, de
     return (eps_, (_ndim > 1), delta_, maximize_, nesterov_, momentum_, 1 - dampening_, -lr_, wd_ratio_, 1, -weight_decay_*((1) if fixed_decay_ else (lr_))/(1 - momentum_), (weight_decay_ != 0),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return (bool(_h1), bool(_h1), bool(_h1),)
+
+
 def state_inits(p_, lr_, momentum_, dampening_, weight_decay_, fixed_decay_, delta_, wd_ratio_, nesterov_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

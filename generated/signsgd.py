@@ -120,6 +120,12 @@ def host_scalars(t_, lr_, momentum_, weight_decay_, weight_decouple_, maximize_)
     return ((momentum_ > 0), 0, -lr_*weight_decay_ + 1, (_c0 and weight_decouple_), weight_decay_, maximize_, (_c0 and (not weight_decouple_)), 1 - momentum_, (momentum_ > 1/2), -momentum_, -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, momentum_, weight_decay_, weight_decouple_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -123,6 +123,12 @@ def host_scalars(t_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_, has_hes
     return (has_hessian_, 0, -lr_*weight_decay_ + 1, 1, b2_, 1 - b2_, rho_*bs_, 1/1000000000000000, b1_, maximize_, 1 - b1_, -lr_,)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, b1_, b2_, rho_, weight_decay_, bs_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -131,6 +131,12 @@ def host_scalars(t_, lr_, b1_, b2_, initial_accumulator_, weight_decay_, weight_
     return (-weight_decay_*((1) if fixed_decay_ else (lr_)) + 1, (_c0 and weight_decouple_), weight_decay_, maximize_, (_c0 and (not weight_decouple_)), b2_ - 1, 1/numpy.sqrt(1 - b2_**t_), eps_, 1 - b1_, (b1_ > 1/2), -b1_, -lr_/(1 - b1_**t_),)
 
 
+def rounds_needed(_h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11):
+    """For each reduction pass (REDUCE_ROUNDS), whether a later value reads its sums under
+    these host scalars (host_scalars' result): where not, the runtime skips the pass."""
+    return ()
+
+
 def state_inits(p_, lr_, b1_, b2_, initial_accumulator_, weight_decay_, weight_decouple_, fixed_decay_, eps_, maximize_):
     """Initial value of each state, in ``STATES`` then ``AXIS_STATES`` order: a number, or an
     array from ``p``."""

@@ -110,6 +110,8 @@ class CudaTensorStep:
         self.values: list = []
         self.on_host = any(module.GROUP_REDUCTIONS) or bool(
             module.SCALARS_READ_TENSOR and module.SCALARS)
+        # which reduction passes a later value reads under these host scalars
+        self.needed = module.rounds_needed(*host)
         if self.n == 0:
             return
         self.kernels = module.cuda_kernels()
@@ -117,28 +119,30 @@ class CudaTensorStep:
                                 stream)
         self.tensor = tuple(self.dtype.type(self.sizes[name]) for name in module.SHAPE_VALUES)
         self.sums = cuda.device_array(max(1, module.REDUCTIONS), self.dtype, stream=stream)
+        self.sums.copy_to_device(np.zeros(max(1, module.REDUCTIONS), self.dtype), stream=stream)
         # per-channel sums: one row each, one column per channel, then the count and size
         channel_sums = module.REDUCE_KINDS.count("channel")
         self.channels = ()
         if channel_sums:
             count, size = channels(self.shape)
-            self.channels = (cuda.device_array((channel_sums, max(1, count)), self.dtype,
-                                               stream=stream), count, size)
+            self.channels = (cuda.to_device(np.zeros((channel_sums, max(1, count)), self.dtype),
+                                            stream=stream), count, size)
 
     @property
     def tensor_values(self) -> tuple:
         return (*self.values, *(float(self.sizes[name]) for name in self.module.SHAPE_VALUES))
 
-    def reduce_round(self, k: int) -> tuple:
+    def reduce_round(self, k: int, force: bool = False) -> tuple:
         """The k-th pass's sums (an empty tensor's are 0), on the device; on the host too
         where they are needed there (else zeros stand in; a per-channel sum, which the host
-        never reads, is None)."""
+        never reads, is None). A pass no later value reads here is skipped unless ``force``
+        (its sums stay 0)."""
         from numba import cuda
 
         count = self.module.REDUCE_ROUNDS[k]
         start = len(self.values)
         kinds = self.module.REDUCE_KINDS[start:start + count]
-        if self.n == 0:
+        if self.n == 0 or not (self.needed[k] or force):
             return tuple(None if kind == "channel" else 0.0 for kind in kinds)
         name = "reduce" if k == 0 else f"reduce_{k}"
         args = (*self.arrays, *self.axes, *self.host, *self.tensor, self.sums, *self.channels)

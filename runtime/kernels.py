@@ -111,8 +111,10 @@ def run_group_step(module: ModuleType, steps: list["TensorStep"]) -> tuple:
     group_totals = []
     start = 0
     for k, count in enumerate(module.REDUCE_ROUNDS):
-        parts = [step.reduce_round(k) for step in steps]
         flags = module.GROUP_REDUCTIONS[start:start + count]
+        # a pass with group sums runs on every tensor where any tensor reads them
+        force = any(flags) and any(step.needed[k] for step in steps)
+        parts = [step.reduce_round(k, force) for step in steps]
         totals = [0.0] * count
         for part in parts:  # in the group's order: the same bits every run
             totals = [total + value if group else total
@@ -156,6 +158,10 @@ class TensorStep:
         self.sums: list = []
         self.channels = channels(self.shape)
         self.channel_arrays: list[np.ndarray] = []  # the per-channel sums, in the dtype
+        # which reduction passes a later value reads under these host scalars (a sharded
+        # tensor runs them all: every process must take part in each exchange)
+        self.needed = (module.rounds_needed(*host) if combine is None
+                       else (True,) * len(module.REDUCE_ROUNDS))
 
     @property
     def shapes(self) -> tuple:
@@ -178,9 +184,12 @@ class TensorStep:
             return (*scalars, *self.shapes)
         return (*scalars, *self.shapes, *self.channel_arrays, *self.channels)
 
-    def reduce_round(self, k: int) -> tuple:
+    def reduce_round(self, k: int, force: bool = False) -> tuple:
         """This tensor's part of the k-th reduction pass's sums (float64; a per-channel sum an
-        array), summed over the shards of other processes where the tensor is sharded."""
+        array), summed over the shards of other processes where the tensor is sharded. A pass
+        no later value reads here (``needed``) is skipped, unless ``force``: its sums are 0."""
+        if not (self.needed[k] or force):
+            return skipped_sums(self.module, k, self.channels[0])
         sums = reduce(self.module, self.backend, self.arrays + self.axes, self.host, self.nest,
                       tiled=self.tiled, k=k, tensor=self.kernel_tensor(),
                       channels=self.channels)
@@ -207,6 +216,14 @@ class TensorStep:
                             self.shape, self.matrix_precision)
         getattr(module, f"step_{self.backend}")(*self.arrays, *self.axes, *mats, *self.host,
                                                 *self.kernel_tensor(), *self.nest)
+
+
+def skipped_sums(module: ModuleType, k: int, channel_count: int) -> tuple:
+    """What stands for the sums of a skipped reduction pass: 0 (an array of zeros for a
+    per-channel sum); no value read reads them."""
+    start = sum(module.REDUCE_ROUNDS[:k])
+    kinds = module.REDUCE_KINDS[start:start + module.REDUCE_ROUNDS[k]]
+    return tuple(np.zeros(channel_count) if kind == "channel" else 0.0 for kind in kinds)
 
 
 def group_updates(module: ModuleType, group_state: dict, flat_hypers: tuple, group: tuple,

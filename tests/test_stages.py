@@ -328,3 +328,38 @@ def test_a_sum_of_a_per_element_choice_in_a_condition(tmp_path, backend):
         np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-15, err_msg=f"params[{i}]")
         np.testing.assert_allclose(opt.state[i]["v"], v[i], rtol=RTOL)
     np.testing.assert_allclose(opt.group_state["d"], d, rtol=RTOL)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_a_pass_no_value_reads_is_skipped_and_changes_no_bit(backend, monkeypatch):
+    """AdamP's projection sums are read only where ndim > 1 and Ranger's channel means only
+    where its gradient centralization applies (the planner's round conditions,
+    ``rounds_needed``): on a vector no reduction kernel runs, and the step has the bits of the
+    step that runs them all."""
+    from optgen.runtime.loader import load
+
+    for name, hypers in [("adamp", {"delta": 10.0}), ("ranger", {})]:
+        module = load(name)
+        rng = np.random.default_rng(3)
+        start = [rng.standard_normal(s) for s in [(7,), (3, 4), ()]]
+        grads = [[rng.standard_normal(p.shape) for p in start] for _ in range(3)]
+        calls = []
+        for attr in dir(module):
+            if attr.startswith("reduce_"):
+                kernel = getattr(module, attr)
+                monkeypatch.setattr(module, attr, lambda *a, _k=kernel, _n=attr, **kw: (
+                    calls.append((_n, a[0].shape)), _k(*a, **kw))[1])
+        skipped = [p.copy() for p in start]
+        opt = optgen.optimizer(name, skipped, backend=backend, **hypers)
+        for g in grads:
+            opt.step(g)
+        assert calls and all(shape == (12,) for _, shape in calls), calls  # the matrix only
+        monkeypatch.setattr(module, "rounds_needed",
+                            lambda *host: (True,) * len(module.REDUCE_ROUNDS))
+        every = [p.copy() for p in start]
+        opt = optgen.optimizer(name, every, backend=backend, **hypers)
+        for g in grads:
+            opt.step(g)
+        for a, b in zip(skipped, every):
+            np.testing.assert_array_equal(a, b)
+        assert any(shape == (7,) for _, shape in calls)  # now the vector's passes ran too
