@@ -47,6 +47,9 @@ RESERVED = set(BUILTIN_SYMBOLS) | {"inf", "true", "false", "none"}
 #: Host values known only once the step has a tensor in hand (its dimensions, its dtype): the
 #: host functions of the step's passes take them, but not state_inits or scalar_updates.
 TENSOR_HOST_VALUES = frozenset({"factored", "epsilon", "ndim"})
+#: The built-in names that belong to the tensor a step is for (not to a schedule's t).
+TENSOR_NAMES = frozenset({"rows", "cols", "numel", "channel_size", "factored", "epsilon",
+                          "ndim"})
 #: How error messages name a value's level.
 _LEVEL_WORDS = {Level.HOST: "host", Level.GROUP: "per-group", Level.TENSOR: "per-tensor",
                 Level.CHANNEL: "per-channel", Level.ELEMENT: "per-element"}
@@ -723,6 +726,10 @@ class _Checker:
                     self.error(f"'{name}' may be none; read it as default({name}, fallback)",
                                expr.span)
                     return None
+                if self.ast.kind == "schedule" and name in TENSOR_NAMES:
+                    self.error(f"a schedule is a function of t and its hyperparameters: "
+                               f"'{name}' belongs to a tensor", expr.span)
+                    return None
                 if hyper_only and symbol.kind is not Kind.HYPER and name not in self.host_extras:
                     self.error(f"only hyperparameters may appear here, not {symbol.kind.value} "
                                f"'{name}'", expr.span)
@@ -754,6 +761,10 @@ class _Checker:
                     if got is not want:
                         self.error(f"argument of {func}() must be a {want.value}", arg.span)
                         return None
+                if self.ast.kind == "schedule" and (spec.reduction or spec.axis or spec.matrix):
+                    self.error(f"a schedule is a function of t and its hyperparameters: "
+                               f"{func}() is computed over a tensor", expr.span)
+                    return None
                 if hyper_only and (spec.reduction or spec.axis or spec.matrix):
                     self.error(f"{func}() is computed over a tensor's elements; only "
                                "hyperparameters may appear here", expr.span)

@@ -20,7 +20,7 @@ import sympy as sp
 from . import nodes as n
 from .claims_builtin import Check, hyper_variable
 from .ir import Claim
-from .lower import _expr, choices_of
+from .lower import TENSOR_NAMES, _expr, choices_of
 from .stepper import NumericStepper, SymbolicStepper, one_element
 
 _FLIP = {"<=": ">=", "<": ">", ">=": ">=", ">": ">", "==": "=="}
@@ -114,7 +114,7 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
         for binding in decl.at:  # t may be pinned in terms of (free) hypers: at t = T_max
             if binding.name == "t":
                 t = st.value(_expr(binding.value, {**hypers, **choices_of(st.spec)}))
-        env = {**hypers, "t": t, **choices_of(st.spec)}
+        env = {**hypers, "t": t, **choices_of(st.spec), **TENSOR_NAMES}
         given_inputs = {name: values.get(name) for name in inputs}
         pinned_env = {**env, **{k: v for k, v in given_inputs.items() if v is not None}}
         for binding in decl.at:

@@ -24,6 +24,10 @@ from .ir import CheckedSpec, Hyper, Interval, Type
 
 #: Names every expression may read, whatever its environment (an update, a claim, a binding).
 CONSTANTS = {"pi": sp.pi}
+#: The built-in names of the tensor a step is for, and their symbols (a claim may read them:
+#: the verifier's one-element tensor gives each its value there).
+TENSOR_NAMES = {"rows": ROWS, "cols": COLS, "factored": FACTORED, "epsilon": EPSILON,
+                "ndim": NDIM, "numel": NUMEL, "channel_size": CHANNEL_SIZE}
 
 _COMPARE = {"==": sp.Eq, "!=": sp.Ne, "<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge}
 
@@ -106,9 +110,7 @@ def lower(spec: CheckedSpec) -> LoweredSpec:
     states = {s.name: sp.Symbol(s.name, real=True) for s in spec.states}
     inputs = {name: sp.Symbol(name, real=True) for name, _ in spec.inputs}
     flags = {name: sp.Symbol(f"has_{name}") for name, _ in spec.inputs}
-    plain = {**hypers, "t": t, "p": p, "g": g, "rows": ROWS, "cols": COLS,
-             "factored": FACTORED, "epsilon": EPSILON, "ndim": NDIM, "numel": NUMEL,
-             "channel_size": CHANNEL_SIZE,
+    plain = {**hypers, "t": t, "p": p, "g": g, **TENSOR_NAMES,
              **states, **inputs,
              **{f"has_{name}": flag for name, flag in flags.items()}, **choices_of(spec)}
 

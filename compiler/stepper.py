@@ -22,7 +22,7 @@ import sympy as sp
 
 from ..runtime.kernels import (TensorStep, cast_host, host_value, run_group_step,
                                scalar_updates, tensor_flags)
-from .functions import (EPSILON, FACTORED, NDIM, SHAPE_VALUES, AxisMean, ReduceSum,
+from .functions import (EPSILON, FACTORED, NDIM, SHAPE_VALUES, AxisMean, ReduceMax, ReduceSum,
                         without_selects)
 from .lower import LoweredSpec
 
@@ -63,8 +63,16 @@ class SymbolicStepper:
         # Claims speak of one element: over a one-element tensor a sum is its only term.
         self._outputs = {k: _one_element(v) for k, v in lowered.outputs.items()}
         self._temps = {k: _one_element(v) for k, v in lowered.temps.items()}
-        self._marked_outputs = {k: _one_element(v, True) for k, v in lowered.outputs.items()}
-        self._marked_temps = {k: _one_element(v, True) for k, v in lowered.temps.items()}
+        self._marked: dict[bool, tuple[dict, dict]] = {}  # by rests: outputs, temps
+
+    def _marked_forms(self, rests: bool) -> tuple[dict, dict]:
+        """The outputs and temporaries in the marked form (see :func:`marked_sums`)."""
+        if rests not in self._marked:
+            low = self.lowered
+            self._marked[rests] = (
+                {k: _one_element(v, True, rests) for k, v in low.outputs.items()},
+                {k: _one_element(v, True, rests) for k, v in low.temps.items()})
+        return self._marked[rests]
 
     # values --------------------------------------------------------------------------------
 
@@ -122,7 +130,7 @@ class SymbolicStepper:
         for name, symbol in low.states.items():
             subs[symbol] = state[name] if present[name] else inits[name]
         cache: dict = {}
-        outputs, temps = ((self._marked_outputs, self._marked_temps) if _MODE["marked"]
+        outputs, temps = (self._marked_forms(_MODE["rests"]) if _MODE["marked"]
                           else (self._outputs, self._temps))
         return Outcome(
             p=substitute(outputs["p"], subs, cache),
@@ -183,46 +191,76 @@ def substitute(expr: sp.Basic, subs: dict, cache: dict | None = None) -> sp.Basi
     return result
 
 
-#: One positive symbol per distinct sum (and per size), standing for "1 on a one-element
-#: tensor" in the marked form of the step (see :func:`marked_sums`); shared by every spec, so
-#: the same sum in two specs has the same marker.
+#: One symbol per size (and ndim), standing for "1 on a one-element tensor" in the marked form
+#: of the step (see :func:`marked_sums`); shared by every spec, so the same size in two specs
+#: has the same marker.
 _MARKERS: dict[sp.Basic, sp.Dummy] = {}
-_MODE = {"marked": False}
+#: One symbol per distinct reduction, standing for what the tensor's other elements add to it
+#: ("0 on a one-element tensor"; the largest of none, -oo, for amax), and its one-element value.
+_RESTS: dict[sp.Basic, sp.Dummy] = {}
+_REST_VALUES: dict[sp.Dummy, sp.Basic] = {}
+_MODE = {"marked": False, "rests": False}
 
 
 def _marker(node: sp.Basic) -> sp.Dummy:
     if node not in _MARKERS:
-        # real, no sign: a sum over the tensor need not have the sign of this element's term
+        # real, no sign: what the marker scales need not keep this element's sign
         _MARKERS[node] = sp.Dummy(f"one{len(_MARKERS)}", real=True)
     return _MARKERS[node]
 
 
+def _with_rest(node: sp.Basic) -> sp.Basic:
+    """A reduction over more than this element, in the marked form: its term combined with a
+    symbol for the rest of the tensor's (or row's, channel's, group's): ``x + r`` (any real),
+    ``max(x, r)`` for amax. A claim that holds whatever r is holds for every tensor; one that
+    needs r at its one-element value (a ``given`` that zeroes x does not zero the sum) does
+    not."""
+    if node not in _RESTS:
+        # the others' terms are the same expression of other values: where it cannot be
+        # negative (g^2, |g|), neither can their sum
+        rest = sp.Dummy(f"rest{len(_RESTS)}", real=True,
+                        nonnegative=(not isinstance(node, ReduceMax)
+                                     and node.args[0].is_nonnegative is True) or None)
+        _RESTS[node] = rest
+        _REST_VALUES[rest] = sp.S.NegativeInfinity if isinstance(node, ReduceMax) else sp.S.Zero
+    rest = _RESTS[node]
+    return sp.Max(node.args[0], rest) if isinstance(node, ReduceMax) else node.args[0] + rest
+
+
 @contextlib.contextmanager
-def marked_sums():
-    """Within it, :meth:`SymbolicStepper.step` returns the marked form: each sum over the
-    tensor (or row, or group) is its only term times a marker, and each size a marker, where
-    the plain form puts 1. A difference that still has a marker depends on what a
-    one-element tensor collapses (``mean(g)`` and ``g`` agree there, and nowhere else)."""
-    before = _MODE["marked"]
-    _MODE["marked"] = True
+def marked_sums(rests: bool = False):
+    """Within it, :meth:`SymbolicStepper.step` returns the marked form, where the plain form
+    puts the one-element value: each size (and ndim) is a marker, and each reduction over the
+    tensor (or row, channel, group) its term times a marker — or, with ``rests``, its term
+    combined with a symbol for the rest of the tensor (:func:`_with_rest`). A difference that
+    still has such a symbol depends on what a one-element tensor collapses (``mean(g)`` and
+    ``g`` agree there, and nowhere else).
+
+    The product form suits the built-in claims, which change the whole tensor (every g times
+    c, every g zero); a spec's own claim speaks of one element (``given g == 0`` is this
+    element's g, which does not make a sum zero), so it takes the rests."""
+    before = dict(_MODE)
+    _MODE.update(marked=True, rests=rests)
     try:
         yield
     finally:
-        _MODE["marked"] = before
+        _MODE.update(before)
 
 
 def unmarked(expr) -> tuple[sp.Basic, bool]:
-    """``expr`` with every marker at 1 (the one-element value), and whether it had one."""
+    """``expr`` with every marker at its one-element value (a size 1, a rest 0 or -oo), and
+    whether it had one."""
     expr = sp.sympify(expr)
     markers = [m for m in expr.free_symbols if m in _MARKER_SET]
     if not markers:
         return expr, False
-    return expr.xreplace({m: sp.Integer(1) for m in markers}), True
+    return expr.xreplace({m: _REST_VALUES.get(m, sp.Integer(1)) for m in markers}), True
 
 
 class _MarkerSet:
     def __contains__(self, symbol) -> bool:
-        return isinstance(symbol, sp.Dummy) and symbol in _MARKERS.values()
+        return isinstance(symbol, sp.Dummy) and (symbol in _REST_VALUES
+                                                 or symbol in _MARKERS.values())
 
 
 _MARKER_SET = _MarkerSet()
@@ -231,16 +269,18 @@ _MARKER_SET = _MarkerSet()
 def one_element(expr: sp.Basic) -> sp.Basic:
     """A claim's own expression over the one-element tensor, marked where the step is (a
     claim may write ``norm(g)`` too)."""
-    return _one_element(sp.sympify(expr), _MODE["marked"])
+    return _one_element(sp.sympify(expr), _MODE["marked"], _MODE["rests"])
 
 
-def _one_element(expr: sp.Basic, marked: bool = False) -> sp.Basic:
+def _one_element(expr: sp.Basic, marked: bool = False, rests: bool = False) -> sp.Basic:
     """A one-element float64 vector: a sum or a mean is its only term, every size (and ndim)
     is 1, it is not factored. (Matrix operations stay opaque functions: claims that need their value end
     unknown.) ``marked``: each sum's term and each size times its marker instead (see
     :func:`marked_sums`)."""
     def collapse(node):
-        return _marker(node) * node.args[0] if marked else node.args[0]
+        if not marked:
+            return node.args[0]
+        return _with_rest(node) if rests else _marker(node) * node.args[0]
     expr = without_selects(expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),
                                         collapse))  # GroupSum too
     # ndim too: a proof that needs the vector's ndim = 1 says nothing about a matrix (AdamP

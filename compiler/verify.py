@@ -143,7 +143,7 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
     try:
         if check.decide is not None:
             return check.decide()
-        with marked_sums():
+        with marked_sums(rests=check.own):
             pairs, givens = _sides(check, stepper, check.variables)
         collapsed = False
         plain_pairs = []

@@ -112,8 +112,9 @@ class CudaOptimizer(HasHypers):
             scalars = tuple(state[name] for name in module.SCALARS)
             extra = [inputs.get(name, [None] * len(self.params))[i] for name in module.INPUTS]
             given = tuple(e is not None for e in extra)
-            host = cast_host(module.host_scalars(t, *flat_hypers, *scalars, *group, *given,
-                                                 *flags), module.HOST_IS_BOOL, dtype)
+            with np.errstate(all="ignore"):  # as the other front ends: inf and nan, quietly
+                host = cast_host(module.host_scalars(t, *flat_hypers, *scalars, *group, *given,
+                                                     *flags), module.HOST_IS_BOOL, dtype)
             empty = _empty(dtype)
             arrays = [view.reshape(-1), g.reshape(-1)]
             arrays += [self._device(e, f"{name}[{i}]").reshape(-1) if e is not None else empty

@@ -81,7 +81,8 @@ class HyperSpec:
     @staticmethod
     def _number(value, label: str, kind):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{label} must be a {kind.__name__}, got {value!r}")
+            article = "an" if kind.__name__[0] in "aeiou" else "a"
+            raise TypeError(f"{label} must be {article} {kind.__name__}, got {value!r}")
         if kind is int:
             if not float(value).is_integer():
                 raise TypeError(f"{label} must be an integer, got {value!r}")

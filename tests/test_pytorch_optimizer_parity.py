@@ -93,12 +93,14 @@ REFERENCES = {
         {"weight_decay": 0.1, "delta": 2.0},
         {"weight_decay": 0.1, "fixed_decay": True, "wd_ratio": 0.5, "delta": 10.0},
         {"maximize": True, "delta": 2.0, "eps": 1e-6, "lr": 1e-2},
+        {"weight_decay": 0.1, "weight_decouple": False},
     ], ("exp_avg", "exp_avg_sq")),
     "sgdp": (pytorch_optimizer.SGDP, [
         {}, {"momentum": 0.9, "delta": 2.0}, {"momentum": 0.9, "nesterov": True, "delta": 10.0},
         {"momentum": 0.5, "dampening": 0.1, "weight_decay": 0.1, "delta": 2.0},
         {"weight_decay": 0.1, "fixed_decay": True, "wd_ratio": 0.5, "delta": 10.0},
         {"maximize": True, "momentum": 0.9, "delta": 2.0, "lr": 1e-2},
+        {"weight_decay": 0.1, "weight_decouple": False, "momentum": 0.5},
     ], (("momentum_buffer", "momentum"),)),
     "ranger": (CorrectedRanger, [
         {}, {"degenerated_to_sgd": True}, {"k": 3, "alpha": 0.8, "betas": (0.9, 0.99)},

@@ -154,3 +154,25 @@ def test_clip_grad_value_and_errors():
         optgen.clip_grad_norm_([np.array([np.inf])], 1.0, error_if_nonfinite=True)
     with pytest.raises(TypeError, match=r"grads\[0\] must be a numpy array"):
         optgen.clip_grad_norm_([[1.0]], 1.0)
+
+
+@pytest.mark.parametrize("value, what", [
+    ("base * numel", "'numel' belongs to a tensor"),
+    ("base * channel_size", "'channel_size' belongs to a tensor"),
+    ("base * ndim", "'ndim' belongs to a tensor"),
+    ("base * amax(base)", "amax() is computed over a tensor"),
+    ("base * channel_sum(base)", "channel_sum() is computed over a tensor"),
+    ("sum(base)", "sum() is computed over a tensor"),
+])
+def test_a_schedule_reading_a_tensor_is_a_located_error(tmp_path, value, what):
+    """A schedule is lr as a function of t: a tensor's sizes or reductions in it were accepted
+    by check and failed at build (an internal error) or at the first call (NameError)."""
+    from optgen.compiler.errors import SpecError, SpecErrors
+    from optgen.compiler.pipeline import check_file
+
+    path = tmp_path / "bad.opt"
+    path.write_text(f"schedule bad\nhyper base = 0.1 in [0, inf)\nupdate:\n  lr = {value}\n")
+    with pytest.raises((SpecError, SpecErrors)) as caught:
+        check_file(path)
+    text = str(caught.value)
+    assert f"{path}:4:" in text and what in text and "^" in text

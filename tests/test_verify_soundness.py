@@ -393,3 +393,33 @@ def test_a_proof_on_one_element_is_not_one_for_every_tensor(tmp_path):
         if result.status == "unknown":
             assert "one element" in result.detail
     assert statuses == {"meaned": "unknown", "grouped": "unknown", "normed": "proved"}
+
+
+def test_a_given_on_this_element_does_not_reach_the_rest_of_the_tensor(tmp_path):
+    """Found by a hostile review: a claim's ``given g == 0`` (or ``p == 0``) speaks of this
+    element, but with a sum modelled as its term times a marker it made every sum zero, so
+    'p - lr*channel_mean(g) stays at p where g is 0' was proved (false: the channel's other
+    elements move it). A spec's own claim models each reduction as its term plus the rest of
+    the tensor's; what holds for every tensor stays proved, and a claim may read the tensor's
+    sizes and ndim."""
+    cases = {
+        "centered": ("  p = p - lr * (g - channel_mean(g))\n", "p_new == p given g == 0"),
+        "meaned": ("  p = p - lr * mean(g)\n", "p_new == p given g == 0"),
+        "dotted": ("  p = p - lr * channel_sum(g * p)\n", "p_new == 0 given p == 0"),
+        "largest": ("  p = p - lr * amax(g)\n", "p_new == p given g == 0"),
+        # true for every tensor
+        "own-term": ("  p = p - lr * g * sum(g^2)\n", "p_new == p given g == 0"),
+        "vector": ("  p = p - lr * (ndim > 1 ? channel_mean(g) : g)\n",
+                   "p_new == p - lr * g given ndim == 1"),
+        "sizes": ("  p = p - lr * g\n", "p_new == p - lr * g given channel_size == numel"),
+    }
+    statuses = {}
+    for name, (body, claim) in cases.items():
+        path = tmp_path / f"{name.replace('-', '_')}.opt"
+        path.write_text(f"optimizer {name.replace('-', '_')}\nhyper lr = 0.1\nupdate:\n{body}"
+                        f"claim c: {claim}\n")
+        [result] = [r for r in verify_file(path, own_only=True).results if r.id == "c"]
+        statuses[name] = result.status
+    assert statuses == {"centered": "unknown", "meaned": "unknown", "dotted": "unknown",
+                        "largest": "unknown", "own-term": "proved", "vector": "proved",
+                        "sizes": "proved"}, statuses
