@@ -680,27 +680,59 @@ def reduce_cpu_2(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _r0, _r4, _r5, _r6, _r8, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p_.shape[0]):
-        _p_ = p_[_i]
-        _g_ = g_[_i]
-        _exp_avg_ = exp_avg_[_i]
-        _exp_avg_sq_ = exp_avg_sq_[_i]
-        _r1 = _ch0[numpy.uint64(_i) // numpy.uint64(_chsize)]
-        _r7 = _ch3[numpy.uint64(_i) // numpy.uint64(_chsize)]
-        _e0 = (_h1 and (_r6 < _h2/numpy.sqrt(_k)))
-        _e1 = numpy.sqrt(_r0)
-        _e2 = (_h1 and (not _e0) and (_h2/numpy.sqrt(_n) > abs(_r5)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r4)))))
-        _e3 = ((-_g_) if _h3 else (_g_))
-        _e4 = _e3 - _exp_avg_
-        _e5 = ((_e4*_h8 + _exp_avg_) if _h7 else (_e3 + _e4*_h9))
-        _e6 = _e3 - _e5
-        _e7 = _h5*_exp_avg_sq_ + _h6*_g_**2
-        _e8 = _h10/(numpy.sqrt(_e7) + _h0)
-        _e9 = ((_e8*((_e5 + _e6*_h8) if _h7 else (_e3 + _e6*_h9))) if _h4 else (_e5*_e8))
-        _e10 = ((_e9 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if _e0 else (_e9))
-        p_[_i] = _h11*((_e10 - _r8*_p_/(_e1 + _h0)) if _e2 else (_e10)) + ((_p_*(_h13 + _h14*((_h12) if (_e0 or _e2) else (_h13)))) if _h15 else (_p_))
-        exp_avg_[_i] = _e5
-        exp_avg_sq_[_i] = _e7
+    if _chsize > REDUCE_BLOCK:
+        _nb = (_chsize + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+        for _w in numba.prange(_nchan * _nb):
+            _ch = _w // _nb
+            _first = (_w - _ch * _nb) * REDUCE_BLOCK
+            _r1 = _ch0[numpy.uint64(_ch)]
+            _r7 = _ch3[numpy.uint64(_ch)]
+            for _j in range(_first, min(_chsize, _first + REDUCE_BLOCK)):
+                _i = numpy.uint64(_ch * _chsize + _j)
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _e0 = (_h1 and (_r6 < _h2/numpy.sqrt(_k)))
+                _e1 = numpy.sqrt(_r0)
+                _e2 = (_h1 and (not _e0) and (_h2/numpy.sqrt(_n) > abs(_r5)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r4)))))
+                _e3 = ((-_g_) if _h3 else (_g_))
+                _e4 = _e3 - _exp_avg_
+                _e5 = ((_e4*_h8 + _exp_avg_) if _h7 else (_e3 + _e4*_h9))
+                _e6 = _e3 - _e5
+                _e7 = _h5*_exp_avg_sq_ + _h6*_g_**2
+                _e8 = _h10/(numpy.sqrt(_e7) + _h0)
+                _e9 = ((_e8*((_e5 + _e6*_h8) if _h7 else (_e3 + _e6*_h9))) if _h4 else (_e5*_e8))
+                _e10 = ((_e9 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if _e0 else (_e9))
+                p_[_i] = _h11*((_e10 - _r8*_p_/(_e1 + _h0)) if _e2 else (_e10)) + ((_p_*(_h13 + _h14*((_h12) if (_e0 or _e2) else (_h13)))) if _h15 else (_p_))
+                exp_avg_[_i] = _e5
+                exp_avg_sq_[_i] = _e7
+    else:
+        _per = REDUCE_BLOCK // max(_chsize, 1)
+        for _b in numba.prange((_nchan + _per - 1) // _per):
+            for _ch in range(_b * _per, min(_nchan, (_b + 1) * _per)):
+                _r1 = _ch0[numpy.uint64(_ch)]
+                _r7 = _ch3[numpy.uint64(_ch)]
+                for _j in range(0, _chsize):
+                    _i = numpy.uint64(_ch * _chsize + _j)
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _exp_avg_sq_ = exp_avg_sq_[_i]
+                    _e0 = (_h1 and (_r6 < _h2/numpy.sqrt(_k)))
+                    _e1 = numpy.sqrt(_r0)
+                    _e2 = (_h1 and (not _e0) and (_h2/numpy.sqrt(_n) > abs(_r5)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r4)))))
+                    _e3 = ((-_g_) if _h3 else (_g_))
+                    _e4 = _e3 - _exp_avg_
+                    _e5 = ((_e4*_h8 + _exp_avg_) if _h7 else (_e3 + _e4*_h9))
+                    _e6 = _e3 - _e5
+                    _e7 = _h5*_exp_avg_sq_ + _h6*_g_**2
+                    _e8 = _h10/(numpy.sqrt(_e7) + _h0)
+                    _e9 = ((_e8*((_e5 + _e6*_h8) if _h7 else (_e3 + _e6*_h9))) if _h4 else (_e5*_e8))
+                    _e10 = ((_e9 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if _e0 else (_e9))
+                    p_[_i] = _h11*((_e10 - _r8*_p_/(_e1 + _h0)) if _e2 else (_e10)) + ((_p_*(_h13 + _h14*((_h12) if (_e0 or _e2) else (_h13)))) if _h15 else (_p_))
+                    exp_avg_[_i] = _e5
+                    exp_avg_sq_[_i] = _e7
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA

@@ -316,30 +316,65 @@ def reduce_channels_cpu(p_, g_, exp_avg_, exp_avg_sq_, slow_buffer_, _h0, _h1, _
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, slow_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _k, _ch0, _nchan, _chsize):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
-    for _i in numba.prange(p_.shape[0]):
-        _p_ = p_[_i]
-        _g_ = g_[_i]
-        _exp_avg_ = exp_avg_[_i]
-        _exp_avg_sq_ = exp_avg_sq_[_i]
-        _slow_buffer_ = slow_buffer_[_i]
-        _r0 = _ch0[numpy.uint64(_i) // numpy.uint64(_chsize)]
-        _e0 = ((_h0*_p_) if _h1 else (_p_))
-        _e1 = ((-_g_) if _h3 else (_g_))
-        _e2 = _e1 - _r0/_k
-        _e3 = ((_e2) if _h4 else (_e1))
-        _e4 = _e0*_h2 + _e3
-        _e5 = ((_e4) if _h5 else (_e3))
-        _e6 = _e5 - _exp_avg_
-        _e7 = ((_e6*_h6 + _exp_avg_) if _h7 else (_e5 + _e6*_h8))
-        _e8 = _h10*_exp_avg_sq_ + _h11*((_e4**2) if _h5 else (((_e2**2) if _h4 else (_g_**2))))
-        _e9 = ((_e0 + _e7*_h13/(numpy.sqrt(_e8) + _h12)) if _h14 else (_e0))
-        _e10 = ((_e7*_h9 + _e9) if _h15 else (_e9))
-        _e11 = _e10 - _slow_buffer_
-        _e12 = ((_e11*_h16 + _slow_buffer_) if _h17 else (_e10 + _e11*_h18))
-        p_[_i] = ((_e12) if _h19 else (_e10))
-        exp_avg_[_i] = _e7
-        exp_avg_sq_[_i] = _e8
-        slow_buffer_[_i] = ((_e12) if _h19 else (_slow_buffer_))
+    if _chsize > REDUCE_BLOCK:
+        _nb = (_chsize + REDUCE_BLOCK - 1) // REDUCE_BLOCK
+        for _w in numba.prange(_nchan * _nb):
+            _ch = _w // _nb
+            _first = (_w - _ch * _nb) * REDUCE_BLOCK
+            _r0 = _ch0[numpy.uint64(_ch)]
+            for _j in range(_first, min(_chsize, _first + REDUCE_BLOCK)):
+                _i = numpy.uint64(_ch * _chsize + _j)
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _exp_avg_ = exp_avg_[_i]
+                _exp_avg_sq_ = exp_avg_sq_[_i]
+                _slow_buffer_ = slow_buffer_[_i]
+                _e0 = ((_h0*_p_) if _h1 else (_p_))
+                _e1 = ((-_g_) if _h3 else (_g_))
+                _e2 = _e1 - _r0/_k
+                _e3 = ((_e2) if _h4 else (_e1))
+                _e4 = _e0*_h2 + _e3
+                _e5 = ((_e4) if _h5 else (_e3))
+                _e6 = _e5 - _exp_avg_
+                _e7 = ((_e6*_h6 + _exp_avg_) if _h7 else (_e5 + _e6*_h8))
+                _e8 = _h10*_exp_avg_sq_ + _h11*((_e4**2) if _h5 else (((_e2**2) if _h4 else (_g_**2))))
+                _e9 = ((_e0 + _e7*_h13/(numpy.sqrt(_e8) + _h12)) if _h14 else (_e0))
+                _e10 = ((_e7*_h9 + _e9) if _h15 else (_e9))
+                _e11 = _e10 - _slow_buffer_
+                _e12 = ((_e11*_h16 + _slow_buffer_) if _h17 else (_e10 + _e11*_h18))
+                p_[_i] = ((_e12) if _h19 else (_e10))
+                exp_avg_[_i] = _e7
+                exp_avg_sq_[_i] = _e8
+                slow_buffer_[_i] = ((_e12) if _h19 else (_slow_buffer_))
+    else:
+        _per = REDUCE_BLOCK // max(_chsize, 1)
+        for _b in numba.prange((_nchan + _per - 1) // _per):
+            for _ch in range(_b * _per, min(_nchan, (_b + 1) * _per)):
+                _r0 = _ch0[numpy.uint64(_ch)]
+                for _j in range(0, _chsize):
+                    _i = numpy.uint64(_ch * _chsize + _j)
+                    _p_ = p_[_i]
+                    _g_ = g_[_i]
+                    _exp_avg_ = exp_avg_[_i]
+                    _exp_avg_sq_ = exp_avg_sq_[_i]
+                    _slow_buffer_ = slow_buffer_[_i]
+                    _e0 = ((_h0*_p_) if _h1 else (_p_))
+                    _e1 = ((-_g_) if _h3 else (_g_))
+                    _e2 = _e1 - _r0/_k
+                    _e3 = ((_e2) if _h4 else (_e1))
+                    _e4 = _e0*_h2 + _e3
+                    _e5 = ((_e4) if _h5 else (_e3))
+                    _e6 = _e5 - _exp_avg_
+                    _e7 = ((_e6*_h6 + _exp_avg_) if _h7 else (_e5 + _e6*_h8))
+                    _e8 = _h10*_exp_avg_sq_ + _h11*((_e4**2) if _h5 else (((_e2**2) if _h4 else (_g_**2))))
+                    _e9 = ((_e0 + _e7*_h13/(numpy.sqrt(_e8) + _h12)) if _h14 else (_e0))
+                    _e10 = ((_e7*_h9 + _e9) if _h15 else (_e9))
+                    _e11 = _e10 - _slow_buffer_
+                    _e12 = ((_e11*_h16 + _slow_buffer_) if _h17 else (_e10 + _e11*_h18))
+                    p_[_i] = ((_e12) if _h19 else (_e10))
+                    exp_avg_[_i] = _e7
+                    exp_avg_sq_[_i] = _e8
+                    slow_buffer_[_i] = ((_e12) if _h19 else (_slow_buffer_))
 
 
 #: Threads per block of the CUDA reduction kernels (a power of two): fewer under Numba's CUDA
