@@ -327,7 +327,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     reduced = {str(symbol): arg for members in round_sums for symbol, arg, _, _ in members}
     channels = channel_arrays([renumber[symbol] for node, symbol in ordered
                                if isinstance(node, ChannelSum)])
-    if channels and (lowered.axis_states or matrix_nodes_of(hoisted)):
+    if channels and (lowered.axis_states or _has_matrix_operations(hoisted)):
         raise SpecError("channel reductions beside per-row/per-col states or matrix "
                         "operations are not supported",
                         _statement_span(original, _channel_reductions))
@@ -505,7 +505,7 @@ def _statement_span(lowered: LoweredSpec, predicate):
     return statements[-1].span if statements else None
 
 
-def matrix_nodes_of(exprs: dict) -> bool:
+def _has_matrix_operations(exprs: dict) -> bool:
     return any(sp.sympify(e).has(Orthogonalize) for e in exprs.values())
 
 

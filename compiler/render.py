@@ -458,11 +458,12 @@ def _render_cuda(plan: KernelPlan) -> str:
 
 def _traffic(plan: KernelPlan, aliases: tuple[int, ...]) -> tuple:
     """For each pass the runtime may run: (kind, the host flags it assumes as (index, value),
-    full-size arrays it reads, full-size arrays it writes, and the classes ("row", "col",
-    "matrix") of the per-row/column/matrix arrays it reads and of those it writes). The CPU's
-    factored stage is a pass of kind "axis". The benchmark's bytes come from it."""
+    full-size arrays it reads, full-size arrays it writes, the classes ("row", "col",
+    "matrix", "channel") of the smaller arrays it reads and of those it writes, and the
+    reduction pass it belongs to, or -1: ``rounds_needed`` says whether that one runs). The
+    CPU's factored stage is a pass of kind "axis". The benchmark's bytes come from it."""
     host_index = {h.symbol: i for i, h in enumerate(plan.host)}
-    classes = _axis_classes(plan)
+    classes = {**_axis_classes(plan), **{a.name: "channel" for a in plan.channel_arrays}}
     rows = []
     if plan.axis_stage is not None and aliases:
         stage = plan.axis_stage
@@ -473,16 +474,21 @@ def _traffic(plan: KernelPlan, aliases: tuple[int, ...]) -> tuple:
         written += [kind for kind, alias in zip(stage.classes, aliases) if alias < 0]
         rows.append(("axis", tuple((i, True) for i in factored[:1]),
                      sum(1 for a in stage.loads if a.name not in axis_of), 0,
-                     tuple(read), tuple(written)))
-    for kind, passes in (*(("reduce", r.passes) for r in plan.rounds),
-                         ("prepare", plan.prepare_passes), ("step", plan.passes)):
+                     tuple(read), tuple(written), -1))
+    kinds = [*(("reduce", r.passes, k, False) for k, r in enumerate(plan.rounds)),
+             *(("reduce", r.channel_passes, k, True) for k, r in enumerate(plan.rounds)),
+             ("prepare", plan.prepare_passes, -1, False), ("step", plan.passes, -1, False)]
+    for kind, passes, round_, per_channel in kinds:
         for element_pass in passes:
+            if not element_pass.stores:
+                continue  # not rendered: nothing runs
             when = tuple((host_index[flag], value) for flag, value in element_pass.when)
-            written = len(element_pass.stores) if kind != "reduce" else 0
             full = [a for a in element_pass.loads if classes.get(a.name, "full") == "full"]
             small = tuple(classes[a.name] for a in element_pass.loads
                           if classes.get(a.name, "full") != "full")
-            rows.append((kind, when, len(full), written, small, ()))
+            written = len(element_pass.stores) if kind != "reduce" else 0
+            small_written = ("channel",) * len(element_pass.stores) if per_channel else ()
+            rows.append((kind, when, len(full), written, small, small_written, round_))
     return tuple(rows)
 
 
@@ -492,8 +498,8 @@ def supports_many(plan: KernelPlan) -> bool:
     over the param group or per channel, take a max, or update scalar states; those step one
     tensor at a time."""
     return (not plan.matrix_ops and plan.axis_stage is None and len(plan.rounds) <= 1
-            and set(plan.reduce_kinds) <= {"sum"} and not any(plan.group_sums) and not scalars_read_tensor(plan)
-            and not (plan.rounds and round_reads_shape(plan, 0)))
+            and set(plan.reduce_kinds) <= {"sum"} and not any(plan.group_sums)
+            and not scalars_read_tensor(plan) and not (plan.rounds and round_reads_shape(plan, 0)))
 
 
 def round_reads_shape(plan: KernelPlan, k: int) -> bool:

@@ -111,9 +111,10 @@ AXIS_ALIASES = (-1, -1, -1, -1, 0, 1)
 MANY = False
 #: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
 #: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
-#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
-#: and of those written). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('axis', ((5, True),), 1, 0, ('row', 'col'), ('row', 'col', 'matrix', 'row', 'col', 'matrix')), ('reduce', ((5, True), (0, False)), 2, 0, ('matrix', 'row', 'col'), ()), ('reduce', ((5, False), (0, True)), 3, 0, (), ()), ('step', ((5, True), (0, False)), 2, 1, ('matrix', 'row', 'col'), ()), ('step', ((5, False), (0, True)), 3, 2, (), ()))
+#: written, then the classes ("row", "col", "matrix", "channel") of the smaller arrays read and
+#: of those written, and the reduction pass it belongs to, or -1: rounds_needed says whether
+#: that one runs). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('axis', ((5, True),), 1, 0, ('row', 'col'), ('row', 'col', 'matrix', 'row', 'col', 'matrix'), -1), ('reduce', ((5, True), (0, False)), 2, 0, ('matrix', 'row', 'col'), (), 0), ('reduce', ((5, False), (0, True)), 3, 0, (), (), 0), ('step', ((5, True), (0, False)), 2, 1, ('matrix', 'row', 'col'), (), -1), ('step', ((5, False), (0, True)), 3, 2, (), (), -1))
 
 
 def host_scalars(t_, lr_, beta2_decay_, eps1_, eps2_, d_, weight_decay_, maximize_, _factored, _eps):

@@ -150,9 +150,10 @@ AXIS_ALIASES = ()
 MANY = False
 #: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
 #: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
-#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
-#: and of those written). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('reduce', ((0, True),), 3, 0, (), ()), ('reduce', ((0, False),), 3, 0, (), ()), ('reduce', ((0, True),), 4, 0, (), ()), ('reduce', ((0, False),), 4, 0, (), ()), ('step', ((0, True),), 6, 5, (), ()), ('step', ((0, False),), 5, 4, (), ()))
+#: written, then the classes ("row", "col", "matrix", "channel") of the smaller arrays read and
+#: of those written, and the reduction pass it belongs to, or -1: rounds_needed says whether
+#: that one runs). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('reduce', ((0, True),), 3, 0, (), (), 0), ('reduce', ((0, False),), 3, 0, (), (), 0), ('reduce', ((0, True),), 4, 0, (), (), 1), ('reduce', ((0, False),), 4, 0, (), (), 1), ('step', ((0, True),), 6, 5, (), (), -1), ('step', ((0, False),), 5, 4, (), (), -1))
 
 
 def host_scalars(t_, lr_, b1_, b2_, gamma_, mars_type_, optimize_1d_, lr_1d_, b1_1d_, b2_1d_, weight_decay_, weight_decay_1d_, weight_decouple_, fixed_decay_, ams_bound_, cautious_, eps_, maximize_, _factored):

@@ -133,9 +133,10 @@ AXIS_ALIASES = ()
 MANY = False
 #: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
 #: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
-#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
-#: and of those written). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('reduce', ((0, True),), 4, 0, (), ()), ('reduce', ((0, False),), 4, 0, (), ()), ('step', ((0, True),), 5, 4, (), ()), ('step', ((0, False),), 4, 3, (), ()))
+#: written, then the classes ("row", "col", "matrix", "channel") of the smaller arrays read and
+#: of those written, and the reduction pass it belongs to, or -1: rounds_needed says whether
+#: that one runs). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('reduce', ((0, True),), 4, 0, (), (), 0), ('reduce', ((0, False),), 4, 0, (), (), 0), ('step', ((0, True),), 5, 4, (), (), -1), ('step', ((0, False),), 4, 3, (), (), -1))
 
 
 def host_scalars(t_, lr_, b1_, b2_, beta3_, eps_, weight_decay_, decouple_, use_bias_correction_, safeguard_warmup_, d0_, d_coef_, growth_rate_, d_, d_max_, d_numerator_, k_):

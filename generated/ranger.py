@@ -135,9 +135,10 @@ AXIS_ALIASES = ()
 MANY = False
 #: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
 #: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
-#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
-#: and of those written). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('reduce', (), 0, 0, (), ()), ('step', (), 6, 4, (), ()))
+#: written, then the classes ("row", "col", "matrix", "channel") of the smaller arrays read and
+#: of those written, and the reduction pass it belongs to, or -1: rounds_needed says whether
+#: that one runs). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('reduce', (), 1, 0, (), ('channel',), 0), ('step', (), 5, 4, ('channel',), (), -1))
 
 
 def host_scalars(t_, lr_, b1_, b2_, alpha_, k_, n_sma_threshold_, degenerated_to_sgd_, weight_decay_, weight_decouple_, fixed_decay_, use_gc_, gc_conv_only_, eps_, maximize_, _ndim):

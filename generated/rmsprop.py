@@ -117,9 +117,10 @@ AXIS_ALIASES = ()
 MANY = True
 #: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
 #: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
-#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
-#: and of those written). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('step', ((0, True), (1, True)), 5, 4, (), ()), ('step', ((0, True), (1, False)), 4, 3, (), ()), ('step', ((0, False), (1, True)), 4, 3, (), ()), ('step', ((0, False), (1, False)), 3, 2, (), ()))
+#: written, then the classes ("row", "col", "matrix", "channel") of the smaller arrays read and
+#: of those written, and the reduction pass it belongs to, or -1: rounds_needed says whether
+#: that one runs). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('step', ((0, True), (1, True)), 5, 4, (), (), -1), ('step', ((0, True), (1, False)), 4, 3, (), (), -1), ('step', ((0, False), (1, True)), 4, 3, (), (), -1), ('step', ((0, False), (1, False)), 3, 2, (), (), -1))
 
 
 def host_scalars(t_, lr_, alpha_, eps_, weight_decay_, momentum_, centered_, maximize_):

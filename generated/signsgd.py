@@ -109,9 +109,10 @@ AXIS_ALIASES = ()
 MANY = True
 #: Memory traffic of the CPU kernels: for each pass variant, (kind, the host flags it assumes
 #: as (index into host_scalars' result, value), full-size arrays read, full-size arrays
-#: written, then the classes ("row", "col", "matrix") of the per-row/column/matrix arrays read
-#: and of those written). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('step', ((0, True),), 3, 2, (), ()), ('step', ((0, False),), 2, 1, (), ()))
+#: written, then the classes ("row", "col", "matrix", "channel") of the smaller arrays read and
+#: of those written, and the reduction pass it belongs to, or -1: rounds_needed says whether
+#: that one runs). Kind "axis" is the factored stage (axis_cpu).
+TRAFFIC = (('step', ((0, True),), 3, 2, (), (), -1), ('step', ((0, False),), 2, 1, (), (), -1))
 
 
 def host_scalars(t_, lr_, momentum_, weight_decay_, weight_decouple_, maximize_):

@@ -79,8 +79,9 @@ class Row:
 def bytes_per_element(module, hypers: dict | None = None, itemsize: int = 4,
                       shapes=(SINGLE_SHAPE,)) -> float:
     """Bytes the CPU kernels read and write per parameter value over ``shapes``, by the passes
-    these hyperparameters select for each tensor (at a step after the first): its full-size
-    arrays, and its per-row, per-column and per-matrix ones (Adafactor's) at their own sizes."""
+    these hyperparameters select for each tensor (at a step after the first; reduction passes
+    only where ``rounds_needed`` runs them): its full-size arrays, and its per-row, per-column,
+    per-matrix (Adafactor's) and per-channel ones at their own sizes."""
     from .runtime.kernels import class_shape, host_value, tensor_flags
 
     hypers = hypers or {}
@@ -93,7 +94,10 @@ def bytes_per_element(module, hypers: dict | None = None, itemsize: int = 4,
         flags = tensor_flags(module, shape, np.dtype(np.float32))
         host = module.host_scalars(2, *flat, *scalars, *module.group_inits(*flat),
                                    *(False,) * len(module.INPUTS), *flags)
-        for kind, when, read, written, small_read, small_written in module.TRAFFIC:
+        needed = module.rounds_needed(*host)
+        for kind, when, read, written, small_read, small_written, round_ in module.TRAFFIC:
+            if round_ >= 0 and not needed[round_]:
+                continue  # a reduction pass no value reads for this tensor: skipped
             if all(bool(host[index]) == value for index, value in when):
                 total += (read + written) * numel
                 total += sum(int(np.prod(class_shape(shape, c)))

@@ -20,7 +20,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .kernels import channels, shape_values
+from .kernels import channels, round_kinds, shape_values
 from .matrix import OPERATIONS
 from .pointers import work_list
 
@@ -118,8 +118,8 @@ class CudaTensorStep:
         self.axes = _axis_stage(module, arrays, host, self.dtype, self.shape, axis_states,
                                 stream)
         self.tensor = tuple(self.dtype.type(self.sizes[name]) for name in module.SHAPE_VALUES)
-        self.sums = cuda.device_array(max(1, module.REDUCTIONS), self.dtype, stream=stream)
-        self.sums.copy_to_device(np.zeros(max(1, module.REDUCTIONS), self.dtype), stream=stream)
+        # zeros: a skipped pass's sums (rounds_needed) are 0, as on the CPU
+        self.sums = cuda.to_device(np.zeros(max(1, module.REDUCTIONS), self.dtype), stream=stream)
         # per-channel sums: one row each, one column per channel, then the count and size
         channel_sums = module.REDUCE_KINDS.count("channel")
         self.channels = ()
@@ -141,10 +141,11 @@ class CudaTensorStep:
 
         count = self.module.REDUCE_ROUNDS[k]
         start = len(self.values)
-        kinds = self.module.REDUCE_KINDS[start:start + count]
+        kinds = round_kinds(self.module, k)
         if self.n == 0 or not (self.needed[k] or force):
             return tuple(None if kind == "channel" else 0.0 for kind in kinds)
-        name = "reduce" if k == 0 else f"reduce_{k}"
+        name, channel_name = (("reduce", "reduce_channels") if k == 0
+                              else (f"reduce_{k}", f"reduce_channels_{k}"))
         args = (*self.arrays, *self.axes, *self.host, *self.tensor, self.sums, *self.channels)
         per_tensor = sum(kind != "channel" for kind in kinds)
         if per_tensor:
@@ -156,8 +157,7 @@ class CudaTensorStep:
             # one CUDA block per channel (grid-stride beyond 65,535; two under the
             # simulator, where every block is a round of Python threads)
             grid = max(1, min(self.channels[1], 2 if simulated() else 65535))
-            self.kernels[name.replace("reduce", "reduce_channels")][
-                grid, self.module.CUDA_THREADS, self.stream](*args)
+            self.kernels[channel_name][grid, self.module.CUDA_THREADS, self.stream](*args)
         if not self.on_host:
             return tuple(None if kind == "channel" else 0.0 for kind in kinds)
         totals = self.sums[start:start + count].copy_to_host(stream=self.stream)

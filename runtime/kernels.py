@@ -47,6 +47,12 @@ def channels(shape: tuple[int, ...]) -> tuple[int, int]:
     return (shape[0] if shape else 1), int(np.prod(shape[1:], dtype=np.int64))
 
 
+def round_kinds(module: ModuleType, k: int) -> tuple[str, ...]:
+    """What each sum of the k-th reduction pass computes (``REDUCE_KINDS``, in order)."""
+    start = sum(module.REDUCE_ROUNDS[:k])
+    return module.REDUCE_KINDS[start:start + module.REDUCE_ROUNDS[k]]
+
+
 def is_factored(shape: tuple[int, ...]) -> bool:
     """Whether a parameter of this shape keeps factored (per-row/per-column) states."""
     return len(shape) >= 2
@@ -142,9 +148,6 @@ class TensorStep:
         self.dtype = np.dtype(dtype)
         self.shape = tuple(shape) if shape is not None else (arrays[0].shape[0],)
         self.combine, self.matrix_precision = combine, matrix_precision
-        if combine is not None and set(module.REDUCE_KINDS) - {"sum"}:
-            raise ValueError(f"{module.NAME} cannot step a sharded tensor: its per-channel "
-                             "sums or amax() need the whole tensor")
         if backend == "cpu":
             use_threads(arrays[0].shape[0], torch_threads)
         self.nest = _nest_args(module, backend, self.shape, axis_states)
@@ -221,9 +224,8 @@ class TensorStep:
 def skipped_sums(module: ModuleType, k: int, channel_count: int) -> tuple:
     """What stands for the sums of a skipped reduction pass: 0 (an array of zeros for a
     per-channel sum); no value read reads them."""
-    start = sum(module.REDUCE_ROUNDS[:k])
-    kinds = module.REDUCE_KINDS[start:start + module.REDUCE_ROUNDS[k]]
-    return tuple(np.zeros(channel_count) if kind == "channel" else 0.0 for kind in kinds)
+    return tuple(np.zeros(channel_count) if kind == "channel" else 0.0
+                 for kind in round_kinds(module, k))
 
 
 def group_updates(module: ModuleType, group_state: dict, flat_hypers: tuple, group: tuple,
@@ -286,7 +288,9 @@ def axis_stage(module: ModuleType, backend: str, arrays, host, dtype, shape,
 
 def class_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
     """The shape of an axis value: full, one per row (..., R, 1), per column (..., 1, C) or
-    per matrix (..., 1, 1)."""
+    per matrix (..., 1, 1); or of a per-channel value (one per channel)."""
+    if kind == "channel":
+        return (channels(shape)[0],)
     return {"full": shape, "row": shape[:-1] + (1,), "col": shape[:-2] + (1,) + shape[-1:],
             "matrix": shape[:-2] + (1, 1)}[kind]
 
@@ -318,8 +322,7 @@ def reduce(module: ModuleType, backend: str, arrays: list[np.ndarray], host: tup
     (:meth:`TensorStep.kernel_tensor`). On the CPU, blocks of ``REDUCE_BLOCK`` elements (or a
     factored tensor's tiles) are summed in parallel and their partial sums added here in
     order: the same bits with any number of threads."""
-    start = sum(module.REDUCE_ROUNDS[:k])
-    kinds = module.REDUCE_KINDS[start:start + module.REDUCE_ROUNDS[k]]
+    kinds = round_kinds(module, k)
     per_tensor = [kind for kind in kinds if kind != "channel"]
     values = iter(_tensor_sums(module, backend, arrays, host, nest, tiled, k, tensor,
                                per_tensor) if per_tensor else ())
