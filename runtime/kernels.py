@@ -118,8 +118,9 @@ def run_group_step(module: ModuleType, steps: list["TensorStep"]) -> tuple:
     start = 0
     for k, count in enumerate(module.REDUCE_ROUNDS):
         flags = module.GROUP_REDUCTIONS[start:start + count]
-        # a pass with group sums runs on every tensor where any tensor reads them
-        force = any(flags) and any(step.needed[k] for step in steps)
+        # a pass any tensor of the group needs runs on all of them: a later group sum adds
+        # every tensor's part, which may read this pass's sums
+        force = any(step.needed[k] for step in steps)
         parts = [step.reduce_round(k, force) for step in steps]
         totals = [0.0] * count
         for part in parts:  # in the group's order: the same bits every run

@@ -363,3 +363,21 @@ def test_a_pass_no_value_reads_is_skipped_and_changes_no_bit(backend, monkeypatc
         for a, b in zip(skipped, every):
             np.testing.assert_array_equal(a, b)
         assert any(shape == (7,) for _, shape in calls)  # now the vector's passes ran too
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_a_pass_one_tensor_of_the_group_needs_runs_on_all(tmp_path, backend):
+    """Found by a hostile review: the vector below reads no sum, so it skipped its norm pass,
+    then its part of the group sum divided by a norm of 0 and every tensor got -inf. A pass
+    any tensor of a group needs runs on all of them."""
+    spec = tmp_path / "g1.opt"
+    spec.write_text("optimizer g1\nhyper lr = 0.1 in [0, inf)\nupdate:\n  n = norm(g)\n"
+                    "  s = group_sum(g / n)\n  p = ndim > 1 ? p - lr * s : p\n")
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(5), rng.standard_normal((2, 3))
+    ga, gb = rng.standard_normal(5), rng.standard_normal((2, 3))
+    want = b - 0.1 * ((ga / np.linalg.norm(ga)).sum() + (gb / np.linalg.norm(gb)).sum())
+    start = a.copy()
+    optgen.optimizer(str(spec), [a, b], backend=backend).step([ga, gb])
+    np.testing.assert_array_equal(a, start)
+    np.testing.assert_allclose(b, want, rtol=1e-12)

@@ -425,3 +425,17 @@ def test_a_given_on_this_element_does_not_reach_the_rest_of_the_tensor(tmp_path)
     assert statuses == {"centered": "unknown", "meaned": "unknown", "dotted": "unknown",
                         "largest": "unknown", "masked": "unknown", "own-term": "proved", "vector": "proved",
                         "sizes": "proved"}, statuses
+
+
+def test_an_at_pin_does_not_reach_a_reduction_the_claim_writes(tmp_path):
+    """Found by a hostile review: 'at m = 0: sum(p_new) == sum(p - lr*g)' was proved, as if
+    every element's m were 0 (false: 2.6 against 2.8 on p = [1, 2], m = [0, 4], g = [1, 1]).
+    A claim that pins this element's inputs with 'at' and writes a reduction is unknown."""
+    text = ("optimizer pinned\nhyper lr = 0.1 in [0, inf)\nstate m = 0\nupdate:\n"
+            "  m = 0.5 * m + g\n  p = p - lr * m\n")
+    got = results(tmp_path, text, "a: at m = 0: sum(p_new) == sum(p - lr * g)",
+                  "b: at g = 0, m = 0: amax(p_new) == amax(p)",
+                  "c: at m = 0: p_new == p - lr * g", own_only=True)
+    assert (got["a"].status, got["b"].status, got["c"].status) == ("unknown", "unknown",
+                                                                   "proved")
+    assert "'at'" in got["a"].detail
