@@ -13,7 +13,7 @@ defaults, as exact rationals, except those a claim keeps free.
 | scale-invariance | eps = 0: two steps with gradients c*g1, c*g2 (c > 0) equal the steps with g1, g2 |
 | zero-grad-fixed-point | from the initial state, g = 0 and weight_decay = 0 leave p unchanged |
 | l2-equals-decoupled-decay | one step with weight_decay = lam equals the step with 0, then p -= lr*lam*p |
-| stable-lr-range | on f(p) = L/2 p^2 the iteration is linear; the exact lr range where it converges |
+| stable-lr-range | on f(p) = (L/2)*norm(p)^2, where the step is one linear map of each element's (p, states): the exact lr range where it converges |
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sympy as sp
 
 from .ir import Interval
 from .prover import Verdict, admissible, describe_point
-from .stepper import SymbolicStepper
+from .stepper import SymbolicStepper, unmarked, whole_tensor, whole_tensor_steps
 
 
 BUILTIN_CLAIM_IDS = ("bias-correction-limit", "first-step-magnitude", "scale-invariance",
@@ -45,6 +45,9 @@ class Check:
     own: bool = False       # written in the spec's claims section
     limit: bool = False     # the relation holds in the limit t -> oo
     negated: bool = False   # "not equivalent": proved by a confirmed counterexample
+    #: variables that take one value on every element (c, lam); the hyperparameters and t
+    #: always do, every other variable is one element's
+    scalars: tuple[str, ...] = ()
 
 
 def bounds_of(interval: Interval | None) -> tuple | None:
@@ -179,7 +182,8 @@ def scale_invariance(stepper: SymbolicStepper) -> list[Check]:
     return [Check("scale-invariance",
                   "with eps = 0, two steps from the initial state with gradients c*g1, c*g2 "
                   "(c > 0) give the same p as with g1, g2",
-                  sides=sides, variables={"p": p, "g1": g1, "g2": g2, "c": c})]
+                  sides=sides, variables={"p": p, "g1": g1, "g2": g2, "c": c},
+                  scalars=("c",))]
 
 
 def zero_grad_fixed_point(stepper: SymbolicStepper) -> list[Check]:
@@ -212,7 +216,7 @@ def l2_equals_decoupled_decay(stepper: SymbolicStepper) -> list[Check]:
                   "one step from the initial state with weight_decay = lam equals the step "
                   "with weight_decay = 0 followed by p <- p - lr*lam*p (p before the step)",
                   sides=sides, variables={"p": p, "g": g, "lr": lr, "lam": lam},
-                  bounds={lr: lr_bounds})]
+                  bounds={lr: lr_bounds}, scalars=("lam",))]
 
 
 # --- stable-lr-range ---------------------------------------------------------------------------
@@ -243,8 +247,15 @@ def decide_stability(stepper: SymbolicStepper, free: tuple[str, ...]) -> Verdict
     present = [name for name, exists in stepper.present(hypers).items() if exists]
     x_p = sp.Dummy("x_p", real=True)
     xs = {name: sp.Dummy(f"x_{name}", real=True) for name in present}
-    out = stepper.step(hypers, xs, x_p, L * x_p, tau + 2)
-    outputs = sp.Matrix([out.p, *(out.states[name] for name in present)])
+    scalars = frozenset({*stepper.lowered.hypers.values(), lr, L, tau, *free_symbols.values()})
+    with whole_tensor_steps():
+        out = stepper.step(hypers, xs, x_p, L * x_p, tau + 2)
+    outputs = [whole_tensor(e, scalars) for e in (out.p, *(out.states[name] for name in present))]
+    if stepper.uses_factored() or any(unmarked(e)[1] for e in outputs):
+        return Verdict("unknown", "the step reads a reduction, the tensor's shape or whether "
+                       "it is factored, so on a tensor it is not one linear map of each "
+                       "element's (p, states)")
+    outputs = sp.Matrix(outputs)
     variables = [x_p, *xs.values()]
     not_linear = Verdict("unknown", "the step is not a fixed linear map of (p, states) on a "
                          "quadratic, so no exact lr range follows from its eigenvalues")

@@ -19,8 +19,6 @@ import sympy as sp
 
 from . import nodes as n
 from .claims_builtin import Check, hyper_variable
-from .functions import FUNCTIONS
-from .prover import Verdict
 from .ir import Claim
 from .lower import TENSOR_NAMES, _expr, choices_of
 from .stepper import NumericStepper, SymbolicStepper, one_element
@@ -143,35 +141,8 @@ def _relation(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
             lhs, rhs = rhs, lhs
         return lhs, rhs, givens
 
-    # A claim that pins this element's p, g or a state ('at m = 0') and writes a reduction
-    # itself: the pin would reach the reduction's other elements too (its rest is not pinned)
-    pinned_inputs = pinned & set(inputs)
-    writes_reduction = any(_calls_reduction(e) for e in (
-        relation.left, relation.right, *(side for c in decl.given for side in (c.left, c.right))))
-    decide = (lambda: Verdict("unknown", "the claim pins this element's "
-                              f"{', '.join(sorted(pinned_inputs))} with 'at' and writes a "
-                              "reduction itself, which the pin would reach on every element; "
-                              "write the condition with 'given'")) \
-        if pinned_inputs and writes_reduction else None
     return Check(decl.id, _source_text(compiled, decl), relation=_FLIP[relation.op], sides=sides,
-                 variables=variables, bounds=bounds, own=True, limit=decl.limit is not None,
-                 decide=decide)
-
-
-def _calls_reduction(expr) -> bool:
-    """Whether a claim's expression calls a reduction (sum, norm, amax, channel_sum, ...)."""
-    if isinstance(expr, n.Call) and FUNCTIONS.get(expr.func) is not None and (
-            FUNCTIONS[expr.func].reduction or FUNCTIONS[expr.func].axis):
-        return True
-    return any(_calls_reduction(child) for child in _children(expr))
-
-
-def _children(expr):
-    for value in vars(expr).values() if hasattr(expr, "__dict__") else ():
-        if isinstance(value, n.Expr):
-            yield value
-        elif isinstance(value, tuple):
-            yield from (v for v in value if isinstance(v, n.Expr))
+                 variables=variables, bounds=bounds, own=True, limit=decl.limit is not None)
 
 
 def _equivalence(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:

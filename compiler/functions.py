@@ -45,9 +45,13 @@ class Select(sp.Function):
     def eval(cls, condition, then, otherwise):
         if condition == sp.true:
             return then
-        if condition == sp.false:
+        if condition == sp.false or then == otherwise:
             return otherwise
         return None
+
+    def _eval_derivative(self, symbol):
+        condition, then, otherwise = self.args  # where the condition does not change
+        return Select(condition, then.diff(symbol), otherwise.diff(symbol))
 
     def as_piecewise(self) -> sp.Piecewise:
         condition, then, otherwise = self.args
@@ -103,12 +107,16 @@ class ReduceSum(sp.Function):
 
     @classmethod
     def eval(cls, x):
+        if x.is_zero and cls.of_zeros_is_zero:  # a gradient set to 0 everywhere
+            return sp.S.Zero
         if x.has(sp.Piecewise):
             return cls(_selects(x))
         return None
 
     #: How the spec writes it (reports and docstrings).
     spelling = "sum"
+    #: Whether it is 0 over zeros whatever the size (amax over no elements is -inf).
+    of_zeros_is_zero = True
 
     def _latex(self, printer, exp=None):
         name = self.spelling.replace("_", r"\_")
@@ -148,6 +156,7 @@ class ReduceMax(ReduceSum):
     depend on the thread count)."""
 
     spelling = "amax"
+    of_zeros_is_zero = False
 
 
 #: The number of elements of the tensor (for mean and rms).
@@ -190,6 +199,10 @@ class AxisMean(sp.Function):
     nargs = 2
     is_real = True
     is_number = False  # as ReduceSum's
+
+    @classmethod
+    def eval(cls, x, axis):
+        return sp.S.Zero if x.is_zero else None
 
     def _latex(self, printer, exp=None):
         name = r"\operatorname{row\_mean}" if self.args[1] == -1 else r"\operatorname{col\_mean}"

@@ -22,8 +22,8 @@ import sympy as sp
 
 from ..runtime.kernels import (TensorStep, cast_host, host_value, run_group_step,
                                scalar_updates, tensor_flags)
-from .functions import (EPSILON, FACTORED, NDIM, SHAPE_VALUES, AxisMean, ReduceMax, ReduceSum,
-                        without_selects)
+from .functions import (CHANNEL_SIZE, EPSILON, FACTORED, NDIM, NUMEL, SHAPE_VALUES, AxisMean,
+                        ChannelSum, GroupSum, ReduceMax, ReduceSum, without_selects)
 from .lower import LoweredSpec
 
 
@@ -63,16 +63,23 @@ class SymbolicStepper:
         # Claims speak of one element: over a one-element tensor a sum is its only term.
         self._outputs = {k: _one_element(v) for k, v in lowered.outputs.items()}
         self._temps = {k: _one_element(v) for k, v in lowered.temps.items()}
-        self._marked: dict[bool, tuple[dict, dict]] = {}  # by rests: outputs, temps
+        self._whole: dict[bool, tuple[dict, dict]] = {}  # by factored: outputs, temps
 
-    def _marked_forms(self, rests: bool) -> tuple[dict, dict]:
-        """The outputs and temporaries in the marked form (see :func:`marked_sums`)."""
-        if rests not in self._marked:
+    def _whole_forms(self, factored: bool) -> tuple[dict, dict]:
+        """The outputs and temporaries as lowered, for a parameter that is ``factored`` or
+        not (see :func:`whole_tensor_steps`)."""
+        if factored not in self._whole:
+            flag = {FACTORED: sp.true if factored else sp.false}
             low = self.lowered
-            self._marked[rests] = (
-                {k: _one_element(v, True, rests) for k, v in low.outputs.items()},
-                {k: _one_element(v, True, rests) for k, v in low.temps.items()})
-        return self._marked[rests]
+            self._whole[factored] = tuple({k: sp.sympify(v).xreplace(flag) for k, v in
+                                           forms.items()} for forms in (low.outputs, low.temps))
+        return self._whole[factored]
+
+    def uses_factored(self) -> bool:
+        """Whether the step reads ``factored`` (then a claim is shown for both values)."""
+        low = self.lowered
+        return any(sp.sympify(e).has(FACTORED) for e in (
+            *low.outputs.values(), *low.temps.values(), *low.state_conditions.values()))
 
     # values --------------------------------------------------------------------------------
 
@@ -106,7 +113,7 @@ class SymbolicStepper:
     def present(self, hypers: dict[str, Any]) -> dict[str, bool]:
         subs = self._hyper_subs(hypers)
         out = {}
-        subs[FACTORED] = sp.false
+        subs[FACTORED] = sp.true if _MODE["whole"] and _MODE["factored"] else sp.false
         for name in self.lowered.states:
             condition = self.lowered.state_conditions.get(name, sp.true)
             out[name] = condition.xreplace(subs) != sp.false
@@ -130,7 +137,7 @@ class SymbolicStepper:
         for name, symbol in low.states.items():
             subs[symbol] = state[name] if present[name] else inits[name]
         cache: dict = {}
-        outputs, temps = (self._marked_forms(_MODE["rests"]) if _MODE["marked"]
+        outputs, temps = (self._whole_forms(_MODE["factored"]) if _MODE["whole"]
                           else (self._outputs, self._temps))
         return Outcome(
             p=substitute(outputs["p"], subs, cache),
@@ -191,102 +198,134 @@ def substitute(expr: sp.Basic, subs: dict, cache: dict | None = None) -> sp.Basi
     return result
 
 
-#: One symbol per size (and ndim), standing for "1 on a one-element tensor" in the marked form
-#: of the step (see :func:`marked_sums`); shared by every spec, so the same size in two specs
-#: has the same marker.
-_MARKERS: dict[sp.Basic, sp.Dummy] = {}
-#: One symbol per distinct reduction, standing for what the tensor's other elements add to it
-#: ("0 on a one-element tensor"; the largest of none, -oo, for amax), and its one-element value.
-_RESTS: dict[sp.Basic, sp.Dummy] = {}
-_REST_VALUES: dict[sp.Dummy, sp.Basic] = {}
-_MODE = {"marked": False, "rests": False}
-
-
-def _marker(node: sp.Basic) -> sp.Dummy:
-    if node not in _MARKERS:
-        # real, no sign: what the marker scales need not keep this element's sign
-        _MARKERS[node] = sp.Dummy(f"one{len(_MARKERS)}", real=True)
-    return _MARKERS[node]
-
-
-def _with_rest(node: sp.Basic) -> sp.Basic:
-    """A reduction over more than this element, in the marked form: its term combined with a
-    symbol for the rest of the tensor's (or row's, channel's, group's): ``x + r`` (any real),
-    ``max(x, r)`` for amax. A claim that holds whatever r is holds for every tensor; one that
-    needs r at its one-element value (a ``given`` that zeroes x does not zero the sum) does
-    not."""
-    if node not in _RESTS:
-        # the others' terms are the same expression of other values: where it cannot be
-        # negative (g^2, |g|), neither can their sum
-        rest = sp.Dummy(f"rest{len(_RESTS)}", real=True,
-                        nonnegative=(not isinstance(node, ReduceMax)
-                                     and node.args[0].is_nonnegative is True) or None)
-        _RESTS[node] = rest
-        _REST_VALUES[rest] = sp.S.NegativeInfinity if isinstance(node, ReduceMax) else sp.S.Zero
-    rest = _RESTS[node]
-    return sp.Max(node.args[0], rest) if isinstance(node, ReduceMax) else node.args[0] + rest
+#: The modes of :meth:`SymbolicStepper.step` (see :func:`whole_tensor_steps`).
+_MODE = {"whole": False, "factored": False}
 
 
 @contextlib.contextmanager
-def marked_sums(rests: bool = False):
-    """Within it, :meth:`SymbolicStepper.step` returns the marked form, where the plain form
-    puts the one-element value: each size (and ndim) is a marker, and each reduction over the
-    tensor (or row, channel, group) its term times a marker — or, with ``rests``, its term
-    combined with a symbol for the rest of the tensor (:func:`_with_rest`). A difference that
-    still has such a symbol depends on what a one-element tensor collapses (``mean(g)`` and
-    ``g`` agree there, and nowhere else).
-
-    The product form suits the built-in claims, which change the whole tensor (every g times
-    c, every g zero); a spec's own claim speaks of one element (``given g == 0`` is this
-    element's g, which does not make a sum zero), so it takes the rests."""
+def whole_tensor_steps(factored: bool = False):
+    """Within it, :meth:`SymbolicStepper.step` substitutes into the lowered step as it is,
+    reductions and sizes kept, with ``factored`` for whether the parameter has two or more
+    dimensions; :func:`whole_tensor` then writes each reduction as this element's term and
+    the rest of the tensor's. Outside it, every reduction is its one element's term."""
     before = dict(_MODE)
-    _MODE.update(marked=True, rests=rests)
+    _MODE.update(whole=True, factored=factored)
     try:
         yield
     finally:
         _MODE.update(before)
 
 
+#: One symbol per distinct reduction of what the step gave (``sum(g1^2)`` after the claim
+#: put g1 in), standing for what the tensor's other elements (the row's, channel's, group's)
+#: add to it; shared by every spec, so one reduction is one symbol wherever it appears.
+_RESTS: dict[tuple, sp.Dummy] = {}
+#: Each marker's value on a one-element tensor: a rest 0 (-oo for amax), a size 1, ndim 1,
+#: epsilon float64's.
+_ONE_ELEMENT: dict[sp.Basic, sp.Basic] = {
+    **{size: sp.Integer(1) for size in SHAPE_VALUES}, NDIM: sp.Integer(1),
+    EPSILON: FLOAT64_EPSILON}
+#: The number of elements a row_mean (axis -1) or col_mean (axis -2) averages.
+_AXIS_SIZES = {axis: sp.Dummy(f"axis{axis}_size", positive=True, integer=True)
+               for axis in (-1, -2)}
+_ONE_ELEMENT.update({size: sp.Integer(1) for size in _AXIS_SIZES.values()})
+_REDUCTIONS = (ReduceSum, AxisMean)  # GroupSum, ChannelSum, ReduceMax are ReduceSums
+#: Per-tensor values: the same on every element of a tensor, not across a group.
+_TENSOR_VALUES = frozenset((*SHAPE_VALUES, NDIM, EPSILON, *_AXIS_SIZES.values()))
+
+
+def whole_tensor(expr, scalars=frozenset()):
+    """``expr`` — what a claim built from whole-tensor steps — with each reduction written as
+    its term on this element combined with a symbol for the rest: ``x + r`` for a sum
+    (``r >= 0`` where the term cannot be negative: the others' terms are the same expression
+    of other values), ``max(x, r)`` for amax, ``(x + r)/size`` for a row or column mean.
+
+    Every input of the steps is one element's value (p, g, a state: each element has its
+    own), except ``scalars`` (hyperparameters, t, a claim's c) and what is the same over the
+    reduction (a tensor sum inside a channel sum, a size inside a tensor sum), which are
+    factored out first: ``sum(c*g^2)`` is ``c*sum(g^2)``, one symbol for ``sum(g^2)`` wherever
+    it appears, and ``sum(g1^2)``, ``sum(g2^2)`` (two steps' gradients) two. A difference of
+    such expressions that is zero whatever the rests and sizes are is zero on every tensor;
+    at their one-element values (:func:`unmarked`) it is the one-element step."""
+    cache: dict = {}
+
+    def walk(node):
+        if not isinstance(node, sp.Basic) or not node.args or not node.has(*_REDUCTIONS):
+            return node
+        if node not in cache:
+            cache[node] = (_collapse(node, scalars, walk) if isinstance(node, _REDUCTIONS)
+                           else node.func(*map(walk, node.args)))
+        return cache[node]
+
+    return without_selects(walk(sp.sympify(expr)))
+
+
+def _same_over(node: sp.Basic, reduction: sp.Basic, scalars) -> bool:
+    """Whether ``node`` takes one value over every element ``reduction`` adds up."""
+    group = isinstance(reduction, GroupSum)
+    constant = scalars if group else scalars | _TENSOR_VALUES
+    if node.free_symbols - constant:
+        return False
+    for inner in node.atoms(*_REDUCTIONS):
+        if isinstance(inner, GroupSum):
+            continue
+        if group or not (type(inner) in (ReduceSum, ReduceMax) or inner == reduction):
+            return False  # a channel's or row's value inside a tensor sum varies
+    return True
+
+
+def _collapse(node: sp.Basic, scalars, walk) -> sp.Basic:
+    # common factors out of every sum inside: sum((c*g)^2 + (c*p)^2) is c^2*sum(g^2 + p^2)
+    factors = sp.Mul.make_args(sp.factor_terms(node.args[0]))
+    constant = [f for f in factors if _same_over(f, node, scalars)]
+    if isinstance(node, ReduceMax):  # max(c*x) is c*max(x) only where c >= 0
+        constant = [f for f in constant if f.is_nonnegative]
+    varying = sp.Mul(*(f for f in factors if f not in constant))
+    scale = walk(sp.Mul(*constant))
+    term = walk(varying)
+    if term.is_zero:  # there is this element: the largest of zeros is 0 too
+        return sp.S.Zero
+    if varying == 1 and isinstance(node, (ReduceMax, AxisMean)):
+        return scale
+    if varying == 1 and not isinstance(node, GroupSum):  # the count of elements it adds
+        return scale * (CHANNEL_SIZE if isinstance(node, ChannelSum) else NUMEL)
+    key = (type(node), *node.args[1:], varying)
+    if key not in _RESTS:
+        nonnegative = not isinstance(node, ReduceMax) and term.is_nonnegative is True
+        _RESTS[key] = sp.Dummy(f"rest{len(_RESTS)}", real=True, nonnegative=nonnegative or None)
+        _ONE_ELEMENT[_RESTS[key]] = (sp.S.NegativeInfinity if isinstance(node, ReduceMax)
+                                     else sp.S.Zero)
+    rest = _RESTS[key]
+    if isinstance(node, ReduceMax):
+        return scale * sp.Max(term, rest)
+    if isinstance(node, AxisMean):
+        return scale * (term + rest) / _AXIS_SIZES[node.args[1]]
+    return scale * (term + rest)
+
+
 def unmarked(expr) -> tuple[sp.Basic, bool]:
-    """``expr`` with every marker at its one-element value (a size 1, a rest 0 or -oo), and
-    whether it had one."""
+    """``expr`` with every marker (a rest, a size, ndim, epsilon) at its one-element value,
+    and whether it had one."""
     expr = sp.sympify(expr)
-    markers = [m for m in expr.free_symbols if m in _MARKER_SET]
+    markers = expr.free_symbols & _ONE_ELEMENT.keys()
     if not markers:
         return expr, False
-    return expr.xreplace({m: _REST_VALUES.get(m, sp.Integer(1)) for m in markers}), True
-
-
-class _MarkerSet:
-    def __contains__(self, symbol) -> bool:
-        return isinstance(symbol, sp.Dummy) and (symbol in _REST_VALUES
-                                                 or symbol in _MARKERS.values())
-
-
-_MARKER_SET = _MarkerSet()
+    return expr.xreplace({m: _ONE_ELEMENT[m] for m in markers}), True
 
 
 def one_element(expr: sp.Basic) -> sp.Basic:
-    """A claim's own expression over the one-element tensor, marked where the step is (a
-    claim may write ``norm(g)`` too)."""
-    return _one_element(sp.sympify(expr), _MODE["marked"], _MODE["rests"])
+    """A claim's own expression (it may write ``norm(g)``) as the steps are: kept whole
+    within :func:`whole_tensor_steps`, else over the one-element tensor."""
+    return sp.sympify(expr) if _MODE["whole"] else _one_element(sp.sympify(expr))
 
 
-def _one_element(expr: sp.Basic, marked: bool = False, rests: bool = False) -> sp.Basic:
+def _one_element(expr: sp.Basic) -> sp.Basic:
     """A one-element float64 vector: a sum or a mean is its only term, every size (and ndim)
-    is 1, it is not factored. (Matrix operations stay opaque functions: claims that need their value end
-    unknown.) ``marked``: each sum's term and each size times its marker instead (see
-    :func:`marked_sums`)."""
-    def collapse(node):
-        if not marked:
-            return node.args[0]
-        return _with_rest(node) if rests else _marker(node) * node.args[0]
-    expr = without_selects(expr.replace(lambda e: isinstance(e, (ReduceSum, AxisMean)),
-                                        collapse))  # GroupSum too
-    # ndim too: a proof that needs the vector's ndim = 1 says nothing about a matrix (AdamP
-    # projects only those)
-    sizes = {s: (_marker(s) if marked else sp.Integer(1)) for s in (*SHAPE_VALUES, NDIM)}
-    return expr.xreplace({**sizes, FACTORED: sp.false, EPSILON: FLOAT64_EPSILON})
+    is 1, it is not factored. (Matrix operations stay opaque functions: claims that need
+    their value end unknown.)"""
+    expr = without_selects(expr.replace(lambda e: isinstance(e, _REDUCTIONS),
+                                        lambda e: e.args[0]))
+    return expr.xreplace({**_ONE_ELEMENT, FACTORED: sp.false})
 
 
 class NumericStepper(SymbolicStepper):
@@ -367,11 +406,14 @@ class NumericStepper(SymbolicStepper):
         values, exactly, then in float64 (those that are not a number there are left out)."""
         def exact_value(v):
             return sp.Tuple(*map(exact, v)) if isinstance(v, tuple) else exact(v)
-        outcome = self._symbolic.step(
-            {k: exact_value(v) for k, v in hypers.items()},
-            {k: exact_value(v) for k, v in (state or {}).items()},
-            exact_value(0.0 if p is None else p), exact_value(0.0 if g is None else g),
-            sp.Integer(int(t)))
+        try:
+            outcome = self._symbolic.step(
+                {k: exact_value(v) for k, v in hypers.items()},
+                {k: exact_value(v) for k, v in (state or {}).items()},
+                exact_value(0.0 if p is None else p), exact_value(0.0 if g is None else g),
+                sp.Integer(int(t)))
+        except (TypeError, ValueError, ZeroDivisionError):  # NaN compared (0/0 in a max)
+            return {}
         return {name: float(value) for name, value in outcome.temps.items() if value.is_number}
 
     def _flat(self, hypers) -> tuple:

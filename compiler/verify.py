@@ -23,7 +23,8 @@ from .claims_spec import spec_checks
 from .pipeline import Compiled, compile_file
 from .prover import (TINY, Verdict, admissible, decide, describe_point, evaluate,
                      find_counterexample, given_holds, prove_sign)
-from .stepper import NumericStepper, SymbolicStepper, marked_sums, unmarked
+from .stepper import (NumericStepper, SymbolicStepper, unmarked, whole_tensor,
+                      whole_tensor_steps)
 
 #: A counterexample is confirmed when the kernel's two sides differ by more than this, relatively.
 NUMERIC_CONFIRMATION = 1e-9
@@ -118,7 +119,9 @@ def _admitted(check: Check, stepper: SymbolicStepper, verdict: Verdict) -> Verdi
             return Verdict("unknown", f"{verdict.detail}, but {symbol} = {value} is outside "
                            "its domain, so that is no counterexample")
     if check.sides is not None:
-        _, givens = _sides(check, stepper, check.variables)
+        _, givens = _whole_sides(check, stepper, factored=False)
+        givens = [tuple(unmarked(side)[0] if isinstance(side, sp.Basic) else side
+                        for side in given) for given in givens]
         if not all(given_holds(*given, full) for given in givens):
             return Verdict("unknown", f"{verdict.detail}, but a given or require condition "
                            "does not hold there, so that is no counterexample")
@@ -137,39 +140,79 @@ def _sides(check: Check, stepper, values):
 ONE_ELEMENT_ONLY = ("it holds on a tensor of one element, where a sum (or mean, norm, row mean, "
                     "group sum) is its only term, but the two sides differ in what that "
                     "collapses: a proof there says nothing about larger tensors")
+#: Why a claim that holds on vectors is not proved.
+VECTORS_ONLY = ("it holds for a parameter of fewer than two dimensions, but the step reads "
+                "'factored' and it is not shown for one of two or more")
+
+
+def _scalars(check: Check, stepper: SymbolicStepper) -> frozenset:
+    """The claim's symbols that take one value on every element: the hyperparameters, t and
+    the claim's own scalars (every other input is one element's)."""
+    low = stepper.lowered
+    return frozenset({*low.hypers.values(), low.t,
+                      *(check.variables[name] for name in check.scalars)})
+
+
+def _whole_sides(check: Check, stepper: SymbolicStepper, factored: bool):
+    """The check's pairs and givens from whole-tensor steps (see :func:`.stepper.whole_tensor`)."""
+    scalars = _scalars(check, stepper)
+    with whole_tensor_steps(factored):
+        pairs, givens = _sides(check, stepper, check.variables)
+    pairs = [(whole_tensor(lhs, scalars), whole_tensor(rhs, scalars)) for lhs, rhs in pairs]
+    givens = [tuple(whole_tensor(side, scalars) if isinstance(side, sp.Basic) else side
+                    for side in given) for given in givens]
+    return pairs, givens
 
 
 def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
+    """A check's verdict: on the whole-tensor form (each reduction its term plus a symbol for
+    the rest) where that settles a difference; else on the one-element tensor, where a
+    refutation is a real counterexample and a proof is kept only for a difference that has no
+    rest or size in it (otherwise unknown: :data:`ONE_ELEMENT_ONLY`). Where the step reads
+    ``factored``, a proof must hold both ways."""
     try:
         if check.decide is not None:
             return check.decide()
-        with marked_sums(rests=check.own):
-            pairs, givens = _sides(check, stepper, check.variables)
+        pairs, givens = _whole_sides(check, stepper, factored=False)
+
+        def whole_proved(pairs, givens) -> bool:
+            return all(decide(sp.sympify(lhs - rhs), check.relation, givens=givens,
+                              bounds=check.bounds, symbols=check.variables.values()
+                              ).status == "proved" for lhs, rhs in pairs)
+
         collapsed = False
         plain_pairs = []
         for lhs, rhs in pairs:
-            marked_difference = sp.sympify(lhs - rhs)
-            difference, marked = unmarked(marked_difference)
-            if marked and not check.limit and decide(
-                    marked_difference, check.relation, givens=givens, bounds=check.bounds,
-                    symbols=check.variables.values()).status == "proved":
-                marked = False  # zero whatever each sum is a multiple of its term: not collapsed
+            difference, marked = unmarked(sp.sympify(lhs - rhs))
             collapsed |= marked
             plain_pairs.append((unmarked(lhs)[0], unmarked(rhs)[0], difference))
-        givens = [tuple(unmarked(side)[0] if isinstance(side, sp.Basic) else side
-                        for side in given) for given in givens]
+        if collapsed and not check.limit and whole_proved(pairs, givens):
+            collapsed = False  # zero whatever each rest and size is: on every tensor
+        plain_givens = [tuple(unmarked(side)[0] if isinstance(side, sp.Basic) else side
+                              for side in given) for given in givens]
         if check.limit:
-            verdict = _decide_limit(check, stepper, *plain_pairs[0][:2], givens)
-            return Verdict("unknown", ONE_ELEMENT_ONLY) if (
-                collapsed and verdict.status == "proved") else verdict
-        verdicts = [decide(difference, check.relation, givens=givens,
-                           bounds=check.bounds, symbols=check.variables.values())
-                    for _, _, difference in plain_pairs]
+            verdict = _decide_limit(check, stepper, *plain_pairs[0][:2], plain_givens)
+            if collapsed and verdict.status == "proved":
+                return Verdict("unknown", ONE_ELEMENT_ONLY)
+        else:
+            verdicts = [decide(difference, check.relation, givens=plain_givens,
+                               bounds=check.bounds, symbols=check.variables.values())
+                        for _, _, difference in plain_pairs]
+            verdict = _combined(verdicts)
+            if collapsed and verdict.status == "proved":
+                return Verdict("unknown", ONE_ELEMENT_ONLY)
+        if verdict.status == "proved" and stepper.uses_factored() and not (
+                not check.limit and whole_proved(*_whole_sides(check, stepper, factored=True))):
+            return Verdict("unknown", VECTORS_ONLY)
+        return verdict
     except (NotImplementedError, RecursionError, TypeError, ValueError, ZeroDivisionError) as error:
         return Verdict("unknown", f"SymPy could not evaluate the claim: {type(error).__name__}: "
                        f"{error}")
-    if collapsed and all(v.status == "proved" for v in verdicts):
-        return Verdict("unknown", ONE_ELEMENT_ONLY)
+
+
+def _combined(verdicts: list[Verdict]) -> Verdict:
+    """One verdict for several differences (an equivalence's steps): proved if each is, else
+    the first refutation, else unknown."""
     if all(v.status == "proved" for v in verdicts):
         return verdicts[0] if len(verdicts) == 1 else Verdict(
             "proved", f"p agrees after each of the {len(verdicts)} steps: every difference "

@@ -58,7 +58,8 @@ EXPECTED = {
     "asgd": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
              "zero-grad-fixed-point": "refuted", "l2-equals-decoupled-decay": "proved",
              "stable-lr-range": "unknown"},
-    # Claims speak of one element, so LAMB's and LARS's per-tensor norms are |p| and |u| here.
+    # LAMB's scale invariance holds on every tensor: with eps = 0 neither its update nor the
+    # ratio of its norms sees c (each norm is its term plus the rest of the tensor's)
     "lamb": {"bias-correction-limit": "proved", "first-step-magnitude": "refuted",
              "scale-invariance": "proved", "zero-grad-fixed-point": "proved",
              "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
@@ -137,19 +138,19 @@ EXPECTED = {
                  "stable-lr-range": "unknown", "first-step-is-g-over-its-norm": "proved"},
     # Prodigy's first step is not lr in size; its decay is decoupled times d*lr, not lr; a step
     # with lr = 0 changes nothing; its first step is sign descent on a one-element tensor (its
-    # step size reads sums over the group, so unknown beyond); its bias correction reads its
-    # group count k, not t
+    # step size reads sums over the group, all of which its first step pins: proved for every
+    # tensor); its bias correction reads its group count k, not t
     "prodigy": {"first-step-magnitude": "refuted",
                 "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
                 "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
                 "d-never-shrinks-from-start": "proved", "lr-zero-leaves-p": "proved",
                 "lr-zero-leaves-d": "proved", "lr-zero-is-not-counted": "proved",
-                "first-step-is-scaled-sign-descent": "unknown"},
-    # D-Adapt Adam needs eps > 0 (its domain), which the first-step and scale claims set to 0;
-    # its decay is decoupled times d*lr; d is non-decreasing (a Max over the old d), true,
+                "first-step-is-scaled-sign-descent": "proved"},
+    # D-Adapt Adam's first step moves by about d0*lr, not lr; its scale claim sets eps to 0,
+    # outside its domain; its decay is decoupled times d*lr; d is non-decreasing (a Max over the old d), true,
     # but with each group sum its term plus the rest of the group's (a spec's own claims
     # speak of one element) SymPy does not settle it within the default budget
-    "dadapt_adam": {"first-step-magnitude": "unknown",
+    "dadapt_adam": {"first-step-magnitude": "refuted",
                     "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
                     "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown",
                     "d-never-shrinks": "unknown", "lr-zero-leaves-p": "proved",
@@ -167,14 +168,15 @@ EXPECTED = {
              "l2-equals-decoupled-decay": "refuted", "stable-lr-range": "unknown"},
     # AdamP and SGDP project the update of a parameter with two or more dimensions: the
     # verifier's one-element tensor has ndim 1, so what holds only without the projection is
-    # unknown (the stable range is on a scalar p, which is never projected)
+    # unknown, and so is the stable range: on a matrix the projection makes the step on
+    # f = (L/2)|p|^2 nonlinear
     "adamp": {"bias-correction-limit": "proved", "first-step-magnitude": "unknown",
               "scale-invariance": "unknown", "zero-grad-fixed-point": "proved",
               "l2-equals-decoupled-decay": "unknown", "stable-lr-range": "unknown",
               "lr-zero-leaves-p": "proved"},
     "sgdp": {"first-step-magnitude": "refuted", "scale-invariance": "refuted",
              "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "unknown",
-             "stable-lr-range": "proved", "stable-lr-range-momentum": "proved",
+             "stable-lr-range": "unknown", "stable-lr-range-momentum": "unknown",
              "lr-zero-leaves-p": "proved"},
     # Ranger takes no step before its rectification threshold (t <= 5 by default): the first
     # step is not lr in size, two steps scale (neither moves p), and the decoupled decay alone

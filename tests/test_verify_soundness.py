@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import sympy as sp
 
 from optgen.compiler.report import to_html, to_markdown
@@ -427,15 +428,79 @@ def test_a_given_on_this_element_does_not_reach_the_rest_of_the_tensor(tmp_path)
                         "sizes": "proved"}, statuses
 
 
-def test_an_at_pin_does_not_reach_a_reduction_the_claim_writes(tmp_path):
-    """Found by a hostile review: 'at m = 0: sum(p_new) == sum(p - lr*g)' was proved, as if
-    every element's m were 0 (false: 2.6 against 2.8 on p = [1, 2], m = [0, 4], g = [1, 1]).
-    A claim that pins this element's inputs with 'at' and writes a reduction is unknown."""
+def test_at_pins_every_element_and_given_constrains_this_one(tmp_path):
+    """Found by a hostile review: 'at m = 0: sum(p_new) == sum(p - lr*g)' was proved while
+    the step's sums saw only this element's m pinned. 'at' now sets the value on every element
+    (as the built-in claims' initial state does), so that claim is true, while 'given m == 0'
+    constrains this element alone and the same sum is not shown (2.6 against 2.8 on
+    p = [1, 2], m = [0, 4], g = [1, 1], lr = 0.1)."""
     text = ("optimizer pinned\nhyper lr = 0.1 in [0, inf)\nstate m = 0\nupdate:\n"
             "  m = 0.5 * m + g\n  p = p - lr * m\n")
     got = results(tmp_path, text, "a: at m = 0: sum(p_new) == sum(p - lr * g)",
                   "b: at g = 0, m = 0: amax(p_new) == amax(p)",
-                  "c: at m = 0: p_new == p - lr * g", own_only=True)
-    assert (got["a"].status, got["b"].status, got["c"].status) == ("unknown", "unknown",
-                                                                   "proved")
-    assert "'at'" in got["a"].detail
+                  "c: at m = 0: p_new == p - lr * g",
+                  "d: sum(p_new) == sum(p - lr * g) given m == 0",
+                  "e: amax(p_new) == amax(p) given g == 0, m == 0", own_only=True)
+    statuses = {k: r.status for k, r in got.items()}
+    assert statuses == {"a": "proved", "b": "proved", "c": "proved", "d": "unknown",
+                        "e": "unknown"}, statuses
+    # the counterexample to d, by hand: one element's m is 0, its neighbour's is not
+    p, m, g, lr = np.array([1.0, 2.0]), np.array([0.0, 4.0]), np.array([1.0, 1.0]), 0.1
+    assert abs((p - lr * (0.5 * m + g)).sum() - (p - lr * g).sum()) > 0.1
+
+
+def test_builtin_claims_see_the_whole_tensor(tmp_path):
+    """Found by a hostile review: the built-in claims modelled a sum as its term times a
+    marker, which ties the sum to this element's value, and proved three false claims:
+
+    * zero-grad-fixed-point for ``p - lr*where(p == 0, norm(p), 0)``: where this element's p is
+      0 its neighbours' are not, and p moves by lr*norm(p);
+    * scale-invariance for ``p - lr*sign(sum(sign(g) + g))``: on g = [1, -0.1, -0.1] the sum
+      is -0.2, on 3g it is 1.4;
+    * first-step-magnitude for ``sign(g)*(g > 0 ? 1 : 1 + norm(max(g, 0)))``: a negative g
+      beside a positive one moves by lr*(1 + norm(max(g, 0))) > lr.
+
+    and stable-lr-range for SGDP, whose projection on a matrix makes the step on
+    f = (L/2)|p|^2 nonlinear. Each reduction is now this element's term plus a symbol for the
+    rest of the tensor, taken after the claim has put its values into the whole tensor (every
+    g times c, every g zero); what holds on every tensor stays proved."""
+    cases = {
+        "masked": ("p = p - lr * where(p == 0, norm(p), 0)", "zero-grad-fixed-point"),
+        "signsum": ("p = p - lr * sign(sum(sign(g) + g))", "scale-invariance"),
+        "tail": ("p = p - lr * sign(g) * (g > 0 ? 1 : 1 + norm(max(g, 0)))",
+                 "first-step-magnitude"),
+        # true on every tensor
+        "normalized": ("p = p - lr * g / norm(g)", "scale-invariance"),
+        "zeroed": ("p = p - lr * g * norm(p) / (norm(g) + 1)", "zero-grad-fixed-point"),
+        "rowwise": ("p = p - lr * sign(g) * amax(abs(g)) / amax(abs(g))",
+                    "first-step-magnitude"),
+    }
+    statuses = {}
+    for name, (update, claim) in cases.items():
+        path = tmp_path / f"{name}.opt"
+        path.write_text(f"optimizer {name}\nhyper lr = 0.1 in (0, inf)\nupdate:\n  {update}\n")
+        [result] = [r for r in verify_file(path).results if r.id == claim]
+        statuses[name] = result.status
+    assert statuses == {"masked": "unknown", "signsum": "unknown", "tail": "unknown",
+                        "normalized": "proved", "zeroed": "proved", "rowwise": "proved"}
+    # the three counterexamples, by hand
+    p, lr = np.array([0.0, 2.0]), 0.1
+    assert (p - lr * np.where(p == 0, np.linalg.norm(p), 0))[0] != 0
+    g = np.array([1.0, -0.1, -0.1])
+    assert np.sign((np.sign(g) + g).sum()) != np.sign((np.sign(3 * g) + 3 * g).sum())
+    g = np.array([-1.0, 2.0])
+    step = lr * np.sign(g) * np.where(g > 0, 1, 1 + np.linalg.norm(np.maximum(g, 0)))
+    assert abs(step[0]) > lr
+
+
+def test_a_stable_range_needs_one_linear_map_on_every_tensor(tmp_path):
+    """SGD's range 0 < lr < 2/L holds on every tensor; ``p - lr*(g - mean(g))`` leaves the mean
+    of p where it is on a tensor of two elements (never converges), though its one element
+    steps as SGD would."""
+    statuses = {}
+    for name, update in {"plain": "p = p - lr * g", "centred": "p = p - lr * (g - mean(g))"}.items():
+        path = tmp_path / f"{name}.opt"
+        path.write_text(f"optimizer {name}\nhyper lr = 0.1 in (0, inf)\nupdate:\n  {update}\n")
+        [result] = [r for r in verify_file(path).results if r.id == "stable-lr-range"]
+        statuses[name] = result.status
+    assert statuses == {"plain": "proved", "centred": "unknown"}
