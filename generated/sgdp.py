@@ -505,21 +505,17 @@ def reduce_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _terms = numpy.empty((1, _count))
-        for _j in range(_count):
-            _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
-            _r1 = _ch0[_i // numpy.uint64(_chsize)]
-            _r2 = _ch1[_i // numpy.uint64(_chsize)]
-            _r3 = _ch2[_i // numpy.uint64(_chsize)]
-            _terms[0, _j] = abs(_r3)/(numpy.maximum(_h0, numpy.sqrt(_r1))*numpy.maximum(_h0, numpy.sqrt(_r2)))
-        _stop = _count // 8 * 8
         _a0 = -numpy.inf
-        for _j in range(_count):
-            _x = _terms[0, _j]
+        _seg = 0
+        while _seg < _count:
+            _ch = (_b * REDUCE_BLOCK + _seg) // _chsize
+            _r1 = _ch0[numpy.uint64(_ch)]
+            _r2 = _ch1[numpy.uint64(_ch)]
+            _r3 = _ch2[numpy.uint64(_ch)]
+            _x = abs(_r3)/(numpy.maximum(_h0, numpy.sqrt(_r1))*numpy.maximum(_h0, numpy.sqrt(_r2)))
             if _x > _a0 or _x != _x:
                 _a0 = _x
-            if _x != _x:
-                break
+            _seg = min(_count, (_ch + 1) * _chsize - (_b * REDUCE_BLOCK))
         _partials[_b, 0] = _a0
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -618,17 +614,22 @@ def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
         _terms = numpy.empty((1, _count))
-        for _j in range(_count):
-            _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
-            _p_ = p_[_i]
-            _g_ = g_[_i]
-            _momentum_buffer_ = momentum_buffer_[_i]
-            _r1 = _ch0[_i // numpy.uint64(_chsize)]
-            _r7 = _ch3[_i // numpy.uint64(_chsize)]
-            _e0 = ((-_g_) if _h3 else (_g_))
-            _e1 = _e0*_h6 + _h5*_momentum_buffer_
-            _e2 = ((_e0 + _e1*_h5) if _h4 else (_e1))
-            _terms[0, _j] = _p_*((_e2 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if (_h1 and (_h2/numpy.sqrt(_k) > _r6)) else (_e2))/(_h0 + numpy.sqrt(_r0))
+        _seg = 0
+        while _seg < _count:
+            _ch = (_b * REDUCE_BLOCK + _seg) // _chsize
+            _segend = min(_count, (_ch + 1) * _chsize - (_b * REDUCE_BLOCK))
+            _r1 = _ch0[numpy.uint64(_ch)]
+            _r7 = _ch3[numpy.uint64(_ch)]
+            for _j in range(_seg, _segend):
+                _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
+                _p_ = p_[_i]
+                _g_ = g_[_i]
+                _momentum_buffer_ = momentum_buffer_[_i]
+                _e0 = ((-_g_) if _h3 else (_g_))
+                _e1 = _e0*_h6 + _h5*_momentum_buffer_
+                _e2 = ((_e0 + _e1*_h5) if _h4 else (_e1))
+                _terms[0, _j] = _p_*((_e2 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if (_h1 and (_h2/numpy.sqrt(_k) > _r6)) else (_e2))/(_h0 + numpy.sqrt(_r0))
+            _seg = _segend
         _stop = _count // 8 * 8
         _s0 = 0.0
         _s1 = 0.0
