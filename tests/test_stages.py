@@ -381,3 +381,54 @@ def test_a_pass_one_tensor_of_the_group_needs_runs_on_all(tmp_path, backend):
     optgen.optimizer(str(spec), [a, b], backend=backend).step([ga, gb])
     np.testing.assert_array_equal(a, start)
     np.testing.assert_allclose(b, want, rtol=1e-12)
+
+
+#: Per-channel values read by tensor reductions: the largest channel norm, and a sum of a
+#: channel mean times g (each a pass over channel segments in the CPU kernels).
+CHANNELS = """\
+optimizer channel_reads
+hyper lr = 0.1 in [0, inf)
+update:
+  top = amax(channel_norm(g) / (channel_norm(p) + 1))
+  dot = sum(channel_mean(g) * g)
+  p = p - lr * (g * top + dot / numel)
+"""
+
+
+def _channels_reference(p, g):
+    view = (1, 1) if p.ndim == 0 else (p.shape[0], -1)
+    gv, pv = g.reshape(view), p.reshape(view)
+    ratio = np.sqrt((gv * gv).sum(axis=1)) / (np.sqrt((pv * pv).sum(axis=1)) + 1)
+    top = ratio.max() if ratio.size and gv.size else -np.inf
+    mean = (gv.sum(axis=1) / gv.shape[1]) if gv.shape[1] else np.zeros(gv.shape[0])
+    dot = float((mean[:, None] * gv).sum())
+    return p - 0.1 * (g * top + dot / max(p.size, 1))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_per_channel_values_in_tensor_reductions(tmp_path, backend):
+    """Channels shorter than a block, longer than one (4096 elements), and ending inside one:
+    the CPU kernels read each channel's values once per segment; the values are the NumPy
+    transcription's (rtol 1e-12), and the same bits with one thread as with two."""
+    shapes = [(), (7,), (3, 5000), (2000, 3), (5, 3, 3), (1, 9000), (4097, 1)]
+    rng = np.random.default_rng(3)
+    params = [rng.standard_normal(s) for s in shapes]
+    grads = [rng.standard_normal(s) for s in shapes]
+    want = [_channels_reference(p, g) for p, g in zip(params, grads)]
+    path = _spec(tmp_path, CHANNELS, "channel_reads")
+    opt = optgen.optimizer(path, [p.copy() for p in params], backend=backend)
+    opt.step([g.copy() for g in grads])
+    for shape, got, expected in zip(shapes, opt.params, want):
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-15, err_msg=str(shape))
+    if backend == "cpu":
+        import numba
+
+        bits = [p.copy() for p in opt.params]
+        numba.set_num_threads(1)
+        try:
+            again = optgen.optimizer(path, [p.copy() for p in params], backend=backend)
+            again.step([g.copy() for g in grads])
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        for shape, a, b in zip(shapes, bits, again.params):
+            assert np.array_equal(a, b), shape
