@@ -311,19 +311,16 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
     group_updates = tuple((name, tensor_value(sp.sympify(outputs[name])))
                           for name in lowered.group_scalars)
 
-    depth: dict[sp.Symbol, int] = {}
-    for node, symbol in sums.items():
-        depth[symbol] = 1 + max((depth[s] for s in node.args[0].free_symbols if s in depth),
-                                default=-1)
-    ordered = sorted(sums.items(), key=lambda item: depth[item[1]])  # stable: by creation
-    renumber = {symbol: sp.Symbol(f"_r{k}", real=True) for k, (_, symbol) in enumerate(ordered)}
+    bool_flags = frozenset(h.symbol for h in hoister.scalars if h.is_bool)
+    consumers = [*hoisted.values(), *(v for _, v in scalar_updates + group_updates)]
+    ordered, renumber, round_sums = _rounds(sums)
+    totals = _channel_totals(sums, renumber, round_sums, consumers, bool_flags)
+    if totals:
+        sums = {totals.get(node, node): symbol for node, symbol in sums.items()}
+        ordered, renumber, round_sums = _rounds(sums)
     hoisted = {name: expr.xreplace(renumber) for name, expr in hoisted.items()}
     scalar_updates = tuple((name, v.xreplace(renumber)) for name, v in scalar_updates)
     group_updates = tuple((name, v.xreplace(renumber)) for name, v in group_updates)
-    round_sums = [[(renumber[symbol], node.args[0].xreplace(renumber), isinstance(node, GroupSum),
-                    reduce_kind(node))
-                   for node, symbol in ordered if depth[symbol] == d]
-                  for d in range(1 + max(depth.values(), default=-1))]
     reduced = {str(symbol): arg for members in round_sums for symbol, arg, _, _ in members}
     channels = channel_arrays([renumber[symbol] for node, symbol in ordered
                                if isinstance(node, ChannelSum)])
@@ -385,7 +382,7 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
 
     round_conditions = _round_conditions(
         round_sums, [*hoisted.values(), *(v for _, v in scalar_updates + group_updates)],
-        frozenset(h.symbol for h in hoister.scalars if h.is_bool))
+        bool_flags)
 
     host_temps, host_values = sp.cse([h.value for h in hoister.scalars],
                                      symbols=sp.numbered_symbols("_c"), optimizations=None,
@@ -422,6 +419,51 @@ def plan(lowered: LoweredSpec) -> KernelPlan:
         round_conditions=round_conditions,
         names=names,
     )
+
+
+def _rounds(sums: dict[sp.Basic, sp.Symbol]):
+    """The sums in rounds: each one's depth is one more than the deepest sum its argument
+    reads. Returns them in that order, their renumbering (``_r<k>`` by round), and per round
+    (symbol, argument, over the group, kind) of each."""
+    argument = {symbol: node.args[0] for node, symbol in sums.items()}
+    depth: dict[sp.Symbol, int] = {}
+    def depth_of(symbol):
+        if symbol not in depth:
+            depth[symbol] = 1 + max((depth_of(s) for s in argument[symbol].free_symbols
+                                     if s in argument), default=-1)
+        return depth[symbol]
+    for symbol in argument:
+        depth_of(symbol)
+    ordered = sorted(sums.items(), key=lambda item: depth[item[1]])  # stable: by creation
+    renumber = {symbol: sp.Symbol(f"_r{k}", real=True) for k, (_, symbol) in enumerate(ordered)}
+    round_sums = [[(renumber[symbol], node.args[0].xreplace(renumber), isinstance(node, GroupSum),
+                    reduce_kind(node))
+                   for node, symbol in ordered if depth[symbol] == d]
+                  for d in range(1 + max(depth.values(), default=-1))]
+    return ordered, renumber, round_sums
+
+
+def _channel_totals(sums, renumber, round_sums, consumers, flags) -> dict:
+    """Tensor sums to take as the total of the same argument's channel sums,
+    ``sum(x) = sum(channel_sum(x) / channel_size)``: a pass over the channel values instead of
+    one more over the elements (AdamP's norms and dot product are wanted both ways). Only
+    where the channel sums are computed wherever the tensor sum is read: otherwise a vector's
+    pass would write and read one value per element for it."""
+    candidates = {node: ChannelSum(node.args[0]) for node in sums if type(node) is ReduceSum}
+    candidates = {node: channel for node, channel in candidates.items() if channel in sums}
+    if not candidates:
+        return {}
+    members = [member for members in round_sums for member in members]
+    conditions = dict(zip((symbol for symbol, *_ in members),
+                          _round_conditions([[m] for m in members],
+                                            [sp.sympify(e).xreplace(renumber) for e in consumers],
+                                            flags)))
+    def condition(node):
+        return conditions[renumber[sums[node]]]
+    return {node: ReduceSum(sums[channel] / CHANNEL_SIZE)
+            for node, channel in candidates.items()
+            if sp.logic.inference.satisfiable(
+                sp.And(condition(node), sp.Not(condition(channel)))) is False}
 
 
 def _round_conditions(round_sums, consumers, flags: frozenset) -> tuple[sp.Basic, ...]:

@@ -96,12 +96,12 @@ SHAPE_VALUES = ('_n', '_k')
 #: (reduce_<backend> for the first, reduce_<backend>_<k> after it) also takes every earlier
 #: pass's sums and the shape values. GROUP_REDUCTIONS: for each sum, whether it is over the
 #: whole param group (the runtime adds the tensors' parts before the next pass reads it).
-REDUCE_ROUNDS = (6, 2, 1)
+REDUCE_ROUNDS = (3, 5, 1)
 GROUP_REDUCTIONS = (False, False, False, False, False, False, False, False, False)
 #: For each sum, what it computes: "sum" (over the tensor, or the group), "max" (its largest
 #: term) or "channel" (one sum per channel: reduce_channels_<backend>[_<k>] writes them, and
 #: every kernel after takes them as arrays, then the channel count and size).
-REDUCE_KINDS = ('sum', 'channel', 'channel', 'channel', 'sum', 'sum', 'max', 'channel', 'sum')
+REDUCE_KINDS = ('channel', 'channel', 'channel', 'sum', 'max', 'channel', 'sum', 'sum', 'sum')
 REDUCE_BLOCK = 4096
 #: Whole-matrix operations: (kind, scratch array, indices of their host scalars). prepare_*
 #: writes each argument to its scratch array; the runtime transforms it; step_* reads it.
@@ -132,7 +132,7 @@ MANY = False
 #: written, then the classes ("row", "col", "matrix", "channel") of the smaller arrays read and
 #: of those written, and the reduction pass it belongs to, or -1: rounds_needed says whether
 #: that one runs). Kind "axis" is the factored stage (axis_cpu).
-TRAFFIC = (('reduce', (), 2, 0, (), (), 0), ('reduce', (), 0, 0, ('channel', 'channel', 'channel'), (), 1), ('reduce', (), 3, 0, ('channel', 'channel'), (), 2), ('reduce', (), 2, 0, (), ('channel', 'channel', 'channel'), 0), ('reduce', (), 3, 0, ('channel',), ('channel',), 1), ('step', (), 3, 2, ('channel', 'channel'), (), -1))
+TRAFFIC = (('reduce', (), 0, 0, ('channel', 'channel', 'channel'), (), 1), ('reduce', (), 3, 0, ('channel', 'channel'), (), 2), ('reduce', (), 2, 0, (), ('channel', 'channel', 'channel'), 0), ('reduce', (), 3, 0, ('channel',), ('channel',), 1), ('step', (), 3, 2, ('channel', 'channel'), (), -1))
 
 
 def host_scalars(t_, lr_, momentum_, dampening_, weight_decay_, weight_decouple_, fixed_decay_, delta_, wd_ratio_, nesterov_, eps_, maximize_, _ndim):
@@ -186,12 +186,6 @@ def violated_requirements(lr_, momentum_, dampening_, weight_decay_, weight_deco
 
 
 
-def reduce_numpy(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _nchan, _chsize):
-    """Reference backend: the per-tensor sums, in float64."""
-    _p_ = p_
-    _g_ = g_
-    return (numpy.sum(numpy.broadcast_to(_p_**2, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_g_**2, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_p_*((-_g_) if _h3 else (_g_)), p_.shape), dtype=numpy.float64),)
-
 def reduce_channels_numpy(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _nchan, _chsize, _chout):
     """Reference backend: the per-channel sums, in float64, into the rows of _chout (one
     column per channel)."""
@@ -201,134 +195,53 @@ def reduce_channels_numpy(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5
     _chout[1] = numpy.sum(numpy.broadcast_to(_g_**2, p_.shape).reshape(_nchan, _chsize), axis=1, dtype=numpy.float64)
     _chout[2] = numpy.sum(numpy.broadcast_to(_p_*((-_g_) if _h3 else (_g_)), p_.shape).reshape(_nchan, _chsize), axis=1, dtype=numpy.float64)
 
-def reduce_numpy_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize):
+def reduce_numpy_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize):
     """Reference backend: the per-tensor sums, in float64."""
-    _r1 = numpy.repeat(_ch0, _chsize)
-    _r2 = numpy.repeat(_ch1, _chsize)
-    _r3 = numpy.repeat(_ch2, _chsize)
-    return (numpy.float64(numpy.max(numpy.broadcast_to(abs(_r3)/(numpy.maximum(_h0, numpy.sqrt(_r1))*numpy.maximum(_h0, numpy.sqrt(_r2))), p_.shape), initial=-numpy.inf)),)
+    _r0 = numpy.repeat(_ch0, _chsize)
+    _r1 = numpy.repeat(_ch1, _chsize)
+    _r2 = numpy.repeat(_ch2, _chsize)
+    _e0 = 1/_k
+    return (numpy.sum(numpy.broadcast_to(_e0*_r0, p_.shape), dtype=numpy.float64), numpy.float64(numpy.max(numpy.broadcast_to(abs(_r2)/(numpy.maximum(_h0, numpy.sqrt(_r0))*numpy.maximum(_h0, numpy.sqrt(_r1))), p_.shape), initial=-numpy.inf)), numpy.sum(numpy.broadcast_to(_e0*_r1, p_.shape), dtype=numpy.float64), numpy.sum(numpy.broadcast_to(_e0*_r2, p_.shape), dtype=numpy.float64),)
 
-def reduce_channels_numpy_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _chout):
+def reduce_channels_numpy_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _chout):
     """Reference backend: the per-channel sums, in float64, into the rows of _chout (one
     column per channel)."""
     _p_ = p_
     _g_ = g_
     _momentum_buffer_ = momentum_buffer_
-    _r1 = numpy.repeat(_ch0, _chsize)
+    _r0 = numpy.repeat(_ch0, _chsize)
     _e0 = ((-_g_) if _h3 else (_g_))
     _e1 = _e0*_h6 + _h5*_momentum_buffer_
-    _chout[0] = numpy.sum(numpy.broadcast_to(_p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r1)), p_.shape).reshape(_nchan, _chsize), axis=1, dtype=numpy.float64)
+    _chout[0] = numpy.sum(numpy.broadcast_to(_p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r0)), p_.shape).reshape(_nchan, _chsize), axis=1, dtype=numpy.float64)
 
-def reduce_numpy_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _r6, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize):
+def reduce_numpy_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _r6, _r7, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize):
     """Reference backend: the per-tensor sums, in float64."""
     _p_ = p_
     _g_ = g_
     _momentum_buffer_ = momentum_buffer_
-    _r1 = numpy.repeat(_ch0, _chsize)
-    _r7 = numpy.repeat(_ch3, _chsize)
+    _r0 = numpy.repeat(_ch0, _chsize)
+    _r5 = numpy.repeat(_ch3, _chsize)
     _e0 = ((-_g_) if _h3 else (_g_))
     _e1 = _e0*_h6 + _h5*_momentum_buffer_
     _e2 = ((_e0 + _e1*_h5) if _h4 else (_e1))
-    return (numpy.sum(numpy.broadcast_to(_p_*numpy.where(numpy.logical_and(_h1, numpy.greater(_h2/numpy.sqrt(_k), _r6)), _e2 - _r7*_p_/(_h0 + numpy.sqrt(_r1)), _e2)/(_h0 + numpy.sqrt(_r0)), p_.shape), dtype=numpy.float64),)
+    return (numpy.sum(numpy.broadcast_to(_p_*numpy.where(numpy.logical_and(_h1, numpy.greater(_h2/numpy.sqrt(_k), _r4)), _e2 - _r5*_p_/(_h0 + numpy.sqrt(_r0)), _e2)/(_h0 + numpy.sqrt(_r3)), p_.shape), dtype=numpy.float64),)
 
-def step_numpy(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _r6, _r8, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize):
+def step_numpy(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _r6, _r7, _r8, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize):
     """Reference backend (whole-array NumPy): one fused pass over flat arrays, updated in place."""
     _p_ = p_.copy()
     _g_ = g_
     _momentum_buffer_ = momentum_buffer_.copy()
-    _r1 = numpy.repeat(_ch0, _chsize)
-    _r7 = numpy.repeat(_ch3, _chsize)
-    _e0 = numpy.logical_and(_h1, numpy.less(_r6, _h2/numpy.sqrt(_k)))
-    _e1 = numpy.sqrt(_r0)
-    _e2 = numpy.logical_and(numpy.logical_and(_h1, numpy.logical_not(_e0)), numpy.greater(_h2/numpy.sqrt(_n), abs(_r5)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r4)))))
+    _r0 = numpy.repeat(_ch0, _chsize)
+    _r5 = numpy.repeat(_ch3, _chsize)
+    _e0 = numpy.logical_and(_h1, numpy.less(_r4, _h2/numpy.sqrt(_k)))
+    _e1 = numpy.sqrt(_r3)
+    _e2 = numpy.logical_and(numpy.logical_and(_h1, numpy.logical_not(_e0)), numpy.greater(_h2/numpy.sqrt(_n), abs(_r7)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r6)))))
     _e3 = ((-_g_) if _h3 else (_g_))
     _e4 = _e3*_h6 + _h5*_momentum_buffer_
     _e5 = ((_e3 + _e4*_h5) if _h4 else (_e4))
-    _e6 = numpy.where(_e0, _e5 - _r7*_p_/(_h0 + numpy.sqrt(_r1)), _e5)
+    _e6 = numpy.where(_e0, _e5 - _r5*_p_/(_h0 + numpy.sqrt(_r0)), _e5)
     p_[...] = _h7*numpy.where(_e2, _e6 - _r8*_p_/(_e1 + _h0), _e6) + ((_p_*(_h10*numpy.where(numpy.logical_or(_e0, _e2), _h8, _h9) + _h9)) if _h11 else (_p_))
     momentum_buffer_[...] = _e4
-
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _nchan, _chsize, _partials):
-    """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
-    _size = p_.shape[0]
-    _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
-    for _b in numba.prange(_blocks):
-        _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _terms = numpy.empty((3, _count))
-        for _j in range(_count):
-            _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
-            _p_ = p_[_i]
-            _g_ = g_[_i]
-            _terms[0, _j] = _p_**2
-            _terms[1, _j] = _g_**2
-            _terms[2, _j] = _p_*((-_g_) if _h3 else (_g_))
-        _stop = _count // 8 * 8
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[0, _j]
-            _s1 += _terms[0, _j + 1]
-            _s2 += _terms[0, _j + 2]
-            _s3 += _terms[0, _j + 3]
-            _s4 += _terms[0, _j + 4]
-            _s5 += _terms[0, _j + 5]
-            _s6 += _terms[0, _j + 6]
-            _s7 += _terms[0, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[0, _j]
-        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[1, _j]
-            _s1 += _terms[1, _j + 1]
-            _s2 += _terms[1, _j + 2]
-            _s3 += _terms[1, _j + 3]
-            _s4 += _terms[1, _j + 4]
-            _s5 += _terms[1, _j + 5]
-            _s6 += _terms[1, _j + 6]
-            _s7 += _terms[1, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[1, _j]
-        _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[2, _j]
-            _s1 += _terms[2, _j + 1]
-            _s2 += _terms[2, _j + 2]
-            _s3 += _terms[2, _j + 3]
-            _s4 += _terms[2, _j + 4]
-            _s5 += _terms[2, _j + 5]
-            _s6 += _terms[2, _j + 6]
-            _s7 += _terms[2, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[2, _j]
-        _a2 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _partials[_b, 0] = _a0
-        _partials[_b, 1] = _a1
-        _partials[_b, 2] = _a2
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_channels_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _nchan, _chsize, _chout):
@@ -497,7 +410,7 @@ def reduce_channels_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, 
                 _chout[_j, _ch] = _total
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _partials):
+def reduce_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
@@ -505,21 +418,35 @@ def reduce_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _a0 = -numpy.inf
+        _a0 = 0.0
+        _a1 = -numpy.inf
+        _a2 = 0.0
+        _a3 = 0.0
         _seg = 0
         while _seg < _count:
             _ch = (_b * REDUCE_BLOCK + _seg) // _chsize
-            _r1 = _ch0[numpy.uint64(_ch)]
-            _r2 = _ch1[numpy.uint64(_ch)]
-            _r3 = _ch2[numpy.uint64(_ch)]
-            _x = abs(_r3)/(numpy.maximum(_h0, numpy.sqrt(_r1))*numpy.maximum(_h0, numpy.sqrt(_r2)))
-            if _x > _a0 or _x != _x:
-                _a0 = _x
-            _seg = min(_count, (_ch + 1) * _chsize - (_b * REDUCE_BLOCK))
+            _r0 = _ch0[numpy.uint64(_ch)]
+            _r1 = _ch1[numpy.uint64(_ch)]
+            _r2 = _ch2[numpy.uint64(_ch)]
+            _e0 = numpy.reciprocal(_k)
+            _segend = min(_count, (_ch + 1) * _chsize - (_b * REDUCE_BLOCK))
+            _x = _e0*_r0
+            _a0 += _x * (_segend - _seg)
+            _x = abs(_r2)/(numpy.maximum(_h0, numpy.sqrt(_r0))*numpy.maximum(_h0, numpy.sqrt(_r1)))
+            if _x > _a1 or _x != _x:
+                _a1 = _x
+            _x = _e0*_r1
+            _a2 += _x * (_segend - _seg)
+            _x = _e0*_r2
+            _a3 += _x * (_segend - _seg)
+            _seg = _segend
         _partials[_b, 0] = _a0
+        _partials[_b, 1] = _a1
+        _partials[_b, 2] = _a2
+        _partials[_b, 3] = _a3
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _chout):
+def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _chout):
     """Per-channel sums, in float64, into the rows of _chout (one column per channel)."""
     if _chsize <= REDUCE_BLOCK:
         _per = REDUCE_BLOCK // max(_chsize, 1)
@@ -532,10 +459,10 @@ def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5
                     _p_ = p_[_i]
                     _g_ = g_[_i]
                     _momentum_buffer_ = momentum_buffer_[_i]
-                    _r1 = _ch0[numpy.uint64(_ch)]
+                    _r0 = _ch0[numpy.uint64(_ch)]
                     _e0 = ((-_g_) if _h3 else (_g_))
                     _e1 = _e0*_h6 + _h5*_momentum_buffer_
-                    _terms[0, _j] = _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r1))
+                    _terms[0, _j] = _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r0))
                 _stop = _count // 8 * 8
                 _s0 = 0.0
                 _s1 = 0.0
@@ -571,10 +498,10 @@ def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _momentum_buffer_ = momentum_buffer_[_i]
-                _r1 = _ch0[numpy.uint64(_ch)]
+                _r0 = _ch0[numpy.uint64(_ch)]
                 _e0 = ((-_g_) if _h3 else (_g_))
                 _e1 = _e0*_h6 + _h5*_momentum_buffer_
-                _terms[0, _j] = _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r1))
+                _terms[0, _j] = _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r0))
             _stop = _count // 8 * 8
             _s0 = 0.0
             _s1 = 0.0
@@ -605,7 +532,7 @@ def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5
                 _chout[_j, _ch] = _total
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _r6, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize, _partials):
+def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _r6, _r7, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
     parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
     blocks' partial sums in order, so the result does not depend on the number of threads."""
@@ -618,8 +545,8 @@ def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
         while _seg < _count:
             _ch = (_b * REDUCE_BLOCK + _seg) // _chsize
             _segend = min(_count, (_ch + 1) * _chsize - (_b * REDUCE_BLOCK))
-            _r1 = _ch0[numpy.uint64(_ch)]
-            _r7 = _ch3[numpy.uint64(_ch)]
+            _r0 = _ch0[numpy.uint64(_ch)]
+            _r5 = _ch3[numpy.uint64(_ch)]
             for _j in range(_seg, _segend):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
@@ -628,7 +555,7 @@ def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
                 _e0 = ((-_g_) if _h3 else (_g_))
                 _e1 = _e0*_h6 + _h5*_momentum_buffer_
                 _e2 = ((_e0 + _e1*_h5) if _h4 else (_e1))
-                _terms[0, _j] = _p_*((_e2 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if (_h1 and (_h2/numpy.sqrt(_k) > _r6)) else (_e2))/(_h0 + numpy.sqrt(_r0))
+                _terms[0, _j] = _p_*((_e2 - _r5*_p_/(_h0 + numpy.sqrt(_r0))) if (_h1 and (_h2/numpy.sqrt(_k) > _r4)) else (_e2))/(_h0 + numpy.sqrt(_r3))
             _seg = _segend
         _stop = _count // 8 * 8
         _s0 = 0.0
@@ -654,47 +581,47 @@ def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
         _partials[_b, 0] = _a0
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def step_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r0, _r4, _r5, _r6, _r8, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize):
+def step_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _r6, _r7, _r8, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize):
     """Numba CPU backend: one fused pass over flat arrays, updated in place."""
     if _chsize > REDUCE_BLOCK:
         _nb = (_chsize + REDUCE_BLOCK - 1) // REDUCE_BLOCK
         for _w in numba.prange(_nchan * _nb):
             _ch = _w // _nb
             _first = (_w - _ch * _nb) * REDUCE_BLOCK
-            _r1 = _ch0[numpy.uint64(_ch)]
-            _r7 = _ch3[numpy.uint64(_ch)]
+            _r0 = _ch0[numpy.uint64(_ch)]
+            _r5 = _ch3[numpy.uint64(_ch)]
             for _j in range(_first, min(_chsize, _first + REDUCE_BLOCK)):
                 _i = numpy.uint64(_ch * _chsize + _j)
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _momentum_buffer_ = momentum_buffer_[_i]
-                _e0 = (_h1 and (_r6 < _h2/numpy.sqrt(_k)))
-                _e1 = numpy.sqrt(_r0)
-                _e2 = (_h1 and (not _e0) and (_h2/numpy.sqrt(_n) > abs(_r5)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r4)))))
+                _e0 = (_h1 and (_r4 < _h2/numpy.sqrt(_k)))
+                _e1 = numpy.sqrt(_r3)
+                _e2 = (_h1 and (not _e0) and (_h2/numpy.sqrt(_n) > abs(_r7)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r6)))))
                 _e3 = ((-_g_) if _h3 else (_g_))
                 _e4 = _e3*_h6 + _h5*_momentum_buffer_
                 _e5 = ((_e3 + _e4*_h5) if _h4 else (_e4))
-                _e6 = ((_e5 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if _e0 else (_e5))
+                _e6 = ((_e5 - _r5*_p_/(_h0 + numpy.sqrt(_r0))) if _e0 else (_e5))
                 p_[_i] = _h7*((_e6 - _r8*_p_/(_e1 + _h0)) if _e2 else (_e6)) + ((_p_*(_h10*((_h8) if (_e0 or _e2) else (_h9)) + _h9)) if _h11 else (_p_))
                 momentum_buffer_[_i] = _e4
     else:
         _per = REDUCE_BLOCK // max(_chsize, 1)
         for _b in numba.prange((_nchan + _per - 1) // _per):
             for _ch in range(_b * _per, min(_nchan, (_b + 1) * _per)):
-                _r1 = _ch0[numpy.uint64(_ch)]
-                _r7 = _ch3[numpy.uint64(_ch)]
+                _r0 = _ch0[numpy.uint64(_ch)]
+                _r5 = _ch3[numpy.uint64(_ch)]
                 for _j in range(0, _chsize):
                     _i = numpy.uint64(_ch * _chsize + _j)
                     _p_ = p_[_i]
                     _g_ = g_[_i]
                     _momentum_buffer_ = momentum_buffer_[_i]
-                    _e0 = (_h1 and (_r6 < _h2/numpy.sqrt(_k)))
-                    _e1 = numpy.sqrt(_r0)
-                    _e2 = (_h1 and (not _e0) and (_h2/numpy.sqrt(_n) > abs(_r5)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r4)))))
+                    _e0 = (_h1 and (_r4 < _h2/numpy.sqrt(_k)))
+                    _e1 = numpy.sqrt(_r3)
+                    _e2 = (_h1 and (not _e0) and (_h2/numpy.sqrt(_n) > abs(_r7)/(numpy.maximum(_e1, _h0)*numpy.maximum(_h0, numpy.sqrt(_r6)))))
                     _e3 = ((-_g_) if _h3 else (_g_))
                     _e4 = _e3*_h6 + _h5*_momentum_buffer_
                     _e5 = ((_e3 + _e4*_h5) if _h4 else (_e4))
-                    _e6 = ((_e5 - _r7*_p_/(_h0 + numpy.sqrt(_r1))) if _e0 else (_e5))
+                    _e6 = ((_e5 - _r5*_p_/(_h0 + numpy.sqrt(_r0))) if _e0 else (_e5))
                     p_[_i] = _h7*((_e6 - _r8*_p_/(_e1 + _h0)) if _e2 else (_e6)) + ((_p_*(_h10*((_h8) if (_e0 or _e2) else (_h9)) + _h9)) if _h11 else (_p_))
                     momentum_buffer_[_i] = _e4
 
@@ -731,80 +658,27 @@ def _make_cuda_kernels():
 
     @cuda.jit
     def step_cuda(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _sums, _chans, _nchan, _chsize):
-        _r0 = _sums[0]
+        _r3 = _sums[3]
         _r4 = _sums[4]
-        _r5 = _sums[5]
         _r6 = _sums[6]
+        _r7 = _sums[7]
         _r8 = _sums[8]
         for _i in range(cuda.grid(1), p_.shape[0], cuda.gridsize(1)):
             _p_ = p_[_i]
             _g_ = g_[_i]
             _momentum_buffer_ = momentum_buffer_[_i]
-            _r1 = _chans[0, _i // _chsize]
-            _r7 = _chans[3, _i // _chsize]
-            _e0 = (_h1 and (_r6 < _h2/_sqrt(_k)))
-            _e1 = _sqrt(_r0)
-            _e2 = (_h1 and (not _e0) and (_h2/_sqrt(_n) > abs(_r5)/(_maximum(_e1, _h0)*_maximum(_h0, _sqrt(_r4)))))
+            _r0 = _chans[0, _i // _chsize]
+            _r5 = _chans[3, _i // _chsize]
+            _e0 = (_h1 and (_r4 < _h2/_sqrt(_k)))
+            _e1 = _sqrt(_r3)
+            _e2 = (_h1 and (not _e0) and (_h2/_sqrt(_n) > abs(_r7)/(_maximum(_e1, _h0)*_maximum(_h0, _sqrt(_r6)))))
             _e3 = ((-_g_) if _h3 else (_g_))
             _e4 = _e3*_h6 + _h5*_momentum_buffer_
             _e5 = ((_e3 + _e4*_h5) if _h4 else (_e4))
-            _e6 = ((_e5 - _r7*_p_/(_h0 + _sqrt(_r1))) if _e0 else (_e5))
+            _e6 = ((_e5 - _r5*_p_/(_h0 + _sqrt(_r0))) if _e0 else (_e5))
             p_[_i] = _h7*((_e6 - _r8*_p_/(_e1 + _h0)) if _e2 else (_e6)) + ((_p_*(_h10*((_h8) if (_e0 or _e2) else (_h9)) + _h9)) if _h11 else (_p_))
             momentum_buffer_[_i] = _e4
     kernels["step"] = step_cuda
-
-    @cuda.jit
-    def reduce_cuda(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _sums, _chans, _nchan, _chsize, _partials):
-        _b = cuda.blockIdx.x
-        _t = cuda.threadIdx.x
-        _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
-        _a0 = 0.0
-        _a1 = 0.0
-        _a2 = 0.0
-        for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
-            _p_ = p_[_i]
-            _g_ = g_[_i]
-
-            _a0 += _p_**2
-
-            _a1 += _g_**2
-
-            _a2 += _p_*((-_g_) if _h3 else (_g_))
-        _shared = cuda.shared.array(shape=(3, CUDA_THREADS), dtype=numba.float64)
-        _shared[0, _t] = _a0
-        _shared[1, _t] = _a1
-        _shared[2, _t] = _a2
-        cuda.syncthreads()
-        _stride = CUDA_THREADS // 2
-        while _stride > 0:
-            if _t < _stride:
-                _shared[0, _t] += _shared[0, _t + _stride]
-                _shared[1, _t] += _shared[1, _t + _stride]
-                _shared[2, _t] += _shared[2, _t + _stride]
-            cuda.syncthreads()
-            _stride //= 2
-        if _t == 0:
-            _partials[_b, 0] = _shared[0, 0]
-            _partials[_b, 1] = _shared[1, 0]
-            _partials[_b, 2] = _shared[2, 0]
-    kernels['reduce'] = reduce_cuda
-
-    @cuda.jit
-    def reduce_total_cuda(_partials, _sums):
-        if cuda.grid(1) == 0:
-            _total = 0.0
-            for _b in range(_partials.shape[0]):
-                _total += _partials[_b, 0]
-            _sums[0] = _total
-            _total = 0.0
-            for _b in range(_partials.shape[0]):
-                _total += _partials[_b, 1]
-            _sums[4] = _total
-            _total = 0.0
-            for _b in range(_partials.shape[0]):
-                _total += _partials[_b, 2]
-            _sums[5] = _total
-    kernels['reduce_total'] = reduce_total_cuda
 
     @cuda.jit
     def reduce_channels_cuda(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _sums, _chans, _nchan, _chsize):
@@ -844,52 +718,77 @@ def _make_cuda_kernels():
 
     @cuda.jit
     def reduce_1_cuda(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _sums, _chans, _nchan, _chsize, _partials):
-        _r0 = _sums[0]
-        _r4 = _sums[4]
-        _r5 = _sums[5]
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
-        _a0 = -numpy.inf
+        _a0 = 0.0
+        _a1 = -numpy.inf
+        _a2 = 0.0
+        _a3 = 0.0
         for _i in range(_b * REDUCE_BLOCK + _t, _end, CUDA_THREADS):
-            _r1 = _chans[0, _i // _chsize]
-            _r2 = _chans[1, _i // _chsize]
-            _r3 = _chans[2, _i // _chsize]
+            _r0 = _chans[0, _i // _chsize]
+            _r1 = _chans[1, _i // _chsize]
+            _r2 = _chans[2, _i // _chsize]
+            _e0 = _reciprocal(_k)
 
-            _x = abs(_r3)/(_maximum(_h0, _sqrt(_r1))*_maximum(_h0, _sqrt(_r2)))
-            if _x > _a0 or _x != _x:
-                _a0 = _x
-        _shared = cuda.shared.array(shape=(1, CUDA_THREADS), dtype=numba.float64)
+            _a0 += _e0*_r0
+
+            _x = abs(_r2)/(_maximum(_h0, _sqrt(_r0))*_maximum(_h0, _sqrt(_r1)))
+            if _x > _a1 or _x != _x:
+                _a1 = _x
+
+            _a2 += _e0*_r1
+
+            _a3 += _e0*_r2
+        _shared = cuda.shared.array(shape=(4, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
+        _shared[1, _t] = _a1
+        _shared[2, _t] = _a2
+        _shared[3, _t] = _a3
         cuda.syncthreads()
         _stride = CUDA_THREADS // 2
         while _stride > 0:
             if _t < _stride:
-                _x = _shared[0, _t + _stride]
-                if _x > _shared[0, _t] or _x != _x:
-                    _shared[0, _t] = _x
+                _shared[0, _t] += _shared[0, _t + _stride]
+                _x = _shared[1, _t + _stride]
+                if _x > _shared[1, _t] or _x != _x:
+                    _shared[1, _t] = _x
+                _shared[2, _t] += _shared[2, _t + _stride]
+                _shared[3, _t] += _shared[3, _t + _stride]
             cuda.syncthreads()
             _stride //= 2
         if _t == 0:
             _partials[_b, 0] = _shared[0, 0]
+            _partials[_b, 1] = _shared[1, 0]
+            _partials[_b, 2] = _shared[2, 0]
+            _partials[_b, 3] = _shared[3, 0]
     kernels['reduce_1'] = reduce_1_cuda
 
     @cuda.jit
     def reduce_1_total_cuda(_partials, _sums):
         if cuda.grid(1) == 0:
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 0]
+            _sums[3] = _total
             _total = -numpy.inf
             for _b in range(_partials.shape[0]):
-                _x = _partials[_b, 0]
+                _x = _partials[_b, 1]
                 if _x > _total or _x != _x:
                     _total = _x
+            _sums[4] = _total
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 2]
             _sums[6] = _total
+            _total = 0.0
+            for _b in range(_partials.shape[0]):
+                _total += _partials[_b, 3]
+            _sums[7] = _total
     kernels['reduce_1_total'] = reduce_1_total_cuda
 
     @cuda.jit
     def reduce_channels_1_cuda(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _sums, _chans, _nchan, _chsize):
-        _r0 = _sums[0]
-        _r4 = _sums[4]
-        _r5 = _sums[5]
         _t = cuda.threadIdx.x
         for _ch in range(cuda.blockIdx.x, _nchan, cuda.gridDim.x):
             _a0 = 0.0
@@ -897,11 +796,11 @@ def _make_cuda_kernels():
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _momentum_buffer_ = momentum_buffer_[_i]
-                _r1 = _chans[0, _i // _chsize]
+                _r0 = _chans[0, _i // _chsize]
                 _e0 = ((-_g_) if _h3 else (_g_))
                 _e1 = _e0*_h6 + _h5*_momentum_buffer_
 
-                _a0 += _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + _sqrt(_r1))
+                _a0 += _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + _sqrt(_r0))
             _shared = cuda.shared.array(shape=(1, CUDA_THREADS), dtype=numba.float64)
             _shared[0, _t] = _a0
             cuda.syncthreads()
@@ -918,10 +817,10 @@ def _make_cuda_kernels():
 
     @cuda.jit
     def reduce_2_cuda(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _sums, _chans, _nchan, _chsize, _partials):
-        _r0 = _sums[0]
+        _r3 = _sums[3]
         _r4 = _sums[4]
-        _r5 = _sums[5]
         _r6 = _sums[6]
+        _r7 = _sums[7]
         _b = cuda.blockIdx.x
         _t = cuda.threadIdx.x
         _end = min(p_.shape[0], (_b + 1) * REDUCE_BLOCK)
@@ -930,13 +829,13 @@ def _make_cuda_kernels():
             _p_ = p_[_i]
             _g_ = g_[_i]
             _momentum_buffer_ = momentum_buffer_[_i]
-            _r1 = _chans[0, _i // _chsize]
-            _r7 = _chans[3, _i // _chsize]
+            _r0 = _chans[0, _i // _chsize]
+            _r5 = _chans[3, _i // _chsize]
             _e0 = ((-_g_) if _h3 else (_g_))
             _e1 = _e0*_h6 + _h5*_momentum_buffer_
             _e2 = ((_e0 + _e1*_h5) if _h4 else (_e1))
 
-            _a0 += _p_*((_e2 - _r7*_p_/(_h0 + _sqrt(_r1))) if (_h1 and (_h2/_sqrt(_k) > _r6)) else (_e2))/(_h0 + _sqrt(_r0))
+            _a0 += _p_*((_e2 - _r5*_p_/(_h0 + _sqrt(_r0))) if (_h1 and (_h2/_sqrt(_k) > _r4)) else (_e2))/(_h0 + _sqrt(_r3))
         _shared = cuda.shared.array(shape=(1, CUDA_THREADS), dtype=numba.float64)
         _shared[0, _t] = _a0
         cuda.syncthreads()
