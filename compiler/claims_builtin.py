@@ -48,6 +48,7 @@ class Check:
     #: variables that take one value on every element (c, lam); the hyperparameters and t
     #: always do, every other variable is one element's
     scalars: tuple[str, ...] = ()
+    uses_factored: bool = False  # an equivalence to a spec that reads 'factored'
 
 
 def bounds_of(interval: Interval | None) -> tuple | None:
@@ -247,10 +248,11 @@ def decide_stability(stepper: SymbolicStepper, free: tuple[str, ...]) -> Verdict
     present = [name for name, exists in stepper.present(hypers).items() if exists]
     x_p = sp.Dummy("x_p", real=True)
     xs = {name: sp.Dummy(f"x_{name}", real=True) for name in present}
-    scalars = frozenset({*stepper.lowered.hypers.values(), lr, L, tau, *free_symbols.values()})
+    scalars = frozenset({*stepper.lowered.hypers.values(), lr, L, *free_symbols.values()})
     with whole_tensor_steps():
         out = stepper.step(hypers, xs, x_p, L * x_p, tau + 2)
-    outputs = [whole_tensor(e, scalars) for e in (out.p, *(out.states[name] for name in present))]
+    outputs = [whole_tensor(e, scalars, {tau})
+               for e in (out.p, *(out.states[name] for name in present))]
     if stepper.uses_factored() or any(unmarked(e)[1] for e in outputs):
         return Verdict("unknown", "the step reads a reduction, the tensor's shape or whether "
                        "it is factored, so on a tensor it is not one linear map of each "

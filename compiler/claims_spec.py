@@ -189,4 +189,5 @@ def _equivalence(compiled, stepper: SymbolicStepper, claim: Claim) -> Check:
         return lhs, rhs, []
 
     return Check(decl.id, _source_text(compiled, decl), relation="==", sides=sides,
-                 variables=variables, bounds=bounds, own=True, negated=decl.negated)
+                 variables=variables, bounds=bounds, own=True, negated=decl.negated,
+                 uses_factored=other_symbolic.uses_factored())

@@ -26,8 +26,6 @@ false claim; what it cannot show it leaves to the caller as unknown.
 
 from __future__ import annotations
 
-import itertools
-
 import sympy as sp
 
 from .budget import polynomial_work_bounded

@@ -23,7 +23,8 @@ import sympy as sp
 from ..runtime.kernels import (TensorStep, cast_host, host_value, run_group_step,
                                scalar_updates, tensor_flags)
 from .functions import (CHANNEL_SIZE, EPSILON, FACTORED, NDIM, NUMEL, SHAPE_VALUES, AxisMean,
-                        ChannelSum, GroupSum, ReduceMax, ReduceSum, without_selects)
+                        ChannelSum, GroupSum, Orthogonalize, ReduceMax, ReduceSum,
+                        without_selects)
 from .lower import LoweredSpec
 
 
@@ -230,40 +231,47 @@ _AXIS_SIZES = {axis: sp.Dummy(f"axis{axis}_size", positive=True, integer=True)
                for axis in (-1, -2)}
 _ONE_ELEMENT.update({size: sp.Integer(1) for size in _AXIS_SIZES.values()})
 _REDUCTIONS = (ReduceSum, AxisMean)  # GroupSum, ChannelSum, ReduceMax are ReduceSums
+#: What reads the whole tensor: the reductions, and whole-matrix operations (Muon's
+#: orthogonalize, whose value on this element depends on every other element's argument).
+_WHOLE = (*_REDUCTIONS, Orthogonalize)
+#: One opaque function per whole-matrix operation: of this element's argument, the rest's
+#: symbol and the operation's parameters.
+_OPAQUE = {Orthogonalize: sp.Function("orthogonalize_whole", real=True)}
 #: Per-tensor values: the same on every element of a tensor, not across a group.
 _TENSOR_VALUES = frozenset((*SHAPE_VALUES, NDIM, EPSILON, *_AXIS_SIZES.values()))
 
 
-def whole_tensor(expr, scalars=frozenset()):
+def whole_tensor(expr, scalars=frozenset(), per_tensor=frozenset()):
     """``expr`` — what a claim built from whole-tensor steps — with each reduction written as
     its term on this element combined with a symbol for the rest: ``x + r`` for a sum
     (``r >= 0`` where the term cannot be negative: the others' terms are the same expression
     of other values), ``max(x, r)`` for amax, ``(x + r)/size`` for a row or column mean.
 
     Every input of the steps is one element's value (p, g, a state: each element has its
-    own), except ``scalars`` (hyperparameters, t, a claim's c) and what is the same over the
-    reduction (a tensor sum inside a channel sum, a size inside a tensor sum), which are
-    factored out first: ``sum(c*g^2)`` is ``c*sum(g^2)``, one symbol for ``sum(g^2)`` wherever
+    own), except ``scalars`` (hyperparameters, a claim's c), ``per_tensor`` values (t: each
+    tensor of a group counts its own steps, so it is not the same over a group sum) and what
+    is the same over the reduction (a tensor sum inside a channel sum, a size inside a tensor
+    sum), which are factored out first: ``sum(c*g^2)`` is ``c*sum(g^2)``, one symbol for ``sum(g^2)`` wherever
     it appears, and ``sum(g1^2)``, ``sum(g2^2)`` (two steps' gradients) two. A difference of
     such expressions that is zero whatever the rests and sizes are is zero on every tensor;
     at their one-element values (:func:`unmarked`) it is the one-element step."""
     cache: dict = {}
 
     def walk(node):
-        if not isinstance(node, sp.Basic) or not node.args or not node.has(*_REDUCTIONS):
+        if not isinstance(node, sp.Basic) or not node.args or not node.has(*_WHOLE):
             return node
         if node not in cache:
-            cache[node] = (_collapse(node, scalars, walk) if isinstance(node, _REDUCTIONS)
-                           else node.func(*map(walk, node.args)))
+            cache[node] = (_collapse(node, scalars, per_tensor, walk)
+                           if isinstance(node, _WHOLE) else node.func(*map(walk, node.args)))
         return cache[node]
 
     return without_selects(walk(sp.sympify(expr)))
 
 
-def _same_over(node: sp.Basic, reduction: sp.Basic, scalars) -> bool:
+def _same_over(node: sp.Basic, reduction: sp.Basic, scalars, per_tensor) -> bool:
     """Whether ``node`` takes one value over every element ``reduction`` adds up."""
     group = isinstance(reduction, GroupSum)
-    constant = scalars if group else scalars | _TENSOR_VALUES
+    constant = scalars if group else scalars | per_tensor | _TENSOR_VALUES
     if node.free_symbols - constant:
         return False
     for inner in node.atoms(*_REDUCTIONS):
@@ -274,10 +282,20 @@ def _same_over(node: sp.Basic, reduction: sp.Basic, scalars) -> bool:
     return True
 
 
-def _collapse(node: sp.Basic, scalars, walk) -> sp.Basic:
+def _rest(key, nonnegative: bool, one_element: sp.Basic) -> sp.Dummy:
+    if key not in _RESTS:
+        _RESTS[key] = sp.Dummy(f"rest{len(_RESTS)}", real=True, nonnegative=nonnegative or None)
+        _ONE_ELEMENT[_RESTS[key]] = one_element
+    return _RESTS[key]
+
+
+def _collapse(node: sp.Basic, scalars, per_tensor, walk) -> sp.Basic:
+    if isinstance(node, Orthogonalize):  # opaque: of this element's argument and the rest
+        rest = _rest((Orthogonalize, *node.args), False, sp.S.Zero)
+        return _OPAQUE[Orthogonalize](walk(node.args[0]), rest, *node.args[1:])
     # common factors out of every sum inside: sum((c*g)^2 + (c*p)^2) is c^2*sum(g^2 + p^2)
     factors = sp.Mul.make_args(sp.factor_terms(node.args[0]))
-    constant = [f for f in factors if _same_over(f, node, scalars)]
+    constant = [f for f in factors if _same_over(f, node, scalars, per_tensor)]
     if isinstance(node, ReduceMax):  # max(c*x) is c*max(x) only where c >= 0
         constant = [f for f in constant if f.is_nonnegative]
     varying = sp.Mul(*(f for f in factors if f not in constant))
@@ -289,13 +307,10 @@ def _collapse(node: sp.Basic, scalars, walk) -> sp.Basic:
         return scale
     if varying == 1 and not isinstance(node, GroupSum):  # the count of elements it adds
         return scale * (CHANNEL_SIZE if isinstance(node, ChannelSum) else NUMEL)
-    key = (type(node), *node.args[1:], varying)
-    if key not in _RESTS:
-        nonnegative = not isinstance(node, ReduceMax) and term.is_nonnegative is True
-        _RESTS[key] = sp.Dummy(f"rest{len(_RESTS)}", real=True, nonnegative=nonnegative or None)
-        _ONE_ELEMENT[_RESTS[key]] = (sp.S.NegativeInfinity if isinstance(node, ReduceMax)
-                                     else sp.S.Zero)
-    rest = _RESTS[key]
+    largest = isinstance(node, ReduceMax)
+    rest = _rest((type(node), *node.args[1:], varying),
+                 not largest and term.is_nonnegative is True,
+                 sp.S.NegativeInfinity if largest else sp.S.Zero)
     if isinstance(node, ReduceMax):
         return scale * sp.Max(term, rest)
     if isinstance(node, AxisMean):

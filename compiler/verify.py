@@ -19,6 +19,7 @@ from sympy.core.cache import clear_cache
 from .budget import DEFAULT_WORK, OutOfWork, work_budget
 from . import sign_proofs
 from .claims_builtin import Check, builtin_checks
+from .functions import FACTORED
 from .claims_spec import spec_checks
 from .pipeline import Compiled, compile_file
 from .prover import (TINY, Verdict, admissible, decide, describe_point, evaluate,
@@ -119,9 +120,7 @@ def _admitted(check: Check, stepper: SymbolicStepper, verdict: Verdict) -> Verdi
             return Verdict("unknown", f"{verdict.detail}, but {symbol} = {value} is outside "
                            "its domain, so that is no counterexample")
     if check.sides is not None:
-        _, givens = _whole_sides(check, stepper, factored=False)
-        givens = [tuple(unmarked(side)[0] if isinstance(side, sp.Basic) else side
-                        for side in given) for given in givens]
+        givens = _one_element_givens(_whole_sides(check, stepper, factored=False)[1])
         if not all(given_holds(*given, full) for given in givens):
             return Verdict("unknown", f"{verdict.detail}, but a given or require condition "
                            "does not hold there, so that is no counterexample")
@@ -146,22 +145,45 @@ VECTORS_ONLY = ("it holds for a parameter of fewer than two dimensions, but the 
 
 
 def _scalars(check: Check, stepper: SymbolicStepper) -> frozenset:
-    """The claim's symbols that take one value on every element: the hyperparameters, t and
-    the claim's own scalars (every other input is one element's)."""
-    low = stepper.lowered
-    return frozenset({*low.hypers.values(), low.t,
+    """The claim's symbols that take one value on every element of a param group: the
+    hyperparameters and the claim's own scalars (t is per tensor; every other input is one
+    element's)."""
+    return frozenset({*stepper.lowered.hypers.values(),
                       *(check.variables[name] for name in check.scalars)})
 
 
 def _whole_sides(check: Check, stepper: SymbolicStepper, factored: bool):
-    """The check's pairs and givens from whole-tensor steps (see :func:`.stepper.whole_tensor`)."""
+    """The check's pairs and givens from whole-tensor steps (see :func:`.stepper.whole_tensor`),
+    ``factored`` or not, and whether the claim itself reads ``factored``.
+
+    The steps take each element variable without its assumptions (g != 0 is this element's,
+    not its neighbours': inside a sum it must not settle ``g == 0``), given back once every
+    reduction is this element's term and a rest."""
     scalars = _scalars(check, stepper)
+    twins = {symbol: sp.Dummy(symbol.name, real=True) for name, symbol in check.variables.items()
+             if symbol not in scalars and symbol != stepper.lowered.t}
+    values = {name: twins.get(symbol, symbol) for name, symbol in check.variables.items()}
     with whole_tensor_steps(factored):
-        pairs, givens = _sides(check, stepper, check.variables)
-    pairs = [(whole_tensor(lhs, scalars), whole_tensor(rhs, scalars)) for lhs, rhs in pairs]
-    givens = [tuple(whole_tensor(side, scalars) if isinstance(side, sp.Basic) else side
-                    for side in given) for given in givens]
-    return pairs, givens
+        pairs, givens = _sides(check, stepper, values)
+    back = {twin: symbol for symbol, twin in twins.items()}
+    flag = {FACTORED: sp.true if factored else sp.false}
+    reads_factored = False
+
+    def whole(expr):
+        nonlocal reads_factored
+        if not isinstance(expr, sp.Basic):
+            return expr
+        reads_factored |= expr.has(FACTORED)
+        return whole_tensor(expr.xreplace(flag), scalars, {stepper.lowered.t}).xreplace(back)
+
+    pairs = [(whole(lhs), whole(rhs)) for lhs, rhs in pairs]
+    givens = [tuple(whole(side) for side in given) for given in givens]
+    return pairs, givens, reads_factored
+
+
+def _one_element_givens(givens):
+    return [tuple(unmarked(side)[0] if isinstance(side, sp.Basic) else side for side in given)
+            for given in givens]
 
 
 def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
@@ -173,14 +195,17 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
     try:
         if check.decide is not None:
             return check.decide()
-        pairs, givens = _whole_sides(check, stepper, factored=False)
+        pairs, givens, claim_reads_factored = _whole_sides(check, stepper, factored=False)
 
         def whole_proved(pairs, givens) -> bool:
             return all(decide(sp.sympify(lhs - rhs), check.relation, givens=givens,
                               bounds=check.bounds, symbols=check.variables.values()
                               ).status == "proved" for lhs, rhs in pairs)
 
-        collapsed = False
+        # collapsed: the one-element form lost what a rest or size held, in the difference
+        # or in a given (given sum(g) == 0 is not g == 0)
+        collapsed = any(unmarked(side)[1] for given in givens for side in given
+                        if isinstance(side, sp.Basic))
         plain_pairs = []
         for lhs, rhs in pairs:
             difference, marked = unmarked(sp.sympify(lhs - rhs))
@@ -188,8 +213,7 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
             plain_pairs.append((unmarked(lhs)[0], unmarked(rhs)[0], difference))
         if collapsed and not check.limit and whole_proved(pairs, givens):
             collapsed = False  # zero whatever each rest and size is: on every tensor
-        plain_givens = [tuple(unmarked(side)[0] if isinstance(side, sp.Basic) else side
-                              for side in given) for given in givens]
+        plain_givens = _one_element_givens(givens)
         if check.limit:
             verdict = _decide_limit(check, stepper, *plain_pairs[0][:2], plain_givens)
             if collapsed and verdict.status == "proved":
@@ -201,11 +225,14 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
             verdict = _combined(verdicts)
             if collapsed and verdict.status == "proved":
                 return Verdict("unknown", ONE_ELEMENT_ONLY)
-        if verdict.status == "proved" and stepper.uses_factored() and not (
-                not check.limit and whole_proved(*_whole_sides(check, stepper, factored=True))):
+        reads_factored = (stepper.uses_factored() or check.uses_factored
+                          or claim_reads_factored)
+        if verdict.status == "proved" and reads_factored and not (
+                not check.limit and whole_proved(*_whole_sides(check, stepper, True)[:2])):
             return Verdict("unknown", VECTORS_ONLY)
         return verdict
-    except (NotImplementedError, RecursionError, TypeError, ValueError, ZeroDivisionError) as error:
+    except (NotImplementedError, RecursionError, TypeError, ValueError, ZeroDivisionError,
+            sp.PolynomialError) as error:
         return Verdict("unknown", f"SymPy could not evaluate the claim: {type(error).__name__}: "
                        f"{error}")
 

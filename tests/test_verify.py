@@ -119,9 +119,10 @@ EXPECTED = {
     "lookahead": {"scale-invariance": "proved", "zero-grad-fixed-point": "proved",
                   "alpha-one-keeps-the-fast-weights": "proved",
                   "between-syncs-nothing-moves": "proved"},
-    # ADOPT's first step only records g^2 (nothing moves: the magnitude claim is false, but
-    # SymPy fails on it, so unknown), and an L2 term is normalized with g: not decoupled decay
-    "adopt": {"first-step-magnitude": "unknown", "scale-invariance": "unknown",
+    # ADOPT's first step only records g^2 (nothing moves: the magnitude claim is false), its
+    # later steps normalize g by the root of the previous v (with eps = 0, scale-free), and an
+    # L2 term is normalized with g: not decoupled decay
+    "adopt": {"first-step-magnitude": "refuted", "scale-invariance": "proved",
               "zero-grad-fixed-point": "proved", "l2-equals-decoupled-decay": "refuted",
               "stable-lr-range": "unknown", "first-step-moves-nothing": "proved",
               "update-is-bounded-by-clip": "unknown"},

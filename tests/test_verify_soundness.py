@@ -504,3 +504,67 @@ def test_a_stable_range_needs_one_linear_map_on_every_tensor(tmp_path):
         [result] = [r for r in verify_file(path).results if r.id == "stable-lr-range"]
         statuses[name] = result.status
     assert statuses == {"plain": "proved", "centred": "unknown"}
+
+
+def test_second_hostile_review_of_the_whole_tensor_model(tmp_path):
+    """Found by a hostile review of the whole-tensor model; each a false proof before:
+
+    * a given that reads a reduction was decided on one element (``given sum(g) == 0`` became
+      ``g == 0``): g = [1, -1] moves p;
+    * orthogonalize (Muon) was a function of this element's argument: m = [[0, 4], [0, 0]]
+      has m[0, 0] = 0 and does not orthogonalize like g = [[1, 0], [0, 0]];
+    * the built-in claims' g != 0 reached the other elements through SymPy's assumptions:
+      ``sum(where(g == 0, 1, 0))`` was 0, though g = [1, 0] counts one zero;
+    * t was taken out of a group sum, though each tensor of a group counts its own steps (a
+      tensor without a gradient skips one);
+    * an equivalence to a spec that reads 'factored' was shown for vectors only;
+    * stable-lr-range ended in an error where the step reads min(lr, ...)."""
+    plain = "optimizer s\nhyper lr = 1e-2 in [0, inf)\nupdate:\n  p = p - lr * g\n"
+    got = results(tmp_path, plain, "a: p_new == p given sum(g) == 0",
+                  "b: p_new == p - lr * 5 given mean(g) == 5",
+                  "c: p_new <= p given amax(g) >= 0",
+                  "d: limit t -> oo: p_new <= p given sum(g) >= 1",
+                  "e: p_new == p given g == 0", own_only=True)
+    assert {k: r.status for k, r in got.items()} == {
+        "a": "unknown", "b": "unknown", "c": "unknown", "d": "unknown", "e": "proved"}
+
+    muon = ("optimizer mu\nhyper lr = 1e-2 in [0, inf)\nhyper eps = 1e-7 in [0, inf)\n"
+            "state m = 0\nupdate:\n  m = 0.5*m + g\n"
+            "  o = orthogonalize(m, 3.4445, -4.775, 2.0315, 5, eps)\n  p = p - lr * o\n")
+    got = results(tmp_path, muon,
+                  "a: o == orthogonalize(g, 3.4445, -4.775, 2.0315, 5, eps) given m == 0",
+                  "b: o == orthogonalize(1.5*g, 3.4445, -4.775, 2.0315, 5, eps) given m == g",
+                  "c: at m = 0: o == orthogonalize(g, 3.4445, -4.775, 2.0315, 5, eps)",
+                  own_only=True)
+    assert {k: r.status for k, r in got.items()} == {"a": "unknown", "b": "unknown",
+                                                     "c": "proved"}
+
+    statuses = {}
+    for name, update in {
+            "zeros": "k = sum(where(g == 0, 1, 0))\n  p = p - lr * g / (abs(g) + k + eps)",
+            "signs": "p = p - lr * sign(g) * numel / sum(abs(sign(g)))"}.items():
+        path = tmp_path / f"{name}.opt"
+        path.write_text(f"optimizer {name}\nhyper lr = 1e-2 in [0, inf)\n"
+                        f"hyper eps = 0.0 in [0, inf)\nupdate:\n  {update}\n")
+        statuses[name] = {r.id: r.status for r in verify_file(path).results
+                          if r.id in ("first-step-magnitude", "scale-invariance")}
+    assert "proved" not in statuses["zeros"].values(), statuses
+    assert statuses["signs"]["first-step-magnitude"] != "proved", statuses
+
+    grouped = ("optimizer gt2\nhyper lr = 1.0 in [0, inf)\nhyper b1 = 0.5 in [0, 1)\nupdate:\n"
+               "  a = group_sum(g^2 / (1 - b1^t))\n  b = group_sum(g^2)\n"
+               "  p = p - lr * (a * (1 - b1^t) - b)\n")
+    got = results(tmp_path, grouped, "no-move: p_new == p", own_only=True)
+    assert got["no-move"].status != "proved"
+
+    (tmp_path / "fac.opt").write_text("optimizer fac\nhyper lr = 1e-2 in [0, inf)\nupdate:\n"
+                                      "  p = factored ? p - 2 * lr * g : p - lr * g\n")
+    got = results(tmp_path, plain.replace("optimizer s", "optimizer plain"),
+                  "same-as-fac: equivalent to fac(lr = lr) over 2 steps",
+                  "claimed: p_new == p - lr * g * where(factored, 2, 1)", own_only=True)
+    assert got["same-as-fac"].status != "proved"
+    assert got["claimed"].status in ("unknown", "refuted")
+
+    clipped = "optimizer clipped\nhyper lr = 1e-2 in (0, inf)\nupdate:\n  p = p - min(lr, 0.5) * g\n"
+    got = results(tmp_path, clipped)
+    assert got["stable-lr-range"].status in ("unknown", "proved"), got["stable-lr-range"].detail
