@@ -213,16 +213,18 @@ def step_numpy(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, 
     exp_avg_[...] = _e4
     exp_avg_sq_[...] = ((_e5) if _h4 else (_exp_avg_sq_))
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
+    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    The caller adds the blocks' partial sums in order, so the result does not depend on the
+    number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _terms = numpy.empty((2, _count))
+        _a0 = 0.0
+        _a1 = 0.0
         for _j in range(_count):
             _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
             _p_ = p_[_i]
@@ -230,49 +232,8 @@ def reduce_cpu(p_, g_, s_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, 
             _s_ = s_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
             _e0 = ((_h1*_p_ + _g_) if _h2 else (_g_))
-            _terms[0, _j] = abs(((_e0*_h12 + _h11*_s_) if _h4 else (_s_)))
-            _terms[1, _j] = _e0*_s_/(_h5 + numpy.sqrt(_exp_avg_sq_))
-        _stop = _count // 8 * 8
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[0, _j]
-            _s1 += _terms[0, _j + 1]
-            _s2 += _terms[0, _j + 2]
-            _s3 += _terms[0, _j + 3]
-            _s4 += _terms[0, _j + 4]
-            _s5 += _terms[0, _j + 5]
-            _s6 += _terms[0, _j + 6]
-            _s7 += _terms[0, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[0, _j]
-        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[1, _j]
-            _s1 += _terms[1, _j + 1]
-            _s2 += _terms[1, _j + 2]
-            _s3 += _terms[1, _j + 3]
-            _s4 += _terms[1, _j + 4]
-            _s5 += _terms[1, _j + 5]
-            _s6 += _terms[1, _j + 6]
-            _s7 += _terms[1, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[1, _j]
-        _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+            _a0 += abs(((_e0*_h12 + _h11*_s_) if _h4 else (_s_)))
+            _a1 += _e0*_s_/(_h5 + numpy.sqrt(_exp_avg_sq_))
         _partials[_b, 0] = _a0
         _partials[_b, 1] = _a1
 

@@ -188,63 +188,24 @@ def step_numpy(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1)
     p_[...] = _p_ + ((_e2 + _e3*_h0) if _h7 else (_e3))
     trace_[...] = _e3
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
+    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    The caller adds the blocks' partial sums in order, so the result does not depend on the
+    number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _terms = numpy.empty((2, _count))
+        _a0 = 0.0
+        _a1 = 0.0
         for _j in range(_count):
             _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
             _p_ = p_[_i]
             _g_ = g_[_i]
-            _terms[0, _j] = (_h1*_p_ + _g_)**2
-            _terms[1, _j] = _p_**2
-        _stop = _count // 8 * 8
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[0, _j]
-            _s1 += _terms[0, _j + 1]
-            _s2 += _terms[0, _j + 2]
-            _s3 += _terms[0, _j + 3]
-            _s4 += _terms[0, _j + 4]
-            _s5 += _terms[0, _j + 5]
-            _s6 += _terms[0, _j + 6]
-            _s7 += _terms[0, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[0, _j]
-        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[1, _j]
-            _s1 += _terms[1, _j + 1]
-            _s2 += _terms[1, _j + 2]
-            _s3 += _terms[1, _j + 3]
-            _s4 += _terms[1, _j + 4]
-            _s5 += _terms[1, _j + 5]
-            _s6 += _terms[1, _j + 6]
-            _s7 += _terms[1, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[1, _j]
-        _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+            _a0 += (_h1*_p_ + _g_)**2
+            _a1 += _p_**2
         _partials[_b, 0] = _a0
         _partials[_b, 1] = _a1
 
@@ -264,7 +225,7 @@ def step_cpu(p_, g_, trace_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _r0, _r1):
 
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True)
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def _reduce_many_cpu_piece(_addresses, _work, _pieces, _like, _itemsize, _host, _partials, _piece):
     """One piece of reduce_many_cpu: its run of ``_work`` rows, on the calling thread."""
     _h0 = _host[0]
@@ -283,54 +244,14 @@ def _reduce_many_cpu_piece(_addresses, _work, _pieces, _like, _itemsize, _host, 
         g_ = numba.carray(address_as_pointer(_addresses[_k, 1] + _offset, _like), _len)
         trace_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
         _count = _len - (0)
-        _terms = numpy.empty((2, _count))
+        _a0 = 0.0
+        _a1 = 0.0
         for _j in range(_count):
             _i = numpy.uint64(0 + _j)
             _p_ = p_[_i]
             _g_ = g_[_i]
-            _terms[0, _j] = (_h1*_p_ + _g_)**2
-            _terms[1, _j] = _p_**2
-        _stop = _count // 8 * 8
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[0, _j]
-            _s1 += _terms[0, _j + 1]
-            _s2 += _terms[0, _j + 2]
-            _s3 += _terms[0, _j + 3]
-            _s4 += _terms[0, _j + 4]
-            _s5 += _terms[0, _j + 5]
-            _s6 += _terms[0, _j + 6]
-            _s7 += _terms[0, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[0, _j]
-        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[1, _j]
-            _s1 += _terms[1, _j + 1]
-            _s2 += _terms[1, _j + 2]
-            _s3 += _terms[1, _j + 3]
-            _s4 += _terms[1, _j + 4]
-            _s5 += _terms[1, _j + 5]
-            _s6 += _terms[1, _j + 6]
-            _s7 += _terms[1, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[1, _j]
-        _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+            _a0 += (_h1*_p_ + _g_)**2
+            _a1 += _p_**2
         _partials[_w, 0] = _a0
         _partials[_w, 1] = _a1
 

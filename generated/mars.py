@@ -314,17 +314,18 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, 
         exp_avg_sq_[...] = _e11
         last_grad_[...] = _e3
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _n, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
+    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    The caller adds the blocks' partial sums in order, so the result does not depend on the
+    number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     if _h0:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((1, _count))
+            _a0 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
@@ -332,33 +333,12 @@ def reduce_cpu(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, 
                 _last_grad_ = last_grad_[_i]
                 _e0 = ((-_g_) if _h6 else (_g_))
                 _e1 = ((_e0 + _h5*_p_) if _h4 else (_e0))
-                _terms[0, _j] = (_e1 + _h7*(_e1 - _last_grad_))**2
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += (_e1 + _h7*(_e1 - _last_grad_))**2
             _partials[_b, 0] = _a0
     else:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((1, _count))
+            _a0 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
@@ -366,41 +346,21 @@ def reduce_cpu(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, 
                 _last_grad_ = last_grad_[_i]
                 _e0 = ((-_g_) if _h6 else (_g_))
                 _e1 = ((_e0 + _h5*_p_) if _h4 else (_e0))
-                _terms[0, _j] = (_e1 + _h7*(_e1 - _last_grad_))**2
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += (_e1 + _h7*(_e1 - _last_grad_))**2
             _partials[_b, 0] = _a0
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu_1(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _r0, _n, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
+    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    The caller adds the blocks' partial sums in order, so the result does not depend on the
+    number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     if _h0:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((1, _count))
+            _a0 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
@@ -413,33 +373,12 @@ def reduce_cpu_1(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0
                 _e3 = _e1 + _h7*(_e1 - _last_grad_)
                 _e4 = ((((_e3/_e2) if (_e2 > _h8) else (_e3))) if _h3 else (_e1))
                 _e5 = _e4 - _exp_avg_
-                _terms[0, _j] = numpy.maximum(_h1, numpy.sign(_e1*((_e5*_h9 + _exp_avg_) if _h2 else (_e4 + _e5*_h10))))
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += numpy.maximum(_h1, numpy.sign(_e1*((_e5*_h9 + _exp_avg_) if _h2 else (_e4 + _e5*_h10))))
             _partials[_b, 0] = _a0
     else:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((1, _count))
+            _a0 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
@@ -452,28 +391,7 @@ def reduce_cpu_1(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0
                 _e3 = _e1 + _h7*(_e1 - _last_grad_)
                 _e4 = ((((_e3/_e2) if (_e2 > _h8) else (_e3))) if _h3 else (_e1))
                 _e5 = _e4 - _exp_avg_
-                _terms[0, _j] = numpy.maximum(_h1, numpy.sign(_e1*((_e5*_h9 + _exp_avg_) if _h2 else (_e4 + _e5*_h10))))
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += numpy.maximum(_h1, numpy.sign(_e1*((_e5*_h9 + _exp_avg_) if _h2 else (_e4 + _e5*_h10))))
             _partials[_b, 0] = _a0
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)

@@ -254,17 +254,19 @@ def step_numpy(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
         s_[...] = ((_e3*_h23 + _h4*_s_) if _h3 else (_s_))
         exp_avg_sq_[...] = ((_e7) if _h3 else (_exp_avg_sq_))
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
+    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    The caller adds the blocks' partial sums in order, so the result does not depend on the
+    number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     if _h0:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((2, _count))
+            _a0 = 0.0
+            _a1 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
@@ -272,55 +274,15 @@ def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
                 _e0 = ((_h6*_p_ + _g_) if _h5 else (_g_))
-                _terms[0, _j] = abs(((_e0*_h7 + _h4*_s_) if _h3 else (_s_)))
-                _terms[1, _j] = _e0*(-_p_ + _p0_)
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[1, _j]
-                _s1 += _terms[1, _j + 1]
-                _s2 += _terms[1, _j + 2]
-                _s3 += _terms[1, _j + 3]
-                _s4 += _terms[1, _j + 4]
-                _s5 += _terms[1, _j + 5]
-                _s6 += _terms[1, _j + 6]
-                _s7 += _terms[1, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[1, _j]
-            _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += abs(((_e0*_h7 + _h4*_s_) if _h3 else (_s_)))
+                _a1 += _e0*(-_p_ + _p0_)
             _partials[_b, 0] = _a0
             _partials[_b, 1] = _a1
     else:
         for _b in numba.prange(_blocks):
             _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-            _terms = numpy.empty((2, _count))
+            _a0 = 0.0
+            _a1 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
                 _p_ = p_[_i]
@@ -328,49 +290,8 @@ def reduce_cpu(p_, g_, s_, p0_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
                 _s_ = s_[_i]
                 _p0_ = p0_[_i]
                 _e0 = ((_h6*_p_ + _g_) if _h5 else (_g_))
-                _terms[0, _j] = abs(((_e0*_h7 + _h4*_s_) if _h3 else (_s_)))
-                _terms[1, _j] = _e0*(-_p_ + _p0_)
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[1, _j]
-                _s1 += _terms[1, _j + 1]
-                _s2 += _terms[1, _j + 2]
-                _s3 += _terms[1, _j + 3]
-                _s4 += _terms[1, _j + 4]
-                _s5 += _terms[1, _j + 5]
-                _s6 += _terms[1, _j + 6]
-                _s7 += _terms[1, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[1, _j]
-            _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += abs(((_e0*_h7 + _h4*_s_) if _h3 else (_s_)))
+                _a1 += _e0*(-_p_ + _p0_)
             _partials[_b, 0] = _a0
             _partials[_b, 1] = _a1
 

@@ -238,40 +238,19 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, slow_buffer_, _h0, _h1, _h2, _h3, 
     exp_avg_sq_[...] = _e8
     slow_buffer_[...] = ((_e12) if _h19 else (_slow_buffer_))
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_channels_cpu(p_, g_, exp_avg_, exp_avg_sq_, slow_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _k, _nchan, _chsize, _chout):
     """Per-channel sums, in float64, into the rows of _chout (one column per channel)."""
     if _chsize <= REDUCE_BLOCK:
         _per = REDUCE_BLOCK // max(_chsize, 1)
         for _b in numba.prange((_nchan + _per - 1) // _per):
-            _terms = numpy.empty((1, max(_chsize, 1)))
             for _ch in range(_b * _per, min(_nchan, (_b + 1) * _per)):
                 _count = _chsize
+                _a0 = 0.0
                 for _j in range(_count):
                     _i = numpy.uint64(_ch * _chsize + _j)
                     _g_ = g_[_i]
-                    _terms[0, _j] = ((-_g_) if _h3 else (_g_))
-                _stop = _count // 8 * 8
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[0, _j]
-                    _s1 += _terms[0, _j + 1]
-                    _s2 += _terms[0, _j + 2]
-                    _s3 += _terms[0, _j + 3]
-                    _s4 += _terms[0, _j + 4]
-                    _s5 += _terms[0, _j + 5]
-                    _s6 += _terms[0, _j + 6]
-                    _s7 += _terms[0, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[0, _j]
-                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                    _a0 += ((-_g_) if _h3 else (_g_))
                 _chout[0, _ch] = _a0
     else:
         _nb = (_chsize + REDUCE_BLOCK - 1) // REDUCE_BLOCK
@@ -280,32 +259,11 @@ def reduce_channels_cpu(p_, g_, exp_avg_, exp_avg_sq_, slow_buffer_, _h0, _h1, _
             _ch = _w // _nb
             _start = (_w - _ch * _nb) * REDUCE_BLOCK
             _count = min(_chsize, _start + REDUCE_BLOCK) - _start
-            _terms = numpy.empty((1, _count))
+            _a0 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_ch * _chsize + _start + _j)
                 _g_ = g_[_i]
-                _terms[0, _j] = ((-_g_) if _h3 else (_g_))
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += ((-_g_) if _h3 else (_g_))
             _parts[_w, 0] = _a0
         for _ch in numba.prange(_nchan):
             for _j in range(1):

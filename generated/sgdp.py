@@ -243,83 +243,24 @@ def step_numpy(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7,
     p_[...] = _h7*numpy.where(_e2, _e6 - _r8*_p_/(_e1 + _h0), _e6) + ((_p_*(_h10*numpy.where(numpy.logical_or(_e0, _e2), _h8, _h9) + _h9)) if _h11 else (_p_))
     momentum_buffer_[...] = _e4
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_channels_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _nchan, _chsize, _chout):
     """Per-channel sums, in float64, into the rows of _chout (one column per channel)."""
     if _chsize <= REDUCE_BLOCK:
         _per = REDUCE_BLOCK // max(_chsize, 1)
         for _b in numba.prange((_nchan + _per - 1) // _per):
-            _terms = numpy.empty((3, max(_chsize, 1)))
             for _ch in range(_b * _per, min(_nchan, (_b + 1) * _per)):
                 _count = _chsize
+                _a0 = 0.0
+                _a1 = 0.0
+                _a2 = 0.0
                 for _j in range(_count):
                     _i = numpy.uint64(_ch * _chsize + _j)
                     _p_ = p_[_i]
                     _g_ = g_[_i]
-                    _terms[0, _j] = _p_**2
-                    _terms[1, _j] = _g_**2
-                    _terms[2, _j] = _p_*((-_g_) if _h3 else (_g_))
-                _stop = _count // 8 * 8
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[0, _j]
-                    _s1 += _terms[0, _j + 1]
-                    _s2 += _terms[0, _j + 2]
-                    _s3 += _terms[0, _j + 3]
-                    _s4 += _terms[0, _j + 4]
-                    _s5 += _terms[0, _j + 5]
-                    _s6 += _terms[0, _j + 6]
-                    _s7 += _terms[0, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[0, _j]
-                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[1, _j]
-                    _s1 += _terms[1, _j + 1]
-                    _s2 += _terms[1, _j + 2]
-                    _s3 += _terms[1, _j + 3]
-                    _s4 += _terms[1, _j + 4]
-                    _s5 += _terms[1, _j + 5]
-                    _s6 += _terms[1, _j + 6]
-                    _s7 += _terms[1, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[1, _j]
-                _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[2, _j]
-                    _s1 += _terms[2, _j + 1]
-                    _s2 += _terms[2, _j + 2]
-                    _s3 += _terms[2, _j + 3]
-                    _s4 += _terms[2, _j + 4]
-                    _s5 += _terms[2, _j + 5]
-                    _s6 += _terms[2, _j + 6]
-                    _s7 += _terms[2, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[2, _j]
-                _a2 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                    _a0 += _p_**2
+                    _a1 += _g_**2
+                    _a2 += _p_*((-_g_) if _h3 else (_g_))
                 _chout[0, _ch] = _a0
                 _chout[1, _ch] = _a1
                 _chout[2, _ch] = _a2
@@ -330,75 +271,16 @@ def reduce_channels_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, 
             _ch = _w // _nb
             _start = (_w - _ch * _nb) * REDUCE_BLOCK
             _count = min(_chsize, _start + REDUCE_BLOCK) - _start
-            _terms = numpy.empty((3, _count))
+            _a0 = 0.0
+            _a1 = 0.0
+            _a2 = 0.0
             for _j in range(_count):
                 _i = numpy.uint64(_ch * _chsize + _start + _j)
                 _p_ = p_[_i]
                 _g_ = g_[_i]
-                _terms[0, _j] = _p_**2
-                _terms[1, _j] = _g_**2
-                _terms[2, _j] = _p_*((-_g_) if _h3 else (_g_))
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[1, _j]
-                _s1 += _terms[1, _j + 1]
-                _s2 += _terms[1, _j + 2]
-                _s3 += _terms[1, _j + 3]
-                _s4 += _terms[1, _j + 4]
-                _s5 += _terms[1, _j + 5]
-                _s6 += _terms[1, _j + 6]
-                _s7 += _terms[1, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[1, _j]
-            _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[2, _j]
-                _s1 += _terms[2, _j + 1]
-                _s2 += _terms[2, _j + 2]
-                _s3 += _terms[2, _j + 3]
-                _s4 += _terms[2, _j + 4]
-                _s5 += _terms[2, _j + 5]
-                _s6 += _terms[2, _j + 6]
-                _s7 += _terms[2, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[2, _j]
-            _a2 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += _p_**2
+                _a1 += _g_**2
+                _a2 += _p_*((-_g_) if _h3 else (_g_))
             _parts[_w, 0] = _a0
             _parts[_w, 1] = _a1
             _parts[_w, 2] = _a2
@@ -409,11 +291,12 @@ def reduce_channels_cpu(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, 
                     _total += _parts[_w, _j]
                 _chout[_j, _ch] = _total
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
+    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    The caller adds the blocks' partial sums in order, so the result does not depend on the
+    number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
@@ -425,11 +308,11 @@ def reduce_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
         _seg = 0
         while _seg < _count:
             _ch = (_b * REDUCE_BLOCK + _seg) // _chsize
+            _segend = min(_count, (_ch + 1) * _chsize - (_b * REDUCE_BLOCK))
             _r0 = _ch0[numpy.uint64(_ch)]
             _r1 = _ch1[numpy.uint64(_ch)]
             _r2 = _ch2[numpy.uint64(_ch)]
             _e0 = numpy.reciprocal(_k)
-            _segend = min(_count, (_ch + 1) * _chsize - (_b * REDUCE_BLOCK))
             _x = _e0*_r0
             _a0 += _x * (_segend - _seg)
             _x = abs(_r2)/(numpy.maximum(_h0, numpy.sqrt(_r0))*numpy.maximum(_h0, numpy.sqrt(_r1)))
@@ -445,45 +328,24 @@ def reduce_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
         _partials[_b, 2] = _a2
         _partials[_b, 3] = _a3
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _chout):
     """Per-channel sums, in float64, into the rows of _chout (one column per channel)."""
     if _chsize <= REDUCE_BLOCK:
         _per = REDUCE_BLOCK // max(_chsize, 1)
         for _b in numba.prange((_nchan + _per - 1) // _per):
-            _terms = numpy.empty((1, max(_chsize, 1)))
             for _ch in range(_b * _per, min(_nchan, (_b + 1) * _per)):
                 _count = _chsize
+                _a0 = 0.0
+                _r0 = _ch0[numpy.uint64(_ch)]
                 for _j in range(_count):
                     _i = numpy.uint64(_ch * _chsize + _j)
                     _p_ = p_[_i]
                     _g_ = g_[_i]
                     _momentum_buffer_ = momentum_buffer_[_i]
-                    _r0 = _ch0[numpy.uint64(_ch)]
                     _e0 = ((-_g_) if _h3 else (_g_))
                     _e1 = _e0*_h6 + _h5*_momentum_buffer_
-                    _terms[0, _j] = _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r0))
-                _stop = _count // 8 * 8
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[0, _j]
-                    _s1 += _terms[0, _j + 1]
-                    _s2 += _terms[0, _j + 2]
-                    _s3 += _terms[0, _j + 3]
-                    _s4 += _terms[0, _j + 4]
-                    _s5 += _terms[0, _j + 5]
-                    _s6 += _terms[0, _j + 6]
-                    _s7 += _terms[0, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[0, _j]
-                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                    _a0 += _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r0))
                 _chout[0, _ch] = _a0
     else:
         _nb = (_chsize + REDUCE_BLOCK - 1) // REDUCE_BLOCK
@@ -492,37 +354,16 @@ def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5
             _ch = _w // _nb
             _start = (_w - _ch * _nb) * REDUCE_BLOCK
             _count = min(_chsize, _start + REDUCE_BLOCK) - _start
-            _terms = numpy.empty((1, _count))
+            _a0 = 0.0
+            _r0 = _ch0[numpy.uint64(_ch)]
             for _j in range(_count):
                 _i = numpy.uint64(_ch * _chsize + _start + _j)
                 _p_ = p_[_i]
                 _g_ = g_[_i]
                 _momentum_buffer_ = momentum_buffer_[_i]
-                _r0 = _ch0[numpy.uint64(_ch)]
                 _e0 = ((-_g_) if _h3 else (_g_))
                 _e1 = _e0*_h6 + _h5*_momentum_buffer_
-                _terms[0, _j] = _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r0))
-            _stop = _count // 8 * 8
-            _s0 = 0.0
-            _s1 = 0.0
-            _s2 = 0.0
-            _s3 = 0.0
-            _s4 = 0.0
-            _s5 = 0.0
-            _s6 = 0.0
-            _s7 = 0.0
-            for _j in range(0, _stop, 8):
-                _s0 += _terms[0, _j]
-                _s1 += _terms[0, _j + 1]
-                _s2 += _terms[0, _j + 2]
-                _s3 += _terms[0, _j + 3]
-                _s4 += _terms[0, _j + 4]
-                _s5 += _terms[0, _j + 5]
-                _s6 += _terms[0, _j + 6]
-                _s7 += _terms[0, _j + 7]
-            for _j in range(_stop, _count):
-                _s0 += _terms[0, _j]
-            _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 += _p_*((_e0 + _e1*_h5) if _h4 else (_e1))/(_h0 + numpy.sqrt(_r0))
             _parts[_w, 0] = _a0
         for _ch in numba.prange(_nchan):
             for _j in range(1):
@@ -531,16 +372,17 @@ def reduce_channels_cpu_1(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5
                     _total += _parts[_w, _j]
                 _chout[_j, _ch] = _total
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _r3, _r4, _r6, _r7, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block in eight interleaved lanes added in a fixed order. The caller adds the
-    blocks' partial sums in order, so the result does not depend on the number of threads."""
+    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    The caller adds the blocks' partial sums in order, so the result does not depend on the
+    number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _terms = numpy.empty((1, _count))
+        _a0 = 0.0
         _seg = 0
         while _seg < _count:
             _ch = (_b * REDUCE_BLOCK + _seg) // _chsize
@@ -555,29 +397,8 @@ def reduce_cpu_2(p_, g_, momentum_buffer_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h
                 _e0 = ((-_g_) if _h3 else (_g_))
                 _e1 = _e0*_h6 + _h5*_momentum_buffer_
                 _e2 = ((_e0 + _e1*_h5) if _h4 else (_e1))
-                _terms[0, _j] = _p_*((_e2 - _r5*_p_/(_h0 + numpy.sqrt(_r0))) if (_h1 and (_h2/numpy.sqrt(_k) > _r4)) else (_e2))/(_h0 + numpy.sqrt(_r3))
+                _a0 += _p_*((_e2 - _r5*_p_/(_h0 + numpy.sqrt(_r0))) if (_h1 and (_h2/numpy.sqrt(_k) > _r4)) else (_e2))/(_h0 + numpy.sqrt(_r3))
             _seg = _segend
-        _stop = _count // 8 * 8
-        _s0 = 0.0
-        _s1 = 0.0
-        _s2 = 0.0
-        _s3 = 0.0
-        _s4 = 0.0
-        _s5 = 0.0
-        _s6 = 0.0
-        _s7 = 0.0
-        for _j in range(0, _stop, 8):
-            _s0 += _terms[0, _j]
-            _s1 += _terms[0, _j + 1]
-            _s2 += _terms[0, _j + 2]
-            _s3 += _terms[0, _j + 3]
-            _s4 += _terms[0, _j + 4]
-            _s5 += _terms[0, _j + 5]
-            _s6 += _terms[0, _j + 6]
-            _s7 += _terms[0, _j + 7]
-        for _j in range(_stop, _count):
-            _s0 += _terms[0, _j]
-        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
         _partials[_b, 0] = _a0
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
