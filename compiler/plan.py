@@ -460,10 +460,14 @@ def _channel_totals(sums, renumber, round_sums, consumers, flags) -> dict:
                                             flags)))
     def condition(node):
         return conditions[renumber[sums[node]]]
-    return {node: ReduceSum(sums[channel] / CHANNEL_SIZE)
-            for node, channel in candidates.items()
-            if sp.logic.inference.satisfiable(
-                sp.And(condition(node), sp.Not(condition(channel)))) is False}
+    totals = {}
+    for node, channel in candidates.items():
+        total = ReduceSum(sums[channel] / CHANNEL_SIZE)
+        # one the spec computes already (mean(channel_mean(g)) is that expression) keeps its own
+        if total not in sums and sp.logic.inference.satisfiable(
+                sp.And(condition(node), sp.Not(condition(channel)))) is False:
+            totals[node] = total
+    return totals
 
 
 def _round_conditions(round_sums, consumers, flags: frozenset) -> tuple[sp.Basic, ...]:

@@ -359,16 +359,20 @@ def _render_kernels(backend: Backend, plan: KernelPlan) -> list[str]:
     nest_args = list(NEST_ARGS) if backend.name == "cpu" and nests(plan) else []
     for k, reduce_round in enumerate(plan.rounds):
         args = arrays + host + round_args(plan, k) + nest_args
+        # Only a kernel without a many-tensor twin may reassociate its additions freely
+        # (reduce_lanes.j2): the twins must agree bit for bit.
+        reassociate = backend.name == "cpu" and not supports_many(plan)
         if reduce_round.tensor_sums:
             out.append(_render_passes(backend.reduce_template,
                                       reduce_function(backend.reduce_function, k), args, plan,
                                       reduce_round.passes, printer, nest=bool(nest_args),
                                       kinds=[kind for kind in reduce_round.kinds
-                                             if kind != "channel"]))
+                                             if kind != "channel"], reassociate=reassociate))
         if reduce_round.channel_sums:
             out.append(_render_passes(CHANNEL_TEMPLATES[backend.name],
                                       reduce_function(f"reduce_channels_{backend.name}", k),
-                                      args, plan, reduce_round.channel_passes, printer))
+                                      args, plan, reduce_round.channel_passes, printer,
+                                      reassociate=reassociate))
     if plan.matrix_ops:
         out.append(_render_passes(backend.template, backend.prepare_function,
                                   arrays + mats + host, plan, plan.prepare_passes, printer,
@@ -557,11 +561,12 @@ def _pass_code(plan: KernelPlan, element_pass, branch, printer) -> dict:
 
 
 def _render_passes(template, function, args, plan, element_passes, printer, doc="",
-                   nest: bool = False, kinds=None) -> str:
+                   nest: bool = False, kinds=None, reassociate: bool = False) -> str:
     """``nest``: the kernel reads per-row/column/matrix values in a row/column loop nest
     (the CPU's); otherwise every axis value comes at full size. ``kinds``: a reduction
     kernel's, what each of its stores computes ("sum" or "max"). Per-channel sums are read
-    at the element's channel (``channel_loads``)."""
+    at the element's channel (``channel_loads``). ``reassociate``: a CPU reduction kernel
+    compiled with reassociation allowed, adding its terms straight into their totals."""
     classes = _axis_classes(plan) if nest else {}
     classes.update({a.name: "channel" for a in plan.channel_arrays})
     passes = []
@@ -586,7 +591,7 @@ def _render_passes(template, function, args, plan, element_passes, printer, doc=
                                   or passes[-1]["col_loads"])
     return _environment().get_template(template).render(
         function=function, args=args, length=code_name(plan.arrays[0].name), passes=passes,
-        doc=doc,
+        doc=doc, reassociate=reassociate,
     ).rstrip("\n")
 
 

@@ -187,11 +187,11 @@ def _one_element_givens(givens):
 
 
 def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
-    """A check's verdict: on the whole-tensor form (each reduction its term plus a symbol for
-    the rest) where that settles a difference; else on the one-element tensor, where a
-    refutation is a real counterexample and a proof is kept only for a difference that has no
-    rest or size in it (otherwise unknown: :data:`ONE_ELEMENT_ONLY`). Where the step reads
-    ``factored``, a proof must hold both ways."""
+    """A check's verdict, decided on the one-element tensor (each rest 0, each size 1), where a
+    refutation is a real counterexample; a proof there stands where the difference and givens
+    have no rest or size in them, or where the whole-tensor form (each reduction its term plus
+    a symbol for the rest) is proved too, else it is unknown (:data:`ONE_ELEMENT_ONLY`).
+    Where the step reads ``factored``, a proof must hold both ways."""
     try:
         if check.decide is not None:
             return check.decide()
@@ -211,20 +211,18 @@ def _decide(check: Check, stepper: SymbolicStepper) -> Verdict:
             difference, marked = unmarked(sp.sympify(lhs - rhs))
             collapsed |= marked
             plain_pairs.append((unmarked(lhs)[0], unmarked(rhs)[0], difference))
-        if collapsed and not check.limit and whole_proved(pairs, givens):
-            collapsed = False  # zero whatever each rest and size is: on every tensor
+        # first on one element (cheaper; its refutation is a real one), then, for a proof
+        # that rests on the collapse, whatever each rest and size is
         plain_givens = _one_element_givens(givens)
         if check.limit:
             verdict = _decide_limit(check, stepper, *plain_pairs[0][:2], plain_givens)
-            if collapsed and verdict.status == "proved":
-                return Verdict("unknown", ONE_ELEMENT_ONLY)
         else:
-            verdicts = [decide(difference, check.relation, givens=plain_givens,
-                               bounds=check.bounds, symbols=check.variables.values())
-                        for _, _, difference in plain_pairs]
-            verdict = _combined(verdicts)
-            if collapsed and verdict.status == "proved":
-                return Verdict("unknown", ONE_ELEMENT_ONLY)
+            verdict = _combined([decide(difference, check.relation, givens=plain_givens,
+                                        bounds=check.bounds, symbols=check.variables.values())
+                                 for _, _, difference in plain_pairs])
+        if collapsed and verdict.status == "proved" and (
+                check.limit or not whole_proved(pairs, givens)):
+            return Verdict("unknown", ONE_ELEMENT_ONLY)
         reads_factored = (stepper.uses_factored() or check.uses_factored
                           or claim_reads_factored)
         if verdict.status == "proved" and reads_factored and not (

@@ -25,6 +25,7 @@ import numba
 import numpy
 
 from optgen.runtime.pointers import address_as_pointer, fetch_add
+from optgen.runtime.sums import row_sum
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -236,27 +237,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _ax3, _ax4
                             _terms[0, _c] = _t0x0
                             _colacc[0, _c, _mm] += _t0x0
                         _count = _ncols
-                        _stop = _count // 8 * 8
-                        _s0 = 0.0
-                        _s1 = 0.0
-                        _s2 = 0.0
-                        _s3 = 0.0
-                        _s4 = 0.0
-                        _s5 = 0.0
-                        _s6 = 0.0
-                        _s7 = 0.0
-                        for _j in range(0, _stop, 8):
-                            _s0 += _terms[0, _j]
-                            _s1 += _terms[0, _j + 1]
-                            _s2 += _terms[0, _j + 2]
-                            _s3 += _terms[0, _j + 3]
-                            _s4 += _terms[0, _j + 4]
-                            _s5 += _terms[0, _j + 5]
-                            _s6 += _terms[0, _j + 6]
-                            _s7 += _terms[0, _j + 7]
-                        for _j in range(_stop, _count):
-                            _s0 += _terms[0, _j]
-                        _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                        _a0 = row_sum(_terms, 0, _count)
                         _rowacc[0, _r, _mm] = _a0
             for _mm in range(_mcount):
                 for _k in range(1):
@@ -379,27 +360,7 @@ def axis_cpu(p_, g_, variance_, row_var_, col_var_, _ax0, _ax1, _ax2, _ax3, _ax4
                     _terms[0, _c] = _t0x0
                     _colpart[0, _tile, _c] += _t0x0
                 _count = _ncols
-                _stop = _count // 8 * 8
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[0, _j]
-                    _s1 += _terms[0, _j + 1]
-                    _s2 += _terms[0, _j + 2]
-                    _s3 += _terms[0, _j + 3]
-                    _s4 += _terms[0, _j + 4]
-                    _s5 += _terms[0, _j + 5]
-                    _s6 += _terms[0, _j + 6]
-                    _s7 += _terms[0, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[0, _j]
-                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 = row_sum(_terms, 0, _count)
                 _rowsums[0, _m * _nrows + _r] = _a0
         for _mfirst in numba.prange(_nmat):
             _mcount = 1
@@ -556,7 +517,7 @@ def step_numpy(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _n, _nrows, _ncols, _kpm, _tpm, _rb, _across, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    parallel, each block's terms added by row_sum (runtime/sums.py: one vectorized order).
     The caller adds the blocks' partial sums in order, so the result does not depend on the
     number of threads."""
     _size = p_.shape[0]
@@ -585,47 +546,8 @@ def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, 
                             _at = numpy.uint64((_r * _ncols + _c) * _mcount + _mm)
                             _terms[0, _at] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
                             _terms[1, _at] = _p_**2
-                _stop = _count // 8 * 8
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[0, _j]
-                    _s1 += _terms[0, _j + 1]
-                    _s2 += _terms[0, _j + 2]
-                    _s3 += _terms[0, _j + 3]
-                    _s4 += _terms[0, _j + 4]
-                    _s5 += _terms[0, _j + 5]
-                    _s6 += _terms[0, _j + 6]
-                    _s7 += _terms[0, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[0, _j]
-                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[1, _j]
-                    _s1 += _terms[1, _j + 1]
-                    _s2 += _terms[1, _j + 2]
-                    _s3 += _terms[1, _j + 3]
-                    _s4 += _terms[1, _j + 4]
-                    _s5 += _terms[1, _j + 5]
-                    _s6 += _terms[1, _j + 6]
-                    _s7 += _terms[1, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[1, _j]
-                _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 = row_sum(_terms, 0, _count)
+                _a1 = row_sum(_terms, 1, _count)
                 _partials[_tile, 0] = _a0
                 _partials[_tile, 1] = _a1
         else:
@@ -652,47 +574,8 @@ def reduce_cpu(p_, g_, variance_, _ax0, _ax1, _ax2, _ax3, _ax4, _ax5, _h0, _h1, 
                             _at = _i - _start
                             _terms[0, _at] = _g_**2/numpy.maximum(_h4, _y1*_y2/_y0)
                             _terms[1, _at] = _p_**2
-                _stop = _count // 8 * 8
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[0, _j]
-                    _s1 += _terms[0, _j + 1]
-                    _s2 += _terms[0, _j + 2]
-                    _s3 += _terms[0, _j + 3]
-                    _s4 += _terms[0, _j + 4]
-                    _s5 += _terms[0, _j + 5]
-                    _s6 += _terms[0, _j + 6]
-                    _s7 += _terms[0, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[0, _j]
-                _a0 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
-                _s0 = 0.0
-                _s1 = 0.0
-                _s2 = 0.0
-                _s3 = 0.0
-                _s4 = 0.0
-                _s5 = 0.0
-                _s6 = 0.0
-                _s7 = 0.0
-                for _j in range(0, _stop, 8):
-                    _s0 += _terms[1, _j]
-                    _s1 += _terms[1, _j + 1]
-                    _s2 += _terms[1, _j + 2]
-                    _s3 += _terms[1, _j + 3]
-                    _s4 += _terms[1, _j + 4]
-                    _s5 += _terms[1, _j + 5]
-                    _s6 += _terms[1, _j + 6]
-                    _s7 += _terms[1, _j + 7]
-                for _j in range(_stop, _count):
-                    _s0 += _terms[1, _j]
-                _a1 = ((_s0 + _s1) + (_s2 + _s3)) + ((_s4 + _s5) + (_s6 + _s7))
+                _a0 = row_sum(_terms, 0, _count)
+                _a1 = row_sum(_terms, 1, _count)
                 _partials[_tile, 0] = _a0
                 _partials[_tile, 1] = _a1
     else:

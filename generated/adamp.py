@@ -30,6 +30,7 @@ import numba
 import numpy
 
 from optgen.runtime.pointers import address_as_pointer, fetch_add
+from optgen.runtime.sums import row_sum
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -308,7 +309,7 @@ def reduce_channels_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu_1(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _n, _k, _ch0, _ch1, _ch2, _nchan, _chsize, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    parallel, each block's terms added by row_sum (runtime/sums.py: one vectorized order).
     The caller adds the blocks' partial sums in order, so the result does not depend on the
     number of threads."""
     _size = p_.shape[0]
@@ -397,7 +398,7 @@ def reduce_channels_cpu_1(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu_2(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _r3, _r4, _r6, _r7, _n, _k, _ch0, _ch1, _ch2, _ch3, _nchan, _chsize, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    parallel, each block's terms added by row_sum (runtime/sums.py: one vectorized order).
     The caller adds the blocks' partial sums in order, so the result does not depend on the
     number of threads."""
     _size = p_.shape[0]

@@ -21,6 +21,7 @@ import numba
 import numpy
 
 from optgen.runtime.pointers import address_as_pointer, fetch_add
+from optgen.runtime.sums import row_sum
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -187,26 +188,28 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6,
     exp_avg_[...] = _e2
     exp_avg_sq_[...] = _e3
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
+@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def reduce_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    parallel, each block's terms added by row_sum (runtime/sums.py: one vectorized order).
     The caller adds the blocks' partial sums in order, so the result does not depend on the
     number of threads."""
     _size = p_.shape[0]
     _blocks = (_size + REDUCE_BLOCK - 1) // REDUCE_BLOCK
     for _b in numba.prange(_blocks):
         _count = min(_size, (_b + 1) * REDUCE_BLOCK) - (_b * REDUCE_BLOCK)
-        _a0 = 0.0
-        _a1 = 0.0
+        _terms = numpy.empty((2, _count))
         for _j in range(_count):
             _i = numpy.uint64(_b * REDUCE_BLOCK + _j)
             _p_ = p_[_i]
             _g_ = g_[_i]
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _a0 += _p_**2
-            _a1 += (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + numpy.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
+            _terms[0, _j] = _p_**2
+            _terms[1, _j] = (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + numpy.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
+
+        _a0 = row_sum(_terms, 0, _count)
+        _a1 = row_sum(_terms, 1, _count)
         _partials[_b, 0] = _a0
         _partials[_b, 1] = _a1
 
@@ -228,7 +231,7 @@ def step_cpu(p_, g_, exp_avg_, exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _
 
 
 
-@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _reduce_many_cpu_piece(_addresses, _work, _pieces, _like, _itemsize, _host, _partials, _piece):
     """One piece of reduce_many_cpu: its run of ``_work`` rows, on the calling thread."""
     _h0 = _host[0]
@@ -251,16 +254,18 @@ def _reduce_many_cpu_piece(_addresses, _work, _pieces, _like, _itemsize, _host, 
         exp_avg_ = numba.carray(address_as_pointer(_addresses[_k, 2] + _offset, _like), _len)
         exp_avg_sq_ = numba.carray(address_as_pointer(_addresses[_k, 3] + _offset, _like), _len)
         _count = _len - (0)
-        _a0 = 0.0
-        _a1 = 0.0
+        _terms = numpy.empty((2, _count))
         for _j in range(_count):
             _i = numpy.uint64(0 + _j)
             _p_ = p_[_i]
             _g_ = g_[_i]
             _exp_avg_ = exp_avg_[_i]
             _exp_avg_sq_ = exp_avg_sq_[_i]
-            _a0 += _p_**2
-            _a1 += (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + numpy.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
+            _terms[0, _j] = _p_**2
+            _terms[1, _j] = (_h0*_p_ + _h7*(_h5*_g_ + _h6*_exp_avg_)/(_h4 + numpy.sqrt(_h3*(_h1*_exp_avg_sq_ + _h2*_g_**2))))**2
+
+        _a0 = row_sum(_terms, 0, _count)
+        _a1 = row_sum(_terms, 1, _count)
         _partials[_w, 0] = _a0
         _partials[_w, 1] = _a1
 

@@ -37,6 +37,7 @@ import numba
 import numpy
 
 from optgen.runtime.pointers import address_as_pointer, fetch_add
+from optgen.runtime.sums import row_sum
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'
@@ -317,7 +318,7 @@ def step_numpy(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _n, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    parallel, each block's terms added by row_sum (runtime/sums.py: one vectorized order).
     The caller adds the blocks' partial sums in order, so the result does not depend on the
     number of threads."""
     _size = p_.shape[0]
@@ -352,7 +353,7 @@ def reduce_cpu(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, 
 @numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
 def reduce_cpu_1(p_, g_, exp_avg_, exp_avg_sq_, last_grad_, max_exp_avg_sq_, _h0, _h1, _h2, _h3, _h4, _h5, _h6, _h7, _h8, _h9, _h10, _h11, _h12, _h13, _h14, _h15, _h16, _h17, _h18, _h19, _h20, _h21, _h22, _h23, _h24, _h25, _r0, _n, _partials):
     """Per-tensor sums, in float64, over fixed blocks of REDUCE_BLOCK elements: blocks in
-    parallel, each block's terms added in an order fixed by this compiled kernel (vectorized).
+    parallel, each block's terms added by row_sum (runtime/sums.py: one vectorized order).
     The caller adds the blocks' partial sums in order, so the result does not depend on the
     number of threads."""
     _size = p_.shape[0]

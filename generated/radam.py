@@ -24,6 +24,7 @@ import numba
 import numpy
 
 from optgen.runtime.pointers import address_as_pointer, fetch_add
+from optgen.runtime.sums import row_sum
 from optgen.runtime.signature import HyperSpec
 
 KIND = 'optimizer'

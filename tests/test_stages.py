@@ -432,3 +432,65 @@ def test_per_channel_values_in_tensor_reductions(tmp_path, backend):
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         for shape, a, b in zip(shapes, bits, again.params):
             assert np.array_equal(a, b), shape
+
+
+#: A factored tensor's reduction (its tiles' path) taking a max, and a tensor sum written both
+#: directly and as the total of its channel means.
+FACTORED_MAX = """\
+optimizer factored_max
+hyper lr = 1e-2 in [0, inf)
+hyper eps = 1e-30 in [0, inf)
+state row_var = 0 per-row if factored
+state col_var = 0 per-col if factored
+state variance = 0 if not factored
+update:
+  row_var = lerp(row_var, row_mean(g^2), 0.5)  if factored
+  col_var = lerp(col_var, col_mean(g^2), 0.5)  if factored
+  variance = lerp(variance, g^2, 0.5)          if not factored
+  v = factored ? row_var * col_var / max(col_mean(row_var), eps) : variance
+  u = g / sqrt(max(v, eps))
+  p = p - lr * u / amax(abs(u))
+"""
+
+TOTALS = """\
+optimizer channel_totals
+hyper lr = 0.0 in [0, inf)
+scalar o1 = 0
+scalar o2 = 0
+scalar o3 = 0
+update:
+  o1 = sum(g)
+  o2 = mean(channel_mean(g))
+  o3 = sum(g) * 2 + amax(channel_sum(g))
+  p = p - lr * g
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_found_by_a_review_of_the_reduction_kernels(tmp_path, backend):
+    """Found by a hostile review: a factored tensor's tiles took an amax as a sum (its update
+    was u/sum(|u|)), and a tensor sum rewritten as its channel sums' total collided with the
+    same expression written in the spec (a NameError in the generated module)."""
+    rng = np.random.default_rng(0)
+    for shape in [(3, 4), (70, 100), (5,)]:
+        p, g = rng.standard_normal(shape), rng.standard_normal(shape)
+        opt = optgen.optimizer(_spec(tmp_path, FACTORED_MAX, "factored_max"), [p.copy()],
+                               backend=backend)
+        opt.step([g.copy()])
+        if len(shape) >= 2:
+            rows, cols = 0.5 * (g**2).mean(-1), 0.5 * (g**2).mean(-2)
+            v = rows[..., :, None] * cols[..., None, :] / max(rows.mean(-1), 1e-30)
+        else:
+            v = 0.5 * g**2
+        u = g / np.sqrt(np.maximum(v, 1e-30))
+        np.testing.assert_allclose(opt.params[0], p - 1e-2 * u / np.abs(u).max(), rtol=RTOL,
+                                   atol=1e-15, err_msg=str(shape))
+    path = _spec(tmp_path, TOTALS, "channel_totals")
+    for shape in [(3, 4), (5,), (2, 3, 2), (3, 5000)]:
+        g = rng.standard_normal(shape)
+        opt = optgen.optimizer(path, [np.zeros(shape)], backend=backend)
+        opt.step([g])
+        channels = g.reshape(shape[0], -1)
+        want = [g.sum(), (channels.mean(axis=1)).mean(), 2 * g.sum() + channels.sum(axis=1).max()]
+        got = [opt.state[0][name] for name in ("o1", "o2", "o3")]
+        np.testing.assert_allclose(got, want, rtol=RTOL, err_msg=str(shape))
