@@ -49,6 +49,9 @@ class Check:
     #: always do, every other variable is one element's
     scalars: tuple[str, ...] = ()
     uses_factored: bool = False  # an equivalence to a spec that reads 'factored'
+    #: the whole-tensor sides, by factored (verify.py): built once, read by the decision and
+    #: by the check of a refutation's point
+    whole: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def bounds_of(interval: Interval | None) -> tuple | None:

@@ -154,11 +154,18 @@ def _scalars(check: Check, stepper: SymbolicStepper) -> frozenset:
 
 def _whole_sides(check: Check, stepper: SymbolicStepper, factored: bool):
     """The check's pairs and givens from whole-tensor steps (see :func:`.stepper.whole_tensor`),
-    ``factored`` or not, and whether the claim itself reads ``factored``.
+    ``factored`` or not, and whether the claim itself reads ``factored`` (built once per check
+    and mode).
 
     The steps take each element variable without its assumptions (g != 0 is this element's,
     not its neighbours': inside a sum it must not settle ``g == 0``), given back once every
     reduction is this element's term and a rest."""
+    if factored not in check.whole:
+        check.whole[factored] = _build_whole_sides(check, stepper, factored)
+    return check.whole[factored]
+
+
+def _build_whole_sides(check: Check, stepper: SymbolicStepper, factored: bool):
     scalars = _scalars(check, stepper)
     twins = {symbol: sp.Dummy(symbol.name, real=True) for name, symbol in check.variables.items()
              if symbol not in scalars and symbol != stepper.lowered.t}
