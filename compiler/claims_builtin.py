@@ -75,11 +75,13 @@ def hyper_variable(stepper: SymbolicStepper, name: str) -> tuple[sp.Symbol, tupl
 def builtin_checks(stepper: SymbolicStepper) -> list[Check]:
     if stepper.spec.kind == "schedule":
         return []  # the library speaks of optimizer steps; a schedule has its own claims
-    checks = []
-    for make in (bias_correction_limit, first_step_magnitude, scale_invariance,
-                 zero_grad_fixed_point, l2_equals_decoupled_decay, stable_lr_range):
-        checks.extend(make(stepper))
-    return checks
+    # A wrapper's step runs after an inner optimizer it does not know (Lookahead): a claim
+    # about what a gradient does to p would speak of its outer step alone, which reads no g
+    # (vacuously "scale-invariant"), not of the optimizer a user runs.
+    makers = ((bias_correction_limit,) if stepper.spec.kind == "wrapper" else
+              (bias_correction_limit, first_step_magnitude, scale_invariance,
+               zero_grad_fixed_point, l2_equals_decoupled_decay, stable_lr_range))
+    return [check for make in makers for check in make(stepper)]
 
 
 # --- bias-correction-limit -------------------------------------------------------------------
