@@ -12,6 +12,7 @@ either: symbolically to prove or refute, numerically to confirm a counterexample
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass
 from types import ModuleType
@@ -76,11 +77,15 @@ class SymbolicStepper:
                                            forms.items()} for forms in (low.outputs, low.temps))
         return self._whole[factored]
 
-    def uses_factored(self) -> bool:
-        """Whether the step reads ``factored`` (then a claim is shown for both values)."""
+    @functools.cached_property
+    def _reads_factored(self) -> bool:
         low = self.lowered
         return any(sp.sympify(e).has(FACTORED) for e in (
             *low.outputs.values(), *low.temps.values(), *low.state_conditions.values()))
+
+    def uses_factored(self) -> bool:
+        """Whether the step reads ``factored`` (then a claim is shown for both values)."""
+        return self._reads_factored
 
     # values --------------------------------------------------------------------------------
 
@@ -221,15 +226,16 @@ def whole_tensor_steps(factored: bool = False):
 #: put g1 in), standing for what the tensor's other elements (the row's, channel's, group's)
 #: add to it; shared by every spec, so one reduction is one symbol wherever it appears.
 _RESTS: dict[tuple, sp.Dummy] = {}
-#: Each marker's value on a one-element tensor: a rest 0 (-oo for amax), a size 1, ndim 1,
-#: epsilon float64's.
-_ONE_ELEMENT: dict[sp.Basic, sp.Basic] = {
-    **{size: sp.Integer(1) for size in SHAPE_VALUES}, NDIM: sp.Integer(1),
-    EPSILON: FLOAT64_EPSILON}
 #: The number of elements a row_mean (axis -1) or col_mean (axis -2) averages.
 _AXIS_SIZES = {axis: sp.Dummy(f"axis{axis}_size", positive=True, integer=True)
                for axis in (-1, -2)}
-_ONE_ELEMENT.update({size: sp.Integer(1) for size in _AXIS_SIZES.values()})
+#: The tensor's values on a one-element float64 vector: each size 1, ndim 1, not factored,
+#: epsilon float64's.
+_ONE_ELEMENT_TENSOR: dict[sp.Basic, sp.Basic] = {
+    **{size: sp.Integer(1) for size in (*SHAPE_VALUES, *_AXIS_SIZES.values())},
+    NDIM: sp.Integer(1), EPSILON: FLOAT64_EPSILON}
+#: Each marker's value on a one-element tensor: those, and each rest 0 (-oo for amax).
+_ONE_ELEMENT: dict[sp.Basic, sp.Basic] = dict(_ONE_ELEMENT_TENSOR)
 _REDUCTIONS = (ReduceSum, AxisMean)  # GroupSum, ChannelSum, ReduceMax are ReduceSums
 #: What reads the whole tensor: the reductions, and whole-matrix operations (Muon's
 #: orthogonalize, whose value on this element depends on every other element's argument).
@@ -340,7 +346,7 @@ def _one_element(expr: sp.Basic) -> sp.Basic:
     their value end unknown.)"""
     expr = without_selects(expr.replace(lambda e: isinstance(e, _REDUCTIONS),
                                         lambda e: e.args[0]))
-    return expr.xreplace({**_ONE_ELEMENT, FACTORED: sp.false})
+    return expr.xreplace({**_ONE_ELEMENT_TENSOR, FACTORED: sp.false})
 
 
 class NumericStepper(SymbolicStepper):
